@@ -1,0 +1,48 @@
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.db import models
+
+
+class ApprovalStatus(models.TextChoices):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    REDONE = "redone"  # sent back; a new approval is requested once the redo reaches this step
+    EXPIRED = "expired"
+    CANCELED = "canceled"
+
+
+class Approval(models.Model):
+    """A request for a human decision, made when a run reaches an approval step."""
+
+    run = models.ForeignKey("workflows.Run", on_delete=models.CASCADE, related_name="approvals")
+    step_run = models.ForeignKey(
+        "workflows.StepRun", on_delete=models.CASCADE, related_name="approvals"
+    )
+    attempt_number = models.PositiveIntegerField()
+    status = models.CharField(
+        max_length=16, choices=ApprovalStatus.choices, default=ApprovalStatus.PENDING
+    )
+    instructions = models.TextField(blank=True)
+    # What the reviewer is asked to approve: the output of the step(s) before it.
+    data = models.JSONField(null=True, blank=True)
+    assignee_users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
+    assignee_groups = models.ManyToManyField(Group, blank=True, related_name="+")
+    # The names as the definition gave them (a name with no account yet is still shown).
+    assignees = models.JSONField(default=dict, blank=True)
+    redo_to = models.CharField(max_length=100, blank=True)
+    decision_actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    comment = models.TextField(blank=True)
+    redo_step = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    timeout_at = models.DateTimeField(null=True, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "-id"], name="approval_status")]
+
+    def __str__(self) -> str:
+        return f"approval {self.pk} ({self.status})"

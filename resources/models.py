@@ -1,0 +1,33 @@
+import uuid
+
+from django.db import models
+
+
+class Resource(models.Model):
+    """A stored artifact referenced as res://<id>; bytes live in Django storage, not the row."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    file = models.FileField(upload_to="resources/%Y/%m/%d/")
+    name = models.CharField(max_length=255, blank=True)
+    size = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    content_type = models.CharField(max_length=200, default="application/octet-stream")
+    run = models.ForeignKey(
+        "workflows.Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="resources"
+    )
+    step_run = models.ForeignKey(
+        "workflows.StepRun", null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="resources",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    @property
+    def uri(self) -> str:
+        return f"res://{self.id}"
+
+    def __str__(self) -> str:
+        return self.uri

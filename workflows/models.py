@@ -1,0 +1,309 @@
+"""The tables that hold the truth about flows and runs (DESIGN.md §4).
+
+Statuses are changed only by `workflows.services.transitions`; nothing else assigns them.
+"""
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from workflows.states import AttemptStatus, RunStatus, StepStatus
+
+
+def _webhook_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class Flow(models.Model):
+    slug = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    live_version = models.ForeignKey(
+        "FlowVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    webhook_secret = models.CharField(max_length=100, default=_webhook_secret, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["slug"]
+        permissions = [
+            ("edit_draft", "Can edit a flow's draft"),
+            ("release_flow", "Can release a flow's draft"),
+            ("promote_flow", "Can make a release live"),
+            ("operate_run", "Can start, cancel, retry and replay runs"),
+        ]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class FlowVersion(models.Model):
+    """A flow definition: the one editable draft (number is null) or an immutable release."""
+
+    flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField(null=True, blank=True)
+    definition = models.JSONField()
+    content_hash = models.CharField(max_length=64)
+    notes = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    released_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["flow", "-number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["flow", "number"], name="flowversion_unique_number",
+                condition=Q(number__isnull=False),
+            ),
+            models.UniqueConstraint(
+                fields=["flow"], name="flowversion_one_draft", condition=Q(number__isnull=True)
+            ),
+        ]
+
+    @property
+    def is_draft(self) -> bool:
+        return self.number is None
+
+    @property
+    def label(self) -> str:
+        return "draft" if self.is_draft else f"v{self.number}"
+
+    def __str__(self) -> str:
+        return f"{self.flow.slug} {self.label}"
+
+
+class TriggerKind(models.TextChoices):
+    MANUAL = "manual"
+    SCHEDULE = "schedule"
+    WEBHOOK = "webhook"
+    RETRY = "retry"
+    REPLAY = "replay"
+
+
+class ActorKind(models.TextChoices):
+    USER = "user"
+    SYSTEM = "system"
+    WORKER = "worker"
+    WEBHOOK = "webhook"
+    SCHEDULE = "schedule"
+    CALLBACK = "callback"
+
+
+class Run(models.Model):
+    flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="runs")
+    version = models.ForeignKey(FlowVersion, on_delete=models.PROTECT, related_name="runs")
+    is_rehearsal = models.BooleanField(default=False, help_text="Started on the draft.")
+    status = models.CharField(max_length=32, choices=RunStatus.choices, default=RunStatus.CREATED)
+    trigger_kind = models.CharField(max_length=16, choices=TriggerKind.choices)
+    trigger_actor = models.CharField(max_length=150, blank=True)
+    trigger_payload = models.JSONField(default=dict, blank=True)
+    input = models.JSONField(default=dict, blank=True)
+    output = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    concurrency_key = models.CharField(max_length=300, null=True, blank=True)
+    retry_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
+    )
+    replay_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replays"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["flow", "-id"], name="run_flow_newest"),
+            models.Index(fields=["flow", "status", "-id"], name="run_flow_status"),
+            models.Index(fields=["status", "-id"], name="run_status"),
+            models.Index(fields=["flow", "concurrency_key", "status"], name="run_concurrency"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["flow", "idempotency_key"], name="run_unique_idempotency_key",
+                condition=Q(idempotency_key__isnull=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} of {self.flow_id}"
+
+    @property
+    def duration_ms(self) -> int | None:
+        if self.started_at and self.finished_at:
+            return int((self.finished_at - self.started_at).total_seconds() * 1000)
+        return None
+
+
+class StepRun(models.Model):
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="step_runs")
+    key = models.CharField(max_length=100)
+    type = models.CharField(max_length=32)
+    position = models.PositiveIntegerField()
+    needs = models.JSONField(default=list)
+    status = models.CharField(
+        max_length=32, choices=StepStatus.choices, default=StepStatus.NOT_STARTED
+    )
+    attempt_count = models.PositiveIntegerField(default=0)
+    # Attempts made before the last redo do not count against the retry policy.
+    retry_base = models.PositiveIntegerField(default=0)
+    reused_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    output = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)
+    # Engine bookkeeping.
+    not_before = models.DateTimeField(null=True, blank=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    # Waits and approvals: when they give up (and, for timer waits, `not_before` is the wake-up).
+    timeout_at = models.DateTimeField(null=True, blank=True)
+    # Callback (wait steps): the token is HMAC(SECRET_KEY, nonce); only its hash is looked up.
+    callback_nonce = models.CharField(max_length=64, blank=True)
+    callback_token_hash = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    callback_payload = models.JSONField(null=True, blank=True)
+    callback_received_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["run", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "key"], name="steprun_unique_key"),
+        ]
+        indexes = [
+            models.Index(fields=["status", "not_before"], name="steprun_status_due"),
+            models.Index(fields=["status", "lease_until"], name="steprun_status_lease"),
+            models.Index(fields=["status", "timeout_at"], name="steprun_status_timeout"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} of run {self.run_id}"
+
+    @property
+    def duration_ms(self) -> int | None:
+        if self.started_at and self.finished_at:
+            return int((self.finished_at - self.started_at).total_seconds() * 1000)
+        return None
+
+    @property
+    def is_reused(self) -> bool:
+        return self.reused_from_id is not None
+
+
+class Attempt(models.Model):
+    step_run = models.ForeignKey(StepRun, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveIntegerField()
+    status = models.CharField(
+        max_length=16, choices=AttemptStatus.choices, default=AttemptStatus.RUNNING
+    )
+    worker = models.CharField(max_length=200, blank=True)
+    input = models.JSONField(null=True, blank=True, help_text="Parameters after resolution.")
+    output = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True, help_text="{type, message, traceback}")
+    exit_code = models.IntegerField(null=True, blank=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["step_run", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["step_run", "number"], name="attempt_unique_number"),
+        ]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of {self.step_run}"
+
+
+class LogChunk(models.Model):
+    """Append-only output of an attempt; `seq` counts per step run so a page can tail it."""
+
+    step_run = models.ForeignKey(StepRun, on_delete=models.CASCADE, related_name="log_chunks")
+    attempt = models.ForeignKey(Attempt, on_delete=models.CASCADE, related_name="log_chunks")
+    seq = models.PositiveIntegerField()
+    stream = models.CharField(max_length=16, default="stdout")
+    text = models.TextField()
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["step_run", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["step_run", "seq"], name="logchunk_unique_seq"),
+        ]
+
+
+class Event(models.Model):
+    """Append-only record of every transition and repair. Nothing deletes events."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
+    step_run = models.ForeignKey(
+        StepRun, null=True, blank=True, on_delete=models.CASCADE, related_name="events"
+    )
+    kind = models.CharField(max_length=40)
+    from_status = models.CharField(max_length=32, blank=True)
+    to_status = models.CharField(max_length=32, blank=True)
+    actor_kind = models.CharField(max_length=16, choices=ActorKind.choices)
+    actor = models.CharField(max_length=200, blank=True)
+    reason = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "id"]
+        indexes = [models.Index(fields=["run", "id"], name="event_run_order")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.from_status}->{self.to_status}"
+
+
+class ScheduleState(models.Model):
+    """When each schedule trigger of a flow's live release last fired."""
+
+    flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="schedule_states")
+    trigger_index = models.PositiveIntegerField()
+    cron = models.CharField(max_length=100)
+    last_fired_at = models.DateTimeField(null=True, blank=True)
+    next_fire_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["flow", "trigger_index"], name="schedule_unique"),
+        ]
+
+
+class ApiToken(models.Model):
+    """A Bearer token for the HTTP API. Only the SHA-256 of the token is stored."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=12, help_text="The first characters, to tell tokens apart.")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"

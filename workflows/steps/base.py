@@ -1,0 +1,124 @@
+"""The one small interface every step type implements.
+
+A step type validates its own parameters (at definition time) and runs one attempt (in a
+worker) with a `StepContext` that can log, heartbeat and see cancellation. It reports how the
+attempt ended by returning a `StepOutcome` or raising `StepFailed`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+
+class StepFailed(Exception):
+    """The attempt failed in a way the step understands (bad status, non-zero exit, ...)."""
+
+    def __init__(self, message: str, *, error_type: str = "StepFailed",
+                 exit_code: int | None = None, output: Any = None, retryable: bool = True):
+        super().__init__(message)
+        self.error_type = error_type
+        self.exit_code = exit_code
+        self.output = output
+        self.retryable = retryable
+
+
+class StepCanceled(Exception):
+    """Raised from a heartbeat when the step run was canceled (or lost its lease)."""
+
+
+@dataclass
+class StepOutcome:
+    """How an attempt ended when it did not fail.
+
+    kind "completed": `output` is the step's output.
+    kind "wait": the step waits for a callback (or a timer when `wake_at` is set).
+    kind "approval": the step waits for a human decision; the engine creates the Approval.
+    """
+
+    kind: str
+    output: Any = None
+    exit_code: int | None = None
+    wake_at: Any = None
+    timeout_seconds: float | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def completed(cls, output: Any = None, *, exit_code: int | None = None) -> StepOutcome:
+        return cls("completed", output=output, exit_code=exit_code)
+
+
+class StepContext(Protocol):
+    """What a handler may use. Implemented by the engine's executor."""
+
+    step: dict[str, Any]  # the step's definition, references resolved
+    run_id: int
+    step_key: str
+    attempt_number: int
+    connections: dict[str, Any]
+
+    def log(self, text: str, stream: str = "stdout") -> None: ...
+
+    def heartbeat(self) -> None:
+        """Extend the lease; raises StepCanceled if the step run was canceled meanwhile."""
+
+    @property
+    def canceled(self) -> bool: ...
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep, heartbeating; raises StepCanceled as soon as the step is canceled."""
+
+    def secret(self, connection_name: str) -> dict[str, Any]:
+        """The decrypted secret of a connection this step names (registered for redaction)."""
+
+
+Problem = dict[str, str]
+
+
+def problem(path: str, message: str) -> Problem:
+    return {"path": path, "message": message}
+
+
+class StepType:
+    """Base class for step types. Subclasses set `name` and implement `validate` and `execute`."""
+
+    name: ClassVar[str]
+    # Parameters every step may carry, besides the ones its type declares.
+    common_keys: ClassVar[frozenset[str]] = frozenset(
+        {"key", "type", "needs", "retry", "timeout_seconds", "when", "name", "description"}
+    )
+    # Parameters of this type (validate() reports any other key as unknown).
+    param_keys: ClassVar[frozenset[str]] = frozenset()
+    # Parameters that must not be resolved before the step runs (resolved by the handler).
+    deferred_keys: ClassVar[frozenset[str]] = frozenset()
+
+    def validate(self, step: dict[str, Any], path: str) -> list[Problem]:
+        """Problems with this step's own parameters (the definition checks common ones)."""
+        allowed = self.common_keys | self.param_keys
+        return [
+            problem(f"{path}.{k}", f"unknown parameter for a {self.name} step")
+            for k in step if k not in allowed
+        ]
+
+    def execute(self, ctx: StepContext) -> StepOutcome:
+        raise NotImplementedError
+
+    def connection_names(self, step: dict[str, Any]) -> list[str]:
+        name = step.get("connection")
+        return [name] if isinstance(name, str) and name else []
+
+
+_STEP_TYPES: dict[str, StepType] = {}
+
+
+def register_step_type(cls: type[StepType]) -> type[StepType]:
+    _STEP_TYPES[cls.name] = cls()
+    return cls
+
+
+def get_step_type(name: str) -> StepType | None:
+    return _STEP_TYPES.get(name)
+
+
+def step_type_names() -> list[str]:
+    return sorted(_STEP_TYPES)
