@@ -24,12 +24,12 @@ class Connection(models.Model):
         ordering = ["name"]
         permissions = [("manage_connections", "Can see and change connections")]
 
+    def __str__(self) -> str:
+        return self.name
+
     @property
     def has_secret(self) -> bool:
         return bool(self.secret_ciphertext)
-
-    def __str__(self) -> str:
-        return self.name
 
 
 class ConnectionAudit(models.Model):
@@ -48,3 +48,6 @@ class ConnectionAudit(models.Model):
 
     class Meta:
         ordering = ["-at"]
+
+    def __str__(self) -> str:
+        return f"{self.connection_name}: {self.action} {', '.join(self.fields or [])}"

@@ -8,6 +8,7 @@ __all__ = [
     "CallbackUsed",
     "Conflict",
     "DefinitionInvalid",
+    "NotFound",
     "NotPermitted",
     "TransitionNotAllowed",
     "WorkflowError",
@@ -53,3 +54,7 @@ class CallbackUsed(WorkflowError):
 
 class CallbackExpired(WorkflowError):
     """The wait this token belongs to timed out or its run ended."""
+
+
+class NotFound(WorkflowError):
+    """The named object does not exist (or the caller may not see it)."""

@@ -74,7 +74,8 @@ STEP_TRANSITIONS: dict[str, frozenset[str]] = {
     _S.RUNNING: frozenset({_S.COMPLETED, _S.FAILED, _S.CANCELED, _S.WAITING,
                            _S.WAITING_FOR_APPROVAL, _S.QUEUED}),
     _S.WAITING: frozenset({_S.RUNNING, _S.COMPLETED, _S.FAILED, _S.CANCELED}),
-    _S.WAITING_FOR_APPROVAL: frozenset({_S.COMPLETED, _S.REJECTED, _S.CANCELED}),
+    # -> failed: the approval timed out (on_timeout: fail).
+    _S.WAITING_FOR_APPROVAL: frozenset({_S.COMPLETED, _S.REJECTED, _S.CANCELED, _S.FAILED}),
     _S.COMPLETED: frozenset(),
     _S.FAILED: frozenset(),
     _S.CANCELED: frozenset(),

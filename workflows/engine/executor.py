@@ -1,0 +1,473 @@
+"""Running one attempt of a step run in a worker (DESIGN.md §5, steps 2–4).
+
+`advance(step_run_id)` is what a django-q2 task calls. It claims the step run with a conditional
+update (a duplicate or stale task finds it no longer queued and exits quietly), runs the step
+type's handler in a thread while this thread heartbeats the lease, flushes logs and enforces the
+timeout, then records the outcome and queues the next ready steps in one transaction. When the
+outcome makes another step ready, the same worker goes on with it instead of a round trip
+through the broker (WF_CONTINUE_INLINE); the other ready steps are enqueued.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from workflows.engine import progress
+from workflows.models import ActorKind, Attempt, LogChunk, Run, StepRun
+from workflows.references import ReferenceUnresolved, resolve
+from workflows.services.transitions import run_transition, step_transition
+from workflows.states import RUN_TERMINAL, AttemptStatus, RunStatus, StepStatus
+from workflows.steps import StepCanceled, StepFailed, StepOutcome, get_step_type
+
+logger = logging.getLogger(__name__)
+
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+# A worker that dies mid-step is not the step's fault: its attempts do not count against the
+# step's retry policy, up to this many per step run.
+MAX_WORKER_LOSSES = 3
+CANCEL_GRACE_SECONDS = 5.0
+LOG_FLUSH_SECONDS = 0.25
+
+
+def worker_id() -> str:
+    return f"{WORKER_ID}/{threading.current_thread().name}"
+
+
+# --- the context a handler sees ----------------------------------------------------------------
+
+class AttemptContext:
+    """Implements `workflows.steps.StepContext` for one attempt. Handler-thread safe: the
+    handler only touches memory; this module's supervising thread does all database work."""
+
+    def __init__(self, *, step: dict[str, Any], run_id: int, step_key: str, attempt_number: int,
+                 connections: dict[str, Any], secrets: dict[str, dict[str, Any]]):
+        self.step = step
+        self.run_id = run_id
+        self.step_key = step_key
+        self.attempt_number = attempt_number
+        self.connections = connections
+        self._secrets = secrets
+        self._logs: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+        self._cancel = threading.Event()
+
+    def log(self, text: str, stream: str = "stdout") -> None:
+        if text:
+            with self._lock:
+                self._logs.append((stream, str(text)))
+
+    def take_logs(self) -> list[tuple[str, str]]:
+        with self._lock:
+            logs, self._logs = self._logs, []
+        return logs
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    @property
+    def canceled(self) -> bool:
+        return self._cancel.is_set()
+
+    def heartbeat(self) -> None:
+        if self._cancel.is_set():
+            raise StepCanceled("the step was canceled")
+
+    def sleep(self, seconds: float) -> None:
+        if self._cancel.wait(max(float(seconds), 0.0)):
+            raise StepCanceled("the step was canceled")
+
+    def secret(self, connection_name: str) -> dict[str, Any]:
+        if connection_name not in self._secrets:
+            raise StepFailed(f"the step does not name connection {connection_name!r}",
+                             error_type="ConnectionNotNamed", retryable=False)
+        return self._secrets[connection_name]
+
+
+@dataclass
+class Claimed:
+    run: Run
+    step: StepRun
+    attempt: Attempt
+    definition: dict[str, Any]
+    resolved: dict[str, Any] | None
+    connections: dict[str, Any] = field(default_factory=dict)
+    secrets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    redactor: Any = None
+    setup_error: StepFailed | None = None
+
+
+@dataclass
+class Result:
+    outcome: StepOutcome | None = None
+    error: BaseException | None = None
+    timed_out: bool = False
+    lost: bool = False  # canceled or lease taken back while running
+    trace: str = ""
+
+
+# --- entry point -------------------------------------------------------------------------------
+
+def advance(step_run_id: int) -> None:
+    """Run the queued step run `step_run_id`, then any step it makes ready (see module doc)."""
+    next_id: int | None = step_run_id
+    while next_id is not None:
+        next_id = advance_one(next_id)
+
+
+def advance_one(step_run_id: int) -> int | None:
+    claimed = claim(step_run_id)
+    if claimed is None:
+        return None
+    result = execute(claimed)
+    return finish(claimed, result)
+
+
+# --- claim -------------------------------------------------------------------------------------
+
+def claim(step_run_id: int) -> Claimed | None:
+    """queued → running with a lease, and a new Attempt holding the resolved input.
+    Returns None when the step run is not (or no longer) queued: a duplicate or stale task."""
+    while True:
+        step = StepRun.objects.filter(pk=step_run_id).only(
+            "id", "status", "not_before", "run_id").first()
+        if step is None or step.status != StepStatus.QUEUED:
+            return None
+        if step.not_before is None:
+            break
+        delay = (step.not_before - timezone.now()).total_seconds()
+        if delay <= 0:
+            break
+        if delay > settings.WF_INLINE_DELAY_SECONDS:
+            return None  # the sweeper hands it to a worker when it is due
+        time.sleep(delay)
+    from connections.selectors import connection_redactor
+
+    with transaction.atomic():
+        run = progress.lock_run(step.run_id)
+        if run.status in RUN_TERMINAL:
+            return None
+        steps = progress.load_steps(run)
+        step = next((s for s in steps.values() if s.pk == step_run_id), None)
+        if step is None or step.status != StepStatus.QUEUED:
+            return None
+        definition = progress.step_definitions(run)[step.key]
+        step_type = get_step_type(step.type)
+        setup_error: StepFailed | None = None
+        resolved: dict[str, Any] | None = None
+        connections: dict[str, Any] = {}
+        secrets: dict[str, dict[str, Any]] = {}
+        redactor = connection_redactor(secrets=[])
+        try:
+            if step_type is None:
+                raise StepFailed(f"unknown step type {step.type!r}", error_type="UnknownStepType",
+                                 retryable=False)
+            connections, secrets = _load_connections(step_type.connection_names(definition))
+            redactor = connection_redactor(secrets=secrets.values())
+            deferred = {k: v for k, v in definition.items() if k in step_type.deferred_keys}
+            resolved = resolve(
+                {k: v for k, v in definition.items() if k not in step_type.deferred_keys},
+                progress.resolution_context(run, steps.values()),
+            )
+            resolved.update(deferred)
+        except ReferenceUnresolved as exc:
+            setup_error = StepFailed(str(exc), error_type="ReferenceUnresolved", retryable=False)
+        except StepFailed as exc:
+            setup_error = exc
+        now = timezone.now()
+        number = step.attempt_count + 1
+        if not step_transition(
+            step, StepStatus.RUNNING, actor_kind=ActorKind.WORKER, actor=worker_id(),
+            data={"attempt": number},
+            fields={"attempt_count": number, "worker": worker_id(), "not_before": None,
+                    "lease_until": now + timedelta(seconds=settings.WF_LEASE_SECONDS)},
+        ):
+            return None
+        attempt = Attempt.objects.create(
+            step_run=step, number=number, status=AttemptStatus.RUNNING, worker=worker_id(),
+            input=redactor.redact(resolved) if resolved is not None else None, started_at=now,
+        )
+        if run.status != RunStatus.RUNNING:
+            run_transition(run, RunStatus.RUNNING, actor_kind=ActorKind.WORKER, actor=worker_id(),
+                           reason=f"step {step.key} started")
+    return Claimed(run=run, step=step, attempt=attempt, definition=definition, resolved=resolved,
+                   connections=connections, secrets=secrets, redactor=redactor,
+                   setup_error=setup_error)
+
+
+def _load_connections(names: list[str]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The named connections (no secrets) and their decrypted secrets."""
+    if not names:
+        return {}, {}
+    from connections.crypto import SecretDecryptionError
+    from connections.selectors import connection_secrets_for_step, connections_for_step
+
+    documents = connections_for_step(names=names)
+    missing = [n for n in names if n not in documents]
+    if missing:
+        raise StepFailed(f"connection(s) {', '.join(missing)} do not exist",
+                         error_type="ConnectionMissing", retryable=False)
+    try:
+        secrets = connection_secrets_for_step(names=names)
+    except SecretDecryptionError as exc:
+        raise StepFailed(str(exc), error_type="SecretDecryptionError", retryable=False) from exc
+    return documents, secrets
+
+
+# --- execute -----------------------------------------------------------------------------------
+
+def execute(claimed: Claimed) -> Result:
+    """Run the handler in a thread; heartbeat, flush logs and watch the timeout meanwhile."""
+    if claimed.setup_error is not None:
+        return Result(error=claimed.setup_error)
+    step_type = get_step_type(claimed.step.type)
+    ctx = AttemptContext(
+        step=claimed.resolved or {}, run_id=claimed.run.pk, step_key=claimed.step.key,
+        attempt_number=claimed.attempt.number, connections=claimed.connections,
+        secrets=claimed.secrets,
+    )
+    result = Result()
+
+    def target() -> None:
+        try:
+            result.outcome = step_type.execute(ctx)
+        except BaseException as exc:  # the handler's failure is data, recorded on the Attempt
+            result.error = exc
+            result.trace = traceback.format_exc()
+
+    timeout = float(claimed.definition.get("timeout_seconds") or progress.default_step_timeout())
+    thread = threading.Thread(target=target, name=f"step-{claimed.step.pk}", daemon=True)
+    started = time.monotonic()
+    last_beat = started
+    thread.start()
+    log_writer = LogWriter(claimed)
+    cancel_noticed_at: float | None = None
+    while True:
+        thread.join(LOG_FLUSH_SECONDS)
+        log_writer.write(ctx.take_logs())
+        if not thread.is_alive():
+            break
+        now = time.monotonic()
+        if cancel_noticed_at is not None:
+            if now - cancel_noticed_at > CANCEL_GRACE_SECONDS:
+                break
+            continue
+        if now - started > timeout:
+            result.timed_out = True
+            ctx.cancel()
+            cancel_noticed_at = now
+            continue
+        if now - last_beat >= settings.WF_HEARTBEAT_SECONDS:
+            last_beat = now
+            if not heartbeat(claimed):
+                result.lost = True
+                ctx.cancel()
+                cancel_noticed_at = now
+    log_writer.write(ctx.take_logs(), final=True)
+    if result.timed_out:
+        result.outcome = None
+        result.error = StepFailed(f"the step ran past its timeout of {timeout:g}s",
+                                  error_type="StepTimeout")
+    return result
+
+
+def heartbeat(claimed: Claimed) -> bool:
+    """Extend the lease. False when the step run is no longer this attempt's (canceled, or the
+    sweeper took the lease back)."""
+    lease = timezone.now() + timedelta(seconds=settings.WF_LEASE_SECONDS)
+    return bool(StepRun.objects.filter(
+        pk=claimed.step.pk, status=StepStatus.RUNNING, attempt_count=claimed.attempt.number,
+    ).update(lease_until=lease))
+
+
+class LogWriter:
+    """Appends redacted log chunks, numbered per step run."""
+
+    def __init__(self, claimed: Claimed):
+        self.claimed = claimed
+        self.next_seq: int | None = None
+        self.stream_redactors: dict[str, Any] = {}
+
+    def write(self, logs: list[tuple[str, str]], *, final: bool = False) -> None:
+        pieces: list[tuple[str, str]] = []
+        for stream, text in logs:
+            pieces.append((stream, self._redactor(stream).redact_stream(text)))
+        if final:
+            pieces.extend((stream, r.flush()) for stream, r in self.stream_redactors.items())
+        pieces = [(s, t) for s, t in pieces if t]
+        if not pieces:
+            return
+        if self.next_seq is None:
+            last = (LogChunk.objects.filter(step_run_id=self.claimed.step.pk)
+                    .order_by("-seq").values_list("seq", flat=True).first())
+            self.next_seq = (last or 0) + 1
+        chunks = []
+        for stream, text in pieces:
+            chunks.append(LogChunk(step_run_id=self.claimed.step.pk,
+                                   attempt_id=self.claimed.attempt.pk, seq=self.next_seq,
+                                   stream=stream, text=text))
+            self.next_seq += 1
+        LogChunk.objects.bulk_create(chunks)
+
+    def _redactor(self, stream: str) -> Any:
+        if stream not in self.stream_redactors:
+            self.stream_redactors[stream] = self.claimed.redactor.log_redactor()
+        return self.stream_redactors[stream]
+
+
+# --- finish ------------------------------------------------------------------------------------
+
+def finish(claimed: Claimed, result: Result) -> int | None:
+    """Record the attempt's outcome and move the run on, in one transaction. Returns a step run
+    this worker should continue with, if any."""
+    redact = claimed.redactor.redact
+    number = claimed.attempt.number
+    with transaction.atomic():
+        run = progress.lock_run(claimed.run.pk)
+        steps = progress.load_steps(run)
+        step = steps[claimed.step.key]
+        if step.status != StepStatus.RUNNING or step.attempt_count != number:
+            # Canceled meanwhile, or the lease was taken back: this late outcome is not applied.
+            _close_attempt(claimed, AttemptStatus.CANCELED, error={
+                "type": "AttemptAbandoned",
+                "message": f"the step run moved on ({step.status}) before this attempt ended",
+            })
+            return None
+        if result.outcome is not None and result.error is None:
+            return _record_outcome(run, steps, step, claimed, result.outcome)
+        return _record_failure(run, steps, step, claimed, result, redact)
+
+
+def _close_attempt(claimed: Claimed, status: str, *, output: Any = None,
+                   error: dict[str, Any] | None = None, exit_code: int | None = None) -> None:
+    now = timezone.now()
+    Attempt.objects.filter(
+        pk=claimed.attempt.pk, status__in=(AttemptStatus.RUNNING, AttemptStatus.WAITING)
+    ).update(
+        status=status, output=output, error=error, exit_code=exit_code, finished_at=now,
+        duration_ms=int((now - claimed.attempt.started_at).total_seconds() * 1000),
+    )
+
+
+def _record_outcome(run: Run, steps: dict[str, StepRun], step: StepRun, claimed: Claimed,
+                    outcome: StepOutcome) -> int | None:
+    redact = claimed.redactor.redact
+    number = claimed.attempt.number
+    actor = worker_id()
+    if outcome.kind == "completed":
+        output = redact(outcome.output)
+        step_transition(step, StepStatus.COMPLETED, actor_kind=ActorKind.WORKER, actor=actor,
+                        fields={"output": output, "error": None}, expected_attempt=number,
+                        data={"attempt": number})
+        _close_attempt(claimed, AttemptStatus.COMPLETED, output=output,
+                       exit_code=outcome.exit_code)
+        return _continue(run, steps)
+    if outcome.kind == "wait":
+        fields: dict[str, Any] = {"timeout_at": progress.timeout_at(outcome.timeout_seconds)}
+        if outcome.wake_at is not None:
+            fields["not_before"] = outcome.wake_at
+        step_transition(step, StepStatus.WAITING, actor_kind=ActorKind.WORKER, actor=actor,
+                        fields=fields, expected_attempt=number,
+                        reason="timer" if outcome.wake_at else "waiting for a callback")
+        Attempt.objects.filter(pk=claimed.attempt.pk).update(status=AttemptStatus.WAITING)
+        if step.callback_received_at is not None:
+            progress.wait_complete(run=run, step_run=step, output=step.callback_payload,
+                                   actor_kind=ActorKind.CALLBACK,
+                                   reason="callback had arrived before the wait was reached")
+            return None
+        if outcome.wake_at is not None:
+            _wake_later(step)
+        progress.run_settle(run, steps)
+        return None
+    if outcome.kind == "approval":
+        from approvals.services import approval_request
+
+        step_transition(step, StepStatus.WAITING_FOR_APPROVAL, actor_kind=ActorKind.WORKER,
+                        actor=actor, expected_attempt=number,
+                        fields={"timeout_at": progress.timeout_at(outcome.timeout_seconds)})
+        Attempt.objects.filter(pk=claimed.attempt.pk).update(status=AttemptStatus.WAITING)
+        approval_request(run=run, step_run=step, steps=steps, params=claimed.resolved or {},
+                         attempt_number=number)
+        progress.run_settle(run, steps)
+        return None
+    raise ValueError(f"unknown outcome kind {outcome.kind!r}")
+
+
+def _wake_later(step: StepRun) -> None:
+    """A short timer is waited out by a task; a long one by the sweeper."""
+    if (step.not_before - timezone.now()).total_seconds() > settings.WF_INLINE_DELAY_SECONDS:
+        return
+
+    def send() -> None:
+        from django_q.tasks import async_task
+
+        async_task("workflows.tasks.wake_step", step.pk, task_name=f"wake-{step.pk}",
+                   group="workflow-steps")
+
+    transaction.on_commit(send)
+
+
+def _record_failure(run: Run, steps: dict[str, StepRun], step: StepRun, claimed: Claimed,
+                    result: Result, redact: Any) -> int | None:
+    exc = result.error
+    number = claimed.attempt.number
+    if isinstance(exc, StepCanceled):
+        _close_attempt(claimed, AttemptStatus.CANCELED, error={
+            "type": "StepCanceled", "message": str(exc)})
+        return None
+    error = redact({
+        "type": getattr(exc, "error_type", None) or type(exc).__name__,
+        "message": str(exc),
+        "traceback": result.trace if not isinstance(exc, StepFailed) else "",
+    })
+    output = redact(getattr(exc, "output", None))
+    exit_code = getattr(exc, "exit_code", None)
+    _close_attempt(claimed, AttemptStatus.FAILED, output=output, error=error, exit_code=exit_code)
+    retry = claimed.definition.get("retry") or {}
+    failures = number - step.retry_base
+    retryable = getattr(exc, "retryable", True)
+    if retryable and failures < int(retry.get("max_attempts") or 1):
+        delay = progress.backoff_seconds(retry, failures)
+        step_transition(
+            step, StepStatus.QUEUED, actor_kind=ActorKind.WORKER, actor=worker_id(),
+            kind="step_retry_scheduled", expected_attempt=number,
+            reason=f"attempt {number} failed ({error['type']}: {error['message']}); "
+                   f"retrying in {delay:g}s",
+            data={"attempt": number, "delay_seconds": delay},
+            fields={"not_before": timezone.now() + timedelta(seconds=delay) if delay else None,
+                    "enqueued_at": timezone.now(), "error": error, "lease_until": None},
+        )
+        return step.pk if settings.WF_CONTINUE_INLINE else _enqueue_one(step)
+    step_transition(step, StepStatus.FAILED, actor_kind=ActorKind.WORKER, actor=worker_id(),
+                    reason=f"{error['type']}: {error['message']}", expected_attempt=number,
+                    fields={"error": error, "output": output}, data={"attempt": number})
+    progress.run_settle(run, steps)
+    return None
+
+
+def _enqueue_one(step: StepRun) -> None:
+    progress.enqueue([step.pk])
+    return None
+
+
+def _continue(run: Run, steps: dict[str, StepRun]) -> int | None:
+    queued = progress.queue_ready(run, steps)
+    progress.run_settle(run, steps)
+    if not queued:
+        return None
+    if settings.WF_CONTINUE_INLINE:
+        progress.enqueue([s.pk for s in queued[1:]])
+        return queued[0].pk
+    progress.enqueue([s.pk for s in queued])
+    return None

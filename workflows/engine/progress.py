@@ -1,0 +1,253 @@
+"""Moving a run forward after a step changes: which steps are ready, what the run's status is,
+and handing queued steps to the workers.
+
+Every function here runs inside a transaction that holds the run's row lock (`lock_run`), so
+two steps of one run finishing at once cannot both miss the step that needs them both.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from workflows.models import ActorKind, Attempt, Run, StepRun
+from workflows.references import ReferenceUnresolved, resolve
+from workflows.services.callbacks import callback_url
+from workflows.services.transitions import event_record, run_transition, step_transition
+from workflows.states import (
+    RUN_TERMINAL, STEP_ACTIVE, STEP_DONE, STEP_TERMINAL, AttemptStatus, RunStatus, StepStatus,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def lock_run(run_id: int) -> Run:
+    """Lock and return the run row. Must be called inside transaction.atomic()."""
+    return (
+        Run.objects.select_for_update(of=("self",))
+        .select_related("version", "flow")
+        .get(pk=run_id)
+    )
+
+
+def load_steps(run: Run) -> dict[str, StepRun]:
+    return {s.key: s for s in StepRun.objects.filter(run_id=run.pk).order_by("position")}
+
+
+def step_definitions(run: Run) -> dict[str, dict[str, Any]]:
+    return {step["key"]: step for step in run.version.definition["steps"]}
+
+
+def resolution_context(run: Run, steps: Iterable[StepRun]) -> dict[str, Any]:
+    """What `{{ }}` references see: the run's input, each step's output and callback URL."""
+    step_values: dict[str, Any] = {}
+    for s in steps:
+        entry: dict[str, Any] = {}
+        if s.status in STEP_DONE or s.output is not None:
+            entry["output"] = s.output
+        if s.type == "wait" and s.callback_nonce:
+            entry["callback_url"] = callback_url(s.callback_nonce)
+        step_values[s.key] = entry
+    names = _connection_names(run)
+    return {"input": run.input, "steps": step_values, "connections": {n: n for n in names}}
+
+
+def _connection_names(run: Run) -> list[str]:
+    from workflows.steps import get_step_type
+
+    names: set[str] = set()
+    for step in run.version.definition["steps"]:
+        step_type = get_step_type(step["type"])
+        if step_type is not None:
+            names.update(step_type.connection_names(step))
+    return sorted(names)
+
+
+def enqueue(step_run_ids: list[int]) -> None:
+    """Hand queued steps to django-q2 once the transaction that queued them commits."""
+    if not step_run_ids:
+        return
+
+    def send() -> None:
+        from django_q.tasks import async_task
+
+        for step_run_id in step_run_ids:
+            async_task("workflows.tasks.advance_step", step_run_id,
+                       task_name=f"step-{step_run_id}", group="workflow-steps")
+
+    transaction.on_commit(send)
+
+
+def queue_ready(run: Run, steps: dict[str, StepRun], *, actor_kind: str = ActorKind.SYSTEM,
+                actor: str = "", reason: str = "") -> list[StepRun]:
+    """Queue every not-started step whose `needs` are all done; skip those whose `when` is
+    falsy (which may make more steps ready). Returns the newly queued step runs."""
+    if run.status in RUN_TERMINAL:
+        return []
+    defs = step_definitions(run)
+    queued: list[StepRun] = []
+    now = timezone.now()
+    changed = True
+    while changed:
+        changed = False
+        for step in steps.values():
+            if step.status != StepStatus.NOT_STARTED:
+                continue
+            if not all(steps[n].status in STEP_DONE for n in step.needs if n in steps):
+                continue
+            condition = defs.get(step.key, {}).get("when")
+            if condition is not None and not _truthy(run, steps, condition):
+                step_transition(step, StepStatus.SKIPPED, actor_kind=actor_kind, actor=actor,
+                                reason=f"condition {condition} is false")
+                changed = True
+                continue
+            step_transition(step, StepStatus.QUEUED, actor_kind=actor_kind, actor=actor,
+                            reason=reason or "needs satisfied",
+                            fields={"enqueued_at": now, "not_before": None})
+            queued.append(step)
+    return queued
+
+
+def _truthy(run: Run, steps: dict[str, StepRun], condition: str) -> bool:
+    try:
+        return bool(resolve(condition, resolution_context(run, steps.values())))
+    except ReferenceUnresolved:
+        return False
+
+
+def run_settle(run: Run, steps: dict[str, StepRun], *, actor_kind: str = ActorKind.SYSTEM,
+               actor: str = "", reason: str = "") -> None:
+    """Bring the run's status in line with its steps'. A failed or rejected step fails the run
+    and cancels its other active steps; all steps done completes it."""
+    if run.status in RUN_TERMINAL:
+        return
+    statuses = [s.status for s in steps.values()]
+    failed = [s for s in steps.values() if s.status in (StepStatus.FAILED, StepStatus.REJECTED)]
+    if failed:
+        first = failed[0]
+        error = {"step": first.key, **(first.error or {"message": f"step {first.key} {first.status}"})}
+        cancel_active_steps(run, steps, reason=f"run failed at step {first.key}")
+        run_transition(run, RunStatus.FAILED, actor_kind=actor_kind, actor=actor,
+                       reason=reason or f"step {first.key} {first.status}",
+                       fields={"error": error})
+        run_after_terminal(run)
+        return
+    if all(s in STEP_TERMINAL for s in statuses):
+        if all(s in STEP_DONE for s in statuses):
+            last = list(steps.values())[-1]
+            run_transition(run, RunStatus.COMPLETED, actor_kind=actor_kind, actor=actor,
+                           reason=reason or "all steps done", fields={"output": last.output})
+        else:
+            run_transition(run, RunStatus.CANCELED, actor_kind=actor_kind, actor=actor,
+                           reason=reason or "steps were canceled")
+        run_after_terminal(run)
+        return
+    if any(s in (StepStatus.RUNNING,) for s in statuses) or (
+        StepStatus.QUEUED in statuses and run.status != RunStatus.QUEUED
+    ):
+        target = RunStatus.RUNNING
+    elif StepStatus.QUEUED in statuses:
+        target = RunStatus.QUEUED
+    elif StepStatus.WAITING_FOR_APPROVAL in statuses:
+        target = RunStatus.WAITING_FOR_APPROVAL
+    elif StepStatus.WAITING in statuses:
+        target = RunStatus.WAITING
+    else:
+        # Nothing active and nothing ready: a step's needs can never be met (should not
+        # happen with a validated definition). Fail loudly rather than hang.
+        stuck = [s.key for s in steps.values() if s.status == StepStatus.NOT_STARTED]
+        run_transition(run, RunStatus.FAILED, actor_kind=actor_kind, actor=actor,
+                       reason=f"steps {stuck} can never start",
+                       fields={"error": {"message": f"steps {stuck} can never start"}})
+        run_after_terminal(run)
+        return
+    if target != run.status:
+        run_transition(run, target, actor_kind=actor_kind, actor=actor, reason=reason)
+
+
+def cancel_active_steps(run: Run, steps: dict[str, StepRun], *, reason: str,
+                        actor_kind: str = ActorKind.SYSTEM, actor: str = "",
+                        include_not_started: bool = False) -> None:
+    from approvals.services import approvals_cancel_for_step
+
+    for step in steps.values():
+        if step.status in STEP_ACTIVE or (
+            include_not_started and step.status == StepStatus.NOT_STARTED
+        ):
+            was = step.status
+            step_transition(step, StepStatus.CANCELED, actor_kind=actor_kind, actor=actor,
+                            reason=reason)
+            if was in (StepStatus.WAITING, StepStatus.WAITING_FOR_APPROVAL):
+                attempt_finish(step, AttemptStatus.CANCELED)
+            if was == StepStatus.WAITING_FOR_APPROVAL:
+                approvals_cancel_for_step(step_run=step)
+
+
+def run_after_terminal(run: Run) -> None:
+    """A run ended: admit the next run waiting for its concurrency slot, if any."""
+    from workflows.services.runs import run_admit_next
+
+    if run.concurrency_key is not None:
+        run_admit_next(flow_id=run.flow_id, concurrency_key=run.concurrency_key)
+
+
+def attempt_finish(step: StepRun, status: str, *, output: Any = None,
+                   error: dict[str, Any] | None = None, exit_code: int | None = None) -> None:
+    """Close the step's current attempt (if it is still open)."""
+    now = timezone.now()
+    attempt = (
+        Attempt.objects.filter(step_run_id=step.pk, number=step.attempt_count)
+        .only("id", "started_at").first()
+    )
+    if attempt is None:
+        return
+    Attempt.objects.filter(
+        pk=attempt.pk, status__in=(AttemptStatus.RUNNING, AttemptStatus.WAITING)
+    ).update(
+        status=status, output=output, error=error, exit_code=exit_code, finished_at=now,
+        duration_ms=int((now - attempt.started_at).total_seconds() * 1000),
+    )
+
+
+def wait_complete(*, run: Run, step_run: StepRun, output: Any, actor_kind: str,
+                  actor: str = "", reason: str = "", data: dict[str, Any] | None = None) -> None:
+    """Complete a waiting step (callback received, timer elapsed, or timeout with `continue`)
+    and move the run on. Holds the run lock (call inside transaction.atomic())."""
+    if not step_transition(step_run, StepStatus.COMPLETED, actor_kind=actor_kind, actor=actor,
+                           reason=reason, data=data, fields={"output": output}):
+        return
+    attempt_finish(step_run, AttemptStatus.COMPLETED, output=output)
+    steps = load_steps(run)
+    steps[step_run.key] = step_run
+    queued = queue_ready(run, steps)
+    run_settle(run, steps)
+    enqueue([s.pk for s in queued])
+
+
+def backoff_seconds(retry: dict[str, Any], failures: int) -> float:
+    base = float(retry.get("backoff_seconds") or 0)
+    factor = float(retry.get("backoff_factor") or 1)
+    return base * (factor ** max(failures - 1, 0))
+
+
+def timeout_at(seconds: float | None) -> Any:
+    if not seconds:
+        return None
+    return timezone.now() + timedelta(seconds=float(seconds))
+
+
+def default_step_timeout() -> float:
+    return float(settings.WF_DEFAULT_STEP_TIMEOUT_SECONDS)
+
+
+__all__ = [
+    "attempt_finish", "backoff_seconds", "cancel_active_steps", "enqueue", "event_record",
+    "load_steps", "lock_run", "queue_ready", "resolution_context", "run_settle",
+    "step_definitions", "wait_complete",
+]

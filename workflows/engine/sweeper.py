@@ -1,0 +1,182 @@
+"""The periodic repair pass (DESIGN.md §5, step 5). Runs as a django-q2 schedule every minute
+and can be run by hand (`python manage.py sweep`). Every repair writes an Event.
+
+- running steps whose lease expired (the worker died) go back to queued, or fail once the
+  step has lost MAX_WORKER_LOSSES workers;
+- queued steps that are due but whose task never claimed them (a lost enqueue: the Redis
+  broker drops tasks when a worker dies) are enqueued again;
+- timer waits that are due complete; waits and approvals past their timeout are resolved as
+  the step says (`on_timeout`);
+- due schedule triggers start their runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from workflows.engine import progress
+from workflows.engine.executor import MAX_WORKER_LOSSES
+from workflows.models import ActorKind, Attempt, StepRun
+from workflows.services.transitions import event_record, step_transition
+from workflows.states import AttemptStatus, StepStatus
+
+logger = logging.getLogger(__name__)
+
+
+def sweep(now=None) -> dict[str, int]:
+    """One repair pass. Returns how many of each repair it made."""
+    now = now or timezone.now()
+    counts = {
+        "expired_leases": _expired_leases(now),
+        "requeued": _lost_enqueues(now),
+        "timers": _due_timers(now),
+        "wait_timeouts": _wait_timeouts(now),
+        "approval_timeouts": _approval_timeouts(now),
+        "orphan_attempts": _orphan_attempts(now),
+    }
+    from workflows.services.schedules import schedules_fire_due
+
+    counts["schedules_fired"] = schedules_fire_due(now=now)
+    return counts
+
+
+def _expired_leases(now) -> int:
+    repaired = 0
+    for step_id in StepRun.objects.filter(
+        status=StepStatus.RUNNING, lease_until__lt=now
+    ).values_list("id", flat=True):
+        with transaction.atomic():
+            step = StepRun.objects.get(pk=step_id)
+            run = progress.lock_run(step.run_id)
+            step.refresh_from_db()
+            if step.status != StepStatus.RUNNING or not step.lease_until or step.lease_until >= now:
+                continue
+            number = step.attempt_count
+            error = {"type": "WorkerLost",
+                     "message": f"the worker ({step.worker}) stopped heartbeating; lease expired"}
+            progress.attempt_finish(step, AttemptStatus.FAILED, error=error)
+            losses = Attempt.objects.filter(step_run=step, error__type="WorkerLost").count()
+            if losses < MAX_WORKER_LOSSES:
+                # A lost worker is not the step's failure: it does not use up a retry.
+                step_transition(
+                    step, StepStatus.QUEUED, kind="lease_expired", expected_attempt=number,
+                    reason=error["message"] + "; queued again",
+                    data={"attempt": number, "worker": step.worker},
+                    fields={"retry_base": step.retry_base + 1, "enqueued_at": now,
+                            "lease_until": None, "not_before": None},
+                )
+                progress.enqueue([step.pk])
+            else:
+                step_transition(step, StepStatus.FAILED, kind="lease_expired",
+                                expected_attempt=number, fields={"error": error},
+                                reason=f"{error['message']}; {losses} workers lost, giving up")
+                progress.run_settle(run, progress.load_steps(run))
+            repaired += 1
+    return repaired
+
+
+def _lost_enqueues(now) -> int:
+    stale = now - timedelta(seconds=settings.WF_REQUEUE_AFTER_SECONDS)
+    ids = list(
+        StepRun.objects.filter(status=StepStatus.QUEUED)
+        .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
+        .filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=stale))
+        .values_list("id", "run_id")
+    )
+    for step_id, run_id in ids:
+        with transaction.atomic():
+            updated = StepRun.objects.filter(pk=step_id, status=StepStatus.QUEUED).update(
+                enqueued_at=now)
+            if updated:
+                event_record(run_id=run_id, step_run_id=step_id, kind="step_requeued",
+                             reason="queued but not claimed by any worker; enqueued again")
+                progress.enqueue([step_id])
+    return len(ids)
+
+
+def _due_timers(now) -> int:
+    ids = list(StepRun.objects.filter(status=StepStatus.WAITING, not_before__lte=now)
+               .values_list("id", flat=True))
+    for step_id in ids:
+        timer_complete(step_id, now=now)
+    return len(ids)
+
+
+def timer_complete(step_run_id: int, *, now=None) -> bool:
+    """Complete a timer wait that is due. False if it is not (or no longer) due."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        step = StepRun.objects.get(pk=step_run_id)
+        run = progress.lock_run(step.run_id)
+        step.refresh_from_db()
+        if step.status != StepStatus.WAITING or not step.not_before or step.not_before > now:
+            return False
+        waited = (now - (step.started_at or now)).total_seconds()
+        progress.wait_complete(run=run, step_run=step, output={"waited_seconds": round(waited, 3)},
+                               actor_kind=ActorKind.SCHEDULE, reason="timer elapsed")
+    return True
+
+
+def _wait_timeouts(now) -> int:
+    ids = list(StepRun.objects.filter(status=StepStatus.WAITING, timeout_at__lte=now)
+               .values_list("id", flat=True))
+    for step_id in ids:
+        with transaction.atomic():
+            step = StepRun.objects.get(pk=step_id)
+            run = progress.lock_run(step.run_id)
+            step.refresh_from_db()
+            if step.status != StepStatus.WAITING or not step.timeout_at or step.timeout_at > now:
+                continue
+            on_timeout = _step_param(run, step.key, "on_timeout", "fail")
+            reason = f"wait timed out; on_timeout={on_timeout}"
+            if on_timeout == "continue":
+                progress.wait_complete(run=run, step_run=step, output={"timed_out": True},
+                                       actor_kind=ActorKind.SYSTEM, reason=reason)
+                continue
+            error = {"type": "WaitTimeout", "message": reason}
+            step_transition(step, StepStatus.FAILED, kind="wait_timed_out", reason=reason,
+                            fields={"error": error})
+            progress.attempt_finish(step, AttemptStatus.FAILED, error=error)
+            progress.run_settle(run, progress.load_steps(run), reason=reason)
+    return len(ids)
+
+
+def _approval_timeouts(now) -> int:
+    from approvals.models import Approval, ApprovalStatus
+    from approvals.services import approval_expire
+
+    ids = list(StepRun.objects.filter(status=StepStatus.WAITING_FOR_APPROVAL, timeout_at__lte=now)
+               .values_list("id", flat=True))
+    for step_id in ids:
+        with transaction.atomic():
+            step = StepRun.objects.get(pk=step_id)
+            run = progress.lock_run(step.run_id)
+            step.refresh_from_db()
+            if step.status != StepStatus.WAITING_FOR_APPROVAL or step.timeout_at > now:
+                continue
+            approval = Approval.objects.filter(step_run=step, status=ApprovalStatus.PENDING).first()
+            on_timeout = _step_param(run, step.key, "on_timeout", "fail")
+            if approval is not None:
+                approval_expire(approval=approval, run=run, step_run=step, on_timeout=on_timeout)
+    return len(ids)
+
+
+def _orphan_attempts(now) -> int:
+    """Attempts left running by a worker that died after its step had already ended."""
+    return Attempt.objects.filter(
+        status=AttemptStatus.RUNNING,
+        step_run__status__in=[StepStatus.CANCELED, StepStatus.FAILED, StepStatus.COMPLETED],
+        step_run__lease_until__isnull=True,
+        started_at__lt=now - timedelta(seconds=settings.WF_LEASE_SECONDS),
+    ).update(status=AttemptStatus.CANCELED, finished_at=now)
+
+
+def _step_param(run, key: str, name: str, default: Any) -> Any:
+    return progress.step_definitions(run).get(key, {}).get(name, default)

@@ -1,0 +1,152 @@
+"""Queries that read (STYLE.md: selectors). The admin and the API shape these the same way."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Count, QuerySet
+
+from workflows.models import Event, Flow, FlowVersion, LogChunk, Run, StepRun
+from workflows.states import RunStatus
+
+MATRIX_MAX_RUNS = 200
+
+
+def _ms(start, end) -> int | None:
+    if start and end:
+        return int((end - start).total_seconds() * 1000)
+    return None
+
+
+def run_matrix(*, flow: Flow, limit: int = 50, before: int | None = None,
+               status: str | None = None) -> dict[str, Any]:
+    """Steps down, runs across (newest first): a constant three queries whatever the history.
+
+    Step rows are the union of the steps of the versions shown, in the order of the newest
+    version, then steps only older versions had; a step a run's version lacks has no cell.
+    """
+    limit = max(1, min(int(limit), MATRIX_MAX_RUNS))
+    runs_qs = Run.objects.filter(flow=flow)
+    if status:
+        runs_qs = runs_qs.filter(status=status)
+    if before:
+        runs_qs = runs_qs.filter(id__lt=before)
+    runs = list(
+        runs_qs.order_by("-id").values(
+            "id", "status", "version_id", "trigger_kind", "created_at", "started_at",
+            "finished_at", "retry_of_id", "replay_of_id", "is_rehearsal",
+        )[: limit + 1]
+    )
+    has_more = len(runs) > limit
+    runs = runs[:limit]
+    version_ids = {r["version_id"] for r in runs}
+    if flow.live_version_id:
+        version_ids.add(flow.live_version_id)
+    versions = {
+        v["id"]: v for v in FlowVersion.objects.filter(id__in=version_ids).values(
+            "id", "number", "definition")
+    }
+    steps: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    ordered_versions = sorted(versions.values(), key=lambda v: -(v["number"] or 10**9))
+    for version in ordered_versions:
+        for step in version["definition"]["steps"]:
+            if step["key"] not in seen:
+                seen.add(step["key"])
+                steps.append({"key": step["key"], "type": step["type"]})
+    cells: dict[int, dict[str, Any]] = {r["id"]: {} for r in runs}
+    for s in StepRun.objects.filter(run_id__in=list(cells)).values(
+        "id", "run_id", "key", "status", "attempt_count", "started_at", "finished_at",
+        "reused_from_id",
+    ):
+        cells[s["run_id"]][s["key"]] = {
+            "step_run_id": s["id"], "status": s["status"], "attempts": s["attempt_count"],
+            "duration_ms": _ms(s["started_at"], s["finished_at"]),
+            "reused": s["reused_from_id"] is not None,
+        }
+    return {
+        "steps": steps,
+        "runs": [
+            {
+                "id": r["id"], "status": r["status"],
+                "version": versions[r["version_id"]]["number"] if r["version_id"] in versions
+                else None,
+                "rehearsal": r["is_rehearsal"], "trigger_kind": r["trigger_kind"],
+                "created_at": r["created_at"], "started_at": r["started_at"],
+                "finished_at": r["finished_at"],
+                "duration_ms": _ms(r["started_at"], r["finished_at"]),
+                "retry_of": r["retry_of_id"], "replay_of": r["replay_of_id"],
+                "cells": cells[r["id"]],
+            }
+            for r in runs
+        ],
+        "next_before": runs[-1]["id"] if has_more and runs else None,
+    }
+
+
+def flow_status_counts(*, flow: Flow) -> dict[str, int]:
+    counts = dict(
+        Run.objects.filter(flow=flow).values_list("status").annotate(n=Count("id")).order_by()
+    )
+    return {status: counts.get(status, 0) for status in RunStatus.values}
+
+
+def run_events(*, run: Run) -> QuerySet[Event]:
+    return Event.objects.filter(run=run).select_related("step_run").order_by("id")
+
+
+def run_steps(*, run: Run) -> QuerySet[StepRun]:
+    return StepRun.objects.filter(run=run).order_by("position")
+
+
+def step_logs(*, step_run: StepRun, after: int = 0, limit: int = 500) -> list[LogChunk]:
+    return list(LogChunk.objects.filter(step_run=step_run, seq__gt=after).order_by("seq")[:limit])
+
+
+def step_logs_tail(*, step_run: StepRun, limit: int = 200) -> list[LogChunk]:
+    """The last `limit` chunks, oldest first (a page shows the tail, earlier on demand)."""
+    chunks = list(LogChunk.objects.filter(step_run=step_run).order_by("-seq")[:limit])
+    chunks.reverse()
+    return chunks
+
+
+def run_last_good(*, run: Run) -> Run | None:
+    """The newest completed run of the same flow before this one."""
+    return (Run.objects.filter(flow_id=run.flow_id, status=RunStatus.COMPLETED, id__lt=run.pk)
+            .order_by("-id").first())
+
+
+def run_compare(*, run: Run, other: Run) -> dict[str, Any]:
+    """What differs between two runs: version, input, and per step status, output, duration."""
+    from workflows.definitions import definition_diff
+
+    mine = {s.key: s for s in run_steps(run=run)}
+    theirs = {s.key: s for s in run_steps(run=other)}
+    keys = list(mine) + [k for k in theirs if k not in mine]
+    step_changes = []
+    for key in keys:
+        a, b = theirs.get(key), mine.get(key)
+        entry: dict[str, Any] = {"key": key}
+        if a is None or b is None:
+            entry["only_in"] = "run" if a is None else "other"
+        else:
+            if a.status != b.status:
+                entry["status"] = {"from": a.status, "to": b.status}
+            if a.output != b.output:
+                entry["output"] = {"from": a.output, "to": b.output}
+            if a.error != b.error:
+                entry["error"] = {"from": a.error, "to": b.error}
+            entry["duration_ms"] = {"from": a.duration_ms, "to": b.duration_ms}
+        step_changes.append(entry)
+    input_keys = sorted(set(run.input) | set(other.input))
+    return {
+        "run": run.pk,
+        "other": other.pk,
+        "version": {"from": other.version.number, "to": run.version.number,
+                    "changed": other.version_id != run.version_id,
+                    "definition": definition_diff(other.version.definition,
+                                                  run.version.definition)},
+        "input": {k: {"from": other.input.get(k), "to": run.input.get(k)}
+                  for k in input_keys if other.input.get(k) != run.input.get(k)},
+        "steps": step_changes,
+    }

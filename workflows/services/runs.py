@@ -1,0 +1,247 @@
+"""Commands on runs: start, cancel, retry, replay (DESIGN.md §5)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from workflows.definitions import step_descendants, validate_run_input
+from workflows.engine import progress
+from workflows.errors import Conflict, NotFound
+from workflows.models import ActorKind, Flow, FlowVersion, Run, StepRun, TriggerKind
+from workflows.permissions import OPERATE_RUN, actor_name, require_permission
+from workflows.references import ReferenceUnresolved, resolve
+from workflows.services.callbacks import callback_mint
+from workflows.services.transitions import event_record, run_transition
+from workflows.states import RUN_TERMINAL, RunStatus, StepStatus
+
+ACTIVE_RUN_STATUSES = (
+    RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING, RunStatus.WAITING_FOR_APPROVAL,
+)
+TRIGGER_ACTOR_KIND = {
+    TriggerKind.MANUAL: ActorKind.USER,
+    TriggerKind.RETRY: ActorKind.USER,
+    TriggerKind.REPLAY: ActorKind.USER,
+    TriggerKind.SCHEDULE: ActorKind.SCHEDULE,
+    TriggerKind.WEBHOOK: ActorKind.WEBHOOK,
+}
+
+
+def run_start(
+    *, flow: Flow, input: dict[str, Any] | None = None, actor=None,
+    trigger_kind: str = TriggerKind.MANUAL, trigger_payload: dict[str, Any] | None = None,
+    idempotency_key: str | None = None, draft: bool = False,
+) -> tuple[Run, bool]:
+    """Start a run of the flow's live release (or of the draft, a rehearsal).
+
+    Validates the input against the declared inputs (InputInvalid), pins the version, creates
+    every step run as not_started, mints wait callback tokens, applies the concurrency policy and
+    queues the first ready steps; their tasks are enqueued when the transaction commits.
+    Returns (run, created); a repeated idempotency key returns the existing run, created=False.
+    """
+    require_permission(actor, OPERATE_RUN)
+    if idempotency_key:
+        existing = Run.objects.filter(flow=flow, idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return existing, False
+    if draft:
+        version = FlowVersion.objects.get(flow=flow, number__isnull=True)
+    else:
+        if flow.live_version_id is None:
+            raise Conflict(f"flow {flow.slug} has no live release; release and promote one, "
+                           "or start a rehearsal run on the draft")
+        version = FlowVersion.objects.get(pk=flow.live_version_id)
+    full_input = validate_run_input(version.definition, input if input is not None else {})
+    try:
+        with transaction.atomic():
+            run = _run_create(
+                flow=flow, version=version, input=full_input, actor=actor, draft=draft,
+                trigger_kind=trigger_kind, trigger_payload=trigger_payload or {},
+                idempotency_key=idempotency_key or None,
+            )
+            _admit_or_hold(run)
+    except IntegrityError:
+        if idempotency_key:
+            existing = Run.objects.filter(flow=flow, idempotency_key=idempotency_key).first()
+            if existing is not None:
+                return existing, False
+        raise
+    return run, True
+
+
+def _run_create(*, flow: Flow, version: FlowVersion, input: dict[str, Any], actor, draft: bool,
+                trigger_kind: str, trigger_payload: dict[str, Any],
+                idempotency_key: str | None = None, retry_of: Run | None = None,
+                replay_of: Run | None = None, reuse: dict[str, StepRun] | None = None) -> Run:
+    definition = version.definition
+    run = Run.objects.create(
+        flow=flow, version=version, is_rehearsal=draft, input=input,
+        trigger_kind=trigger_kind, trigger_actor=actor_name(actor) or trigger_kind,
+        trigger_payload=trigger_payload, idempotency_key=idempotency_key,
+        concurrency_key=_concurrency_key(definition, input), retry_of=retry_of,
+        replay_of=replay_of, created_by=actor,
+    )
+    reuse = reuse or {}
+    step_runs = []
+    for position, step in enumerate(definition["steps"]):
+        nonce, token_hash = callback_mint() if step["type"] == "wait" else ("", None)
+        original = reuse.get(step["key"])
+        step_runs.append(StepRun(
+            run=run, key=step["key"], type=step["type"], position=position, needs=step["needs"],
+            callback_nonce=nonce, callback_token_hash=token_hash,
+            status=StepStatus.COMPLETED if original else StepStatus.NOT_STARTED,
+            output=original.output if original else None,
+            reused_from=original.reused_from or original if original else None,
+            started_at=original.started_at if original else None,
+            finished_at=original.finished_at if original else None,
+        ))
+    StepRun.objects.bulk_create(step_runs)
+    actor_kind = TRIGGER_ACTOR_KIND.get(trigger_kind, ActorKind.SYSTEM)
+    event_record(
+        run_id=run.pk, kind="run_created", to_status=RunStatus.CREATED, actor_kind=actor_kind,
+        actor=run.trigger_actor,
+        reason=f"{trigger_kind} trigger" + (f" of run {(retry_of or replay_of).pk}"
+                                             if (retry_of or replay_of) else ""),
+        data={"version": version.number, "draft": draft,
+              "reused_steps": sorted(reuse)} if reuse else
+             {"version": version.number, "draft": draft},
+    )
+    return run
+
+
+def _concurrency_key(definition: dict[str, Any], input: dict[str, Any]) -> str | None:
+    concurrency = definition.get("concurrency")
+    if not concurrency or concurrency.get("policy") == "allow":
+        return None
+    template = concurrency.get("key") or ""
+    try:
+        value = resolve(template, {"input": input, "steps": {}, "connections": {}})
+    except ReferenceUnresolved:
+        value = template
+    return str(value)
+
+
+def _admit_or_hold(run: Run) -> None:
+    """Apply the flow's concurrency policy, holding the flow row lock so two starts cannot both
+    take the last slot."""
+    concurrency = run.version.definition.get("concurrency") or {}
+    if run.concurrency_key is None:
+        _admit(run)
+        return
+    Flow.objects.select_for_update().filter(pk=run.flow_id).first()
+    active = list(
+        Run.objects.filter(flow_id=run.flow_id, concurrency_key=run.concurrency_key,
+                           status__in=ACTIVE_RUN_STATUSES).order_by("id")
+    )
+    limit = int(concurrency.get("limit") or 1)
+    if len(active) < limit:
+        _admit(run)
+        return
+    policy = concurrency.get("policy", "queue")
+    reason = f"concurrency limit {limit} reached for key {run.concurrency_key!r}"
+    if policy == "skip":
+        _cancel(run, actor=None, reason=f"skipped: {reason}")
+        return
+    if policy == "cancel_running":
+        for older in active[: len(active) - limit + 1]:
+            _cancel(older, actor=None, reason=f"canceled by run {run.pk}: {reason}")
+        _admit(run)
+        return
+    event_record(run_id=run.pk, kind="run_held", reason=f"waiting: {reason}")
+
+
+def _admit(run: Run) -> None:
+    run_transition(run, RunStatus.QUEUED, reason="admitted")
+    steps = progress.load_steps(run)
+    queued = progress.queue_ready(run, steps)
+    progress.run_settle(run, steps)
+    progress.enqueue([s.pk for s in queued])
+
+
+def run_admit_next(*, flow_id: int, concurrency_key: str) -> None:
+    """A slot freed up: admit the oldest run held for this concurrency key."""
+    held = (Run.objects.filter(flow_id=flow_id, concurrency_key=concurrency_key,
+                               status=RunStatus.CREATED).select_related("version")
+            .order_by("id").first())
+    if held is not None:
+        _admit_or_hold(held)
+
+
+def run_cancel(*, run: Run, actor=None, reason: str = "") -> Run:
+    """Cancel the run and every non-terminal step. A running handler notices at its next
+    heartbeat. Raises TransitionNotAllowed when the run has already ended."""
+    require_permission(actor, OPERATE_RUN)
+    with transaction.atomic():
+        locked = progress.lock_run(run.pk)
+        _cancel(locked, actor=actor, reason=reason or "canceled")
+    return locked
+
+
+def _cancel(run: Run, *, actor, reason: str) -> None:
+    from workflows.states import TransitionNotAllowed
+
+    if run.status in RUN_TERMINAL:
+        raise TransitionNotAllowed("run", run.status, RunStatus.CANCELED,
+                                   f"run {run.pk} has already ended")
+    actor_kind = ActorKind.SYSTEM if actor is None else ActorKind.USER
+    steps = progress.load_steps(run)
+    progress.cancel_active_steps(run, steps, reason=reason, actor_kind=actor_kind,
+                                 actor=actor_name(actor), include_not_started=True)
+    run_transition(run, RunStatus.CANCELED, actor_kind=actor_kind, actor=actor_name(actor),
+                   reason=reason)
+    progress.run_after_terminal(run)
+
+
+def run_retry(*, run: Run, actor=None, from_step: str | None = None) -> Run:
+    """A new run linked by retry_of: same version and input; completed steps are reused with
+    their outputs, and it starts at the failed step(s) — or at `from_step`, reusing only the
+    completed steps that do not depend on it ("redo from here")."""
+    require_permission(actor, OPERATE_RUN)
+    if run.status not in RUN_TERMINAL:
+        raise Conflict(f"run {run.pk} is still {run.status}; cancel it first or wait for it")
+    originals = progress.load_steps(run)
+    definition = run.version.definition
+    if from_step is not None:
+        if from_step not in originals:
+            raise NotFound(f"run {run.pk} has no step {from_step!r}")
+        redo = {from_step} | step_descendants(definition, from_step)
+    else:
+        redo = set()
+        if run.status == RunStatus.COMPLETED:
+            raise Conflict(f"run {run.pk} completed; name from_step to redo part of it, "
+                           "or replay it")
+    reuse = {
+        key: s for key, s in originals.items()
+        if s.status == StepStatus.COMPLETED and key not in redo
+    }
+    with transaction.atomic():
+        new = _run_create(
+            flow=run.flow, version=run.version, input=run.input, actor=actor,
+            draft=run.is_rehearsal, trigger_kind=TriggerKind.RETRY,
+            trigger_payload={"retry_of": run.pk, "from_step": from_step}, retry_of=run,
+            reuse=reuse,
+        )
+        for key in reuse:
+            event_record(run_id=new.pk, kind="step_reused", to_status=StepStatus.COMPLETED,
+                         actor_kind=ActorKind.SYSTEM,
+                         step_run_id=StepRun.objects.get(run=new, key=key).pk,
+                         reason=f"output reused from run {run.pk}")
+        _admit_or_hold(new)
+    return new
+
+
+def run_replay(*, run: Run, actor=None) -> Run:
+    """A new run from the start with the same version and input, linked by replay_of."""
+    require_permission(actor, OPERATE_RUN)
+    with transaction.atomic():
+        new = _run_create(
+            flow=run.flow, version=run.version, input=run.input, actor=actor,
+            draft=run.is_rehearsal, trigger_kind=TriggerKind.REPLAY,
+            trigger_payload={"replay_of": run.pk}, replay_of=run,
+        )
+        _admit_or_hold(new)
+    return new
+
+

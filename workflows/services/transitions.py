@@ -1,0 +1,112 @@
+"""The one place statuses change (DESIGN.md §3).
+
+Each function checks the move against the tables in `workflows.states`, applies it with a
+conditional UPDATE (`... WHERE status = expected`) and writes an Event in the same transaction.
+An illegal move raises `TransitionNotAllowed`; a lost race (the row is no longer in the expected
+status) returns False and writes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from workflows.models import ActorKind, Event, Run, StepRun
+from workflows.states import (
+    RUN_TERMINAL, STEP_TERMINAL, RunStatus, StepStatus, TransitionNotAllowed,
+    run_transition_allowed, step_transition_allowed,
+)
+
+
+def event_record(
+    *, run_id: int, kind: str, actor_kind: str = ActorKind.SYSTEM, actor: str = "",
+    step_run_id: int | None = None, from_status: str = "", to_status: str = "",
+    reason: str = "", data: dict[str, Any] | None = None,
+) -> Event:
+    """Append an Event. Call inside the transaction that made the change it records."""
+    return Event.objects.create(
+        run_id=run_id, step_run_id=step_run_id, kind=kind, from_status=from_status,
+        to_status=to_status, actor_kind=actor_kind, actor=actor, reason=reason, data=data or {},
+    )
+
+
+def run_transition(
+    run: Run, to: str, *, actor_kind: str = ActorKind.SYSTEM, actor: str = "",
+    reason: str = "", data: dict[str, Any] | None = None, kind: str | None = None,
+    fields: dict[str, Any] | None = None,
+) -> bool:
+    """Move `run` from its current (in-memory) status to `to`.
+
+    Returns False (and writes nothing) when the row's status changed under us.
+    `fields` are extra columns set in the same UPDATE (timestamps, output, error).
+    """
+    from_status = run.status
+    if not run_transition_allowed(from_status, to):
+        raise TransitionNotAllowed("run", from_status, to)
+    now = timezone.now()
+    values: dict[str, Any] = dict(fields or {})
+    if to == RunStatus.QUEUED and run.queued_at is None:
+        values.setdefault("queued_at", now)
+    if to == RunStatus.RUNNING and run.started_at is None:
+        values.setdefault("started_at", now)
+    if to in RUN_TERMINAL:
+        values.setdefault("finished_at", now)
+        if run.started_at is None:
+            values.setdefault("started_at", now)
+    # savepoint=False: a failure here must abort the caller's whole transaction anyway.
+    with transaction.atomic(savepoint=False):
+        updated = Run.objects.filter(pk=run.pk, status=from_status).update(status=to, **values)
+        if not updated:
+            return False
+        event_record(
+            run_id=run.pk, kind=kind or f"run_{to}", from_status=from_status, to_status=to,
+            actor_kind=actor_kind, actor=actor, reason=reason, data=data,
+        )
+    run.status = to
+    for name, value in values.items():
+        setattr(run, name, value)
+    return True
+
+
+def step_transition(
+    step_run: StepRun, to: str, *, actor_kind: str = ActorKind.SYSTEM, actor: str = "",
+    reason: str = "", data: dict[str, Any] | None = None, kind: str | None = None,
+    fields: dict[str, Any] | None = None, redo: bool = False,
+    expected_attempt: int | None = None,
+) -> bool:
+    """Move `step_run` from its current (in-memory) status to `to`; see `run_transition`.
+
+    `redo=True` additionally allows the moves back that only an approval's redo may make.
+    `expected_attempt` makes the update also require that attempt to still be the current one,
+    so a worker whose lease was taken back cannot record its late outcome.
+    """
+    from_status = step_run.status
+    if not step_transition_allowed(from_status, to, redo=redo):
+        raise TransitionNotAllowed(f"step {step_run.key}", from_status, to)
+    now = timezone.now()
+    values: dict[str, Any] = dict(fields or {})
+    if to == StepStatus.RUNNING and step_run.started_at is None:
+        values.setdefault("started_at", now)
+    if to in STEP_TERMINAL:
+        values.setdefault("finished_at", now)
+        values.setdefault("lease_until", None)
+    values["updated_at"] = now
+    # savepoint=False: a failure here must abort the caller's whole transaction anyway.
+    with transaction.atomic(savepoint=False):
+        rows = StepRun.objects.filter(pk=step_run.pk, status=from_status)
+        if expected_attempt is not None:
+            rows = rows.filter(attempt_count=expected_attempt)
+        updated = rows.update(status=to, **values)
+        if not updated:
+            return False
+        event_record(
+            run_id=step_run.run_id, step_run_id=step_run.pk, kind=kind or f"step_{to}",
+            from_status=from_status, to_status=to, actor_kind=actor_kind, actor=actor,
+            reason=reason, data=data,
+        )
+    step_run.status = to
+    for name, value in values.items():
+        setattr(step_run, name, value)
+    return True
