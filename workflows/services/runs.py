@@ -146,7 +146,8 @@ def _admit_or_hold(run: Run) -> None:
         return
     if policy == "cancel_running":
         for older in active[: len(active) - limit + 1]:
-            _cancel(older, actor=None, reason=f"canceled by run {run.pk}: {reason}")
+            _cancel(older, actor=None, reason=f"canceled by run {run.pk}: {reason}",
+                    admit_next=False)
         _admit(run)
         return
     event_record(run_id=run.pk, kind="run_held", reason=f"waiting: {reason}")
@@ -179,7 +180,7 @@ def run_cancel(*, run: Run, actor=None, reason: str = "") -> Run:
     return locked
 
 
-def _cancel(run: Run, *, actor, reason: str) -> None:
+def _cancel(run: Run, *, actor, reason: str, admit_next: bool = True) -> None:
     from workflows.states import TransitionNotAllowed
 
     if run.status in RUN_TERMINAL:
@@ -191,7 +192,8 @@ def _cancel(run: Run, *, actor, reason: str) -> None:
                                  actor=actor_name(actor), include_not_started=True)
     run_transition(run, RunStatus.CANCELED, actor_kind=actor_kind, actor=actor_name(actor),
                    reason=reason)
-    progress.run_after_terminal(run)
+    if admit_next:
+        progress.run_after_terminal(run)
 
 
 def run_retry(*, run: Run, actor=None, from_step: str | None = None) -> Run:
@@ -199,6 +201,7 @@ def run_retry(*, run: Run, actor=None, from_step: str | None = None) -> Run:
     their outputs, and it starts at the failed step(s) — or at `from_step`, reusing only the
     completed steps that do not depend on it ("redo from here")."""
     require_permission(actor, OPERATE_RUN)
+    run = Run.objects.select_related("flow", "version").get(pk=run.pk)
     if run.status not in RUN_TERMINAL:
         raise Conflict(f"run {run.pk} is still {run.status}; cancel it first or wait for it")
     originals = progress.load_steps(run)
