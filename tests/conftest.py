@@ -243,3 +243,13 @@ def redis_url() -> str:
     finally:
         client.close()
     return url
+
+
+@pytest.fixture(autouse=True)
+def _fresh_version_cache() -> Iterator[None]:
+    """The engine caches released versions by primary key; rolled-back tests reuse keys."""
+    from workflows.engine.progress import forget_versions
+
+    forget_versions()
+    yield
+    forget_versions()

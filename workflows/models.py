@@ -8,6 +8,7 @@ import secrets
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from workflows.states import AttemptStatus, RunStatus, StepStatus
 
@@ -265,7 +266,7 @@ class Event(models.Model):
     actor = models.CharField(max_length=200, blank=True)
     reason = models.TextField(blank=True)
     data = models.JSONField(default=dict, blank=True)
-    at = models.DateTimeField(auto_now_add=True)
+    at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["run", "id"]

@@ -27,7 +27,7 @@ from django.utils import timezone
 from workflows.engine import progress
 from workflows.models import ActorKind, Attempt, LogChunk, Run, StepRun
 from workflows.references import ReferenceUnresolved, resolve
-from workflows.services.transitions import run_transition, step_transition
+from workflows.services.transitions import events_batched, run_transition, step_transition
 from workflows.states import RUN_TERMINAL, AttemptStatus, RunStatus, StepStatus
 from workflows.steps import StepCanceled, StepFailed, StepOutcome, get_step_type
 
@@ -121,17 +121,10 @@ class Result:
 
 def advance(step_run_id: int) -> None:
     """Run the queued step run `step_run_id`, then any step it makes ready (see module doc)."""
-    next_id: int | None = step_run_id
-    while next_id is not None:
-        next_id = advance_one(next_id)
-
-
-def advance_one(step_run_id: int) -> int | None:
     claimed = claim(step_run_id)
-    if claimed is None:
-        return None
-    result = execute(claimed)
-    return finish(claimed, result)
+    while claimed is not None:
+        nxt = finish(claimed, execute(claimed))
+        claimed = claim(nxt) if isinstance(nxt, int) else nxt
 
 
 # --- claim -------------------------------------------------------------------------------------
@@ -152,9 +145,7 @@ def claim(step_run_id: int) -> Claimed | None:
         if delay > settings.WF_INLINE_DELAY_SECONDS:
             return None  # the sweeper hands it to a worker when it is due
         time.sleep(delay)
-    from connections.selectors import connection_redactor
-
-    with transaction.atomic():
+    with transaction.atomic(), events_batched():
         run = progress.lock_run(step.run_id)
         if run.status in RUN_TERMINAL:
             return None
@@ -162,45 +153,50 @@ def claim(step_run_id: int) -> Claimed | None:
         step = next((s for s in steps.values() if s.pk == step_run_id), None)
         if step is None or step.status != StepStatus.QUEUED:
             return None
-        definition = progress.step_definitions(run)[step.key]
-        step_type = get_step_type(step.type)
-        setup_error: StepFailed | None = None
-        resolved: dict[str, Any] | None = None
-        connections: dict[str, Any] = {}
-        secrets: dict[str, dict[str, Any]] = {}
-        redactor = connection_redactor(secrets=[])
-        try:
-            if step_type is None:
-                raise StepFailed(f"unknown step type {step.type!r}", error_type="UnknownStepType",
-                                 retryable=False)
-            connections, secrets = _load_connections(step_type.connection_names(definition))
-            redactor = connection_redactor(secrets=secrets.values())
-            deferred = {k: v for k, v in definition.items() if k in step_type.deferred_keys}
-            resolved = resolve(
-                {k: v for k, v in definition.items() if k not in step_type.deferred_keys},
-                progress.resolution_context(run, steps.values()),
-            )
-            resolved.update(deferred)
-        except ReferenceUnresolved as exc:
-            setup_error = StepFailed(str(exc), error_type="ReferenceUnresolved", retryable=False)
-        except StepFailed as exc:
-            setup_error = exc
-        now = timezone.now()
-        number = step.attempt_count + 1
-        if not step_transition(
-            step, StepStatus.RUNNING, actor_kind=ActorKind.WORKER, actor=worker_id(),
-            data={"attempt": number},
-            fields={"attempt_count": number, "worker": worker_id(), "not_before": None,
-                    "lease_until": now + timedelta(seconds=settings.WF_LEASE_SECONDS)},
-        ):
-            return None
-        attempt = Attempt.objects.create(
-            step_run=step, number=number, status=AttemptStatus.RUNNING, worker=worker_id(),
-            input=redactor.redact(resolved) if resolved is not None else None, started_at=now,
-        )
-        if run.status != RunStatus.RUNNING:
-            run_transition(run, RunStatus.RUNNING, actor_kind=ActorKind.WORKER, actor=worker_id(),
-                           reason=f"step {step.key} started")
+        return claim_locked(run, steps, step)
+
+
+def claim_locked(run: Run, steps: dict[str, StepRun], step: StepRun) -> Claimed | None:
+    """The claim itself, inside a transaction holding the run lock."""
+    from connections.selectors import connection_redactor
+
+    definition = progress.step_definitions(run)[step.key]
+    step_type = get_step_type(step.type)
+    setup_error: StepFailed | None = None
+    resolved: dict[str, Any] | None = None
+    connections: dict[str, Any] = {}
+    secrets: dict[str, dict[str, Any]] = {}
+    redactor = connection_redactor(secrets=[])
+    try:
+        if step_type is None:
+            raise StepFailed(f"unknown step type {step.type!r}", error_type="UnknownStepType",
+                             retryable=False)
+        connections, secrets = _load_connections(step_type.connection_names(definition))
+        redactor = connection_redactor(secrets=secrets.values())
+        deferred = {k: v for k, v in definition.items() if k in step_type.deferred_keys}
+        immediate = {k: v for k, v in definition.items() if k not in step_type.deferred_keys}
+        resolved = resolve(immediate, progress.resolution_context(run, steps.values(), immediate))
+        resolved.update(deferred)
+    except ReferenceUnresolved as exc:
+        setup_error = StepFailed(str(exc), error_type="ReferenceUnresolved", retryable=False)
+    except StepFailed as exc:
+        setup_error = exc
+    now = timezone.now()
+    number = step.attempt_count + 1
+    if not step_transition(
+        step, StepStatus.RUNNING, actor_kind=ActorKind.WORKER, actor=worker_id(),
+        data={"attempt": number},
+        fields={"attempt_count": number, "worker": worker_id(), "not_before": None,
+                "lease_until": now + timedelta(seconds=settings.WF_LEASE_SECONDS)},
+    ):
+        return None
+    attempt = Attempt.objects.create(
+        step_run=step, number=number, status=AttemptStatus.RUNNING, worker=worker_id(),
+        input=redactor.redact(resolved) if resolved is not None else None, started_at=now,
+    )
+    if run.status != RunStatus.RUNNING:
+        run_transition(run, RunStatus.RUNNING, actor_kind=ActorKind.WORKER, actor=worker_id(),
+                       reason=f"step {step.key} started")
     return Claimed(run=run, step=step, attempt=attempt, definition=definition, resolved=resolved,
                    connections=connections, secrets=secrets, redactor=redactor,
                    setup_error=setup_error)
@@ -328,12 +324,13 @@ class LogWriter:
 
 # --- finish ------------------------------------------------------------------------------------
 
-def finish(claimed: Claimed, result: Result) -> int | None:
-    """Record the attempt's outcome and move the run on, in one transaction. Returns a step run
-    this worker should continue with, if any."""
+def finish(claimed: Claimed, result: Result) -> Claimed | int | None:
+    """Record the attempt's outcome and move the run on, in one transaction. Returns what this
+    worker goes on with: the next step, already claimed in the same transaction, or the id of a
+    step to claim after a retry delay, or None."""
     redact = claimed.redactor.redact
     number = claimed.attempt.number
-    with transaction.atomic():
+    with transaction.atomic(), events_batched():
         run = progress.lock_run(claimed.run.pk)
         steps = progress.load_steps(run)
         step = steps[claimed.step.key]
@@ -361,7 +358,7 @@ def _close_attempt(claimed: Claimed, status: str, *, output: Any = None,
 
 
 def _record_outcome(run: Run, steps: dict[str, StepRun], step: StepRun, claimed: Claimed,
-                    outcome: StepOutcome) -> int | None:
+                    outcome: StepOutcome) -> Claimed | None:
     redact = claimed.redactor.redact
     number = claimed.attempt.number
     actor = worker_id()
@@ -448,7 +445,10 @@ def _record_failure(run: Run, steps: dict[str, StepRun], step: StepRun, claimed:
             fields={"not_before": timezone.now() + timedelta(seconds=delay) if delay else None,
                     "enqueued_at": timezone.now(), "error": error, "lease_until": None},
         )
-        return step.pk if settings.WF_CONTINUE_INLINE else _enqueue_one(step)
+        if settings.WF_CONTINUE_INLINE:
+            return step.pk
+        progress.enqueue([step.pk])
+        return None
     step_transition(step, StepStatus.FAILED, actor_kind=ActorKind.WORKER, actor=worker_id(),
                     reason=f"{error['type']}: {error['message']}", expected_attempt=number,
                     fields={"error": error, "output": output}, data={"attempt": number})
@@ -456,18 +456,14 @@ def _record_failure(run: Run, steps: dict[str, StepRun], step: StepRun, claimed:
     return None
 
 
-def _enqueue_one(step: StepRun) -> None:
-    progress.enqueue([step.pk])
-    return None
-
-
-def _continue(run: Run, steps: dict[str, StepRun]) -> int | None:
+def _continue(run: Run, steps: dict[str, StepRun]) -> Claimed | None:
+    """Queue what is ready; claim the first of it for this worker, enqueue the rest."""
     queued = progress.queue_ready(run, steps)
     progress.run_settle(run, steps)
     if not queued:
         return None
     if settings.WF_CONTINUE_INLINE:
         progress.enqueue([s.pk for s in queued[1:]])
-        return queued[0].pk
+        return claim_locked(run, steps, queued[0])
     progress.enqueue([s.pk for s in queued])
     return None

@@ -16,8 +16,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from workflows.models import ActorKind, Attempt, Run, StepRun
-from workflows.references import ReferenceUnresolved, resolve
+from workflows.models import ActorKind, Attempt, FlowVersion, Run, StepRun
+from workflows.references import (
+    ReferenceSyntaxError, ReferenceUnresolved, find_references, parse_reference, resolve,
+)
 from workflows.services.callbacks import callback_url
 from workflows.services.transitions import event_record, run_transition, step_transition
 from workflows.states import (
@@ -27,30 +29,82 @@ from workflows.states import (
 logger = logging.getLogger(__name__)
 
 
+_released_versions: dict[int, FlowVersion] = {}
+
+
+def forget_versions() -> None:
+    """Drop the cache of released versions (tests roll back and reuse primary keys)."""
+    _released_versions.clear()
+
+
 def lock_run(run_id: int) -> Run:
-    """Lock and return the run row. Must be called inside transaction.atomic()."""
-    return (
-        Run.objects.select_for_update(of=("self",))
-        .select_related("version", "flow")
-        .get(pk=run_id)
+    """Lock and return the run row, with its pinned version. Must be called inside
+    transaction.atomic(). Released versions are immutable, so each process keeps the ones it
+    has read (a draft, which can change, is read every time)."""
+    run = Run.objects.select_for_update().get(pk=run_id)
+    version = _released_versions.get(run.version_id)
+    if version is None:
+        version = FlowVersion.objects.get(pk=run.version_id)
+        if version.number is not None:
+            _released_versions[version.pk] = version
+    run.version = version
+    return run
+
+
+# What moving a run on needs to know of each step. Outputs, errors and payloads are loaded
+# only where they are used (`step_outputs`), so a step's cost does not grow with the size of
+# every other step's output.
+STATE_FIELDS = (
+    "id", "run_id", "key", "type", "position", "needs", "status", "attempt_count", "retry_base",
+    "callback_nonce", "callback_received_at", "started_at", "reused_from_id",
+)
+
+
+def load_steps(run: Run, *, full: bool = False) -> dict[str, StepRun]:
+    """The run's step runs by key, in definition order (state fields only unless `full`)."""
+    rows = StepRun.objects.filter(run_id=run.pk).order_by("position")
+    if not full:
+        rows = rows.only(*STATE_FIELDS)
+    return {s.key: s for s in rows}
+
+
+def step_outputs(run: Run, keys: Iterable[str]) -> dict[str, Any]:
+    """{key: output} of the named steps that are done (one query; none when no keys)."""
+    keys = list(keys)
+    if not keys:
+        return {}
+    return dict(
+        StepRun.objects.filter(run_id=run.pk, key__in=keys, status__in=STEP_DONE)
+        .values_list("key", "output")
     )
 
 
-def load_steps(run: Run) -> dict[str, StepRun]:
-    return {s.key: s for s in StepRun.objects.filter(run_id=run.pk).order_by("position")}
+def referenced_steps(value: Any) -> set[str]:
+    """Keys of the steps whose output `value` refers to."""
+    keys = set()
+    for _, expr in find_references(value):
+        try:
+            parts = parse_reference(expr)
+        except ReferenceSyntaxError:
+            continue
+        if len(parts) >= 3 and parts[0] == "steps" and parts[2] == "output":
+            keys.add(str(parts[1]))
+    return keys
 
 
 def step_definitions(run: Run) -> dict[str, dict[str, Any]]:
     return {step["key"]: step for step in run.version.definition["steps"]}
 
 
-def resolution_context(run: Run, steps: Iterable[StepRun]) -> dict[str, Any]:
-    """What `{{ }}` references see: the run's input, each step's output and callback URL."""
+def resolution_context(run: Run, steps: Iterable[StepRun], value: Any) -> dict[str, Any]:
+    """What the `{{ }}` references in `value` see: the run's input, the outputs of the done
+    steps it refers to, and every wait step's callback URL."""
+    outputs = step_outputs(run, referenced_steps(value))
     step_values: dict[str, Any] = {}
     for s in steps:
         entry: dict[str, Any] = {}
-        if s.status in STEP_DONE or s.output is not None:
-            entry["output"] = s.output
+        if s.key in outputs:
+            entry["output"] = outputs[s.key]
         if s.type == "wait" and s.callback_nonce:
             entry["callback_url"] = callback_url(s.callback_nonce)
         step_values[s.key] = entry
@@ -116,7 +170,7 @@ def queue_ready(run: Run, steps: dict[str, StepRun], *, actor_kind: str = ActorK
 
 def _truthy(run: Run, steps: dict[str, StepRun], condition: str) -> bool:
     try:
-        return bool(resolve(condition, resolution_context(run, steps.values())))
+        return bool(resolve(condition, resolution_context(run, steps.values(), condition)))
     except ReferenceUnresolved:
         return False
 
@@ -244,10 +298,3 @@ def timeout_at(seconds: float | None) -> Any:
 
 def default_step_timeout() -> float:
     return float(settings.WF_DEFAULT_STEP_TIMEOUT_SECONDS)
-
-
-__all__ = [
-    "attempt_finish", "backoff_seconds", "cancel_active_steps", "enqueue", "event_record",
-    "load_steps", "lock_run", "queue_ready", "resolution_context", "run_settle",
-    "step_definitions", "wait_complete",
-]

@@ -8,6 +8,9 @@ status) returns False and writes nothing.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import transaction
@@ -20,16 +23,47 @@ from workflows.states import (
 )
 
 
+_pending = threading.local()
+
+
+@contextmanager
+def events_batched() -> Iterator[None]:
+    """Write the Events recorded inside this block in one INSERT when it ends.
+
+    Use it inside the transaction whose changes the events record (`with transaction.atomic(),
+    events_batched():`) so they are written before that transaction commits; if the block
+    raises, nothing is written (and the transaction rolls back anyway).
+    """
+    outer = getattr(_pending, "events", None)
+    if outer is not None:  # already batching: the outer block writes them
+        yield
+        return
+    _pending.events = []
+    try:
+        yield
+        if _pending.events:
+            Event.objects.bulk_create(_pending.events)
+    finally:
+        _pending.events = None
+
+
 def event_record(
     *, run_id: int, kind: str, actor_kind: str = ActorKind.SYSTEM, actor: str = "",
     step_run_id: int | None = None, from_status: str = "", to_status: str = "",
     reason: str = "", data: dict[str, Any] | None = None,
 ) -> Event:
     """Append an Event. Call inside the transaction that made the change it records."""
-    return Event.objects.create(
+    event = Event(
         run_id=run_id, step_run_id=step_run_id, kind=kind, from_status=from_status,
         to_status=to_status, actor_kind=actor_kind, actor=actor, reason=reason, data=data or {},
+        at=timezone.now(),
     )
+    batch = getattr(_pending, "events", None)
+    if batch is not None:
+        batch.append(event)
+    else:
+        event.save(force_insert=True)
+    return event
 
 
 def run_transition(
