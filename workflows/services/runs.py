@@ -204,7 +204,7 @@ def run_retry(*, run: Run, actor=None, from_step: str | None = None) -> Run:
     run = Run.objects.select_related("flow", "version").get(pk=run.pk)
     if run.status not in RUN_TERMINAL:
         raise Conflict(f"run {run.pk} is still {run.status}; cancel it first or wait for it")
-    originals = progress.load_steps(run)
+    originals = progress.load_steps(run, full=True)
     definition = run.version.definition
     if from_step is not None:
         if from_step not in originals:
