@@ -5,9 +5,10 @@ For each configuration (SQLite + ORM broker, PostgreSQL + ORM broker, PostgreSQL
   broker round trip per step costs on the same settings);
 - a flow of N sequential `core.echo` steps, run by the engine (claim, attempt, events,
   outcome, next step queued; the next step continues in the same worker when ready);
-- the same flow with inline continuation off (every step a broker round trip).
-It prints ms per step and the engine's orchestration overhead (run time minus handler time,
-per step). Usage: `python bench/step_overhead.py [--steps 40] [--repeat 3] [--configs ...]`.
+- the same flow with inline continuation off (every step a broker round trip);
+- the same flow advanced in this process with no broker at all: the engine's own cost per step
+  (claim, attempt, events, outcome, next step; `core.echo` itself takes microseconds).
+It prints ms per step. Usage: `python bench/step_overhead.py [--steps 40] [--repeat 3] [--configs ...]`.
 Each configuration runs in a child process on a throwaway database.
 """
 
@@ -58,7 +59,7 @@ def child(config: str, steps: int, repeat: int) -> dict:
     from django_q.brokers import get_broker
     from django_q.tasks import async_task
 
-    from workflows.models import Attempt, Flow, Run
+    from workflows.models import Flow, Run
     from workflows.services.flows import flow_create, flow_promote, flow_release
     from workflows.services.runs import run_start
 
@@ -91,7 +92,7 @@ def child(config: str, steps: int, repeat: int) -> dict:
         except ProcessLookupError:
             pass
 
-    def run_flow() -> tuple[float, float]:
+    def run_flow() -> float:
         run, _ = run_start(flow=flow, input={})
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
@@ -100,9 +101,23 @@ def child(config: str, steps: int, repeat: int) -> dict:
                 break
             time.sleep(0.05)
         assert run.status == "completed", run.status
-        total = (run.finished_at - run.created_at).total_seconds() * 1000
-        handler = sum(a.duration_ms or 0 for a in Attempt.objects.filter(step_run__run=run))
-        return total / steps, (total - handler) / steps
+        return (run.finished_at - run.created_at).total_seconds() * 1000 / steps
+
+    def run_in_process() -> float:
+        from unittest import mock
+
+        from workflows.engine import executor
+        from workflows.models import StepRun
+
+        with mock.patch("workflows.engine.progress.enqueue"):
+            run, _ = run_start(flow=flow, input={})
+            first = StepRun.objects.get(run=run, key="s00")
+            started = time.perf_counter()
+            executor.advance(first.pk)
+            elapsed = time.perf_counter() - started
+        run.refresh_from_db()
+        assert run.status == "completed", run.status
+        return elapsed * 1000 / steps
 
     def run_chain() -> float:
         with tempfile.TemporaryDirectory() as tmp:
@@ -114,8 +129,8 @@ def child(config: str, steps: int, repeat: int) -> dict:
                 time.sleep(0.01)
             return (float(marker.read_text()) - start) * 1000 / steps
 
-    results: dict[str, list[float]] = {"chain": [], "flow": [], "flow_orchestration": [],
-                                       "flow_no_inline": [], "flow_no_inline_orchestration": []}
+    results: dict[str, list[float]] = {"chain": [], "flow": [], "flow_no_inline": [],
+                                       "in_process": []}
     for inline, prefix in (("true", "flow"), ("false", "flow_no_inline")):
         os.environ["WF_CONTINUE_INLINE"] = inline
         from django.conf import settings
@@ -129,11 +144,14 @@ def child(config: str, steps: int, repeat: int) -> dict:
                 for _ in range(repeat):
                     results["chain"].append(run_chain())
             for _ in range(repeat):
-                per_step, orchestration = run_flow()
-                results[prefix].append(per_step)
-                results[f"{prefix}_orchestration"].append(orchestration)
+                results[prefix].append(run_flow())
         finally:
             stop_cluster(cluster)
+    os.environ["WF_CONTINUE_INLINE"] = "true"
+    settings.WF_CONTINUE_INLINE = True
+    run_in_process()
+    for _ in range(repeat):
+        results["in_process"].append(run_in_process())
     Run.objects.filter(flow=flow).delete()
     return {k: round(statistics.median(v), 2) for k, v in results.items()}
 
@@ -180,7 +198,6 @@ def main() -> None:
         "PYTHONPATH": str(ROOT), "Q_SAVE_LIMIT": "0",
     }
     base_env.pop("REDIS_URL", None)
-    pg_url = None
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.configs.split(","):
@@ -189,7 +206,7 @@ def main() -> None:
             if config["db"] == "sqlite":
                 env["DATABASE_URL"] = f"sqlite:///{tmp}/{name}.sqlite3"
             else:
-                pg_url = pg_url or prepare_pg()
+                pg_url = prepare_pg()  # a fresh database for each configuration
                 if pg_url is None:
                     continue
                 env["DATABASE_URL"] = pg_url
@@ -210,14 +227,16 @@ def main() -> None:
             rows.append((name, config["poll"], result))
     print(f"\n{args.steps} sequential steps, median of {args.repeat} runs, ms per step\n")
     header = (f"{'configuration':22} {'poll':>5} {'raw chain':>10} {'engine':>8} "
-              f"{'orchestr.':>10} {'engine, no inline':>18} {'orchestr.':>10} "
-              f"{'engine/chain':>13}")
+              f"{'no inline':>10} {'no broker':>10} {'engine/chain':>13}")
     print(header)
     print("-" * len(header))
     for name, poll, r in rows:
         print(f"{name:22} {poll:>5} {r['chain']:>10.2f} {r['flow']:>8.2f} "
-              f"{r['flow_orchestration']:>10.2f} {r['flow_no_inline']:>18.2f} "
-              f"{r['flow_no_inline_orchestration']:>10.2f} {r['flow'] / r['chain']:>13.3f}")
+              f"{r['flow_no_inline']:>10.2f} {r['in_process']:>10.2f} "
+              f"{r['flow'] / r['chain']:>13.3f}")
+    print("\nraw chain: django-q2 tasks each enqueuing the next; engine: the flow through a "
+          "qcluster;\nno inline: every step through the broker; no broker: the engine's own "
+          "cost, in process.")
 
 
 if __name__ == "__main__":

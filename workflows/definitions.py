@@ -106,8 +106,6 @@ RETRY_DEFAULTS = {"max_attempts": 1, "backoff_seconds": 0, "backoff_factor": 2}
 DEFAULT_CONCURRENCY = {"key": None, "limit": 1, "policy": ConcurrencyPolicy.QUEUE.value}
 DEFAULT_TIMEZONE = "UTC"
 REFERENCE_ROOTS = ("input", "steps", "connections")
-# Connection kinds a step type accepts, for types that do not declare `connection_kinds`.
-CONNECTION_KINDS = {"http": ("http", "generic"), "ssh": ("ssh",)}
 
 _TYPE_DESCRIPTIONS = {
     InputType.STRING: "a string",
@@ -925,9 +923,7 @@ class _DefinitionCheck:
             if type_name is None:
                 continue
             step_type = get_step_type(type_name)
-            allowed = getattr(step_type, "connection_kinds", None) or CONNECTION_KINDS.get(
-                type_name
-            )
+            allowed = sorted(step_type.connection_kinds) if step_type else []
             if allowed and kinds[name] not in allowed:
                 self.add(
                     path,

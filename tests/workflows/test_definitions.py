@@ -571,7 +571,7 @@ def test_check_connections_reports_a_connection_of_the_wrong_kind():
     _connection("reports-api", "ssh")
     [problem] = problems_of(nightly(), check_connections=True)
     assert problem["path"] == "steps[0].connection"
-    assert "is a ssh connection; a http step needs http or generic" in problem["message"]
+    assert "is a ssh connection; a http step needs generic or http" in problem["message"]
 
 
 @pytest.mark.django_db

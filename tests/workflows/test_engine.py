@@ -592,3 +592,19 @@ def test_illegal_moves_raise_and_change_nothing():
         step_transition(step, StepStatus.RUNNING)
     step.refresh_from_db()
     assert step.status == "completed"
+
+
+def test_a_large_artifact_becomes_a_resource_and_the_output_keeps_its_ref():
+    from resources.models import Resource
+
+    run = start(simple_definition(steps=[
+        {"key": "report", "type": "python", "action": "core.write_resource",
+         "args": {"content": "x" * 5000, "name": "report.txt"}}]))
+    drain()
+    run.refresh_from_db()
+    assert run.status == "completed"
+    output = steps_of(run)["report"].output
+    assert output["ref"].startswith("res://") and output["size"] == 5000
+    resource = Resource.objects.get(pk=output["ref"].removeprefix("res://"))
+    assert resource.size == 5000 and resource.run_id == run.pk
+    assert resource.file.read() == b"x" * 5000

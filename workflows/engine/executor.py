@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 import traceback
+import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -62,6 +63,7 @@ class AttemptContext:
         self._logs: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         self._cancel = threading.Event()
+        self.resources: list[tuple[uuid.UUID, bytes, str, str]] = []
 
     def log(self, text: str, stream: str = "stdout") -> None:
         if text:
@@ -87,6 +89,16 @@ class AttemptContext:
     def sleep(self, seconds: float) -> None:
         if self._cancel.wait(max(float(seconds), 0.0)):
             raise StepCanceled("the step was canceled")
+
+    def resource(self, content: bytes | str, *, name: str = "",
+                 content_type: str = "application/octet-stream") -> str:
+        """Keep a large artifact as a resource; returns its res:// ref for the output. The bytes
+        are stored by the worker when the attempt ends (before its outcome is recorded)."""
+        data = content.encode() if isinstance(content, str) else bytes(content)
+        resource_id = uuid.uuid4()
+        with self._lock:
+            self.resources.append((resource_id, data, name, content_type))
+        return f"res://{resource_id}"
 
     def secret(self, connection_name: str) -> dict[str, Any]:
         if connection_name not in self._secrets:
@@ -271,11 +283,20 @@ def execute(claimed: Claimed) -> Result:
                 ctx.cancel()
                 cancel_noticed_at = now
     log_writer.write(ctx.take_logs(), final=True)
+    _store_resources(claimed, ctx)
     if result.timed_out:
         result.outcome = None
         result.error = StepFailed(f"the step ran past its timeout of {timeout:g}s",
                                   error_type="StepTimeout")
     return result
+
+
+def _store_resources(claimed: Claimed, ctx: AttemptContext) -> None:
+    from resources.services import resource_create
+
+    for resource_id, data, name, content_type in ctx.resources:
+        resource_create(content=data, name=name, content_type=content_type,
+                        run=claimed.run, step_run=claimed.step, resource_id=resource_id)
 
 
 def heartbeat(claimed: Claimed) -> bool:

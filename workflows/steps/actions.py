@@ -56,6 +56,14 @@ def core_fail(ctx, message: str = "failed on purpose", **_: Any) -> None:
     raise StepFailed(str(message), error_type="ActionFailed")
 
 
+@action("core.write_resource")
+def core_write_resource(ctx, content: str = "", name: str = "artifact.txt",
+                        content_type: str = "text/plain", **_: Any) -> dict[str, Any]:
+    """Stores `content` as a resource; the output carries its res:// ref, not the bytes."""
+    data = str(content).encode()
+    return {"ref": ctx.resource(data, name=name, content_type=content_type), "size": len(data)}
+
+
 @action("core.flaky")
 def core_flaky(ctx, fail_times: int = 1, message: str = "transient failure", **_: Any) -> dict:
     """Fails its first `fail_times` attempts, then succeeds: the demo of retries."""

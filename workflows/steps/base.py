@@ -71,6 +71,10 @@ class StepContext(Protocol):
     def secret(self, connection_name: str) -> dict[str, Any]:
         """The decrypted secret of a connection this step names (registered for redaction)."""
 
+    def resource(self, content: bytes | str, *, name: str = "",
+                 content_type: str = "application/octet-stream") -> str:
+        """Store a large artifact as a resource; returns its res:// ref for the output."""
+
 
 Problem = dict[str, str]
 
@@ -102,6 +106,9 @@ class StepType:
 
     def execute(self, ctx: StepContext) -> StepOutcome:
         raise NotImplementedError
+
+    # Connection kinds this type accepts (the definition checks them at release).
+    connection_kinds: ClassVar[frozenset[str]] = frozenset()
 
     def connection_names(self, step: dict[str, Any]) -> list[str]:
         name = step.get("connection")

@@ -36,6 +36,7 @@ class HttpStep(StepType):
     """One HTTP request. Output: {status, headers, body} (body parsed when it is JSON)."""
 
     name = "http"
+    connection_kinds = frozenset({"http", "generic"})
     param_keys = frozenset({"request", "connection", "fail_on_status", "accept_statuses"})
 
     def validate(self, step: dict[str, Any], path: str) -> list[Problem]:

@@ -1,0 +1,125 @@
+"""The http step against a real HTTP server on loopback."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from connections.services import connection_create
+from tests.workflows.conftest import drain, make_flow, simple_definition, steps_of
+from workflows.models import Attempt
+from workflows.services.runs import run_start
+
+pytestmark = pytest.mark.django_db
+
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args):  # keep test output quiet
+        pass
+
+    def _send(self, status, body, content_type="application/json"):
+        data = body.encode() if isinstance(body, str) else body
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        if self.path.startswith("/reports/"):
+            self._send(200, json.dumps({"count": 7, "repo": self.path.rsplit("/", 1)[-1]}))
+        elif self.path == "/text":
+            self._send(200, "plain words", "text/plain")
+        elif self.path == "/whoami":
+            self._send(200, json.dumps({"authorization": self.headers.get("Authorization")}))
+        elif self.path.startswith("/status/"):
+            self._send(int(self.path.rsplit("/", 1)[-1]), json.dumps({"error": "nope"}))
+        else:
+            self._send(404, "{}")
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        self._send(201, json.dumps({"received": json.loads(self.rfile.read(length) or b"null")}))
+
+
+@pytest.fixture(scope="module")
+def server():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def run_steps(*steps, input=None, declared=None):
+    flow = make_flow(simple_definition(steps=list(steps), input=declared or {}))
+    run, _ = run_start(flow=flow, input=input or {})
+    drain()
+    run.refresh_from_db()
+    return run
+
+
+def test_the_output_is_status_headers_and_parsed_json_body(server):
+    run = run_steps(
+        {"key": "fetch", "type": "http",
+         "request": {"method": "GET", "url": f"{server}/reports/{{{{ input.repo }}}}"}},
+        {"key": "count", "type": "python", "action": "core.echo",
+         "args": {"value": "{{ steps.fetch.output.body.count }}"}},
+        input={"repo": "core"}, declared={"repo": {"type": "string", "required": True}},
+    )
+    assert run.status == "completed"
+    fetch = steps_of(run)["fetch"].output
+    assert fetch["status"] == 200 and fetch["body"] == {"count": 7, "repo": "core"}
+    assert fetch["headers"]["content-type"] == "application/json"
+    assert steps_of(run)["count"].output == {"value": 7}
+
+
+def test_a_text_body_stays_text_and_a_json_body_is_posted(server):
+    run = run_steps(
+        {"key": "text", "type": "http", "request": {"url": f"{server}/text"}},
+        {"key": "post", "type": "http",
+         "request": {"method": "POST", "url": f"{server}/submit", "json": {"a": [1, 2]}}},
+    )
+    assert steps_of(run)["text"].output["body"] == "plain words"
+    assert steps_of(run)["post"].output["body"] == {"received": {"a": [1, 2]}}
+
+
+def test_a_status_of_400_or_more_fails_the_attempt_and_is_retried(server):
+    run = run_steps({"key": "broken", "type": "http", "request": {"url": f"{server}/status/503"},
+                     "retry": {"max_attempts": 2}})
+    assert run.status == "failed"
+    attempts = list(Attempt.objects.filter(step_run__run=run).order_by("number"))
+    assert len(attempts) == 2
+    assert attempts[0].error["type"] == "HTTPStatusError"
+    assert attempts[0].output["status"] == 503 and attempts[0].output["body"] == {"error": "nope"}
+
+
+def test_a_step_may_accept_error_statuses(server):
+    run = run_steps(
+        {"key": "lenient", "type": "http", "request": {"url": f"{server}/status/404"},
+         "fail_on_status": False},
+        {"key": "listed", "type": "http", "request": {"url": f"{server}/status/409"},
+         "accept_statuses": [409]},
+    )
+    assert run.status == "completed"
+    assert steps_of(run)["listed"].output["status"] == 409
+
+
+def test_a_connection_gives_the_base_url_and_auth_and_the_token_is_redacted(server):
+    connection_create(actor=None, name="reports-api", kind="http",
+                      config={"base_url": server, "auth": "bearer"},
+                      secret={"token": "tok-SECRET-123456"})
+    run = run_steps({"key": "who", "type": "http", "connection": "reports-api",
+                     "request": {"url": "/whoami"}})
+    assert run.status == "completed"
+    output = steps_of(run)["who"].output
+    assert output["body"] == {"authorization": "Bearer ***"}
+    assert "tok-SECRET" not in json.dumps(output)
+
+
+def test_a_refused_connection_is_a_failed_attempt_with_the_reason():
+    run = run_steps({"key": "down", "type": "http",
+                     "request": {"url": "http://127.0.0.1:9/nothing"}, "timeout_seconds": 2})
+    assert run.status == "failed"
+    assert Attempt.objects.get(step_run__run=run).error["type"] == "ConnectError"
