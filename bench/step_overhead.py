@@ -195,7 +195,7 @@ def main() -> None:
         **os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "DEBUG": "false",
         "SECRET_KEY": "bench-secret-key", "Q_WORKERS": "2", "LOG_LEVEL": "ERROR",
         "FIELD_ENCRYPTION_KEYS": "wimMobVfIg8au0QtcJmwLGB6xjrfz7UEUNpyIIVIGeU=",
-        "PYTHONPATH": str(ROOT), "Q_SAVE_LIMIT": "0",
+        "PYTHONPATH": str(ROOT),
     }
     base_env.pop("REDIS_URL", None)
     rows = []
