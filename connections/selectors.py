@@ -5,6 +5,7 @@ internal caller: never hand their result to an API response, a log or a template
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -114,11 +115,28 @@ def secret_values(secret: Any) -> list[str]:
     return sorted(found, key=lambda s: (-len(s), s))
 
 
-def connection_redactor(*, secrets: Iterable[dict[str, Any]]) -> LogRedactor:
-    """A LogRedactor for the values of these secret dicts (see connections.redaction)."""
+def basic_auth_values(*, config: dict[str, Any], secret: dict[str, Any]) -> list[str]:
+    """The base64 `username:password` an HTTP client sends for basic auth: a server that
+    echoes its Authorization header would otherwise store the credentials in an encoding."""
+    password = secret.get("password")
+    if not isinstance(password, str) or not password:
+        return []
+    usernames = {u for u in (secret.get("username"), config.get("username"))
+                 if isinstance(u, str)}
+    return [base64.b64encode(f"{u}:{password}".encode()).decode() for u in sorted(usernames)]
+
+
+def connection_redactor(*, secrets: Iterable[dict[str, Any]],
+                        configs: Iterable[dict[str, Any]] = ()) -> LogRedactor:
+    """A LogRedactor for the values of these secret dicts, and the basic-auth encodings of
+    their passwords with the usernames in them or in `configs` (see connections.redaction)."""
+    secrets = list(secrets)
+    configs = list(configs) or [{}]
     values: list[str] = []
     for secret in secrets:
         values.extend(secret_values(secret))
+        for config in configs:
+            values.extend(basic_auth_values(config=config, secret=secret))
     return LogRedactor(values)
 
 

@@ -184,7 +184,8 @@ def claim_locked(run: Run, steps: dict[str, StepRun], step: StepRun) -> Claimed 
             raise StepFailed(f"unknown step type {step.type!r}", error_type="UnknownStepType",
                              retryable=False)
         connections, secrets = _load_connections(step_type.connection_names(definition))
-        redactor = connection_redactor(secrets=secrets.values())
+        redactor = connection_redactor(
+            secrets=secrets.values(), configs=[c["config"] for c in connections.values()])
         deferred = {k: v for k, v in definition.items() if k in step_type.deferred_keys}
         immediate = {k: v for k, v in definition.items() if k not in step_type.deferred_keys}
         resolved = resolve(immediate, progress.resolution_context(run, steps.values(), immediate))

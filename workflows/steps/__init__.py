@@ -2,6 +2,12 @@
 
 from workflows.steps import actions, approval, http, python, ssh, wait  # noqa: F401
 from workflows.steps.base import (  # noqa: F401
-    StepCanceled, StepContext, StepFailed, StepOutcome, StepType, get_step_type,
-    register_step_type, step_type_names,
+    StepCanceled,
+    StepContext,
+    StepFailed,
+    StepOutcome,
+    StepType,
+    get_step_type,
+    register_step_type,
+    step_type_names,
 )
