@@ -131,6 +131,13 @@ WF_INLINE_DELAY_SECONDS = env_float("WF_INLINE_DELAY_SECONDS", 30.0)
 WF_CONTINUE_INLINE = env_bool("WF_CONTINUE_INLINE", True)
 WF_SWEEP_INTERVAL_MINUTES = env_int("WF_SWEEP_INTERVAL_MINUTES", 1)
 
+# --- The API --------------------------------------------------------------------------------
+# Rate limit of the unauthenticated endpoints (callbacks, webhooks) per client address; empty
+# turns it off. NINJA_NUM_PROXIES: how many trusted proxies stand in front (X-Forwarded-For is
+# ignored without it, so a client cannot dodge the throttle by sending one).
+WF_ANON_THROTTLE = os.environ.get("WF_ANON_THROTTLE", "120/m")
+NINJA_NUM_PROXIES = env_int("NINJA_NUM_PROXIES", 0) or None
+
 # --- django-q2: a courier only. It never retries on its own; retries are the engine's. ---------
 REDIS_URL = os.environ.get("REDIS_URL", "")
 Q_CLUSTER = {

@@ -260,12 +260,17 @@ def _json_problems(value: Any, path: str) -> list[Problem]:
                         item_path, f"keys must be text, got {_type_name(key)} {key!r}; quote it"
                     )
                 )
+            elif "\x00" in key:
+                problems.append(problem(item_path, "keys cannot contain NUL characters"))
             problems += _json_problems(item, item_path)
     elif isinstance(value, list):
         for index, item in enumerate(value):
             problems += _json_problems(item, f"{path}[{index}]")
     elif isinstance(value, float) and not math.isfinite(value):
         problems.append(problem(path, f"{value} is not a JSON number"))
+    elif isinstance(value, str) and "\x00" in value:
+        # PostgreSQL cannot store NUL in text or JSON.
+        problems.append(problem(path, "text cannot contain NUL characters"))
     elif value is not None and not isinstance(value, bool | int | float | str):
         problems.append(problem(path, f"a {_type_name(value)} is not JSON data; quote it"))
     return problems

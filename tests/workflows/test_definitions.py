@@ -814,3 +814,13 @@ def test_definition_diff_notices_reordered_steps():
     )
     assert definition_diff(a, b)["steps"]["order"] == {"from": ["x", "y"], "to": ["y", "x"]}
     assert definition_diff(a, b)["steps"]["changed"] == {}
+
+
+def test_nul_characters_from_yaml_escapes_are_refused_with_their_path():
+    from workflows.definitions import parse_definition, validate_definition
+    from workflows.errors import DefinitionInvalid
+
+    text = 'slug: nul\nname: "a\\0b"\nsteps:\n  - {key: a, type: python, action: core.echo}\n'
+    with pytest.raises(DefinitionInvalid) as info:
+        validate_definition(parse_definition(text))
+    assert {"path": "name", "message": "text cannot contain NUL characters"} in info.value.problems

@@ -18,12 +18,22 @@ from django.utils import timezone
 
 from workflows.models import ActorKind, Attempt, FlowVersion, Run, StepRun
 from workflows.references import (
-    ReferenceSyntaxError, ReferenceUnresolved, find_references, parse_reference, resolve,
+    ReferenceSyntaxError,
+    ReferenceUnresolved,
+    find_references,
+    parse_reference,
+    resolve,
 )
 from workflows.services.callbacks import callback_url
-from workflows.services.transitions import event_record, run_transition, step_transition
+from workflows.services.transitions import run_transition, step_transition
 from workflows.states import (
-    RUN_TERMINAL, STEP_ACTIVE, STEP_DONE, STEP_TERMINAL, AttemptStatus, RunStatus, StepStatus,
+    RUN_TERMINAL,
+    STEP_ACTIVE,
+    STEP_DONE,
+    STEP_TERMINAL,
+    AttemptStatus,
+    RunStatus,
+    StepStatus,
 )
 
 logger = logging.getLogger(__name__)

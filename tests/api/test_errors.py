@@ -1,0 +1,82 @@
+"""Bad input of every kind is a 4xx with the one error shape, never a 500."""
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+
+def assert_error_shape(body):
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "details"}
+    assert isinstance(body["error"]["details"], list)
+
+
+def test_malformed_json_is_a_400(admin_api, flow):
+    response = admin_api.post("/flows/simple/runs", raw=b'{"input": ')
+    assert response.status == 400
+    assert_error_shape(response.body)
+    assert "not valid JSON" in response.error["message"]
+
+
+def test_nan_is_not_json(admin_api, flow):
+    response = admin_api.post("/flows/simple/runs", raw=b'{"input": {"x": NaN}}')
+    assert response.status == 400
+
+
+def test_a_wrong_content_type_is_a_415(admin_api, flow):
+    response = admin_api.post("/flows/simple/runs", raw=b"input=1",
+                              content_type="application/x-www-form-urlencoded")
+    assert response.status == 415 and response.error["code"] == "unsupported_media_type"
+
+
+def test_a_huge_body_is_a_413(admin_api, flow):
+    body = json.dumps({"input": {"blob": "x" * (1024 * 1024 + 10)}}).encode()
+    response = admin_api.post("/flows/simple/runs", raw=body)
+    assert response.status == 413 and response.error["code"] == "payload_too_large"
+
+
+def test_wrong_types_are_a_422_with_paths(admin_api, flow):
+    response = admin_api.post("/flows/simple/runs", {"input": [1], "draft": "maybe"})
+    assert response.status == 422
+    assert_error_shape(response.body)
+    assert {d["path"] for d in response.error["details"]} >= {"input", "draft"}
+    assert admin_api.post("/flows/simple/runs", [1, 2]).status == 422
+    assert admin_api.get("/flows", limit="many").status == 422
+
+
+def test_strings_the_database_cannot_store_are_a_422(admin_api, flow):
+    response = admin_api.post("/flows/simple/runs",
+                              {"input": {}, "idempotency_key": "a\u0000b"})
+    assert response.status == 422
+    assert response.error["details"][0]["path"] == "idempotency_key"
+    surrogate = admin_api.post("/flows/simple/runs", raw=b'{"input": {"k": "\\ud800"}}')
+    assert surrogate.status == 422
+    assert admin_api.get("/flows/a%00b").status == 400
+
+
+def test_an_unknown_endpoint_is_a_json_404(admin_api):
+    response = admin_api.get("/no/such/thing")
+    assert response.status == 404
+    assert_error_shape(response.body)
+
+
+def test_a_wrong_method_is_a_json_405(admin_api, flow):
+    response = admin_api.request("delete", "/flows/simple")
+    assert response.status == 405
+    assert_error_shape(response.body)
+    assert response.headers["Allow"] == "GET"
+
+
+@pytest.mark.parametrize("path", ["/flows", "/runs/1", "/approvals", "/connections"])
+def test_every_error_has_the_same_shape(anon_api, path):
+    response = anon_api.get(path)
+    assert response.status == 401
+    assert_error_shape(response.body)
+
+
+def test_the_openapi_page_is_served(admin_api, client):
+    assert client.get("/api/v1/docs").status_code == 200
+    schema = client.get("/api/v1/openapi.json").json()
+    assert "/api/v1/flows/{slug}/runs" in schema["paths"]

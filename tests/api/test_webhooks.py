@@ -1,0 +1,135 @@
+import json
+import time
+
+import pytest
+
+from tests.workflows.conftest import drain, make_flow, simple_definition
+from workflows.models import Run
+from workflows.services.webhooks import (
+    WebhookSignatureInvalid,
+    webhook_sign,
+    webhook_verify,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def hooked(db):
+    return make_flow(simple_definition(
+        "hooked", triggers=[{"type": "webhook"}],
+        input={"repo": {"type": "string", "default": "core"}},
+        steps=[{"key": "echo", "type": "python", "action": "core.echo",
+                "args": {"repo": "{{ input.repo }}"}}],
+    ))
+
+
+def deliver(api, flow, payload, *, secret=None, timestamp=None, key=None, signature=None):
+    body = json.dumps(payload).encode()
+    headers = {"X-Signature": signature if signature is not None else webhook_sign(
+        secret=secret or flow.webhook_secret, body=body, timestamp=timestamp)}
+    if key:
+        headers["Idempotency-Key"] = key
+    return api.post(f"/hooks/{flow.slug}", raw=body, headers=headers)
+
+
+def test_a_signed_delivery_starts_a_run_with_the_body_input(anon_api, hooked):
+    response = deliver(anon_api, hooked, {"event": "push", "input": {"repo": "web"}})
+    assert response.status == 202, response.body
+    assert response.body["created"] is True and response.body["status"] == "queued"
+    run = Run.objects.get(pk=response.body["id"])
+    assert run.trigger_kind == "webhook" and run.input == {"repo": "web"}
+    assert run.trigger_payload == {"event": "push", "input": {"repo": "web"}}
+    assert response.body["admin_url"].endswith(f"/admin/workflows/run/{run.pk}/change/")
+    drain()
+    run.refresh_from_db()
+    assert run.status == "completed" and run.output == {"repo": "web"}
+
+
+def test_a_body_without_input_starts_a_run_with_the_defaults(anon_api, hooked):
+    response = deliver(anon_api, hooked, {"event": "ping"})
+    assert response.status == 202
+    assert Run.objects.get(pk=response.body["id"]).input == {"repo": "core"}
+
+
+def test_a_forged_signature_is_a_401(anon_api, hooked):
+    response = deliver(anon_api, hooked, {"x": 1}, secret="not-the-secret")
+    assert response.status == 401 and response.error["code"] == "signature_invalid"
+    assert "does not match" in response.error["message"]
+    assert not Run.objects.exists()
+
+
+def test_a_stale_or_future_signature_is_a_401(anon_api, hooked):
+    stale = deliver(anon_api, hooked, {}, timestamp=int(time.time()) - 301)
+    assert stale.status == 401 and "tolerance" in stale.error["message"]
+    future = deliver(anon_api, hooked, {}, timestamp=int(time.time()) + 301)
+    assert future.status == 401
+    assert deliver(anon_api, hooked, {}, timestamp=int(time.time()) - 290).status == 202
+
+
+def test_a_missing_or_malformed_signature_is_a_401(anon_api, hooked):
+    missing = anon_api.post("/hooks/hooked", {})
+    assert missing.status == 401 and missing.error["message"] == "missing X-Signature header"
+    malformed = deliver(anon_api, hooked, {}, signature="sha256=abc")
+    assert malformed.status == 401 and "malformed" in malformed.error["message"]
+
+
+def test_a_replayed_idempotency_key_returns_the_same_run(anon_api, hooked):
+    first = deliver(anon_api, hooked, {"n": 1}, key="delivery-1")
+    again = deliver(anon_api, hooked, {"n": 2}, key="delivery-1")
+    assert first.status == again.status == 202
+    assert first.body["id"] == again.body["id"]
+    assert (first.body["created"], again.body["created"]) == (True, False)
+    assert Run.objects.get().idempotency_key == "webhook:delivery-1"
+
+
+def test_a_flow_without_a_webhook_trigger_is_a_404(anon_api, flow):
+    response = deliver(anon_api, flow, {})
+    assert response.status == 404
+    assert anon_api.post("/hooks/no-such-flow", {}).status == 404
+
+
+def test_the_webhook_trigger_must_be_in_the_live_release(anon_api, as_user, flow):
+    as_user("builder").put("/flows/simple/draft", {
+        "definition": simple_definition("simple", triggers=[{"type": "webhook"}])})
+    assert deliver(anon_api, flow, {}).status == 404
+
+
+def test_bad_webhook_bodies_are_4xx(anon_api, hooked):
+    secret = hooked.webhook_secret
+    body = b"not json"
+    response = anon_api.post("/hooks/hooked", raw=body, content_type="text/plain",
+                             headers={"X-Signature": webhook_sign(secret=secret, body=body)})
+    assert response.status == 400
+    wrong_input = deliver(anon_api, hooked, {"input": {"repo": 5}})
+    assert wrong_input.status == 422 and wrong_input.error["code"] == "input_invalid"
+    not_object = deliver(anon_api, hooked, {"input": [1]})
+    assert not_object.status == 422
+    assert not Run.objects.exists()
+
+
+def test_a_rotated_secret_refuses_the_old_one(anon_api, as_user, hooked):
+    old = hooked.webhook_secret
+    new = as_user("builder").post("/flows/hooked/webhook-secret").body["webhook_secret"]
+    assert deliver(anon_api, hooked, {}, secret=old).status == 401
+    assert deliver(anon_api, hooked, {}, secret=new).status == 202
+
+
+def test_webhook_verify_reasons():
+    body, secret, now = b'{"a":1}', "s3cret", 1_700_000_000
+    header = webhook_sign(secret=secret, body=body, timestamp=now)
+    assert webhook_verify(secret=secret, body=body, header=header, now=now) == now
+    assert webhook_verify(secret=secret, body=body, header=f"{header},v1=00ff", now=now) == now
+    cases = {
+        None: "missing",
+        "t=abc,v1=00": "malformed",
+        f"t={now}": "malformed",
+        header: "tolerance",
+        header.replace("v1=", "v1=0"): "does not match",
+    }
+    for value, reason in cases.items():
+        at = now + 1000 if reason == "tolerance" else now
+        with pytest.raises(WebhookSignatureInvalid, match=reason):
+            webhook_verify(secret=secret, body=body, header=value, now=at)
+    with pytest.raises(WebhookSignatureInvalid, match="does not match"):
+        webhook_verify(secret=secret, body=body + b" ", header=header, now=now)

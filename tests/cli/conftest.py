@@ -1,0 +1,72 @@
+"""Fixtures for CLI tests: the real `wf` console script against pytest-django's live server,
+with a real qcluster (from tests/e2e) to run steps."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from tests.e2e.conftest import cluster_env, qcluster  # noqa: F401 - fixtures used here
+from workflows.services.tokens import api_token_create
+
+ROOT = Path(__file__).resolve().parents[2]
+WF = Path(sys.executable).parent / "wf"
+
+
+@dataclass
+class Result:
+    code: int
+    document: Any
+    stdout: str
+
+    @property
+    def error(self) -> dict:
+        return self.document["error"]
+
+
+@pytest.fixture(scope="session")
+def wf_script() -> Path:
+    if not WF.exists():
+        subprocess.run([sys.executable, "-m", "pip", "install", "-e", str(ROOT), "-q",
+                        "--no-deps"], check=True, cwd=ROOT)
+    return WF
+
+
+@pytest.fixture
+def wf(wf_script, live_server, settings, transactional_db):
+    """wf("flows", "list") runs the console script as a superuser and parses its JSON."""
+    settings.PUBLIC_BASE_URL = live_server.url
+    user = get_user_model().objects.create_superuser("cli-admin", "cli@example.com", "pw")
+    token = api_token_create(user=user, name="cli")[1]
+
+    def run(*args: str, token: str | None = token, url: str | None = live_server.url,
+            timeout: float = 120, lines: bool = False) -> Result:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WF_")}
+        if url is not None:
+            env["WF_URL"] = url
+        if token is not None:
+            env["WF_TOKEN"] = token
+        done = subprocess.run([str(wf_script), *args], capture_output=True, text=True,
+                              env=env, timeout=timeout, cwd=ROOT)
+        if lines:
+            document = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+        else:
+            try:
+                document = json.loads(done.stdout) if done.stdout.strip() else None
+            except ValueError as exc:
+                raise AssertionError(f"wf printed non-JSON: {done.stdout!r} {done.stderr}") \
+                    from exc
+        return Result(done.returncode, document, done.stdout)
+
+    run.user = user
+    run.token = token
+    run.url = live_server.url
+    return run

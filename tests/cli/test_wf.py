@@ -1,0 +1,189 @@
+"""The `wf` console script, as a subprocess against a live server (and a real qcluster where
+steps must run): every command prints one JSON document and exits with the documented code."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from resources.services import resource_create
+from tests.workflows.conftest import make_flow, simple_definition
+from workflows.models import Run
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+FLOW_YAML = """\
+slug: cli-demo
+name: CLI demo
+input:
+  n: {type: integer, default: 1}
+steps:
+  - key: first
+    type: python
+    action: core.echo
+    args: {n: "{{ input.n }}"}
+  - key: nap
+    type: python
+    action: core.sleep
+    args: {seconds: 0.3}
+"""
+
+
+def test_push_release_promote_and_start_with_wait(wf, qcluster, tmp_path):
+    qcluster()
+    path = tmp_path / "flow.yaml"
+    path.write_text(FLOW_YAML)
+    created = wf("flows", "push", str(path))
+    assert created.code == 0, created.stdout
+    assert created.document["action"] == "created" and created.document["slug"] == "cli-demo"
+    path.write_text(FLOW_YAML.replace("name: CLI demo", "name: CLI demo 2"))
+    replaced = wf("flows", "push", str(path))
+    assert replaced.code == 0 and replaced.document["action"] == "draft_replaced"
+    assert replaced.document["name"] == "CLI demo 2"
+
+    released = wf("flows", "release", "cli-demo", "--notes", "first")
+    assert released.code == 0 and released.document["version"] == 1
+    promoted = wf("flows", "promote", "cli-demo", "1")
+    assert promoted.code == 0 and promoted.document["live_version"] == 1
+    diff = wf("flows", "diff", "cli-demo", "--from", "1", "--to", "draft")
+    assert diff.code == 0 and diff.document["from"] == "v1"
+
+    started = wf("runs", "start", "cli-demo", "--input", '{"n": 5}', "--wait", "--timeout", "60")
+    assert started.code == 0, started.stdout
+    run = started.document
+    assert run["status"] == "completed" and run["steps"][0]["output"] == {"n": 5}
+    # One document, indented and sorted: stable for scripts and diffs.
+    assert started.stdout == json.dumps(run, indent=2, sort_keys=True) + "\n"
+
+    got = wf("runs", "get", str(run["id"]))
+    assert got.code == 0 and got.document["id"] == run["id"]
+    events = wf("runs", "events", str(run["id"]))
+    assert events.code == 0 and events.document["next_cursor"] is None
+    assert events.document["items"][-1]["kind"] == "run_completed"
+    logs = wf("runs", "logs", str(run["id"]), "nap")
+    assert logs.code == 0
+    assert "sleeping" in "".join(c["text"] for c in logs.document["items"])
+    listed = wf("runs", "list", "cli-demo")
+    assert [r["id"] for r in listed.document["items"]] == [run["id"]]
+    again = wf("runs", "start", "cli-demo", "--idempotency-key", "k1")
+    same = wf("runs", "start", "cli-demo", "--idempotency-key", "k1")
+    assert again.document["id"] == same.document["id"]
+    compared = wf("runs", "compare", str(again.document["id"]), "--to", str(run["id"]))
+    assert compared.code == 0 and compared.document["other"] == run["id"]
+
+
+def test_logs_follow_prints_json_lines_until_the_step_ends(wf, qcluster):
+    make_flow(simple_definition("napper", steps=[
+        {"key": "nap", "type": "python", "action": "core.sleep", "args": {"seconds": 1}},
+    ]))
+    run = wf("runs", "start", "napper").document
+    qcluster()
+    followed = wf("runs", "logs", str(run["id"]), "nap", "--follow", "--timeout", "60",
+                  lines=True)
+    assert followed.code == 0, followed.stdout
+    assert followed.document and all({"seq", "at", "stream", "text", "attempt"} <= set(c)
+                                     for c in followed.document)
+    assert "sleeping 1s" in "".join(c["text"] for c in followed.document)
+    assert Run.objects.get(pk=run["id"]).status == "completed"
+
+
+def test_approve_from_the_cli(wf, qcluster):
+    qcluster()
+    make_flow(simple_definition("reviewed", steps=[
+        {"key": "build", "type": "python", "action": "core.echo", "args": {"built": True}},
+        {"key": "review", "type": "approval", "assignees": {"users": ["cli-admin"]}},
+        {"key": "publish", "type": "python", "action": "core.echo", "args": {"done": True}},
+    ]))
+    waited = wf("runs", "start", "reviewed", "--wait", "--timeout", "2")
+    assert waited.code == 5
+    run = waited.document
+    # --wait gives up while the run waits for its approval: exit 5 with the run attached.
+    assert run["error"]["code"] == "wait_timeout"
+    assert run["error"]["run"]["status"] == "waiting_for_approval"
+    listed = wf("approvals", "list")
+    assert listed.code == 0 and len(listed.document["items"]) == 1
+    approval = listed.document["items"][0]
+    decided = wf("approvals", "approve", str(approval["id"]), "--comment", "ok")
+    assert decided.code == 0 and decided.document["status"] == "approved"
+    assert decided.document["comment"] == "ok"
+    again = wf("approvals", "reject", str(approval["id"]), "--comment", "late")
+    assert again.code == 4 and again.error["code"] == "conflict"
+    run_id = run["error"]["run"]["id"]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status = wf("runs", "get", str(run_id)).document["status"]
+        if status == "completed":
+            break
+        time.sleep(0.3)
+    assert status == "completed"
+
+
+def test_cancel_retry_and_replay(wf):
+    make_flow(simple_definition("parked", steps=[
+        {"key": "first", "type": "python", "action": "core.echo", "args": {}},
+        {"key": "second", "type": "python", "action": "core.echo", "args": {}},
+    ]))
+    run = wf("runs", "start", "parked").document  # no worker: it stays queued
+    canceled = wf("runs", "cancel", str(run["id"]), "--reason", "testing")
+    assert canceled.code == 0 and canceled.document["status"] == "canceled"
+    conflict = wf("runs", "cancel", str(run["id"]))
+    assert conflict.code == 4 and conflict.error["code"] == "transition_not_allowed"
+    retried = wf("runs", "retry", str(run["id"]))
+    assert retried.code == 0 and retried.document["retry_of"] == run["id"]
+    from_step = wf("runs", "retry", str(run["id"]), "--from-step", "second")
+    assert from_step.code == 0 and from_step.document["trigger"]["payload"]["from_step"] == \
+        "second"
+    replayed = wf("runs", "replay", str(run["id"]))
+    assert replayed.code == 0 and replayed.document["replay_of"] == run["id"]
+
+
+def test_resources_get_downloads_the_file(wf, tmp_path):
+    resource = resource_create(content=b"report body", name="report.txt",
+                               content_type="text/plain")
+    target = tmp_path / "out.txt"
+    result = wf("resources", "get", resource.uri, "-o", str(target))
+    assert result.code == 0, result.stdout
+    assert target.read_bytes() == b"report body"
+    assert result.document["path"] == str(target.resolve())
+    assert result.document["sha256"] == resource.sha256
+
+
+def test_exit_codes(wf, tmp_path):
+    make_flow(simple_definition("typed", input={"n": {"type": "integer"}}))
+    not_found = wf("flows", "get", "no-such-flow")
+    assert not_found.code == 3 and not_found.error["code"] == "not_found"
+    assert wf("runs", "get", "999999").code == 3
+
+    invalid_input = wf("runs", "start", "typed", "--input", '{"n": "x", "m": 1}')
+    assert invalid_input.code == 4 and invalid_input.error["code"] == "input_invalid"
+    assert {d["path"] for d in invalid_input.error["details"]} == {"input.n", "input.m"}
+    bad_file = tmp_path / "bad.yaml"
+    bad_file.write_text("slug: bad-flow\nsteps: []\n")
+    invalid_definition = wf("flows", "push", str(bad_file))
+    assert invalid_definition.code == 4 and invalid_definition.error["details"]
+
+    usage = wf("runs", "start")
+    assert usage.code == 2 and usage.error["code"] == "usage"
+    assert wf("runs", "start", "typed", "--input", "{not json").code == 2
+    assert wf("flows", "push", str(tmp_path / "missing.yaml")).code == 2
+    assert wf("bogus").code == 2
+
+    network = wf("flows", "list", url="http://127.0.0.1:9")
+    assert network.code == 5 and network.error["code"] == "network_error"
+
+    refused = wf("flows", "list", token="wf_wrong")
+    assert refused.code == 1 and refused.error["code"] == "unauthorized"
+    anonymous = wf("flows", "list", token=None)
+    assert anonymous.code == 1
+
+
+def test_flows_list_and_get(wf):
+    make_flow(simple_definition("listed"))
+    listed = wf("flows", "list")
+    assert listed.code == 0 and [f["slug"] for f in listed.document["items"]] == ["listed"]
+    every = wf("flows", "list", "--all")
+    assert every.document["next_cursor"] is None
+    got = wf("flows", "get", "listed")
+    assert got.code == 0 and got.document["live_version"] == 1

@@ -1,0 +1,80 @@
+"""The NinjaAPI instance: routers, authentication, request guards and the error handler."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from django.http import Http404, HttpRequest, JsonResponse
+from ninja import NinjaAPI
+from ninja.errors import HttpError, ValidationError
+from ninja.operation import PathView
+
+from workflows.api import approvals, connections, flows, inbound, resources, runs
+from workflows.api.auth import BearerTokenAuth, SessionAuth
+from workflows.api.errors import (
+    MAX_BODY_BYTES,
+    MAX_INBOUND_BODY_BYTES,
+    error_body,
+    handle_exception,
+    request_guard,
+)
+
+DESCRIPTION = """\
+The workflow platform's HTTP API. Authenticate with `Authorization: Bearer <token>` (create one
+in the admin or with `python manage.py create_api_token USERNAME`) or the browser session (with
+CSRF). Errors are `{"error": {"code", "message", "details": [{path, message}]}}`; lists are
+`{"items": [...], "next_cursor": null | "..."}` (pass `cursor=` for the next page). Times are
+ISO 8601 UTC; durations are `*_ms`. See docs/api.md.
+"""
+
+class WorkflowsAPI(NinjaAPI):
+    def get_openapi_operation_id(self, operation) -> str:
+        """The view function's name (flows_list, runs_get, ...): stable and readable."""
+        return operation.view_func.__name__
+
+
+api = WorkflowsAPI(
+    title="Workflows API",
+    version="1",
+    description=DESCRIPTION,
+    urls_namespace="api-v1",
+    docs_url="/docs",
+    auth=[BearerTokenAuth(), SessionAuth()],
+)
+
+for handled in (Exception, Http404, HttpError, ValidationError):
+    api.add_exception_handler(handled, partial(handle_exception, api=api))
+
+_guard = request_guard(max_bytes=MAX_BODY_BYTES, json_body=True)
+for module, prefix in (
+    (flows, "/flows"), (runs, "/runs"), (approvals, "/approvals"), (resources, "/resources"),
+    (connections, "/connections"),
+):
+    module.router.add_decorator(_guard, mode="view")
+    api.add_router(prefix, module.router)
+
+inbound.router.add_decorator(
+    request_guard(max_bytes=MAX_INBOUND_BODY_BYTES, json_body=False), mode="view"
+)
+api.add_router("", inbound.router)
+
+
+def not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
+    """Unknown paths under /api/v1/ answer in the API's error shape."""
+    return JsonResponse(error_body("not_found", f"no API endpoint at {request.path}"),
+                        status=404)
+
+
+def _method_not_allowed(path_view: PathView) -> JsonResponse:
+    """A wrong method answers in the API's error shape too (django-ninja has no hook for its
+    405, hence this override of PathView._not_allowed; this project has one NinjaAPI)."""
+    methods = sorted({method for op in path_view.operations for method in op.methods})
+    response = JsonResponse(
+        error_body("method_not_allowed", f"this endpoint accepts {', '.join(methods)}"),
+        status=405,
+    )
+    response["Allow"] = ", ".join(methods)
+    return response
+
+
+PathView._not_allowed = _method_not_allowed

@@ -1,0 +1,216 @@
+"""The public shapes of flows, runs, steps, events, logs and approvals (CONTRACT.md).
+
+Functions here only shape rows already loaded; the querysets that load them for lists without
+one query per item are here too, next to the shapes that need them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Prefetch, QuerySet
+
+from approvals.models import Approval
+from workflows.models import Attempt, Event, Flow, FlowVersion, LogChunk, Run, StepRun
+from workflows.permissions import actor_name
+from workflows.services.webhooks import webhook_url
+
+
+def flow_admin_url(flow_id: int) -> str:
+    return f"{settings.PUBLIC_BASE_URL}/admin/workflows/flow/{flow_id}/change/"
+
+
+def run_admin_url(run_id: int) -> str:
+    return f"{settings.PUBLIC_BASE_URL}/admin/workflows/run/{run_id}/change/"
+
+
+# --- flows --------------------------------------------------------------------------------------
+
+
+def flows_queryset() -> QuerySet[Flow]:
+    """Flows with their live release and their draft (as `drafts`), in three queries a page."""
+    return Flow.objects.select_related("live_version").prefetch_related(
+        Prefetch("versions", queryset=FlowVersion.objects.filter(number__isnull=True),
+                 to_attr="drafts")
+    )
+
+
+def flow_document(flow: Flow) -> dict[str, Any]:
+    drafts = getattr(flow, "drafts", None)
+    if drafts is None:
+        drafts = list(FlowVersion.objects.filter(flow=flow, number__isnull=True))
+    draft = drafts[0] if drafts else None
+    live = flow.live_version if flow.live_version_id else None
+    triggers = list((live.definition or {}).get("triggers") or []) if live else []
+    return {
+        "slug": flow.slug,
+        "name": flow.name,
+        "description": flow.description,
+        "live_version": live.number if live else None,
+        "draft": {
+            "hash": draft.content_hash, "updated_at": draft.updated_at,
+            "definition": draft.definition,
+        } if draft else None,
+        "triggers": triggers,
+        "webhook_url": webhook_url(flow=flow),
+        "webhook_enabled": any(t.get("type") == "webhook" for t in triggers
+                               if isinstance(t, dict)),
+        "created_at": flow.created_at,
+        "updated_at": flow.updated_at,
+        "admin_url": flow_admin_url(flow.pk),
+    }
+
+
+def release_document(version: FlowVersion, *, live_id: int | None) -> dict[str, Any]:
+    return {
+        "version": version.number,
+        "content_hash": version.content_hash,
+        "notes": version.notes,
+        "live": version.pk == live_id,
+        "created_by": actor_name(version.created_by) if version.created_by_id else None,
+        "created_at": version.created_at,
+        "released_at": version.released_at,
+        "definition": version.definition,
+    }
+
+
+# --- runs ---------------------------------------------------------------------------------------
+
+
+def runs_queryset() -> QuerySet[Run]:
+    """Runs with flow, version and ordered step runs: three queries a page, whatever its size."""
+    return Run.objects.select_related("flow", "version").prefetch_related(
+        Prefetch("step_runs", queryset=StepRun.objects.order_by("position"),
+                 to_attr="ordered_steps")
+    )
+
+
+def step_document(step: StepRun) -> dict[str, Any]:
+    return {
+        "key": step.key,
+        "type": step.type,
+        "status": step.status,
+        "attempts": step.attempt_count,
+        "started_at": step.started_at,
+        "finished_at": step.finished_at,
+        "duration_ms": step.duration_ms,
+        "output": step.output,
+        "error": step.error,
+        "reused": step.is_reused,
+    }
+
+
+def run_document(run: Run) -> dict[str, Any]:
+    steps = getattr(run, "ordered_steps", None)
+    if steps is None:
+        steps = list(StepRun.objects.filter(run=run).order_by("position"))
+    return {
+        "id": run.pk,
+        "flow": run.flow.slug,
+        "version": run.version.number,
+        "rehearsal": run.is_rehearsal,
+        "status": run.status,
+        "trigger": {"kind": run.trigger_kind, "actor": run.trigger_actor,
+                    "payload": run.trigger_payload or {}},
+        "input": run.input or {},
+        "output": run.output,
+        "error": run.error,
+        "idempotency_key": run.idempotency_key,
+        "created_at": run.created_at,
+        "queued_at": run.queued_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "duration_ms": run.duration_ms,
+        "retry_of": run.retry_of_id,
+        "replay_of": run.replay_of_id,
+        "steps": [step_document(s) for s in steps],
+        "admin_url": run_admin_url(run.pk),
+    }
+
+
+def event_document(event: Event) -> dict[str, Any]:
+    return {
+        "id": event.pk,
+        "at": event.at,
+        "kind": event.kind,
+        "step": event.step_run.key if event.step_run_id else None,
+        "from": event.from_status,
+        "to": event.to_status,
+        "actor": event.actor,
+        "actor_kind": event.actor_kind,
+        "reason": event.reason,
+        "data": event.data or {},
+    }
+
+
+def attempt_document(attempt: Attempt) -> dict[str, Any]:
+    return {
+        "number": attempt.number,
+        "status": attempt.status,
+        "worker": attempt.worker,
+        "input": attempt.input,
+        "output": attempt.output,
+        "error": attempt.error,
+        "exit_code": attempt.exit_code,
+        "started_at": attempt.started_at,
+        "finished_at": attempt.finished_at,
+        "duration_ms": attempt.duration_ms,
+    }
+
+
+def step_detail_document(step: StepRun, attempts: list[Attempt]) -> dict[str, Any]:
+    return {
+        "run": step.run_id,
+        "key": step.key,
+        "type": step.type,
+        "status": step.status,
+        "needs": list(step.needs or []),
+        "attempt_count": step.attempt_count,
+        "attempts": [attempt_document(a) for a in attempts],
+        "started_at": step.started_at,
+        "finished_at": step.finished_at,
+        "duration_ms": step.duration_ms,
+        "output": step.output,
+        "error": step.error,
+        "reused": step.is_reused,
+    }
+
+
+def log_document(chunk: LogChunk, attempt_numbers: dict[int, int]) -> dict[str, Any]:
+    return {
+        "seq": chunk.seq,
+        "at": chunk.at,
+        "stream": chunk.stream,
+        "text": chunk.text,
+        "attempt": attempt_numbers.get(chunk.attempt_id, 0),
+    }
+
+
+# --- approvals ----------------------------------------------------------------------------------
+
+
+def approvals_queryset() -> QuerySet[Approval]:
+    return Approval.objects.select_related("run__flow", "step_run", "decision_actor")
+
+
+def approval_document(approval: Approval) -> dict[str, Any]:
+    return {
+        "id": approval.pk,
+        "run": approval.run_id,
+        "flow": approval.run.flow.slug,
+        "step": approval.step_run.key,
+        "status": approval.status,
+        "instructions": approval.instructions,
+        "data": approval.data,
+        "assignees": approval.assignees or {},
+        "redo_to": approval.redo_to,
+        "redo_step": approval.redo_step,
+        "decided_by": actor_name(approval.decision_actor) if approval.decision_actor_id
+        else None,
+        "comment": approval.comment,
+        "created_at": approval.created_at,
+        "timeout_at": approval.timeout_at,
+        "decided_at": approval.decided_at,
+        "run_admin_url": run_admin_url(approval.run_id),
+    }

@@ -1,0 +1,184 @@
+"""/flows: create and edit flows, release and promote, diff, start runs, list runs, the matrix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+from ninja import Query, Router, Status
+
+from workflows.api.documents import (
+    flow_document,
+    flows_queryset,
+    release_document,
+    run_document,
+    runs_queryset,
+)
+from workflows.api.errors import invalid
+from workflows.api.lookups import can_view_flows, can_view_runs, get_flow
+from workflows.api.pagination import clamp_limit, keyset_page
+from workflows.api.schemas import (
+    DefinitionIn,
+    DiffOut,
+    ErrorOut,
+    FlowOut,
+    FlowPage,
+    MatrixOut,
+    ReleaseIn,
+    ReleaseOut,
+    ReleasePage,
+    RunOut,
+    RunPage,
+    RunStartIn,
+    WebhookSecretOut,
+)
+from workflows.definitions import definition_diff
+from workflows.errors import NotFound
+from workflows.models import Flow, FlowVersion
+from workflows.selectors import MATRIX_MAX_RUNS, run_matrix
+from workflows.services.flows import flow_create, flow_promote, flow_release, flow_update_draft
+from workflows.services.runs import run_start
+from workflows.services.webhooks import webhook_secret_rotate, webhook_url
+from workflows.states import RunStatus
+
+router = Router(tags=["flows"])
+
+# Every endpoint may answer these (bad input, auth, permission, missing object, body too large,
+# wrong content type, invalid parameters).
+ERRORS = dict.fromkeys((400, 401, 403, 404, 413, 415, 422), ErrorOut)
+
+
+def errors(*extra: int) -> dict[int, Any]:
+    return {**ERRORS, **dict.fromkeys(extra, ErrorOut)}
+
+
+@router.get("", response={200: FlowPage, **errors()}, summary="List flows, newest first")
+def flows_list(request: HttpRequest, cursor: str | None = None, limit: int = 50):
+    can_view_flows(request.auth)
+    flows, next_cursor = keyset_page(flows_queryset(), cursor=cursor, limit=limit)
+    return {"items": [flow_document(f) for f in flows], "next_cursor": next_cursor}
+
+
+@router.post("", response={201: FlowOut, **errors(422)}, summary="Create a flow and its draft")
+def flows_create(request: HttpRequest, payload: DefinitionIn):
+    flow = flow_create(definition=payload.definition, actor=request.auth)
+    return Status(201, flow_document(get_flow(flow.slug)))
+
+
+@router.get("/{slug}", response={200: FlowOut, **errors()}, summary="Get a flow")
+def flows_get(request: HttpRequest, slug: str):
+    can_view_flows(request.auth)
+    return flow_document(get_flow(slug))
+
+
+@router.put("/{slug}/draft", response={200: FlowOut, **errors(422)},
+            summary="Replace the draft (422 lists every problem)")
+def flows_update_draft(request: HttpRequest, slug: str, payload: DefinitionIn):
+    flow = get_flow(slug)
+    flow_update_draft(flow=flow, definition=payload.definition, actor=request.auth)
+    return flow_document(get_flow(slug))
+
+
+@router.post("/{slug}/releases", response={201: ReleaseOut, **errors(422)},
+             summary="Release the draft as the next immutable version (checks first)")
+def releases_create(request: HttpRequest, slug: str, payload: ReleaseIn | None = None):
+    flow = get_flow(slug)
+    version = flow_release(flow=flow, actor=request.auth,
+                           notes=payload.notes if payload else "")
+    return Status(201, release_document(version, live_id=flow.live_version_id))
+
+
+@router.get("/{slug}/releases", response={200: ReleasePage, **errors()},
+            summary="List releases, newest first")
+def releases_list(request: HttpRequest, slug: str, cursor: str | None = None, limit: int = 50):
+    can_view_flows(request.auth)
+    flow = get_flow(slug)
+    versions, next_cursor = keyset_page(
+        FlowVersion.objects.filter(flow=flow, number__isnull=False).select_related("created_by"),
+        cursor=cursor, limit=limit, key="number",
+    )
+    return {"items": [release_document(v, live_id=flow.live_version_id) for v in versions],
+            "next_cursor": next_cursor}
+
+
+@router.post("/{slug}/releases/{version}/promote", response={200: FlowOut, **errors(422)},
+             summary="Make a release live")
+def releases_promote(request: HttpRequest, slug: str, version: int):
+    flow = get_flow(slug)
+    if not 0 < version < 2**31:
+        raise NotFound(f"flow {slug} has no release {version}")
+    flow_promote(flow=flow, number=version, actor=request.auth)
+    return flow_document(get_flow(slug))
+
+
+def _version(flow: Flow, label: str, param: str) -> FlowVersion:
+    text = (label or "").strip().lower()
+    if text == "draft":
+        version = FlowVersion.objects.filter(flow=flow, number__isnull=True).first()
+    elif text == "live":
+        version = FlowVersion.objects.filter(pk=flow.live_version_id).first() \
+            if flow.live_version_id else None
+    else:
+        digits = text[1:] if text.startswith("v") else text
+        if not digits.isascii() or not digits.isdigit() or len(digits) > 9:
+            raise invalid(f"query.{param}", "must be a release number (3 or v3), live or draft")
+        version = FlowVersion.objects.filter(flow=flow, number=int(digits)).first()
+    if version is None:
+        raise NotFound(f"flow {flow.slug} has no version {label!r}")
+    return version
+
+
+@router.get("/{slug}/diff", response={200: DiffOut, **errors(422)}, by_alias=True,
+            summary="What changed between two versions (3, v3, live or draft)")
+def flows_diff(request: HttpRequest, slug: str,
+               from_: str = Query(..., alias="from", max_length=20, examples=["1", "live"]),
+               to: str = Query(..., max_length=20, examples=["v1", "draft"])):
+    can_view_flows(request.auth)
+    flow = get_flow(slug)
+    a, b = _version(flow, from_, "from"), _version(flow, to, "to")
+    return {"flow": flow.slug, "from": a.label, "to": b.label,
+            "changes": definition_diff(a.definition, b.definition)}
+
+
+@router.post("/{slug}/runs", response={200: RunOut, 201: RunOut, **errors(409, 422)},
+             summary="Start a run (201; 200 with the same run for a repeated idempotency key)")
+def runs_start(request: HttpRequest, slug: str, payload: RunStartIn):
+    flow = get_flow(slug)
+    run, created = run_start(
+        flow=flow, input=payload.input, actor=request.auth,
+        idempotency_key=payload.idempotency_key, draft=payload.draft,
+    )
+    document = run_document(runs_queryset().get(pk=run.pk))
+    return Status(201 if created else 200, document)
+
+
+@router.get("/{slug}/runs", response={200: RunPage, **errors(422)},
+            summary="The flow's runs, newest first")
+def runs_list(request: HttpRequest, slug: str, status: RunStatus | None = None,
+              cursor: str | None = None, limit: int = 50):
+    can_view_runs(request.auth)
+    flow = get_flow(slug)
+    runs = runs_queryset().filter(flow=flow)
+    if status:
+        runs = runs.filter(status=status)
+    page, next_cursor = keyset_page(runs, cursor=cursor, limit=limit)
+    return {"items": [run_document(r) for r in page], "next_cursor": next_cursor}
+
+
+@router.get("/{slug}/matrix", response={200: MatrixOut, **errors(422)},
+            summary="Steps x runs, newest runs first")
+def flows_matrix(request: HttpRequest, slug: str, limit: int = 50,
+                 before: int | None = Query(None, ge=1, le=2**63 - 1),
+                 status: RunStatus | None = None):
+    can_view_runs(request.auth)
+    flow = get_flow(slug)
+    return run_matrix(flow=flow, limit=clamp_limit(limit, maximum=MATRIX_MAX_RUNS),
+                      before=before, status=status)
+
+
+@router.post("/{slug}/webhook-secret", response={200: WebhookSecretOut, **errors()},
+             summary="Rotate the webhook secret and return it (shown only here)")
+def flows_rotate_webhook_secret(request: HttpRequest, slug: str):
+    flow = get_flow(slug)
+    secret = webhook_secret_rotate(flow=flow, actor=request.auth)
+    return {"webhook_secret": secret, "webhook_url": webhook_url(flow=flow)}

@@ -1,0 +1,124 @@
+"""/runs: a run, its events, steps and logs; cancel, retry, replay, compare."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest
+from ninja import Query, Router, Status
+
+from workflows.api.documents import (
+    event_document,
+    log_document,
+    run_document,
+    runs_queryset,
+    step_detail_document,
+)
+from workflows.api.errors import invalid
+from workflows.api.flows import errors
+from workflows.api.lookups import can_view_runs, get_run, get_step
+from workflows.api.pagination import clamp_limit, keyset_page
+from workflows.api.schemas import (
+    CancelIn,
+    CompareOut,
+    EventPage,
+    LogPage,
+    RetryIn,
+    RunOut,
+    StepDetailOut,
+)
+from workflows.errors import NotFound
+from workflows.models import Attempt
+from workflows.selectors import run_compare, run_events, run_last_good, step_logs
+from workflows.services.runs import run_cancel, run_replay, run_retry
+
+router = Router(tags=["runs"])
+
+LOG_DEFAULT_LIMIT = 500
+LOG_MAX_LIMIT = 1000
+
+
+@router.get("/{int:run_id}", response={200: RunOut, **errors()}, summary="Get a run")
+def runs_get(request: HttpRequest, run_id: int):
+    can_view_runs(request.auth)
+    return run_document(get_run(run_id))
+
+
+@router.get("/{int:run_id}/events", response={200: EventPage, **errors()}, by_alias=True,
+            summary="Every transition of the run, oldest first")
+def runs_events(request: HttpRequest, run_id: int, cursor: str | None = None, limit: int = 50):
+    can_view_runs(request.auth)
+    run = get_run(run_id, with_steps=False)
+    events, next_cursor = keyset_page(run_events(run=run), cursor=cursor, limit=limit,
+                                      descending=False)
+    return {"items": [event_document(e) for e in events], "next_cursor": next_cursor}
+
+
+@router.get("/{int:run_id}/steps/{key}", response={200: StepDetailOut, **errors()},
+            summary="One step run with its attempts")
+def runs_step(request: HttpRequest, run_id: int, key: str):
+    can_view_runs(request.auth)
+    step = get_step(get_run(run_id, with_steps=False), key)
+    attempts = list(Attempt.objects.filter(step_run=step).order_by("number"))
+    return step_detail_document(step, attempts)
+
+
+@router.get("/{int:run_id}/steps/{key}/logs", response={200: LogPage, **errors(422)},
+            summary="Log chunks after seq N, oldest first")
+def runs_step_logs(request: HttpRequest, run_id: int, key: str,
+                   after: int = Query(0, ge=0, le=2**31 - 1), limit: int = LOG_DEFAULT_LIMIT):
+    can_view_runs(request.auth)
+    step = get_step(get_run(run_id, with_steps=False), key)
+    size = clamp_limit(limit, default=LOG_DEFAULT_LIMIT, maximum=LOG_MAX_LIMIT)
+    chunks = step_logs(step_run=step, after=after, limit=size + 1)
+    more = len(chunks) > size
+    chunks = chunks[:size]
+    numbers = dict(Attempt.objects.filter(step_run=step).values_list("id", "number"))
+    last_seq = chunks[-1].seq if chunks else after
+    return {
+        "items": [log_document(c, numbers) for c in chunks],
+        "next_cursor": str(last_seq) if more else None,
+        "last_seq": last_seq,
+        "step_status": step.status,
+    }
+
+
+@router.post("/{int:run_id}/cancel", response={200: RunOut, **errors(409, 422)},
+             summary="Cancel the run and its unfinished steps")
+def runs_cancel(request: HttpRequest, run_id: int, payload: CancelIn | None = None):
+    run = get_run(run_id)
+    run_cancel(run=run, actor=request.auth, reason=payload.reason if payload else "")
+    return run_document(get_run(run_id))
+
+
+@router.post("/{int:run_id}/retry", response={201: RunOut, **errors(409, 422)},
+             summary="A new run that reuses completed steps and starts at the failed one")
+def runs_retry(request: HttpRequest, run_id: int, payload: RetryIn | None = None):
+    run = get_run(run_id)
+    new = run_retry(run=run, actor=request.auth,
+                    from_step=payload.from_step if payload else None)
+    return Status(201, run_document(runs_queryset().get(pk=new.pk)))
+
+
+@router.post("/{int:run_id}/replay", response={201: RunOut, **errors(409, 422)},
+             summary="A new run from the start, same version and input")
+def runs_replay(request: HttpRequest, run_id: int):
+    run = get_run(run_id)
+    new = run_replay(run=run, actor=request.auth)
+    return Status(201, run_document(runs_queryset().get(pk=new.pk)))
+
+
+@router.get("/{int:run_id}/compare", response={200: CompareOut, **errors(422)},
+            summary="Differences with another run (an id, or last_good)")
+def runs_compare(request: HttpRequest, run_id: int, to: str = Query(..., max_length=30, examples=["last_good", "1"])):
+    can_view_runs(request.auth)
+    run = get_run(run_id)
+    target = to.strip()
+    if target == "last_good":
+        other = run_last_good(run=run)
+        if other is None:
+            raise NotFound(f"no completed run of flow {run.flow.slug} before run {run.pk}")
+    elif target.isascii() and target.isdigit():
+        other = get_run(int(target))
+    else:
+        raise invalid("query.to", "must be a run id or last_good")
+    return run_compare(run=run, other=other)
+

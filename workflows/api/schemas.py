@@ -1,0 +1,393 @@
+"""Request and response schemas of the HTTP API (CONTRACT.md "HTTP API").
+
+Field names here are public: add fields freely, never rename or remove one (the snapshot test
+against docs/openapi.json enforces it). Free-form JSON values (definitions, input, output, event
+data) are `dict`/`Any` fields inside these schemas.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from ninja import Field, Schema
+from pydantic import ConfigDict
+
+from workflows.states import RunStatus, StepStatus
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+class ProblemOut(Schema):
+    path: str
+    message: str
+
+
+class ErrorDetailOut(Schema):
+    code: str = Field(description="A stable machine-readable code, e.g. not_found, conflict.")
+    message: str
+    details: list[ProblemOut] = Field(
+        default_factory=list, description="Every problem found, each with the path of the value."
+    )
+
+
+class ErrorOut(Schema):
+    error: ErrorDetailOut
+
+
+# --- flows --------------------------------------------------------------------------------------
+
+
+class DefinitionIn(Schema):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"definition": {
+        "slug": "simple", "name": "Simple", "steps": [
+            {"key": "first", "type": "python", "action": "core.echo", "args": {"n": 1}}]}}]})
+
+    definition: dict[str, Any] | str = Field(
+        description="The flow definition: a JSON object, or YAML/JSON text."
+    )
+
+
+class DraftOut(Schema):
+    hash: str
+    updated_at: datetime
+    definition: dict[str, Any]
+
+
+class FlowOut(Schema):
+    slug: str
+    name: str
+    description: str
+    live_version: int | None = Field(description="The number of the live release, if any.")
+    draft: DraftOut | None
+    triggers: list[dict[str, Any]] = Field(description="The triggers of the live release.")
+    webhook_url: str
+    webhook_enabled: bool = Field(
+        description="Whether the live release declares a webhook trigger."
+    )
+    created_at: datetime
+    updated_at: datetime
+    admin_url: str
+
+
+class FlowPage(Schema):
+    items: list[FlowOut]
+    next_cursor: str | None
+
+
+class ReleaseIn(Schema):
+    notes: str = Field("", max_length=10_000)
+
+
+class ReleaseOut(Schema):
+    version: int
+    content_hash: str
+    notes: str
+    live: bool
+    created_by: str | None
+    created_at: datetime
+    released_at: datetime | None
+    definition: dict[str, Any]
+
+
+class ReleasePage(Schema):
+    items: list[ReleaseOut]
+    next_cursor: str | None
+
+
+class DiffOut(Schema):
+    model_config = ConfigDict(populate_by_name=True)
+
+    flow: str
+    from_: str = Field(alias="from", description="The version compared from (vN or draft).")
+    to: str
+    changes: dict[str, Any] = Field(
+        description="metadata, input, concurrency, triggers and steps (added, removed, changed, "
+                    "order): only what differs."
+    )
+
+
+class WebhookSecretOut(Schema):
+    webhook_secret: str = Field(description="Shown once; store it with the sender.")
+    webhook_url: str
+
+
+class MatrixStepOut(Schema):
+    key: str
+    type: str
+
+
+class MatrixCellOut(Schema):
+    step_run_id: int
+    status: str
+    attempts: int
+    duration_ms: int | None
+    reused: bool
+
+
+class MatrixRunOut(Schema):
+    id: int
+    status: str
+    version: int | None
+    rehearsal: bool
+    trigger_kind: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: int | None
+    retry_of: int | None
+    replay_of: int | None
+    cells: dict[str, MatrixCellOut]
+
+
+class MatrixOut(Schema):
+    steps: list[MatrixStepOut]
+    runs: list[MatrixRunOut]
+    next_before: int | None = Field(description="Pass as `before` for older runs.")
+
+
+# --- runs ---------------------------------------------------------------------------------------
+
+
+class RunStartIn(Schema):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"input": {}, "idempotency_key": "order-1234"}]})
+
+    input: dict[str, Any] | None = None
+    idempotency_key: str | None = Field(None, min_length=1, max_length=200)
+    draft: bool = Field(False, description="Start a rehearsal run on the draft.")
+
+
+class RetryIn(Schema):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"from_step": "first"}, {}]})
+
+    from_step: str | None = Field(None, max_length=100)
+
+
+class CancelIn(Schema):
+    reason: str = Field("", max_length=2000)
+
+
+class TriggerOut(Schema):
+    kind: str
+    actor: str
+    payload: dict[str, Any]
+
+
+class StepOut(Schema):
+    key: str
+    type: str
+    status: StepStatus
+    attempts: int = Field(description="How many attempts were made.")
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: int | None
+    output: Any = None
+    error: Any = None
+    reused: bool = Field(description="The output was reused from an earlier run (retry).")
+
+
+class RunOut(Schema):
+    id: int
+    flow: str
+    version: int | None = Field(description="The release number; null for a rehearsal run.")
+    rehearsal: bool
+    status: RunStatus
+    trigger: TriggerOut
+    input: dict[str, Any]
+    output: Any = None
+    error: Any = None
+    idempotency_key: str | None
+    created_at: datetime
+    queued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: int | None
+    retry_of: int | None
+    replay_of: int | None
+    steps: list[StepOut]
+    admin_url: str
+
+
+class RunPage(Schema):
+    items: list[RunOut]
+    next_cursor: str | None
+
+
+class EventOut(Schema):
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: int
+    at: datetime
+    kind: str
+    step: str | None
+    from_: str = Field(alias="from")
+    to: str
+    actor: str
+    actor_kind: str
+    reason: str
+    data: dict[str, Any]
+
+
+class EventPage(Schema):
+    items: list[EventOut]
+    next_cursor: str | None
+
+
+class AttemptOut(Schema):
+    number: int
+    status: str
+    worker: str
+    input: Any = None
+    output: Any = None
+    error: Any = None
+    exit_code: int | None
+    started_at: datetime
+    finished_at: datetime | None
+    duration_ms: int | None
+
+
+class StepDetailOut(Schema):
+    run: int
+    key: str
+    type: str
+    status: StepStatus
+    needs: list[str]
+    attempt_count: int
+    attempts: list[AttemptOut]
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: int | None
+    output: Any = None
+    error: Any = None
+    reused: bool
+
+
+class LogChunkOut(Schema):
+    seq: int
+    at: datetime
+    stream: str
+    text: str
+    attempt: int = Field(description="The attempt number that wrote it.")
+
+
+class LogPage(Schema):
+    items: list[LogChunkOut]
+    next_cursor: str | None = Field(
+        description="The seq to pass as `after` for more chunks available now; null when none."
+    )
+    last_seq: int = Field(description="The seq of the last chunk returned (or `after`).")
+    step_status: StepStatus = Field(description="When terminal, no more chunks will come.")
+
+
+class CompareOut(Schema):
+    run: int
+    other: int
+    version: dict[str, Any]
+    input: dict[str, Any]
+    steps: list[dict[str, Any]]
+
+
+# --- approvals ----------------------------------------------------------------------------------
+
+
+class DecisionIn(Schema):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"comment": "looks good"}]})
+
+    comment: str = Field("", max_length=10_000)
+    to_step: str | None = Field(None, max_length=100, description="redo only: the step to redo.")
+
+
+class ApprovalOut(Schema):
+    id: int
+    run: int
+    flow: str
+    step: str
+    status: str
+    instructions: str
+    data: Any = None
+    assignees: dict[str, Any]
+    redo_to: str
+    redo_step: str
+    decided_by: str | None
+    comment: str
+    created_at: datetime
+    timeout_at: datetime | None
+    decided_at: datetime | None
+    run_admin_url: str
+
+
+class ApprovalPage(Schema):
+    items: list[ApprovalOut]
+    next_cursor: str | None
+
+
+# --- callbacks and webhooks ---------------------------------------------------------------------
+
+
+class CallbackAcceptedOut(Schema):
+    status: Literal["accepted"]
+    step: str
+    run: int
+
+
+class HookRunOut(Schema):
+    id: int
+    status: RunStatus
+    admin_url: str
+    created: bool = Field(description="False when the Idempotency-Key named an earlier run.")
+
+
+# --- resources ----------------------------------------------------------------------------------
+
+
+class ResourceOut(Schema):
+    id: str
+    uri: str
+    name: str
+    size: int
+    sha256: str
+    content_type: str
+    created_at: datetime
+    url: str = Field(description="A signed download URL; it expires at url_expires_at.")
+    url_expires_at: datetime
+
+
+# --- connections --------------------------------------------------------------------------------
+
+
+class ConnectionOut(Schema):
+    name: str
+    kind: str
+    description: str
+    config: dict[str, Any]
+    has_secret: bool
+    created_at: datetime | None
+    updated_at: datetime | None
+
+
+class ConnectionPage(Schema):
+    items: list[ConnectionOut]
+    next_cursor: str | None
+
+
+class ConnectionIn(Schema):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "name": "reports-api", "kind": "http",
+        "config": {"base_url": "https://reports.example.com", "auth": "bearer"},
+        "secret": {"token": "..."}}]})
+
+    name: str = Field(max_length=100)
+    kind: str = Field(max_length=16)
+    description: str = Field("", max_length=10_000)
+    config: dict[str, Any] = Field(default_factory=dict)
+    secret: dict[str, Any] | None = Field(None, description="Write-only.")
+
+
+class ConnectionUpdateIn(Schema):
+    """Only the fields given change; `secret: null` clears the secret."""
+
+    kind: str | None = Field(None, max_length=16)
+    description: str | None = Field(None, max_length=10_000)
+    config: dict[str, Any] | None = None
+    secret: dict[str, Any] | None = Field(None, description="Write-only; null clears it.")

@@ -1,0 +1,208 @@
+"""Webhook triggers: verify a signed delivery and start a run of the flow's live release.
+
+A delivery carries `X-Signature: t=UNIX,v1=HEX`, where HEX is the hex HMAC-SHA256 of
+`f"{UNIX}.{raw body}"` keyed with the flow's webhook secret. The timestamp must be within
+WEBHOOK_TOLERANCE of now (past or future), so a captured delivery cannot be replayed later; an
+`Idempotency-Key` makes retries of one delivery start one run.
+
+The JSON body (an object) is the trigger payload; the run's input is its `input` object when it
+has one, else {}.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from workflows.errors import InputInvalid, NotFound, WorkflowError
+from workflows.models import Flow, Run, TriggerKind
+from workflows.permissions import RELEASE_FLOW, require_permission
+
+WEBHOOK_TOLERANCE_SECONDS = 300
+IDEMPOTENCY_PREFIX = "webhook:"
+MAX_IDEMPOTENCY_KEY_LENGTH = 200 - len(IDEMPOTENCY_PREFIX)
+
+
+class WebhookSignatureInvalid(WorkflowError):
+    """The X-Signature header is missing, malformed, stale or does not match. The message says
+    which."""
+
+
+class WebhookNotEnabled(NotFound):
+    """The flow does not exist or its live release declares no webhook trigger."""
+
+
+class WebhookPayloadInvalid(WorkflowError):
+    """The body is not a JSON object (or the idempotency key is unusable)."""
+
+
+def webhook_sign(*, secret: str, body: bytes, timestamp: int | None = None) -> str:
+    """The X-Signature header value for `body` (what a sender computes; used by tests and docs)."""
+    timestamp = int(time.time()) if timestamp is None else int(timestamp)
+    digest = hmac.new(
+        secret.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256
+    ).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def webhook_verify(*, secret: str, body: bytes, header: str | None,
+                   now: float | None = None) -> int:
+    """Check the X-Signature `header` for `body`; return its timestamp.
+
+    Raises WebhookSignatureInvalid with the precise reason: missing, malformed, outside the
+    tolerance, or not matching. Several `v1=` values are allowed (any one may match), so a sender
+    can sign with an old and a new secret while rotating.
+    """
+    if not header or not header.strip():
+        raise WebhookSignatureInvalid("missing X-Signature header")
+    timestamp: int | None = None
+    candidates: list[str] = []
+    for part in header.split(","):
+        name, sep, value = part.strip().partition("=")
+        if not sep:
+            raise WebhookSignatureInvalid(
+                "malformed X-Signature header: expected t=UNIX,v1=HEX")
+        if name == "t":
+            if not value.isascii() or not value.isdigit() or len(value) > 12:
+                raise WebhookSignatureInvalid(
+                    "malformed X-Signature header: t must be a UNIX time in seconds")
+            timestamp = int(value)
+        elif name == "v1":
+            candidates.append(value.strip().lower())
+    if timestamp is None or not candidates:
+        raise WebhookSignatureInvalid("malformed X-Signature header: expected t=UNIX,v1=HEX")
+    now = time.time() if now is None else now
+    if abs(now - timestamp) > WEBHOOK_TOLERANCE_SECONDS:
+        raise WebhookSignatureInvalid(
+            f"signature timestamp {timestamp} is outside the tolerance of "
+            f"{WEBHOOK_TOLERANCE_SECONDS} seconds (now {int(now)})"
+        )
+    expected = hmac.new(
+        secret.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256
+    ).hexdigest()
+    matched = False
+    for candidate in candidates:
+        # Compare every candidate (no early exit) in constant time.
+        matched |= hmac.compare_digest(expected.encode(), candidate.encode("ascii", "replace"))
+    if not matched:
+        raise WebhookSignatureInvalid("signature does not match the body and the flow's secret")
+    return timestamp
+
+
+def webhook_enabled(*, flow: Flow) -> bool:
+    """Whether the flow's live release declares a `{type: webhook}` trigger."""
+    if flow.live_version_id is None:
+        return False
+    version = flow.live_version
+    triggers = (version.definition or {}).get("triggers") or []
+    return any(isinstance(t, dict) and t.get("type") == "webhook" for t in triggers)
+
+
+def webhook_url(*, flow: Flow) -> str:
+    return f"{settings.PUBLIC_BASE_URL}/api/v1/hooks/{flow.slug}"
+
+
+def json_storage_problems(value: Any, path: str = "", depth: int = 0) -> list[dict[str, str]]:
+    """Problems ({path, message}) with strings in a JSON value that the database cannot store:
+    NUL characters (PostgreSQL refuses them in text and jsonb) and unpaired surrogates (not
+    encodable as UTF-8). Keys count too. At most 50 are listed."""
+    problems: list[dict[str, str]] = []
+    where = path or "(body)"
+    if depth > 200:
+        return [{"path": where, "message": "nested too deeply"}]
+    if isinstance(value, str):
+        if not _storable(value):
+            problems.append({"path": where, "message": "must not contain NUL characters or "
+                                                       "unpaired surrogates"})
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not _storable(str(key)):
+                problems.append({"path": where, "message": "keys must not contain NUL "
+                                                           "characters or unpaired surrogates"})
+                continue
+            problems += json_storage_problems(item, f"{path}.{key}" if path else str(key),
+                                              depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            problems += json_storage_problems(item, f"{path}[{index}]", depth + 1)
+    return problems[:50]
+
+
+def _storable(text: str) -> bool:
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _parse_payload(body: bytes) -> dict[str, Any]:
+    if not body.strip():
+        return {}
+    try:
+        payload = json.loads(body, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:
+        raise WebhookPayloadInvalid(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise WebhookPayloadInvalid("the body must be a JSON object")
+    problems = json_storage_problems(payload)
+    if problems:
+        raise WebhookPayloadInvalid(
+            "the body holds text that cannot be stored: "
+            + "; ".join(f"{p['path']}: {p['message']}" for p in problems[:5])
+        )
+    return payload
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def webhook_receive(*, flow: Flow, body: bytes, signature: str | None,
+                    idempotency_key: str | None = None,
+                    now: float | None = None) -> tuple[Run, bool]:
+    """Verify a delivery and start a run of the live release; return (run, created).
+
+    Raises WebhookNotEnabled (no webhook trigger in the live release), WebhookSignatureInvalid,
+    WebhookPayloadInvalid, InputInvalid. A repeated Idempotency-Key returns the run the first
+    delivery started (created=False), whatever the new body says.
+    """
+    from workflows.services.runs import run_start
+
+    if not webhook_enabled(flow=flow):
+        raise WebhookNotEnabled(f"flow {flow.slug} has no webhook trigger in its live release")
+    webhook_verify(secret=flow.webhook_secret, body=body, header=signature, now=now)
+    payload = _parse_payload(body)
+    run_input = payload.get("input", {})
+    if run_input is None:
+        run_input = {}
+    if not isinstance(run_input, dict):
+        raise InputInvalid([{"path": "input", "message": "must be a JSON object"}])
+    key = (idempotency_key or "").strip()
+    if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
+        raise WebhookPayloadInvalid(
+            f"Idempotency-Key is longer than {MAX_IDEMPOTENCY_KEY_LENGTH} characters")
+    return run_start(
+        flow=flow, input=run_input, actor=None, trigger_kind=TriggerKind.WEBHOOK,
+        trigger_payload=payload, idempotency_key=IDEMPOTENCY_PREFIX + key if key else None,
+    )
+
+
+def webhook_secret_rotate(*, flow: Flow, actor=None) -> str:
+    """Give the flow a new webhook secret and return it (the only time it is shown).
+    Deliveries signed with the old secret are refused from now on."""
+    require_permission(actor, RELEASE_FLOW)
+    secret = secrets.token_urlsafe(32)
+    with transaction.atomic():
+        Flow.objects.filter(pk=flow.pk).update(webhook_secret=secret)
+    flow.webhook_secret = secret
+    return secret
