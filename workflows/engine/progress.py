@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 
 _released_versions: dict[int, FlowVersion] = {}
+# Columns moving a run on never reads (loaded on access if some caller does).
+RUN_DEFERRED = ("trigger_payload", "output", "error")
 
 
 def forget_versions() -> None:
@@ -51,7 +53,7 @@ def lock_run(run_id: int) -> Run:
     """Lock and return the run row, with its pinned version. Must be called inside
     transaction.atomic(). Released versions are immutable, so each process keeps the ones it
     has read (a draft, which can change, is read every time)."""
-    run = Run.objects.select_for_update().get(pk=run_id)
+    run = Run.objects.select_for_update().defer(*RUN_DEFERRED).get(pk=run_id)
     version = _released_versions.get(run.version_id)
     if version is None:
         version = FlowVersion.objects.get(pk=run.version_id)
@@ -65,8 +67,8 @@ def lock_run(run_id: int) -> Run:
 # only where they are used (`step_outputs`), so a step's cost does not grow with the size of
 # every other step's output.
 STATE_FIELDS = (
-    "id", "run_id", "key", "type", "position", "needs", "status", "attempt_count", "retry_base",
-    "callback_nonce", "callback_received_at", "started_at", "reused_from_id",
+    "id", "run_id", "key", "type", "status", "attempt_count", "retry_base", "callback_nonce",
+    "callback_received_at", "started_at",
 )
 
 
@@ -163,7 +165,8 @@ def queue_ready(run: Run, steps: dict[str, StepRun], *, actor_kind: str = ActorK
         for step in steps.values():
             if step.status != StepStatus.NOT_STARTED:
                 continue
-            if not all(steps[n].status in STEP_DONE for n in step.needs if n in steps):
+            needs = defs[step.key]["needs"]
+            if not all(steps[n].status in STEP_DONE for n in needs if n in steps):
                 continue
             condition = defs.get(step.key, {}).get("when")
             if condition is not None and not _truthy(run, steps, condition):
