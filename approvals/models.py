@@ -30,6 +30,8 @@ class Approval(models.Model):
     assignee_groups = models.ManyToManyField(Group, blank=True, related_name="+")
     # The names as the definition gave them (a name with no account yet is still shown).
     assignees = models.JSONField(default=dict, blank=True)
+    # The definition named nobody: the reviewers group decides.
+    for_reviewers = models.BooleanField(default=False)
     redo_to = models.CharField(max_length=100, blank=True)
     decision_actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

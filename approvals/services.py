@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from approvals.models import Approval, ApprovalStatus
+from approvals.selectors import REVIEWERS_GROUP, approvals_decidable
 from workflows.definitions import step_ancestors, step_descendants
 from workflows.engine import progress
 from workflows.errors import Conflict, NotPermitted
@@ -19,7 +20,8 @@ from workflows.services.callbacks import callback_mint
 from workflows.services.transitions import event_record, run_transition, step_transition
 from workflows.states import AttemptStatus, RunStatus, StepStatus
 
-REVIEWERS_GROUP = "reviewers"
+__all__ = ["REVIEWERS_GROUP", "ApprovalNotAllowed", "approval_approve", "approval_can_decide",
+           "approval_redo", "approval_reject", "approval_request"]
 
 
 class ApprovalNotAllowed(NotPermitted):
@@ -37,7 +39,8 @@ def approval_request(*, run: Run, step_run: StepRun, steps: dict[str, StepRun],
     approval = Approval.objects.create(
         run=run, step_run=step_run, attempt_number=attempt_number,
         instructions=str(params.get("instructions") or ""), data=data,
-        assignees={"users": users, "groups": groups}, redo_to=params.get("redo_to") or "",
+        assignees={"users": users, "groups": groups}, for_reviewers=not users and not groups,
+        redo_to=params.get("redo_to") or "",
         timeout_at=step_run.timeout_at,
     )
     if users:
@@ -51,18 +54,10 @@ def approval_request(*, run: Run, step_run: StepRun, steps: dict[str, StepRun],
 
 
 def approval_can_decide(*, approval: Approval, actor) -> bool:
-    """Superusers decide anything; otherwise the actor must be a named user or in a named
-    group; an approval that names nobody is for the reviewers group."""
+    """The rule of `approvals.selectors.approvals_decidable`, for one approval."""
     if actor is None or not getattr(actor, "is_active", False):
         return False
-    if actor.is_superuser:
-        return True
-    names = approval.assignees or {}
-    if not names.get("users") and not names.get("groups"):
-        return actor.groups.filter(name=REVIEWERS_GROUP).exists()
-    if actor.get_username() in (names.get("users") or []):
-        return True
-    return actor.groups.filter(name__in=names.get("groups") or []).exists()
+    return actor.is_superuser or approvals_decidable(user=actor).filter(pk=approval.pk).exists()
 
 
 def _decide(approval: Approval, actor, status: str, comment: str) -> tuple[Run, StepRun]:

@@ -25,9 +25,9 @@ class Resource(models.Model):
     class Meta:
         ordering = ["-created_at"]
 
+    def __str__(self) -> str:
+        return self.uri
+
     @property
     def uri(self) -> str:
         return f"res://{self.id}"
-
-    def __str__(self) -> str:
-        return self.uri

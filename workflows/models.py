@@ -71,6 +71,9 @@ class FlowVersion(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.flow.slug} {self.label}"
+
     @property
     def is_draft(self) -> bool:
         return self.number is None
@@ -78,9 +81,6 @@ class FlowVersion(models.Model):
     @property
     def label(self) -> str:
         return "draft" if self.is_draft else f"v{self.number}"
-
-    def __str__(self) -> str:
-        return f"{self.flow.slug} {self.label}"
 
 
 class TriggerKind(models.TextChoices):
@@ -111,8 +111,9 @@ class Run(models.Model):
     input = models.JSONField(default=dict, blank=True)
     output = models.JSONField(null=True, blank=True)
     error = models.JSONField(null=True, blank=True)
-    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
-    concurrency_key = models.CharField(max_length=300, null=True, blank=True)
+    # NULL, not "", means "none": the unique constraint and the concurrency query rely on it.
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
+    concurrency_key = models.CharField(max_length=300, null=True, blank=True)  # noqa: DJ001
     retry_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
     )
@@ -251,6 +252,9 @@ class LogChunk(models.Model):
             models.UniqueConstraint(fields=["step_run", "seq"], name="logchunk_unique_seq"),
         ]
 
+    def __str__(self) -> str:
+        return f"log {self.seq} of {self.step_run_id}"
+
 
 class Event(models.Model):
     """Append-only record of every transition and repair. Nothing deletes events."""
@@ -289,6 +293,9 @@ class ScheduleState(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["flow", "trigger_index"], name="schedule_unique"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.flow_id} schedule {self.trigger_index} ({self.cron})"
 
 
 class ApiToken(models.Model):

@@ -55,7 +55,7 @@ def run_matrix(*, flow: Flow, limit: int = 50, before: int | None = None,
                 seen.add(step["key"])
                 steps.append({"key": step["key"], "type": step["type"]})
     cells: dict[int, dict[str, Any]] = {r["id"]: {} for r in runs}
-    for s in StepRun.objects.filter(run_id__in=list(cells)).values(
+    for s in StepRun.objects.filter(run_id__in=list(cells)).order_by().values(
         "id", "run_id", "key", "status", "attempt_count", "started_at", "finished_at",
         "reused_from_id",
     ):
@@ -101,6 +101,14 @@ def run_steps(*, run: Run) -> QuerySet[StepRun]:
 
 def step_logs(*, step_run: StepRun, after: int = 0, limit: int = 500) -> list[LogChunk]:
     return list(LogChunk.objects.filter(step_run=step_run, seq__gt=after).order_by("seq")[:limit])
+
+
+def step_logs_before(*, step_run: StepRun, before: int, limit: int = 200) -> list[LogChunk]:
+    """The `limit` chunks just before sequence number `before`, oldest first."""
+    chunks = list(LogChunk.objects.filter(step_run=step_run, seq__lt=before)
+                  .order_by("-seq")[:limit])
+    chunks.reverse()
+    return chunks
 
 
 def step_logs_tail(*, step_run: StepRun, limit: int = 200) -> list[LogChunk]:

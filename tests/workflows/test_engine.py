@@ -9,7 +9,10 @@ from django.utils import timezone
 
 from approvals.models import Approval, ApprovalStatus
 from approvals.services import (
-    ApprovalNotAllowed, approval_approve, approval_redo, approval_reject,
+    ApprovalNotAllowed,
+    approval_approve,
+    approval_redo,
+    approval_reject,
 )
 from tests.workflows.conftest import drain, make_flow, simple_definition, steps_of
 from workflows.engine import executor, sweeper

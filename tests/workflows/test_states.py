@@ -8,8 +8,14 @@ from workflows.models import Event, Run, StepRun
 from workflows.services.runs import run_start
 from workflows.services.transitions import run_transition, step_transition
 from workflows.states import (
-    RUN_TERMINAL, RUN_TRANSITIONS, STEP_REDO_TRANSITIONS, STEP_TERMINAL, STEP_TRANSITIONS,
-    RunStatus, StepStatus, TransitionNotAllowed,
+    RUN_TERMINAL,
+    RUN_TRANSITIONS,
+    STEP_REDO_TRANSITIONS,
+    STEP_TERMINAL,
+    STEP_TRANSITIONS,
+    RunStatus,
+    StepStatus,
+    TransitionNotAllowed,
 )
 
 pytestmark = pytest.mark.django_db

@@ -9,12 +9,17 @@ from django.db.models import Max
 from django.utils import timezone
 
 from workflows.definitions import (
-    content_hash, parse_definition, validate_definition,
+    content_hash,
+    parse_definition,
+    validate_definition,
 )
 from workflows.errors import DefinitionInvalid, NotFound
 from workflows.models import Flow, FlowVersion
 from workflows.permissions import (
-    EDIT_DRAFT, PROMOTE_FLOW, RELEASE_FLOW, require_permission,
+    EDIT_DRAFT,
+    PROMOTE_FLOW,
+    RELEASE_FLOW,
+    require_permission,
 )
 
 

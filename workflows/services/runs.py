@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
 from workflows.definitions import step_descendants, validate_run_input
 from workflows.engine import progress

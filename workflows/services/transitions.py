@@ -18,10 +18,14 @@ from django.utils import timezone
 
 from workflows.models import ActorKind, Event, Run, StepRun
 from workflows.states import (
-    RUN_TERMINAL, STEP_TERMINAL, RunStatus, StepStatus, TransitionNotAllowed,
-    run_transition_allowed, step_transition_allowed,
+    RUN_TERMINAL,
+    STEP_TERMINAL,
+    RunStatus,
+    StepStatus,
+    TransitionNotAllowed,
+    run_transition_allowed,
+    step_transition_allowed,
 )
-
 
 _pending = threading.local()
 

@@ -3,7 +3,12 @@ from __future__ import annotations
 from typing import Any
 
 from workflows.steps.base import (
-    Problem, StepContext, StepOutcome, StepType, problem, register_step_type,
+    Problem,
+    StepContext,
+    StepOutcome,
+    StepType,
+    problem,
+    register_step_type,
 )
 
 

@@ -6,7 +6,13 @@ from typing import Any
 import httpx
 
 from workflows.steps.base import (
-    Problem, StepContext, StepFailed, StepOutcome, StepType, problem, register_step_type,
+    Problem,
+    StepContext,
+    StepFailed,
+    StepOutcome,
+    StepType,
+    problem,
+    register_step_type,
 )
 
 METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}

@@ -4,7 +4,13 @@ from typing import Any
 
 from workflows.steps.actions import action_names, get_action
 from workflows.steps.base import (
-    Problem, StepContext, StepFailed, StepOutcome, StepType, problem, register_step_type,
+    Problem,
+    StepContext,
+    StepFailed,
+    StepOutcome,
+    StepType,
+    problem,
+    register_step_type,
 )
 
 

@@ -6,7 +6,12 @@ from typing import Any
 from django.utils import timezone
 
 from workflows.steps.base import (
-    Problem, StepContext, StepOutcome, StepType, problem, register_step_type,
+    Problem,
+    StepContext,
+    StepOutcome,
+    StepType,
+    problem,
+    register_step_type,
 )
 
 ON_TIMEOUT = ("fail", "continue")

@@ -1,0 +1,58 @@
+"""The approvals inbox replaces the Approval changelist; decisions go through the services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
+from django.urls import path
+
+from approvals import views
+from approvals.models import Approval
+
+
+@admin.register(Approval)
+class ApprovalAdmin(admin.ModelAdmin):
+    """Every staff user has an inbox (it lists only what they may decide); approvals are
+    created by the engine and decided through `approvals.services`, never edited here."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_active and request.user.is_staff)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.is_active and request.user.is_staff)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def _page(self, view: Any, **fixed: Any) -> Any:
+        def page(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            return view(request, self, *args, **kwargs, **fixed)
+
+        page.__name__ = view.__name__
+        return self.admin_site.admin_view(page)
+
+    def get_urls(self) -> list:
+        return [
+            *[
+                path(f"<str:approval_id>/{decision}/",
+                     self._page(views.approval_decide, decision=decision),
+                     name=f"approvals_approval_{decision}")
+                for decision in views.DECISIONS
+            ],
+            *super().get_urls(),
+        ]
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
+        return views.inbox(request, self)
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: dict | None = None) -> HttpResponse:
+        return views.approval_detail(request, self, object_id)

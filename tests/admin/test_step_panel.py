@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.urls import reverse
+
+from resources.services import resource_create
+from tests.admin.conftest import echo_definition, start
+from tests.workflows.conftest import make_flow
+from workflows import views
+from workflows.engine import executor
+from workflows.models import LogChunk, StepRun
+from workflows.services.runs import run_start
+from workflows.states import StepStatus
+
+pytestmark = pytest.mark.django_db
+
+
+def panel_url(run, key: str) -> str:
+    return reverse("admin:workflows_run_step", args=[run.pk, key])
+
+
+def live_url(run, key: str, after: int = 0, v: str = "") -> str:
+    return reverse("admin:workflows_run_step_live", args=[run.pk, key]) + f"?after={after}&v={v}"
+
+
+def test_the_panel_shows_input_attempts_errors_and_output(admin_client, failed_run):
+    body = admin_client.get(panel_url(failed_run, "flaky"), HTTP_HX_REQUEST="true")
+    page = body.content.decode()
+    assert page.count('class="sp-attempt ') == 2
+    assert 'data-attempt="1" data-status="failed"' in page
+    assert 'data-attempt="2" data-status="failed"' in page
+    assert page.count("ActionFailed") >= 2 and "upstream said no" in page
+    assert "core.fail" in page  # the resolved input
+    assert 'data-status="failed"' in page
+    ok = admin_client.get(panel_url(failed_run, "fetch")).content.decode()
+    assert "&quot;weekly&quot;" in ok  # output {"topic": "weekly"}, resolved from the input
+
+
+def test_a_panel_of_an_unknown_step_is_404(admin_client, failed_run):
+    assert admin_client.get(panel_url(failed_run, "nope")).status_code == 404
+
+
+def test_a_user_who_cannot_view_runs_cannot_open_the_panel(clients, failed_run):
+    assert clients["nobody"].get(panel_url(failed_run, "flaky")).status_code == 403
+    assert clients["support"].get(panel_url(failed_run, "flaky")).status_code == 200
+
+
+def _logs(step: StepRun, count: int) -> None:
+    attempt = step.attempts.order_by("-number").first()
+    LogChunk.objects.bulk_create(
+        LogChunk(step_run=step, attempt=attempt, seq=n, text=f"line {n}\n")
+        for n in range(1, count + 1)
+    )
+
+
+def test_a_long_log_opens_at_its_tail_and_loads_earlier_pages(admin_client, completed_run):
+    step = completed_run.step_runs.get(key="first")
+    _logs(step, views.LOG_PAGE * 2 + 50)
+    page = admin_client.get(panel_url(completed_run, "first")).content.decode()
+    seqs = [int(s) for s in re.findall(r'data-seq="(\d+)"', page)]
+    assert seqs == list(range(views.LOG_PAGE + 51, views.LOG_PAGE * 2 + 51))
+    earlier = re.search(r'class="sp-earlier" hx-get="([^"]+)"', page).group(1)
+    earlier = earlier.replace("&amp;", "&")
+    body = admin_client.get(earlier).content.decode()
+    seqs = [int(s) for s in re.findall(r'data-seq="(\d+)"', body)]
+    assert seqs == list(range(51, views.LOG_PAGE + 51))
+    last = re.search(r'class="sp-earlier" hx-get="([^"]+)"', body).group(1).replace("&amp;", "&")
+    body = admin_client.get(last).content.decode()
+    assert [int(s) for s in re.findall(r'data-seq="(\d+)"', body)] == list(range(1, 51))
+    assert "sp-earlier" not in body
+    assert "── attempt 1 ──" in body
+
+
+def test_the_panel_of_a_running_step_tails_its_log_until_it_ends(admin_client, clients):
+    definition = echo_definition(keys=("work",))
+    flow = make_flow(definition)
+    run, _ = run_start(flow=flow, input={})
+    step = StepRun.objects.get(run=run, key="work")
+    claimed = executor.claim(step.pk)
+    step.refresh_from_db()
+    assert step.status == StepStatus.RUNNING
+    page = admin_client.get(panel_url(run, "work")).content.decode()
+    poller = re.search(r'<div id="sp-poller" hx-get="([^"]+)" hx-trigger="every 2s"', page)
+    assert poller, "a running step polls its own fragment"
+    url = poller.group(1).replace("&amp;", "&")
+    assert admin_client.get(url).status_code == 204  # nothing new yet
+    _logs(step, 3)
+    response = admin_client.get(url)
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert 'hx-swap-oob="beforeend:#sp-log-lines"' in body and "line 3" in body
+    assert 'id="sp-state"' not in body  # the attempts part is only sent when it changed
+    follow = re.search(r'hx-get="([^"]+)"', body).group(1).replace("&amp;", "&")
+    assert "after=3" in follow
+    executor.finish(claimed, executor.execute(claimed))
+    response = admin_client.get(follow)
+    assert response.status_code == 286  # ended: the last update, and polling stops
+    body = response.content.decode()
+    assert 'id="sp-state" hx-swap-oob="true"' in body and 'data-status="completed"' in body
+    assert "hx-trigger" not in body
+    assert clients["nobody"].get(follow).status_code == 403
+
+
+def test_res_references_in_an_output_link_to_the_resource(admin_client):
+    resource = resource_create(content=b"a,b\n1,2\n", name="t.csv", content_type="text/csv")
+    flow = make_flow({"slug": "res", "name": "Res", "steps": [
+        {"key": "make", "type": "python", "action": "core.echo",
+         "args": {"file": resource.uri, "note": "x" * 500}}]})
+    run = start(flow)
+    page = admin_client.get(panel_url(run, "make")).content.decode()
+    change = reverse("admin:resources_resource_change", args=[resource.pk])
+    download = reverse("admin:resources_resource_download", args=[resource.pk])
+    assert f'href="{change}"' in page and f'href="{download}"' in page
+    assert '<details class="j-fold">' in page  # the long value is folded
+    response = admin_client.get(download)
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == b"a,b\n1,2\n"
+    assert response["Content-Disposition"].startswith("attachment")
+
+
+def test_json_html_escapes_and_folds():
+    html = str(views.json_html({"a": "<script>x</script>", "b": [1, 2.5, True, None],
+                                "long": "y" * 1000, "many": {str(i): i for i in range(20)}}))
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert html.count('<details class="j-fold">') == 2
+    assert '<span class="j-bool">true</span>' in html and '<span class="j-null">null</span>' in html

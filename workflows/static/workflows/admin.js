@@ -1,0 +1,99 @@
+/* Behaviour htmx does not give for free: confirm before an action, keep the selected cell
+   marked across live refreshes, keep a log that is scrolled to the bottom at the bottom, and
+   close the step panel. No framework; htmx does the requests. */
+(function () {
+  "use strict";
+
+  var selected = null; // {run, step}
+
+  function markSelected() {
+    document.querySelectorAll(".mx-cell.is-selected").forEach(function (el) {
+      el.classList.remove("is-selected");
+    });
+    if (!selected) return;
+    document.querySelectorAll(
+      '.mx-cell[data-run="' + selected.run + '"][data-step="' + CSS.escape(selected.step) + '"]'
+    ).forEach(function (el) {
+      el.classList.add("is-selected");
+    });
+  }
+
+  document.addEventListener("click", function (event) {
+    var cell = event.target.closest("button.mx-cell[data-run]");
+    if (cell) {
+      selected = { run: cell.dataset.run, step: cell.dataset.step };
+      markSelected();
+      return;
+    }
+    if (event.target.closest("[data-panel-close]")) {
+      var panel = document.getElementById("step-panel");
+      var placeholder = document.getElementById("wf-panel-placeholder");
+      if (panel) panel.innerHTML = placeholder ? placeholder.innerHTML : "";
+      selected = null;
+      markSelected();
+    }
+  });
+
+  // Confirm before actions that change runs or releases (a form or its submit button may ask).
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    var button = event.submitter;
+    var question = (button && button.dataset.confirm) || form.dataset.confirm;
+    if (question && !window.confirm(question)) {
+      event.preventDefault();
+      return;
+    }
+    if (button) {
+      // Avoid double submits while the page navigates.
+      window.setTimeout(function () { button.disabled = true; }, 0);
+    }
+  });
+
+  // Logs: follow the tail when the reader is at the bottom.
+  var atBottom = true;
+  document.addEventListener("htmx:oobBeforeSwap", function (event) {
+    var target = event.detail && event.detail.target;
+    if (target && target.id === "sp-log-lines") {
+      atBottom = target.scrollHeight - target.scrollTop - target.clientHeight < 24;
+    }
+  });
+  document.addEventListener("htmx:oobAfterSwap", function (event) {
+    var log = document.getElementById("sp-log-lines");
+    if (log && atBottom) log.scrollTop = log.scrollHeight;
+  });
+
+  document.addEventListener("htmx:afterSwap", function (event) {
+    markSelected();
+    var target = event.detail && event.detail.target;
+    if (target && target.id === "step-panel") {
+      var log = document.getElementById("sp-log-lines");
+      if (log) log.scrollTop = log.scrollHeight;
+    }
+  });
+
+  // A polled fragment that answers an error (e.g. after logging out) must not blank the page.
+  document.addEventListener("htmx:responseError", function (event) {
+    var target = event.detail && event.detail.target;
+    if (target && target.id === "step-panel" && event.detail.xhr) {
+      target.innerHTML = '<div class="sp-placeholder"><p>Could not load this step (HTTP ' +
+        event.detail.xhr.status + ").</p></div>";
+    }
+  });
+
+  function openTarget() {
+    var target = window.location.hash && document.getElementById(window.location.hash.slice(1));
+    if (target && target.tagName === "DETAILS") target.open = true;
+  }
+  window.addEventListener("hashchange", openTarget);
+
+  document.addEventListener("DOMContentLoaded", function () {
+    openTarget();
+    var panel = document.getElementById("step-panel");
+    if (panel && !document.getElementById("wf-panel-placeholder")) {
+      var keep = document.createElement("template");
+      keep.id = "wf-panel-placeholder";
+      keep.innerHTML = panel.innerHTML;
+      document.body.appendChild(keep);
+    }
+  });
+})();
