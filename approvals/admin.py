@@ -10,10 +10,11 @@ from django.urls import path
 
 from approvals import views
 from approvals.models import Approval
+from workflows.admin_base import PagesMixin, ReadOnlyAdmin
 
 
 @admin.register(Approval)
-class ApprovalAdmin(admin.ModelAdmin):
+class ApprovalAdmin(PagesMixin, ReadOnlyAdmin):
     """Every staff user has an inbox (it lists only what they may decide); approvals are
     created by the engine and decided through `approvals.services`, never edited here."""
 
@@ -22,22 +23,6 @@ class ApprovalAdmin(admin.ModelAdmin):
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return bool(request.user.is_active and request.user.is_staff)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def _page(self, view: Any, **fixed: Any) -> Any:
-        def page(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            return view(request, self, *args, **kwargs, **fixed)
-
-        page.__name__ = view.__name__
-        return self.admin_site.admin_view(page)
 
     def get_urls(self) -> list:
         return [

@@ -29,6 +29,7 @@ from connections.services import (
     connection_update,
 )
 from connections.validation import validate_connection, validate_name
+from workflows.admin_base import ReadOnlyAdmin
 
 
 class WriteOnlyTextarea(forms.Textarea):
@@ -200,7 +201,7 @@ class ConnectionAdmin(admin.ModelAdmin):
 
 
 @admin.register(ConnectionAudit)
-class ConnectionAuditAdmin(admin.ModelAdmin):
+class ConnectionAuditAdmin(ReadOnlyAdmin):
     """Read-only: audit rows are written by the services and never edited or deleted."""
 
     list_display = ["at", "connection_name", "action", "fields", "actor"]
@@ -218,14 +219,6 @@ class ConnectionAuditAdmin(admin.ModelAdmin):
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return user_can_manage_connections(request.user)
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 __all__ = ["ConnectionAdmin", "ConnectionAuditAdmin", "ConnectionForm"]

@@ -15,17 +15,17 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from resources.models import Resource
+from workflows.admin_base import ReadOnlyAdmin
 
 
 @admin.register(Resource)
-class ResourceAdmin(admin.ModelAdmin):
+class ResourceAdmin(ReadOnlyAdmin):
     list_display = ["uri", "name", "size", "content_type", "run_link", "created_at", "expires_at"]
     search_fields = ["=id", "name", "sha256"]
     list_filter = ["content_type"]
     fields = ["uri", "download", "name", "size", "sha256", "content_type", "run_link",
               "step_run", "created_at", "expires_at"]
     readonly_fields = fields
-    show_full_result_count = False
 
     @admin.display(description="run")
     def run_link(self, obj: Resource) -> str:
@@ -38,15 +38,6 @@ class ResourceAdmin(admin.ModelAdmin):
     def download(self, obj: Resource) -> str:
         url = reverse("admin:resources_resource_download", args=[obj.pk])
         return format_html('<a class="button" href="{}">Download ({} bytes)</a>', url, obj.size)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def get_urls(self) -> list:
         return [

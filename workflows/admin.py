@@ -10,7 +10,6 @@ or through the draft editor on the flow page (`flow_update_draft`).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin
@@ -23,6 +22,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from workflows import views
+from workflows.admin_base import PagesMixin, ReadOnlyAdmin
 from workflows.models import (
     Attempt,
     Event,
@@ -33,33 +33,6 @@ from workflows.models import (
     StepRun,
 )
 from workflows.permissions import EDIT_DRAFT, has_permission
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Rows written only by the services: viewable by role, never added, edited or deleted."""
-
-    show_full_result_count = False
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class PagesMixin:
-    """Mount `workflows.views` functions inside the admin site (login, staff check, CSRF)."""
-
-    def _page(self, view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-        def page(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            return view(request, self, *args, **kwargs)
-
-        page.__name__ = view.__name__
-        page.__doc__ = view.__doc__
-        return self.admin_site.admin_view(page)
 
 
 @admin.display(description="status", ordering="status")

@@ -13,6 +13,7 @@ and can be run by hand (`python manage.py sweep`). Every repair writes an Event.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -23,7 +24,7 @@ from django.utils import timezone
 
 from workflows.engine import progress
 from workflows.engine.executor import MAX_WORKER_LOSSES
-from workflows.models import ActorKind, Attempt, StepRun
+from workflows.models import ActorKind, Attempt, Run, StepRun
 from workflows.services.transitions import event_record, step_transition
 from workflows.states import AttemptStatus, StepStatus
 
@@ -47,39 +48,52 @@ def sweep(now=None) -> dict[str, int]:
     return counts
 
 
-def _expired_leases(now) -> int:
+def _repair_each(rows, repair: Callable[[Run, StepRun], bool]) -> int:
+    """For each step run in `rows` (a query of the candidates), lock its run, read the step run
+    again under the lock and call `repair(run, step)`, which checks the step is still due and
+    repairs it; one transaction each, so one bad row does not hold back the others. Returns how
+    many were repaired."""
     repaired = 0
-    for step_id in StepRun.objects.filter(
-        status=StepStatus.RUNNING, lease_until__lt=now
-    ).values_list("id", flat=True):
+    for step_id in list(rows.values_list("id", flat=True)):
         with transaction.atomic():
-            step = StepRun.objects.get(pk=step_id)
-            run = progress.lock_run(step.run_id)
-            step.refresh_from_db()
-            if step.status != StepStatus.RUNNING or not step.lease_until or step.lease_until >= now:
+            run_id = StepRun.objects.filter(pk=step_id).values_list("run_id", flat=True).first()
+            if run_id is None:
                 continue
-            number = step.attempt_count
-            error = {"type": "WorkerLost",
-                     "message": f"the worker ({step.worker}) stopped heartbeating; lease expired"}
-            progress.attempt_finish(step, AttemptStatus.FAILED, error=error)
-            losses = Attempt.objects.filter(step_run=step, error__type="WorkerLost").count()
-            if losses < MAX_WORKER_LOSSES:
-                # A lost worker is not the step's failure: it does not use up a retry.
-                step_transition(
-                    step, StepStatus.QUEUED, kind="lease_expired", expected_attempt=number,
-                    reason=error["message"] + "; queued again",
-                    data={"attempt": number, "worker": step.worker},
-                    fields={"retry_base": step.retry_base + 1, "enqueued_at": now,
-                            "lease_until": None, "not_before": None},
-                )
-                progress.enqueue([step.pk])
-            else:
-                step_transition(step, StepStatus.FAILED, kind="lease_expired",
-                                expected_attempt=number, fields={"error": error},
-                                reason=f"{error['message']}; {losses} workers lost, giving up")
-                progress.run_settle(run, progress.load_steps(run))
-            repaired += 1
+            run = progress.lock_run(run_id)
+            step = StepRun.objects.get(pk=step_id)
+            if repair(run, step):
+                repaired += 1
     return repaired
+
+
+def _expired_leases(now) -> int:
+    def repair(run: Run, step: StepRun) -> bool:
+        if step.status != StepStatus.RUNNING or not step.lease_until or step.lease_until >= now:
+            return False
+        number = step.attempt_count
+        error = {"type": "WorkerLost",
+                 "message": f"the worker ({step.worker}) stopped heartbeating; lease expired"}
+        progress.attempt_finish(step, AttemptStatus.FAILED, error=error)
+        losses = Attempt.objects.filter(step_run=step, error__type="WorkerLost").count()
+        if losses < MAX_WORKER_LOSSES:
+            # A lost worker is not the step's failure: it does not use up a retry.
+            step_transition(
+                step, StepStatus.QUEUED, kind="lease_expired", expected_attempt=number,
+                reason=error["message"] + "; queued again",
+                data={"attempt": number, "worker": step.worker},
+                fields={"retry_base": step.retry_base + 1, "enqueued_at": now,
+                        "lease_until": None, "not_before": None},
+            )
+            progress.enqueue([step.pk])
+        else:
+            step_transition(step, StepStatus.FAILED, kind="lease_expired",
+                            expected_attempt=number, fields={"error": error},
+                            reason=f"{error['message']}; {losses} workers lost, giving up")
+            progress.run_settle(run, progress.load_steps(run))
+        return True
+
+    return _repair_each(
+        StepRun.objects.filter(status=StepStatus.RUNNING, lease_until__lt=now), repair)
 
 
 def _lost_enqueues(now) -> int:
@@ -102,70 +116,67 @@ def _lost_enqueues(now) -> int:
 
 
 def _due_timers(now) -> int:
-    ids = list(StepRun.objects.filter(status=StepStatus.WAITING, not_before__lte=now)
-               .values_list("id", flat=True))
-    for step_id in ids:
-        timer_complete(step_id, now=now)
-    return len(ids)
+    return _repair_each(
+        StepRun.objects.filter(status=StepStatus.WAITING, not_before__lte=now),
+        lambda run, step: _timer_repair(run, step, now),
+    )
 
 
 def timer_complete(step_run_id: int, *, now=None) -> bool:
     """Complete a timer wait that is due. False if it is not (or no longer) due."""
     now = now or timezone.now()
-    with transaction.atomic():
-        step = StepRun.objects.get(pk=step_run_id)
-        run = progress.lock_run(step.run_id)
-        step.refresh_from_db()
-        if step.status != StepStatus.WAITING or not step.not_before or step.not_before > now:
-            return False
-        waited = (now - (step.started_at or now)).total_seconds()
-        progress.wait_complete(run=run, step_run=step, output={"waited_seconds": round(waited, 3)},
-                               actor_kind=ActorKind.SCHEDULE, reason="timer elapsed")
+    return bool(_repair_each(StepRun.objects.filter(pk=step_run_id),
+                             lambda run, step: _timer_repair(run, step, now)))
+
+
+def _timer_repair(run: Run, step: StepRun, now) -> bool:
+    if step.status != StepStatus.WAITING or not step.not_before or step.not_before > now:
+        return False
+    waited = (now - (step.started_at or now)).total_seconds()
+    progress.wait_complete(run=run, step_run=step, output={"waited_seconds": round(waited, 3)},
+                           actor_kind=ActorKind.SCHEDULE, reason="timer elapsed")
     return True
 
 
 def _wait_timeouts(now) -> int:
-    ids = list(StepRun.objects.filter(status=StepStatus.WAITING, timeout_at__lte=now)
-               .values_list("id", flat=True))
-    for step_id in ids:
-        with transaction.atomic():
-            step = StepRun.objects.get(pk=step_id)
-            run = progress.lock_run(step.run_id)
-            step.refresh_from_db()
-            if step.status != StepStatus.WAITING or not step.timeout_at or step.timeout_at > now:
-                continue
-            on_timeout = _step_param(run, step.key, "on_timeout", "fail")
-            reason = f"wait timed out; on_timeout={on_timeout}"
-            if on_timeout == "continue":
-                progress.wait_complete(run=run, step_run=step, output={"timed_out": True},
-                                       actor_kind=ActorKind.SYSTEM, reason=reason)
-                continue
-            error = {"type": "WaitTimeout", "message": reason}
-            step_transition(step, StepStatus.FAILED, kind="wait_timed_out", reason=reason,
-                            fields={"error": error})
-            progress.attempt_finish(step, AttemptStatus.FAILED, error=error)
-            progress.run_settle(run, progress.load_steps(run), reason=reason)
-    return len(ids)
+    def repair(run: Run, step: StepRun) -> bool:
+        if step.status != StepStatus.WAITING or not step.timeout_at or step.timeout_at > now:
+            return False
+        on_timeout = _step_param(run, step.key, "on_timeout", "fail")
+        reason = f"wait timed out; on_timeout={on_timeout}"
+        if on_timeout == "continue":
+            progress.wait_complete(run=run, step_run=step, output={"timed_out": True},
+                                   actor_kind=ActorKind.SYSTEM, reason=reason)
+            return True
+        error = {"type": "WaitTimeout", "message": reason}
+        step_transition(step, StepStatus.FAILED, kind="wait_timed_out", reason=reason,
+                        fields={"error": error})
+        progress.attempt_finish(step, AttemptStatus.FAILED, error=error)
+        progress.run_settle(run, progress.load_steps(run), reason=reason)
+        return True
+
+    return _repair_each(
+        StepRun.objects.filter(status=StepStatus.WAITING, timeout_at__lte=now), repair)
 
 
 def _approval_timeouts(now) -> int:
     from approvals.models import Approval, ApprovalStatus
     from approvals.services import approval_expire
 
-    ids = list(StepRun.objects.filter(status=StepStatus.WAITING_FOR_APPROVAL, timeout_at__lte=now)
-               .values_list("id", flat=True))
-    for step_id in ids:
-        with transaction.atomic():
-            step = StepRun.objects.get(pk=step_id)
-            run = progress.lock_run(step.run_id)
-            step.refresh_from_db()
-            if step.status != StepStatus.WAITING_FOR_APPROVAL or step.timeout_at > now:
-                continue
-            approval = Approval.objects.filter(step_run=step, status=ApprovalStatus.PENDING).first()
-            on_timeout = _step_param(run, step.key, "on_timeout", "fail")
-            if approval is not None:
-                approval_expire(approval=approval, run=run, step_run=step, on_timeout=on_timeout)
-    return len(ids)
+    def repair(run: Run, step: StepRun) -> bool:
+        if (step.status != StepStatus.WAITING_FOR_APPROVAL or not step.timeout_at
+                or step.timeout_at > now):
+            return False
+        approval = Approval.objects.filter(step_run=step, status=ApprovalStatus.PENDING).first()
+        if approval is None:
+            return False
+        approval_expire(approval=approval, run=run, step_run=step,
+                        on_timeout=_step_param(run, step.key, "on_timeout", "fail"))
+        return True
+
+    return _repair_each(
+        StepRun.objects.filter(status=StepStatus.WAITING_FOR_APPROVAL, timeout_at__lte=now),
+        repair)
 
 
 def _orphan_attempts(now) -> int:
