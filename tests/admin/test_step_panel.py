@@ -79,6 +79,7 @@ def test_the_panel_of_a_running_step_tails_its_log_until_it_ends(admin_client, c
     run, _ = run_start(flow=flow, input={})
     step = StepRun.objects.get(run=run, key="work")
     claimed = executor.claim(step.pk)
+    executor.write_attempt(claimed)  # what the worker writes at its first check
     step.refresh_from_db()
     assert step.status == StepStatus.RUNNING
     page = admin_client.get(panel_url(run, "work")).content.decode()

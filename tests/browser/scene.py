@@ -111,7 +111,8 @@ def build_scene(*, admin, reviewer) -> dict:
         approve_pending(run, reviewer, "fine")
     running, _ = run_start(flow=flow, input={"rows": 1362}, actor=None, trigger_kind="schedule")
     step = StepRun.objects.get(run=running, key="fetch")
-    executor.claim(step.pk)  # claimed by a "worker" that is still busy: the run is running
+    # Claimed by a "worker" that is still busy (its first check wrote the running attempt).
+    executor.write_attempt(executor.claim(step.pk))
 
     other = make_flow({
         "slug": "invoice-sync", "name": "Invoice sync",

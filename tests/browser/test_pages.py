@@ -84,6 +84,7 @@ def test_a_running_step_tails_its_log_live(page, live_server):
     run, _ = run_start(flow=flow, input={})
     step = StepRun.objects.get(run=run, key="work")
     claimed = executor.claim(step.pk)
+    executor.write_attempt(claimed)  # what the worker writes at its first check
     admin_login(page, live_server, "ada")
     page.goto(f"{live_server.url}/admin/workflows/run/{run.pk}/change/")
     page.click(f'#run-live [data-run="{run.pk}"][data-step="work"]')

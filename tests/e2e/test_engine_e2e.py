@@ -51,7 +51,9 @@ def test_a_run_canceled_mid_sleep_stops_its_step(qcluster):
     qcluster()
     flow = make_flow(simple_definition(steps=[sleep_step("nap", 60), echo("after")]))
     run, _ = run_start(flow=flow, input={})
-    wait_for(lambda: steps_of(run)["nap"].status == "running", what="the sleep to start")
+    # The worker writes a running attempt at its first check (a fast one only when it ends).
+    wait_for(lambda: Attempt.objects.filter(step_run__run=run).exists(),
+             what="the sleep to start")
     run_cancel(run=Run.objects.get(pk=run.pk), reason="test")
     attempt = Attempt.objects.get(step_run__run=run)
     wait_for(lambda: Attempt.objects.get(pk=attempt.pk).status == "canceled", timeout=15,

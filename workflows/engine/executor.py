@@ -169,7 +169,11 @@ def claim(step_run_id: int) -> Claimed | None:
 
 
 def claim_locked(run: Run, steps: dict[str, StepRun], step: StepRun) -> Claimed | None:
-    """The claim itself, inside a transaction holding the run lock."""
+    """The claim itself, inside a transaction holding the run lock. A step that is ready but
+    still not_started (this worker goes on with it) is queued and claimed in one statement.
+
+    The Attempt is not written here: a fast attempt is written once, when it ends; a slower
+    one when the worker first checks on it (`execute`)."""
     from connections.selectors import connection_redactor
 
     definition = progress.step_definitions(run)[step.key]
@@ -196,14 +200,18 @@ def claim_locked(run: Run, steps: dict[str, StepRun], step: StepRun) -> Claimed 
         setup_error = exc
     now = timezone.now()
     number = step.attempt_count + 1
+    fields = {"attempt_count": number, "worker": worker_id(), "not_before": None,
+              "lease_until": now + timedelta(seconds=settings.WF_LEASE_SECONDS)}
+    if step.status == StepStatus.NOT_STARTED:
+        fields["enqueued_at"] = now
     if not step_transition(
         step, StepStatus.RUNNING, actor_kind=ActorKind.WORKER, actor=worker_id(),
-        data={"attempt": number},
-        fields={"attempt_count": number, "worker": worker_id(), "not_before": None,
-                "lease_until": now + timedelta(seconds=settings.WF_LEASE_SECONDS)},
+        data={"attempt": number}, fields=fields,
+        via=StepStatus.QUEUED if step.status == StepStatus.NOT_STARTED else None,
+        via_reason=progress.READY_REASON,
     ):
         return None
-    attempt = Attempt.objects.create(
+    attempt = Attempt(
         step_run=step, number=number, status=AttemptStatus.RUNNING, worker=worker_id(),
         input=redactor.redact(resolved) if resolved is not None else None, started_at=now,
     )
@@ -267,6 +275,8 @@ def execute(claimed: Claimed) -> Result:
         log_writer.write(ctx.take_logs())
         if not thread.is_alive():
             break
+        if claimed.attempt.pk is None:
+            write_attempt(claimed)  # a slow attempt: show it while it runs
         now = time.monotonic()
         if cancel_noticed_at is not None:
             if now - cancel_noticed_at > CANCEL_GRACE_SECONDS:
@@ -326,6 +336,8 @@ class LogWriter:
         pieces = [(s, t) for s, t in pieces if t]
         if not pieces:
             return
+        if self.claimed.attempt.pk is None:
+            write_attempt(self.claimed)
         if self.next_seq is None:
             last = (LogChunk.objects.filter(step_run_id=self.claimed.step.pk)
                     .order_by("-seq").values_list("seq", flat=True).first())
@@ -358,7 +370,7 @@ def finish(claimed: Claimed, result: Result) -> Claimed | int | None:
         step = steps[claimed.step.key]
         if step.status != StepStatus.RUNNING or step.attempt_count != number:
             # Canceled meanwhile, or the lease was taken back: this late outcome is not applied.
-            _close_attempt(claimed, AttemptStatus.CANCELED, error={
+            _close_attempt(claimed, AttemptStatus.CANCELED, may_exist=True, error={
                 "type": "AttemptAbandoned",
                 "message": f"the step run moved on ({step.status}) before this attempt ended",
             })
@@ -368,13 +380,33 @@ def finish(claimed: Claimed, result: Result) -> Claimed | int | None:
         return _record_failure(run, steps, step, claimed, result, redact)
 
 
+def write_attempt(claimed: Claimed, *, may_exist: bool = False, **fields: Any) -> None:
+    """Apply `fields` to the attempt: an INSERT the first time, then UPDATEs that leave an
+    attempt already closed by someone else (a cancel, the sweeper) as it is. `may_exist`: the
+    step run moved on without this worker, so the sweeper may have recorded the attempt."""
+    attempt = claimed.attempt
+    if attempt.pk is None and may_exist:
+        attempt.pk = (Attempt.objects.filter(step_run_id=attempt.step_run_id,
+                                             number=attempt.number)
+                      .values_list("pk", flat=True).first())
+    if attempt.pk is None:
+        for name, value in fields.items():
+            setattr(attempt, name, value)
+        attempt.save(force_insert=True)
+        return
+    if fields:
+        Attempt.objects.filter(
+            pk=attempt.pk, status__in=(AttemptStatus.RUNNING, AttemptStatus.WAITING)
+        ).update(**fields)
+
+
 def _close_attempt(claimed: Claimed, status: str, *, output: Any = None,
-                   error: dict[str, Any] | None = None, exit_code: int | None = None) -> None:
+                   error: dict[str, Any] | None = None, exit_code: int | None = None,
+                   may_exist: bool = False) -> None:
     now = timezone.now()
-    Attempt.objects.filter(
-        pk=claimed.attempt.pk, status__in=(AttemptStatus.RUNNING, AttemptStatus.WAITING)
-    ).update(
-        status=status, output=output, error=error, exit_code=exit_code, finished_at=now,
+    write_attempt(
+        claimed, may_exist=may_exist, status=status, output=output, error=error,
+        exit_code=exit_code, finished_at=now,
         duration_ms=int((now - claimed.attempt.started_at).total_seconds() * 1000),
     )
 
@@ -399,7 +431,7 @@ def _record_outcome(run: Run, steps: dict[str, StepRun], step: StepRun, claimed:
         step_transition(step, StepStatus.WAITING, actor_kind=ActorKind.WORKER, actor=actor,
                         fields=fields, expected_attempt=number,
                         reason="timer" if outcome.wake_at else "waiting for a callback")
-        Attempt.objects.filter(pk=claimed.attempt.pk).update(status=AttemptStatus.WAITING)
+        write_attempt(claimed, status=AttemptStatus.WAITING)
         if step.callback_received_at is not None:
             progress.wait_complete(run=run, step_run=step, output=step.callback_payload,
                                    actor_kind=ActorKind.CALLBACK,
@@ -415,7 +447,7 @@ def _record_outcome(run: Run, steps: dict[str, StepRun], step: StepRun, claimed:
         step_transition(step, StepStatus.WAITING_FOR_APPROVAL, actor_kind=ActorKind.WORKER,
                         actor=actor, expected_attempt=number,
                         fields={"timeout_at": progress.timeout_at(outcome.timeout_seconds)})
-        Attempt.objects.filter(pk=claimed.attempt.pk).update(status=AttemptStatus.WAITING)
+        write_attempt(claimed, status=AttemptStatus.WAITING)
         approval_request(run=run, step_run=step, steps=steps, params=claimed.resolved or {},
                          attempt_number=number)
         progress.run_settle(run, steps)
@@ -479,13 +511,14 @@ def _record_failure(run: Run, steps: dict[str, StepRun], step: StepRun, claimed:
 
 
 def _continue(run: Run, steps: dict[str, StepRun]) -> Claimed | None:
-    """Queue what is ready; claim the first of it for this worker, enqueue the rest."""
-    queued = progress.queue_ready(run, steps)
+    """Claim the first ready step for this worker (WF_CONTINUE_INLINE); queue and enqueue the
+    others for any worker."""
+    ready = progress.ready_steps(run, steps)
+    claimed = None
+    if ready and settings.WF_CONTINUE_INLINE:
+        claimed = claim_locked(run, steps, ready[0])
+        if claimed is not None:
+            ready = ready[1:]
+    progress.enqueue([s.pk for s in progress.queue_steps(ready)])
     progress.run_settle(run, steps)
-    if not queued:
-        return None
-    if settings.WF_CONTINUE_INLINE:
-        progress.enqueue([s.pk for s in queued[1:]])
-        return claim_locked(run, steps, queued[0])
-    progress.enqueue([s.pk for s in queued])
-    return None
+    return claimed

@@ -150,35 +150,52 @@ def enqueue(step_run_ids: list[int]) -> None:
     transaction.on_commit(send)
 
 
-def queue_ready(run: Run, steps: dict[str, StepRun], *, actor_kind: str = ActorKind.SYSTEM,
-                actor: str = "", reason: str = "") -> list[StepRun]:
-    """Queue every not-started step whose `needs` are all done; skip those whose `when` is
-    falsy (which may make more steps ready). Returns the newly queued step runs."""
+def ready_steps(run: Run, steps: dict[str, StepRun], *, actor_kind: str = ActorKind.SYSTEM,
+                actor: str = "") -> list[StepRun]:
+    """The not-started steps whose `needs` are all done, in definition order. Steps whose
+    `when` is falsy are skipped on the way (which may make more steps ready)."""
     if run.status in RUN_TERMINAL:
         return []
     defs = step_definitions(run)
-    queued: list[StepRun] = []
-    now = timezone.now()
     changed = True
     while changed:
         changed = False
+        ready: list[StepRun] = []
         for step in steps.values():
             if step.status != StepStatus.NOT_STARTED:
                 continue
             needs = defs[step.key]["needs"]
             if not all(steps[n].status in STEP_DONE for n in needs if n in steps):
                 continue
-            condition = defs.get(step.key, {}).get("when")
+            condition = defs[step.key].get("when")
             if condition is not None and not _truthy(run, steps, condition):
                 step_transition(step, StepStatus.SKIPPED, actor_kind=actor_kind, actor=actor,
                                 reason=f"condition {condition} is false")
                 changed = True
                 continue
-            step_transition(step, StepStatus.QUEUED, actor_kind=actor_kind, actor=actor,
-                            reason=reason or "needs satisfied",
-                            fields={"enqueued_at": now, "not_before": None})
-            queued.append(step)
-    return queued
+            ready.append(step)
+    return ready
+
+
+def queue_steps(ready: list[StepRun], *, actor_kind: str = ActorKind.SYSTEM, actor: str = "",
+                reason: str = "") -> list[StepRun]:
+    """not_started → queued for each of `ready`. Returns them."""
+    now = timezone.now()
+    for step in ready:
+        step_transition(step, StepStatus.QUEUED, actor_kind=actor_kind, actor=actor,
+                        reason=reason or READY_REASON,
+                        fields={"enqueued_at": now, "not_before": None})
+    return ready
+
+
+READY_REASON = "needs satisfied"
+
+
+def queue_ready(run: Run, steps: dict[str, StepRun], *, actor_kind: str = ActorKind.SYSTEM,
+                actor: str = "", reason: str = "") -> list[StepRun]:
+    """Queue every step that is ready (see `ready_steps`). Returns the newly queued ones."""
+    return queue_steps(ready_steps(run, steps, actor_kind=actor_kind, actor=actor),
+                       actor_kind=actor_kind, actor=actor, reason=reason)
 
 
 def _truthy(run: Run, steps: dict[str, StepRun], condition: str) -> bool:
@@ -265,14 +282,24 @@ def run_after_terminal(run: Run) -> None:
 
 
 def attempt_finish(step: StepRun, status: str, *, output: Any = None,
-                   error: dict[str, Any] | None = None, exit_code: int | None = None) -> None:
-    """Close the step's current attempt (if it is still open)."""
+                   error: dict[str, Any] | None = None, exit_code: int | None = None,
+                   record_missing: bool = False) -> None:
+    """Close the step's current attempt (if it is still open). With `record_missing`, an
+    attempt its worker never wrote (it died within its first moments) is recorded closed."""
     now = timezone.now()
     attempt = (
         Attempt.objects.filter(step_run_id=step.pk, number=step.attempt_count)
         .only("id", "started_at").first()
     )
     if attempt is None:
+        if record_missing and step.attempt_count:
+            started = step.started_at or now
+            Attempt.objects.create(
+                step_run_id=step.pk, number=step.attempt_count, status=status,
+                worker=step.worker, output=output, error=error, exit_code=exit_code,
+                started_at=started, finished_at=now,
+                duration_ms=int((now - started).total_seconds() * 1000),
+            )
         return
     Attempt.objects.filter(
         pk=attempt.pk, status__in=(AttemptStatus.RUNNING, AttemptStatus.WAITING)

@@ -73,7 +73,7 @@ def _expired_leases(now) -> int:
         number = step.attempt_count
         error = {"type": "WorkerLost",
                  "message": f"the worker ({step.worker}) stopped heartbeating; lease expired"}
-        progress.attempt_finish(step, AttemptStatus.FAILED, error=error)
+        progress.attempt_finish(step, AttemptStatus.FAILED, error=error, record_missing=True)
         losses = Attempt.objects.filter(step_run=step, error__type="WorkerLost").count()
         if losses < MAX_WORKER_LOSSES:
             # A lost worker is not the step's failure: it does not use up a retry.

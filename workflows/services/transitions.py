@@ -112,17 +112,22 @@ def step_transition(
     step_run: StepRun, to: str, *, actor_kind: str = ActorKind.SYSTEM, actor: str = "",
     reason: str = "", data: dict[str, Any] | None = None, kind: str | None = None,
     fields: dict[str, Any] | None = None, redo: bool = False,
-    expected_attempt: int | None = None,
+    expected_attempt: int | None = None, via: str | None = None, via_reason: str = "",
 ) -> bool:
     """Move `step_run` from its current (in-memory) status to `to`; see `run_transition`.
 
     `redo=True` additionally allows the moves back that only an approval's redo may make.
     `expected_attempt` makes the update also require that attempt to still be the current one,
     so a worker whose lease was taken back cannot record its late outcome.
+    `via` passes through an intermediate status in the same UPDATE (both moves are checked and
+    both get their Event): a worker claiming a step the moment it becomes ready goes
+    not_started → queued → running in one statement.
     """
     from_status = step_run.status
-    if not step_transition_allowed(from_status, to, redo=redo):
-        raise TransitionNotAllowed(f"step {step_run.key}", from_status, to)
+    hops = [(from_status, via), (via, to)] if via else [(from_status, to)]
+    for a, b in hops:
+        if not step_transition_allowed(a, b, redo=redo):
+            raise TransitionNotAllowed(f"step {step_run.key}", a, b)
     now = timezone.now()
     values: dict[str, Any] = dict(fields or {})
     if to == StepStatus.RUNNING and step_run.started_at is None:
@@ -139,9 +144,15 @@ def step_transition(
         updated = rows.update(status=to, **values)
         if not updated:
             return False
+        if via:
+            event_record(
+                run_id=step_run.run_id, step_run_id=step_run.pk, kind=f"step_{via}",
+                from_status=from_status, to_status=via, actor_kind=actor_kind, actor=actor,
+                reason=via_reason,
+            )
         event_record(
             run_id=step_run.run_id, step_run_id=step_run.pk, kind=kind or f"step_{to}",
-            from_status=from_status, to_status=to, actor_kind=actor_kind, actor=actor,
+            from_status=via or from_status, to_status=to, actor_kind=actor_kind, actor=actor,
             reason=reason, data=data,
         )
     step_run.status = to
