@@ -614,3 +614,33 @@ def test_a_large_artifact_becomes_a_resource_and_the_output_keeps_its_ref():
     resource = Resource.objects.get(pk=output["ref"].removeprefix("res://"))
     assert resource.size == 5000 and resource.run_id == run.pk
     assert resource.file.read() == b"x" * 5000
+
+
+def test_a_retry_with_a_long_backoff_is_handed_out_by_the_sweeper_when_due(settings):
+    settings.WF_INLINE_DELAY_SECONDS = 1
+    run = start(simple_definition(steps=[
+        {"key": "flaky", "type": "python", "action": "core.flaky", "args": {"fail_times": 1},
+         "retry": {"max_attempts": 2, "backoff_seconds": 120}}]))
+    drain()
+    step = steps_of(run)["flaky"]
+    assert step.status == "queued" and step.not_before is not None
+    assert sweeper.sweep()["requeued"] == 0  # not due yet
+    counts = sweeper.sweep(now=step.not_before + timedelta(seconds=1))
+    assert counts["requeued"] == 1
+
+
+def test_a_schedule_trigger_starts_one_run_per_due_time():
+    from workflows.models import ScheduleState
+
+    flow = make_flow(simple_definition(
+        triggers=[{"type": "schedule", "cron": "*/5 * * * *"}]))
+    state = ScheduleState.objects.get(flow=flow)
+    due = state.next_fire_at
+    assert sweeper.sweep(now=due - timedelta(seconds=1))["schedules_fired"] == 0
+    assert sweeper.sweep(now=due + timedelta(seconds=1))["schedules_fired"] == 1
+    assert sweeper.sweep(now=due + timedelta(seconds=2))["schedules_fired"] == 0
+    run = Run.objects.get(flow=flow)
+    assert run.trigger_kind == "schedule"
+    assert run.trigger_payload["cron"] == "*/5 * * * *"
+    state.refresh_from_db()
+    assert state.next_fire_at == due + timedelta(minutes=5)

@@ -19,7 +19,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from workflows.engine import progress
@@ -101,7 +101,10 @@ def _lost_enqueues(now) -> int:
     ids = list(
         StepRun.objects.filter(status=StepStatus.QUEUED)
         .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
-        .filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=stale))
+        # never handed out, handed out long ago, or handed out before it was due (a retry
+        # whose backoff was too long for its worker to wait out)
+        .filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=stale)
+                | Q(not_before__isnull=False, enqueued_at__lt=F("not_before")))
         .values_list("id", "run_id")
     )
     for step_id, run_id in ids:
