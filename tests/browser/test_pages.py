@@ -117,6 +117,8 @@ def test_cancel_asks_for_confirmation_and_a_reason(page, live_server):
         dialog.dismiss() if len(dialogs) == 1 else dialog.accept()
 
     page.on("dialog", answer)
+    # People get the dialog; automation only when it asks for it (see admin.js).
+    page.evaluate("window.WF_CONFIRM_UNDER_AUTOMATION = true")
     page.click('button[data-action="cancel"]')
     page.wait_for_timeout(300)
     assert Run.objects.get(pk=run.pk).status == RunStatus.WAITING_FOR_APPROVAL  # dismissed
@@ -125,3 +127,15 @@ def test_cancel_asks_for_confirmation_and_a_reason(page, live_server):
     assert len(dialogs) == 2 and "Cancel run" in dialogs[0]
     wait_until(lambda: Run.objects.get(pk=run.pk).status == RunStatus.CANCELED)
     assert "wrong input" in page.locator(".wf-timeline").inner_text()
+
+
+def test_automation_that_expects_no_dialog_still_acts(page, live_server):
+    make_staff("opal", "operators")
+    flow = make_flow(approval_definition())
+    run, _ = run_start(flow=flow, input={})
+    drain()
+    admin_login(page, live_server, "opal")
+    page.goto(f"{live_server.url}/admin/workflows/run/{run.pk}/change/")
+    page.click('button[data-action="cancel"]')
+    page.wait_for_selector('#run-live[data-run-status="canceled"]')
+    assert Run.objects.get(pk=run.pk).status == RunStatus.CANCELED

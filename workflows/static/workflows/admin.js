@@ -35,11 +35,19 @@
   });
 
   // Confirm before actions that change runs or releases (a form or its submit button may ask).
+  // A browser driven by automation (navigator.webdriver) cannot answer a native dialog unless
+  // its script expects one, so there the action submits directly (the comment field and the
+  // server-side checks still apply); a script that wants the dialog sets
+  // window.WF_CONFIRM_UNDER_AUTOMATION = true.
+  function shouldConfirm() {
+    return !navigator.webdriver || window.WF_CONFIRM_UNDER_AUTOMATION === true;
+  }
+
   document.addEventListener("submit", function (event) {
     var form = event.target;
     var button = event.submitter;
     var question = (button && button.dataset.confirm) || form.dataset.confirm;
-    if (question && !window.confirm(question)) {
+    if (question && shouldConfirm() && !window.confirm(question)) {
       event.preventDefault();
       return;
     }
