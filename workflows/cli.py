@@ -9,8 +9,8 @@ found (404); 4 conflict or validation (400, 409, 410, 413, 415, 422); 5 server o
 (5xx, 429, connection refused, timeouts). On failure the document is `{"error": {...}}`: the
 API's error object, or one the CLI makes (codes usage, network_error, timeout, ...).
 
-`wf runs logs ID STEP --follow` is the one exception to "one document": it prints one JSON
-object per log chunk per line (JSON Lines) until the step has finished.
+`wf runs logs ID STEP --follow` tails the step: each chunk's text goes to stderr as it
+arrives, and when the step has finished the one JSON document (every chunk) goes to stdout.
 
 This module imports nothing from Django, so it starts fast and runs anywhere.
 """
@@ -73,9 +73,10 @@ def emit(document: Any, stream=None) -> None:
     stream.flush()
 
 
-def emit_line(document: Any) -> None:
-    sys.stdout.write(json.dumps(document, sort_keys=True, ensure_ascii=False) + "\n")
-    sys.stdout.flush()
+def emit_text(text: str) -> None:
+    """Live output for a person or agent watching; stdout keeps its one JSON document."""
+    sys.stderr.write(text)
+    sys.stderr.flush()
 
 
 # --- HTTP ---------------------------------------------------------------------------------------
@@ -287,18 +288,21 @@ def cmd_runs_logs(api: Api, args: argparse.Namespace) -> Any:
             if not page.get("next_cursor"):
                 return {"items": items, "next_cursor": None, "step_status": page["step_status"]}
     deadline = time.monotonic() + args.timeout
+    seen: list[Any] = []
     while True:
         page = api.get(path, after=after, limit=1000)
         for chunk in page["items"]:
-            emit_line(chunk)
+            emit_text(chunk["text"])
+        seen.extend(page["items"])
         after = page["last_seq"]
         if page.get("next_cursor"):
             continue
+        done = {"items": seen, "next_cursor": None, "step_status": page["step_status"]}
         if page["step_status"] in TERMINAL_STEP:
-            return None
+            return done
         run = api.get(f"/runs/{args.id}")
         if run["status"] in TERMINAL_RUN and page["step_status"] == "not_started":
-            return None
+            return done
         if time.monotonic() >= deadline:
             raise CliError(EXIT_SERVER, _error(
                 "wait_timeout", f"step {args.step} is still {page['step_status']} after "
@@ -442,7 +446,7 @@ def build_parser() -> Parser:
     sub.add_argument("step")
     command(run_cmds, "events", cmd_runs_events, "every transition").add_argument("id", type=int)
     sub = command(run_cmds, "logs", cmd_runs_logs,
-                  "a step's logs; --follow prints JSON Lines until the step ends")
+                  "a step's logs; --follow tails them (text on stderr) until the step ends")
     sub.add_argument("id", type=int)
     sub.add_argument("step")
     sub.add_argument("--after", type=int, default=0)

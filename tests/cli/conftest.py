@@ -26,6 +26,7 @@ class Result:
     code: int
     document: Any
     stdout: str
+    stderr: str = ""
 
     @property
     def error(self) -> dict:
@@ -48,7 +49,7 @@ def wf(wf_script, live_server, settings, transactional_db):
     token = api_token_create(user=user, name="cli")[1]
 
     def run(*args: str, token: str | None = token, url: str | None = live_server.url,
-            timeout: float = 120, lines: bool = False) -> Result:
+            timeout: float = 120) -> Result:
         env = {k: v for k, v in os.environ.items() if not k.startswith("WF_")}
         if url is not None:
             env["WF_URL"] = url
@@ -56,15 +57,11 @@ def wf(wf_script, live_server, settings, transactional_db):
             env["WF_TOKEN"] = token
         done = subprocess.run([str(wf_script), *args], capture_output=True, text=True,
                               env=env, timeout=timeout, cwd=ROOT)
-        if lines:
-            document = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
-        else:
-            try:
-                document = json.loads(done.stdout) if done.stdout.strip() else None
-            except ValueError as exc:
-                raise AssertionError(f"wf printed non-JSON: {done.stdout!r} {done.stderr}") \
-                    from exc
-        return Result(done.returncode, document, done.stdout)
+        try:
+            document = json.loads(done.stdout) if done.stdout.strip() else None
+        except ValueError as exc:
+            raise AssertionError(f"wf printed non-JSON: {done.stdout!r} {done.stderr}") from exc
+        return Result(done.returncode, document, done.stdout, done.stderr)
 
     run.user = user
     run.token = token

@@ -74,18 +74,19 @@ def test_push_release_promote_and_start_with_wait(wf, qcluster, tmp_path):
     assert compared.code == 0 and compared.document["other"] == run["id"]
 
 
-def test_logs_follow_prints_json_lines_until_the_step_ends(wf, qcluster):
+def test_logs_follow_tails_the_step_and_prints_one_document_when_it_ends(wf, qcluster):
     make_flow(simple_definition("napper", steps=[
         {"key": "nap", "type": "python", "action": "core.sleep", "args": {"seconds": 1}},
     ]))
     run = wf("runs", "start", "napper").document
     qcluster()
-    followed = wf("runs", "logs", str(run["id"]), "nap", "--follow", "--timeout", "60",
-                  lines=True)
+    followed = wf("runs", "logs", str(run["id"]), "nap", "--follow", "--timeout", "60")
     assert followed.code == 0, followed.stdout
-    assert followed.document and all({"seq", "at", "stream", "text", "attempt"} <= set(c)
-                                     for c in followed.document)
-    assert "sleeping 1s" in "".join(c["text"] for c in followed.document)
+    chunks = followed.document["items"]
+    assert chunks and all({"seq", "at", "stream", "text", "attempt"} <= set(c) for c in chunks)
+    assert followed.document["step_status"] == "completed"
+    assert "sleeping 1s" in "".join(c["text"] for c in chunks)
+    assert "sleeping 1s" in followed.stderr
     assert Run.objects.get(pk=run["id"]).status == "completed"
 
 
