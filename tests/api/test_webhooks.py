@@ -52,6 +52,14 @@ def test_a_body_without_input_starts_a_run_with_the_defaults(anon_api, hooked):
     assert Run.objects.get(pk=response.body["id"]).input == {"repo": "core"}
 
 
+def test_a_body_without_input_gives_its_declared_fields_as_input(anon_api, hooked):
+    payload = {"repo": "web", "sender": {"login": "octo"}}
+    response = deliver(anon_api, hooked, payload)
+    assert response.status == 202
+    run = Run.objects.get(pk=response.body["id"])
+    assert run.input == {"repo": "web"} and run.trigger_payload == payload
+
+
 def test_a_forged_signature_is_a_401(anon_api, hooked):
     response = deliver(anon_api, hooked, {"x": 1}, secret="not-the-secret")
     assert response.status == 401 and response.error["code"] == "signature_invalid"

@@ -5,8 +5,9 @@ A delivery carries `X-Signature: t=UNIX,v1=HEX`, where HEX is the hex HMAC-SHA25
 WEBHOOK_TOLERANCE of now (past or future), so a captured delivery cannot be replayed later; an
 `Idempotency-Key` makes retries of one delivery start one run.
 
-The JSON body (an object) is the trigger payload; the run's input is its `input` object when it
-has one, else {}.
+The JSON body (an object) is the trigger payload. The run's input is the body's `input` object
+when it has one; otherwise the body's top-level fields that the flow declares as inputs (an
+event from another system carries much more than the flow takes; the rest stays in the payload).
 """
 
 from __future__ import annotations
@@ -182,11 +183,13 @@ def webhook_receive(*, flow: Flow, body: bytes, signature: str | None,
         raise WebhookNotEnabled(f"flow {flow.slug} has no webhook trigger in its live release")
     webhook_verify(secret=flow.webhook_secret, body=body, header=signature, now=now)
     payload = _parse_payload(body)
-    run_input = payload.get("input", {})
-    if run_input is None:
-        run_input = {}
-    if not isinstance(run_input, dict):
-        raise InputInvalid([{"path": "input", "message": "must be a JSON object"}])
+    if "input" in payload:
+        run_input = payload["input"] if payload["input"] is not None else {}
+        if not isinstance(run_input, dict):
+            raise InputInvalid([{"path": "input", "message": "must be a JSON object"}])
+    else:
+        declared = flow.live_version.definition.get("input") or {}
+        run_input = {name: value for name, value in payload.items() if name in declared}
     key = (idempotency_key or "").strip()
     if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
         raise WebhookPayloadInvalid(
