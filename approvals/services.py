@@ -147,7 +147,7 @@ def approval_redo(*, approval: Approval, actor, comment: str = "",
     approval is requested when the run reaches this step again."""
     with transaction.atomic():
         run, step_run = _decide(approval, actor, ApprovalStatus.REDONE, comment)
-        definition = run.version.definition
+        definition = run.definition
         target = redo_target(approval=approval, step_run=step_run, definition=definition,
                              to_step=to_step)
         Approval.objects.filter(pk=approval.pk).update(redo_step=target)

@@ -104,6 +104,8 @@ class Run(models.Model):
     flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="runs")
     version = models.ForeignKey(FlowVersion, on_delete=models.PROTECT, related_name="runs")
     is_rehearsal = models.BooleanField(default=False, help_text="Started on the draft.")
+    # A rehearsal pins the draft as it was when the run started (the draft may change after).
+    rehearsal_definition = models.JSONField(null=True, blank=True, editable=False)
     status = models.CharField(max_length=32, choices=RunStatus.choices, default=RunStatus.CREATED)
     trigger_kind = models.CharField(max_length=16, choices=TriggerKind.choices)
     trigger_actor = models.CharField(max_length=150, blank=True)
@@ -145,6 +147,14 @@ class Run(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.pk} of {self.flow_id}"
+
+    @property
+    def definition(self) -> dict:
+        """The definition this run is pinned to: its release, or the draft as it was when a
+        rehearsal started."""
+        if self.rehearsal_definition is not None:
+            return self.rehearsal_definition
+        return self.version.definition
 
     @property
     def duration_ms(self) -> int | None:

@@ -152,8 +152,7 @@ def run_compare(*, run: Run, other: Run) -> dict[str, Any]:
         "other": other.pk,
         "version": {"from": other.version.number, "to": run.version.number,
                     "changed": other.version_id != run.version_id,
-                    "definition": definition_diff(other.version.definition,
-                                                  run.version.definition)},
+                    "definition": definition_diff(other.definition, run.definition)},
         "input": {k: {"from": other.input.get(k), "to": run.input.get(k)}
                   for k in input_keys if other.input.get(k) != run.input.get(k)},
         "steps": step_changes,

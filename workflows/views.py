@@ -1044,7 +1044,7 @@ def approval_card(request: HttpRequest, approval: Approval, *, run: Run | None =
     from approvals.services import approval_can_decide
 
     run = run or approval.run
-    definition = run.version.definition
+    definition = run.definition
     keys = [s["key"] for s in definition.get("steps", [])]
     step_key = approval.step_run.key
     ancestors = step_ancestors(definition, step_key) if step_key in keys else set()

@@ -644,3 +644,22 @@ def test_a_schedule_trigger_starts_one_run_per_due_time():
     assert run.trigger_payload["cron"] == "*/5 * * * *"
     state.refresh_from_db()
     assert state.next_fire_at == due + timedelta(minutes=5)
+
+
+def test_a_rehearsal_keeps_the_draft_it_started_on_when_the_draft_changes():
+    from workflows.services.flows import flow_update_draft
+
+    definition = simple_definition(steps=[
+        {"key": "hold", "type": "wait", "duration_seconds": 3600}, echo("after", v="old")])
+    flow = make_flow(definition, promote=False)
+    run, _ = run_start(flow=flow, input={}, draft=True)
+    drain()
+    definition["steps"] = [echo("other", v="new")]
+    flow_update_draft(flow=flow, definition=definition)
+    sweeper.sweep(now=timezone.now() + timedelta(hours=2))
+    drain()
+    run.refresh_from_db()
+    assert run.status == "completed"
+    assert steps_of(run)["after"].output == {"v": "old"}
+    replay = run_replay(run=run)
+    assert set(steps_of(replay)) == {"hold", "after"}

@@ -105,7 +105,7 @@ def referenced_steps(value: Any) -> set[str]:
 
 
 def step_definitions(run: Run) -> dict[str, dict[str, Any]]:
-    return {step["key"]: step for step in run.version.definition["steps"]}
+    return {step["key"]: step for step in run.definition["steps"]}
 
 
 def resolution_context(run: Run, steps: Iterable[StepRun], value: Any) -> dict[str, Any]:
@@ -128,7 +128,7 @@ def _connection_names(run: Run) -> list[str]:
     from workflows.steps import get_step_type
 
     names: set[str] = set()
-    for step in run.version.definition["steps"]:
+    for step in run.definition["steps"]:
         step_type = get_step_type(step["type"])
         if step_type is not None:
             names.update(step_type.connection_names(step))

@@ -52,11 +52,13 @@ def run_start(
             raise Conflict(f"flow {flow.slug} has no live release; release and promote one, "
                            "or start a rehearsal run on the draft")
         version = FlowVersion.objects.get(pk=flow.live_version_id)
-    full_input = validate_run_input(version.definition, input if input is not None else {})
+    definition = version.definition
+    full_input = validate_run_input(definition, input if input is not None else {})
     try:
         with transaction.atomic():
             run = _run_create(
-                flow=flow, version=version, input=full_input, actor=actor, draft=draft,
+                flow=flow, version=version, definition=definition, input=full_input,
+                actor=actor, draft=draft,
                 trigger_kind=trigger_kind, trigger_payload=trigger_payload or {},
                 idempotency_key=idempotency_key or None,
             )
@@ -70,13 +72,14 @@ def run_start(
     return run, True
 
 
-def _run_create(*, flow: Flow, version: FlowVersion, input: dict[str, Any], actor, draft: bool,
-                trigger_kind: str, trigger_payload: dict[str, Any],
-                idempotency_key: str | None = None, retry_of: Run | None = None,
-                replay_of: Run | None = None, reuse: dict[str, StepRun] | None = None) -> Run:
-    definition = version.definition
+def _run_create(*, flow: Flow, version: FlowVersion, definition: dict[str, Any],
+                input: dict[str, Any], actor, draft: bool, trigger_kind: str,
+                trigger_payload: dict[str, Any], idempotency_key: str | None = None,
+                retry_of: Run | None = None, replay_of: Run | None = None,
+                reuse: dict[str, StepRun] | None = None) -> Run:
     run = Run.objects.create(
         flow=flow, version=version, is_rehearsal=draft, input=input,
+        rehearsal_definition=definition if draft else None,
         trigger_kind=trigger_kind, trigger_actor=actor_name(actor) or trigger_kind,
         trigger_payload=trigger_payload, idempotency_key=idempotency_key,
         concurrency_key=_concurrency_key(definition, input), retry_of=retry_of,
@@ -125,7 +128,7 @@ def _concurrency_key(definition: dict[str, Any], input: dict[str, Any]) -> str |
 def _admit_or_hold(run: Run) -> None:
     """Apply the flow's concurrency policy, holding the flow row lock so two starts cannot both
     take the last slot."""
-    concurrency = run.version.definition.get("concurrency") or {}
+    concurrency = run.definition.get("concurrency") or {}
     if run.concurrency_key is None:
         _admit(run)
         return
@@ -204,7 +207,7 @@ def run_retry(*, run: Run, actor=None, from_step: str | None = None) -> Run:
     if run.status not in RUN_TERMINAL:
         raise Conflict(f"run {run.pk} is still {run.status}; cancel it first or wait for it")
     originals = progress.load_steps(run, full=True)
-    definition = run.version.definition
+    definition = run.definition
     if from_step is not None:
         if from_step not in originals:
             raise NotFound(f"run {run.pk} has no step {from_step!r}")
@@ -220,8 +223,8 @@ def run_retry(*, run: Run, actor=None, from_step: str | None = None) -> Run:
     }
     with transaction.atomic():
         new = _run_create(
-            flow=run.flow, version=run.version, input=run.input, actor=actor,
-            draft=run.is_rehearsal, trigger_kind=TriggerKind.RETRY,
+            flow=run.flow, version=run.version, definition=definition, input=run.input,
+            actor=actor, draft=run.is_rehearsal, trigger_kind=TriggerKind.RETRY,
             trigger_payload={"retry_of": run.pk, "from_step": from_step}, retry_of=run,
             reuse=reuse,
         )
@@ -239,8 +242,8 @@ def run_replay(*, run: Run, actor=None) -> Run:
     require_permission(actor, OPERATE_RUN)
     with transaction.atomic():
         new = _run_create(
-            flow=run.flow, version=run.version, input=run.input, actor=actor,
-            draft=run.is_rehearsal, trigger_kind=TriggerKind.REPLAY,
+            flow=run.flow, version=run.version, definition=run.definition, input=run.input,
+            actor=actor, draft=run.is_rehearsal, trigger_kind=TriggerKind.REPLAY,
             trigger_payload={"replay_of": run.pk}, replay_of=run,
         )
         _admit_or_hold(new)
