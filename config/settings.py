@@ -1,6 +1,7 @@
 """Settings, read from the environment (see CONTRACT.md "Configuration")."""
 
 import os
+import warnings
 from pathlib import Path
 
 import dj_database_url
@@ -51,6 +52,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Serves the admin's CSS, htmx and scripts whatever DEBUG says (`runserver` alone only
+    # does with DEBUG on), from the apps' static folders when collectstatic has not been run.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -108,6 +112,10 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+WHITENOISE_USE_FINDERS = True
+# Without `collectstatic` there is no STATIC_ROOT yet; WhiteNoise then serves from the apps'
+# static folders (finders) and need not warn about the missing directory on every start.
+warnings.filterwarnings("ignore", message=r"No directory at: .*staticfiles", category=UserWarning)
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
 MEDIA_URL = "media/"
 
