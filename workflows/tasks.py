@@ -16,16 +16,26 @@ def advance_step(step_run_id: int) -> None:
 
 
 def wake_step(step_run_id: int) -> None:
-    """Complete a short timer wait when it is due (longer ones are the sweeper's)."""
-    step = StepRun.objects.filter(pk=step_run_id, status=StepStatus.WAITING).first()
-    if step is None or step.not_before is None:
+    """Resolve a paused step's short timer or timeout when it is due (longer ones are the
+    sweeper's)."""
+    step = StepRun.objects.filter(
+        pk=step_run_id, status__in=(StepStatus.WAITING, StepStatus.WAITING_FOR_APPROVAL)
+    ).first()
+    due = wake_due(step) if step is not None else None
+    if due is None:
         return
-    delay = (step.not_before - timezone.now()).total_seconds()
+    delay = (due - timezone.now()).total_seconds()
     if delay > settings.WF_INLINE_DELAY_SECONDS:
         return
     if delay > 0:
         time.sleep(delay)
-    sweeper.timer_complete(step_run_id)
+    sweeper.step_wake(step_run_id)
+
+
+def wake_due(step: StepRun):
+    """When something is next due on a paused step: its timer or its timeout."""
+    times = [t for t in (step.not_before, step.timeout_at) if t is not None]
+    return min(times) if times else None
 
 
 def sweep() -> dict:

@@ -145,3 +145,30 @@ def test_a_duplicated_task_executes_the_step_once(qcluster):
     wait_for_run(run)
     assert run.status == "completed"
     assert Attempt.objects.filter(step_run=step).count() == 1
+
+
+def test_short_timers_and_timeouts_resolve_without_waiting_for_the_sweeper(qcluster):
+    qcluster()
+    flow = make_flow(simple_definition(steps=[
+        {"key": "pause", "type": "wait", "duration_seconds": 1},
+        {"key": "hold", "type": "wait", "timeout_seconds": 2},
+    ]))
+    run, _ = run_start(flow=flow, input={})
+    wait_for_run(run, timeout=20)
+    assert run.status == "failed"
+    steps = steps_of(run)
+    assert steps["pause"].status == "completed"
+    assert steps["hold"].error["type"] == "WaitTimeout"
+
+
+def test_a_short_approval_timeout_resolves_as_the_step_says(qcluster):
+    qcluster()
+    flow = make_flow(simple_definition(steps=[
+        echo("build"),
+        {"key": "review", "type": "approval", "timeout_seconds": 2, "on_timeout": "approve"},
+        echo("ship"),
+    ]))
+    run, _ = run_start(flow=flow, input={})
+    wait_for_run(run, timeout=20)
+    assert run.status == "completed"
+    assert steps_of(run)["review"].output["decision"] == "approved"

@@ -41,7 +41,7 @@ def drain(max_rounds: int = 200) -> None:
         for step_id in due:
             executor.advance(step_id)
         for step_id in timers:
-            sweeper.timer_complete(step_id)
+            sweeper.step_wake(step_id)
     raise AssertionError("drain did not settle")
 
 

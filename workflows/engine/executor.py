@@ -437,27 +437,29 @@ def _record_outcome(run: Run, steps: dict[str, StepRun], step: StepRun, claimed:
                                    actor_kind=ActorKind.CALLBACK,
                                    reason="callback had arrived before the wait was reached")
             return None
-        if outcome.wake_at is not None:
-            _wake_later(step)
+        _wake_later(step, fields.get("not_before"), fields["timeout_at"])
         progress.run_settle(run, steps)
         return None
     if outcome.kind == "approval":
         from approvals.services import approval_request
 
+        timeout = progress.timeout_at(outcome.timeout_seconds)
         step_transition(step, StepStatus.WAITING_FOR_APPROVAL, actor_kind=ActorKind.WORKER,
-                        actor=actor, expected_attempt=number,
-                        fields={"timeout_at": progress.timeout_at(outcome.timeout_seconds)})
+                        actor=actor, expected_attempt=number, fields={"timeout_at": timeout})
         write_attempt(claimed, status=AttemptStatus.WAITING)
         approval_request(run=run, step_run=step, steps=steps, params=claimed.resolved or {},
                          attempt_number=number)
+        _wake_later(step, timeout)
         progress.run_settle(run, steps)
         return None
     raise ValueError(f"unknown outcome kind {outcome.kind!r}")
 
 
-def _wake_later(step: StepRun) -> None:
-    """A short timer is waited out by a task; a long one by the sweeper."""
-    if (step.not_before - timezone.now()).total_seconds() > settings.WF_INLINE_DELAY_SECONDS:
+def _wake_later(step: StepRun, *times: Any) -> None:
+    """A paused step's short timer or timeout (the earliest of `times`) is waited out by a
+    task; a long one by the sweeper."""
+    due = min((t for t in times if t is not None), default=None)
+    if due is None or (due - timezone.now()).total_seconds() > settings.WF_INLINE_DELAY_SECONDS:
         return
 
     def send() -> None:

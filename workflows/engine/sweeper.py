@@ -125,13 +125,6 @@ def _due_timers(now) -> int:
     )
 
 
-def timer_complete(step_run_id: int, *, now=None) -> bool:
-    """Complete a timer wait that is due. False if it is not (or no longer) due."""
-    now = now or timezone.now()
-    return bool(_repair_each(StepRun.objects.filter(pk=step_run_id),
-                             lambda run, step: _timer_repair(run, step, now)))
-
-
 def _timer_repair(run: Run, step: StepRun, now) -> bool:
     if step.status != StepStatus.WAITING or not step.not_before or step.not_before > now:
         return False
@@ -142,44 +135,61 @@ def _timer_repair(run: Run, step: StepRun, now) -> bool:
 
 
 def _wait_timeouts(now) -> int:
-    def repair(run: Run, step: StepRun) -> bool:
-        if step.status != StepStatus.WAITING or not step.timeout_at or step.timeout_at > now:
-            return False
-        on_timeout = _step_param(run, step.key, "on_timeout", "fail")
-        reason = f"wait timed out; on_timeout={on_timeout}"
-        if on_timeout == "continue":
-            progress.wait_complete(run=run, step_run=step, output={"timed_out": True},
-                                   actor_kind=ActorKind.SYSTEM, reason=reason)
-            return True
-        error = {"type": "WaitTimeout", "message": reason}
-        step_transition(step, StepStatus.FAILED, kind="wait_timed_out", reason=reason,
-                        fields={"error": error})
-        progress.attempt_finish(step, AttemptStatus.FAILED, error=error)
-        progress.run_settle(run, progress.load_steps(run), reason=reason)
-        return True
-
     return _repair_each(
-        StepRun.objects.filter(status=StepStatus.WAITING, timeout_at__lte=now), repair)
+        StepRun.objects.filter(status=StepStatus.WAITING, timeout_at__lte=now),
+        lambda run, step: _wait_timeout_repair(run, step, now),
+    )
+
+
+def _wait_timeout_repair(run: Run, step: StepRun, now) -> bool:
+    if step.status != StepStatus.WAITING or not step.timeout_at or step.timeout_at > now:
+        return False
+    on_timeout = _step_param(run, step.key, "on_timeout", "fail")
+    reason = f"wait timed out; on_timeout={on_timeout}"
+    if on_timeout == "continue":
+        progress.wait_complete(run=run, step_run=step, output={"timed_out": True},
+                               actor_kind=ActorKind.SYSTEM, reason=reason)
+        return True
+    error = {"type": "WaitTimeout", "message": reason}
+    step_transition(step, StepStatus.FAILED, kind="wait_timed_out", reason=reason,
+                    fields={"error": error})
+    progress.attempt_finish(step, AttemptStatus.FAILED, error=error)
+    progress.run_settle(run, progress.load_steps(run), reason=reason)
+    return True
 
 
 def _approval_timeouts(now) -> int:
+    return _repair_each(
+        StepRun.objects.filter(status=StepStatus.WAITING_FOR_APPROVAL, timeout_at__lte=now),
+        lambda run, step: _approval_timeout_repair(run, step, now),
+    )
+
+
+def _approval_timeout_repair(run: Run, step: StepRun, now) -> bool:
     from approvals.models import Approval, ApprovalStatus
     from approvals.services import approval_expire
 
-    def repair(run: Run, step: StepRun) -> bool:
-        if (step.status != StepStatus.WAITING_FOR_APPROVAL or not step.timeout_at
-                or step.timeout_at > now):
-            return False
-        approval = Approval.objects.filter(step_run=step, status=ApprovalStatus.PENDING).first()
-        if approval is None:
-            return False
-        approval_expire(approval=approval, run=run, step_run=step,
-                        on_timeout=_step_param(run, step.key, "on_timeout", "fail"))
-        return True
+    if (step.status != StepStatus.WAITING_FOR_APPROVAL or not step.timeout_at
+            or step.timeout_at > now):
+        return False
+    approval = Approval.objects.filter(step_run=step, status=ApprovalStatus.PENDING).first()
+    if approval is None:
+        return False
+    approval_expire(approval=approval, run=run, step_run=step,
+                    on_timeout=_step_param(run, step.key, "on_timeout", "fail"))
+    return True
 
-    return _repair_each(
-        StepRun.objects.filter(status=StepStatus.WAITING_FOR_APPROVAL, timeout_at__lte=now),
-        repair)
+
+def step_wake(step_run_id: int, *, now=None) -> bool:
+    """Resolve whatever is due on one paused step: its timer, or its wait's or approval's
+    timeout. False when nothing is (or is any longer) due."""
+    now = now or timezone.now()
+
+    def repair(run: Run, step: StepRun) -> bool:
+        return (_timer_repair(run, step, now) or _wait_timeout_repair(run, step, now)
+                or _approval_timeout_repair(run, step, now))
+
+    return bool(_repair_each(StepRun.objects.filter(pk=step_run_id), repair))
 
 
 def _orphan_attempts(now) -> int:
