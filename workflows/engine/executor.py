@@ -362,7 +362,6 @@ def finish(claimed: Claimed, result: Result) -> Claimed | int | None:
     """Record the attempt's outcome and move the run on, in one transaction. Returns what this
     worker goes on with: the next step, already claimed in the same transaction, or the id of a
     step to claim after a retry delay, or None."""
-    redact = claimed.redactor.redact
     number = claimed.attempt.number
     with transaction.atomic(), events_batched():
         run = progress.lock_run(claimed.run.pk)
@@ -377,7 +376,7 @@ def finish(claimed: Claimed, result: Result) -> Claimed | int | None:
             return None
         if result.outcome is not None and result.error is None:
             return _record_outcome(run, steps, step, claimed, result.outcome)
-        return _record_failure(run, steps, step, claimed, result, redact)
+        return _record_failure(run, steps, step, claimed, result)
 
 
 def write_attempt(claimed: Claimed, *, may_exist: bool = False, **fields: Any) -> None:
@@ -472,7 +471,8 @@ def _wake_later(step: StepRun, *times: Any) -> None:
 
 
 def _record_failure(run: Run, steps: dict[str, StepRun], step: StepRun, claimed: Claimed,
-                    result: Result, redact: Any) -> int | None:
+                    result: Result) -> int | None:
+    redact = claimed.redactor.redact
     exc = result.error
     number = claimed.attempt.number
     if isinstance(exc, StepCanceled):

@@ -37,9 +37,13 @@ def sweep(now=None) -> dict[str, int]:
     counts = {
         "expired_leases": _expired_leases(now),
         "requeued": _lost_enqueues(now),
-        "timers": _due_timers(now),
-        "wait_timeouts": _wait_timeouts(now),
-        "approval_timeouts": _approval_timeouts(now),
+        **{
+            name: _repair_each(
+                StepRun.objects.filter(status=status, **{f"{due_field}__lte": now}),
+                lambda run, step, repair=repair: repair(run, step, now),
+            )
+            for name, status, due_field, repair in PAUSED_REPAIRS
+        },
         "orphan_attempts": _orphan_attempts(now),
     }
     from workflows.services.schedules import schedules_fire_due
@@ -118,13 +122,6 @@ def _lost_enqueues(now) -> int:
     return len(ids)
 
 
-def _due_timers(now) -> int:
-    return _repair_each(
-        StepRun.objects.filter(status=StepStatus.WAITING, not_before__lte=now),
-        lambda run, step: _timer_repair(run, step, now),
-    )
-
-
 def _timer_repair(run: Run, step: StepRun, now) -> bool:
     if step.status != StepStatus.WAITING or not step.not_before or step.not_before > now:
         return False
@@ -132,13 +129,6 @@ def _timer_repair(run: Run, step: StepRun, now) -> bool:
     progress.wait_complete(run=run, step_run=step, output={"waited_seconds": round(waited, 3)},
                            actor_kind=ActorKind.SCHEDULE, reason="timer elapsed")
     return True
-
-
-def _wait_timeouts(now) -> int:
-    return _repair_each(
-        StepRun.objects.filter(status=StepStatus.WAITING, timeout_at__lte=now),
-        lambda run, step: _wait_timeout_repair(run, step, now),
-    )
 
 
 def _wait_timeout_repair(run: Run, step: StepRun, now) -> bool:
@@ -158,13 +148,6 @@ def _wait_timeout_repair(run: Run, step: StepRun, now) -> bool:
     return True
 
 
-def _approval_timeouts(now) -> int:
-    return _repair_each(
-        StepRun.objects.filter(status=StepStatus.WAITING_FOR_APPROVAL, timeout_at__lte=now),
-        lambda run, step: _approval_timeout_repair(run, step, now),
-    )
-
-
 def _approval_timeout_repair(run: Run, step: StepRun, now) -> bool:
     from approvals.models import Approval, ApprovalStatus
     from approvals.services import approval_expire
@@ -180,14 +163,23 @@ def _approval_timeout_repair(run: Run, step: StepRun, now) -> bool:
     return True
 
 
+# What comes due on a paused step: (count name, status, the column saying when, repair). Each
+# repair checks again, under the run lock, that its step is still paused and due.
+PAUSED_REPAIRS = (
+    ("timers", StepStatus.WAITING, "not_before", _timer_repair),
+    ("wait_timeouts", StepStatus.WAITING, "timeout_at", _wait_timeout_repair),
+    ("approval_timeouts", StepStatus.WAITING_FOR_APPROVAL, "timeout_at",
+     _approval_timeout_repair),
+)
+
+
 def step_wake(step_run_id: int, *, now=None) -> bool:
     """Resolve whatever is due on one paused step: its timer, or its wait's or approval's
     timeout. False when nothing is (or is any longer) due."""
     now = now or timezone.now()
 
     def repair(run: Run, step: StepRun) -> bool:
-        return (_timer_repair(run, step, now) or _wait_timeout_repair(run, step, now)
-                or _approval_timeout_repair(run, step, now))
+        return any(repair(run, step, now) for *_, repair in PAUSED_REPAIRS)
 
     return bool(_repair_each(StepRun.objects.filter(pk=step_run_id), repair))
 
