@@ -197,7 +197,7 @@ def matrix_context(request: HttpRequest, flow: Flow, *,
         older = runs[index + 1] if index + 1 < len(runs) else None
         label = "draft" if run["rehearsal"] or run["version"] is None else f"v{run['version']}"
         columns.append({
-            "id": run["id"], "status": run["status"], "status_label": status_label(run["status"]),
+            "id": run["id"], "status": run["status"],
             "url": run_url(run["id"]), "version": label,
             "version_changed": older is not None and older["version"] != run["version"],
             "rehearsal": run["rehearsal"], "trigger_kind": run["trigger_kind"],

@@ -76,8 +76,7 @@ def run_live_context(request: HttpRequest, run: Run) -> dict[str, Any]:
     for step in steps:
         duration = step.duration_ms
         rows.append({
-            "step": step, "status_label": status_label(step.status),
-            "duration": duration_label(duration),
+            "step": step, "duration": duration_label(duration),
             "bar": max(3, round(100 * duration / longest)) if duration and longest else 0,
             "panel_url": reverse("admin:workflows_run_step", args=[run.pk, step.key]),
             "error": (step.error or {}).get("message", "") if step.error else "",
@@ -126,7 +125,6 @@ def run_chain(run: Run) -> dict[str, Any]:
     ancestors, descendants = selectors.run_chain(run=run, max_hops=CHAIN_MAX_HOPS)
     for entry in (*ancestors, *descendants):
         entry["url"] = run_url(entry["id"])
-        entry["status_label"] = status_label(entry["status"])
     # For each ancestor, the link that leads *to the next* run in the chain.
     links = [a["link"] for a in ancestors[1:]] + (
         [("retry" if run.retry_of_id else "replay")] if ancestors else [])

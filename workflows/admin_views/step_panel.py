@@ -66,7 +66,7 @@ def step_state_context(request: HttpRequest, step: StepRun) -> dict[str, Any]:
             running_for = duration_label(
                 int((timezone.now() - attempt.started_at).total_seconds() * 1000))
         attempt_rows.append({
-            "attempt": attempt, "status_label": status_label(attempt.status),
+            "attempt": attempt,
             "duration": duration_label(attempt.duration_ms), "running_for": running_for,
             "error_type": error.get("type", ""), "error_message": error.get("message", ""),
             "traceback": error.get("traceback", ""),
