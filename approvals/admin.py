@@ -1,4 +1,5 @@
-"""The approvals inbox replaces the Approval changelist; decisions go through the services."""
+"""The approvals inbox replaces the Approval changelist; decisions go through the services.
+The pages themselves are in `workflows/admin_views/approvals.py`."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
-from approvals import views
 from approvals.models import Approval
 from workflows.admin_base import PagesMixin, ReadOnlyAdmin
+from workflows.admin_views import approvals as pages
 
 
 @admin.register(Approval)
@@ -28,16 +29,16 @@ class ApprovalAdmin(PagesMixin, ReadOnlyAdmin):
         return [
             *[
                 path(f"<str:approval_id>/{decision}/",
-                     self._page(views.approval_decide, decision=decision),
+                     self._page(pages.approval_decide, decision=decision),
                      name=f"approvals_approval_{decision}")
-                for decision in views.DECISIONS
+                for decision in pages.DECISIONS
             ],
             *super().get_urls(),
         ]
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
-        return views.inbox(request, self)
+        return pages.inbox(request, self)
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
                     extra_context: dict | None = None) -> HttpResponse:
-        return views.approval_detail(request, self, object_id)
+        return pages.approval_detail(request, self, object_id)

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db.models import Q, QuerySet
 
-from approvals.models import Approval
+from approvals.models import Approval, ApprovalStatus
 
 REVIEWERS_GROUP = "reviewers"
 
@@ -29,3 +29,59 @@ def approvals_decidable(*, user: Any) -> QuerySet[Approval]:
     return approvals.filter(
         pk__in=Approval.objects.filter(condition).values("pk")
     )
+
+
+def approval_ids_decidable_pending(*, actor: Any) -> set[int]:
+    """The ids of the pending approvals `actor` may decide."""
+    return set(approvals_decidable(user=actor).filter(status=ApprovalStatus.PENDING)
+               .values_list("pk", flat=True))
+
+
+def approvals_pending(*, ids: set[int] | None = None, limit: int) -> list[Approval]:
+    """Pending approvals, oldest first, with what their cards show joined; only `ids` when
+    given."""
+    pending = (
+        Approval.objects.filter(status=ApprovalStatus.PENDING)
+        .select_related("run", "run__flow", "run__version", "step_run")
+        .order_by("created_at", "id")
+    )
+    if ids is not None:
+        pending = pending.filter(pk__in=ids)
+    return list(pending[:limit])
+
+
+def approvals_decided(*, actor: Any | None = None) -> QuerySet[Approval]:
+    """Decided approvals, newest decision first (only those `actor` decided, when given), for
+    a paginator."""
+    decided = (
+        Approval.objects.exclude(status=ApprovalStatus.PENDING)
+        .select_related("run", "run__flow", "step_run", "decision_actor")
+        .order_by("-decided_at", "-id")
+    )
+    if actor is not None:
+        decided = decided.filter(decision_actor=actor)
+    return decided
+
+
+def approval_get(*, approval_id: int) -> Approval | None:
+    """One approval with its run, flow, version, step run and decider joined."""
+    return (
+        Approval.objects.select_related("run", "run__flow", "run__version", "step_run",
+                                        "decision_actor")
+        .filter(pk=approval_id).first()
+    )
+
+
+def approval_get_for_decision(*, approval_id: int) -> Approval | None:
+    return Approval.objects.select_related("run", "step_run").filter(pk=approval_id).first()
+
+
+def approvals_pending_for_run(*, run: Any) -> list[Approval]:
+    return list(
+        Approval.objects.filter(run=run, status=ApprovalStatus.PENDING)
+        .select_related("step_run").order_by("id")
+    )
+
+
+def approvals_pending_for_step(*, step_run: Any) -> list[Approval]:
+    return list(Approval.objects.filter(step_run=step_run, status=ApprovalStatus.PENDING))

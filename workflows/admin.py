@@ -1,7 +1,8 @@
 """Admin registrations for flows and runs.
 
 The Flow change view is the flow page and the Run change view is the run page
-(`workflows.views`); API documents link to both (`admin_url`). Everything else here is
+(`workflows/admin_views/flow_page.py`, `run_page.py`, with the step panel in
+`step_panel.py`); API documents link to both (`admin_url`). Everything else here is
 read-only: events are append-only, releases are immutable, statuses move only through the
 services. Changes happen through the pages' actions, which call the same services as the API,
 or through the draft editor on the flow page (`flow_update_draft`).
@@ -21,8 +22,9 @@ from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html
 
-from workflows import views
 from workflows.admin_base import PagesMixin, ReadOnlyAdmin
+from workflows.admin_views import flow_page, run_page, step_panel
+from workflows.admin_views.edge import run_url
 from workflows.models import (
     Attempt,
     Event,
@@ -33,11 +35,12 @@ from workflows.models import (
     StepRun,
 )
 from workflows.permissions import EDIT_DRAFT, has_permission
+from workflows.templatetags.wf_render import duration_label, json_html, status_badge
 
 
 @admin.display(description="status", ordering="status")
 def _status(obj: Any) -> str:
-    return views.status_badge(obj.status)
+    return status_badge(obj.status)
 
 
 # --- flows ---------------------------------------------------------------------------------------
@@ -65,26 +68,26 @@ class FlowAdmin(PagesMixin, admin.ModelAdmin):
 
     def get_urls(self) -> list:
         return [
-            path("<str:flow_id>/matrix/", self._page(views.matrix_fragment),
+            path("<str:flow_id>/matrix/", self._page(flow_page.matrix_fragment),
                  name="workflows_flow_matrix"),
-            path("<str:flow_id>/draft/", self._page(views.flow_update_draft_view),
+            path("<str:flow_id>/draft/", self._page(flow_page.flow_update_draft_view),
                  name="workflows_flow_draft"),
-            path("<str:flow_id>/release/", self._page(views.flow_release_view),
+            path("<str:flow_id>/release/", self._page(flow_page.flow_release_view),
                  name="workflows_flow_release"),
-            path("<str:flow_id>/promote/", self._page(views.flow_promote_view),
+            path("<str:flow_id>/promote/", self._page(flow_page.flow_promote_view),
                  name="workflows_flow_promote"),
-            path("<str:flow_id>/start/", self._page(views.flow_start_view),
+            path("<str:flow_id>/start/", self._page(flow_page.flow_start_view),
                  name="workflows_flow_start"),
             *super().get_urls(),
         ]
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
                     extra_context: dict | None = None) -> HttpResponse:
-        return views.flow_page(request, self, object_id)
+        return flow_page.flow_page(request, self, object_id)
 
     def add_view(self, request: HttpRequest, form_url: str = "",
                  extra_context: dict | None = None) -> HttpResponse:
-        return views.flow_add(request, self)
+        return flow_page.flow_add(request, self)
 
 
 @admin.register(FlowVersion)
@@ -104,7 +107,7 @@ class FlowVersionAdmin(ReadOnlyAdmin):
 
     @admin.display(description="definition")
     def definition_html(self, obj: FlowVersion) -> str:
-        return views.json_html(obj.definition)
+        return json_html(obj.definition)
 
 
 # --- runs ----------------------------------------------------------------------------------------
@@ -185,7 +188,7 @@ class RunAdmin(PagesMixin, ReadOnlyAdmin):
 
     @admin.display(description="duration")
     def duration(self, obj: Run) -> str:
-        return views.duration_label(obj.duration_ms)
+        return duration_label(obj.duration_ms)
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet,
                            search_term: str) -> tuple[QuerySet, bool]:
@@ -206,33 +209,33 @@ class RunAdmin(PagesMixin, ReadOnlyAdmin):
 
     def get_urls(self) -> list:
         return [
-            path("<str:run_id>/live/", self._page(views.run_live), name="workflows_run_live"),
-            path("<str:run_id>/cancel/", self._page(views.run_cancel_view),
+            path("<str:run_id>/live/", self._page(run_page.run_live), name="workflows_run_live"),
+            path("<str:run_id>/cancel/", self._page(run_page.run_cancel_view),
                  name="workflows_run_cancel"),
-            path("<str:run_id>/retry/", self._page(views.run_retry_view),
+            path("<str:run_id>/retry/", self._page(run_page.run_retry_view),
                  name="workflows_run_retry"),
-            path("<str:run_id>/replay/", self._page(views.run_replay_view),
+            path("<str:run_id>/replay/", self._page(run_page.run_replay_view),
                  name="workflows_run_replay"),
-            path("<str:run_id>/compare/", self._page(views.run_compare_fragment),
+            path("<str:run_id>/compare/", self._page(run_page.run_compare_fragment),
                  name="workflows_run_compare"),
-            path("<str:run_id>/steps/<str:key>/", self._page(views.step_panel),
+            path("<str:run_id>/steps/<str:key>/", self._page(step_panel.step_panel),
                  name="workflows_run_step"),
-            path("<str:run_id>/steps/<str:key>/live/", self._page(views.step_live),
+            path("<str:run_id>/steps/<str:key>/live/", self._page(step_panel.step_live),
                  name="workflows_run_step_live"),
-            path("<str:run_id>/steps/<str:key>/logs/", self._page(views.step_logs_earlier),
+            path("<str:run_id>/steps/<str:key>/logs/", self._page(step_panel.step_logs_earlier),
                  name="workflows_run_step_logs"),
             *super().get_urls(),
         ]
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
                     extra_context: dict | None = None) -> HttpResponse:
-        return views.run_page(request, self, object_id)
+        return run_page.run_page(request, self, object_id)
 
 
 class RunLinkMixin:
     @admin.display(description="run", ordering="run_id")
     def run_link(self, obj: Any) -> str:
-        return format_html('<a href="{}">#{}</a>', views.run_url(obj.run_id), obj.run_id)
+        return format_html('<a href="{}">#{}</a>', run_url(obj.run_id), obj.run_id)
 
 
 @admin.register(StepRun)

@@ -1,12 +1,24 @@
-"""Queries that read (STYLE.md: selectors). The admin and the API shape these the same way."""
+"""Queries that read (STYLE.md: selectors). The admin and the API shape these the same way.
+
+The admin pages (`workflows/admin_views/`) read only through here and `approvals.selectors`:
+they pass ids and objects in and get rows or model instances back, never a query to refine."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
 
-from workflows.models import Event, Flow, FlowVersion, LogChunk, Run, StepRun
+from workflows.models import (
+    Attempt,
+    Event,
+    Flow,
+    FlowVersion,
+    LogChunk,
+    Run,
+    ScheduleState,
+    StepRun,
+)
 from workflows.states import RunStatus
 
 MATRIX_MAX_RUNS = 200
@@ -157,3 +169,103 @@ def run_compare(*, run: Run, other: Run) -> dict[str, Any]:
                   for k in input_keys if other.input.get(k) != run.input.get(k)},
         "steps": step_changes,
     }
+
+
+# --- what the admin pages read ---------------------------------------------------------------
+
+
+def flow_get(*, flow_id: int) -> Flow | None:
+    """A flow with its live release joined (None when there is no such flow)."""
+    return Flow.objects.select_related("live_version").filter(pk=flow_id).first()
+
+
+def flow_draft(*, flow: Flow) -> FlowVersion | None:
+    return FlowVersion.objects.filter(flow=flow, number__isnull=True).first()
+
+
+def flow_releases(*, flow: Flow, limit: int) -> list[FlowVersion]:
+    """The newest `limit` releases, newest first, without their definitions."""
+    return list(
+        FlowVersion.objects.filter(flow=flow, number__isnull=False).defer("definition")
+        .select_related("created_by").order_by("-number")[:limit]
+    )
+
+
+def flow_schedule_states(*, flow: Flow) -> dict[int, ScheduleState]:
+    """The flow's schedule states by trigger index."""
+    return {s.trigger_index: s for s in ScheduleState.objects.filter(flow=flow)}
+
+
+def run_matrix_newer_before(*, flow: Flow, newest_shown: int, status: str | None,
+                            page: int) -> int | None:
+    """For a matrix page of older runs: the `before` id of the page just newer than the one
+    whose newest run is `newest_shown`, or None when that page is the first one."""
+    newer = Run.objects.filter(flow=flow, id__gt=newest_shown)
+    if status:
+        newer = newer.filter(status=status)
+    beyond = list(newer.order_by("id").values_list("id", flat=True)[page:page + 1])
+    return beyond[0] if beyond else None
+
+
+def run_get(*, run_id: int) -> Run | None:
+    """A run with its flow and pinned version joined (None when there is no such run)."""
+    return Run.objects.select_related("flow", "version").filter(pk=run_id).first()
+
+
+def run_in_flow(*, run_id: int, flow_id: int) -> Run | None:
+    return Run.objects.filter(pk=run_id, flow_id=flow_id).first()
+
+
+def run_with_version(*, run_id: int) -> Run:
+    return Run.objects.select_related("version").get(pk=run_id)
+
+
+def run_last_event_id(*, run: Run) -> int | None:
+    return Event.objects.filter(run=run).order_by("-id").values_list("id", flat=True).first()
+
+
+CHAIN_FIELDS = ("id", "status", "retry_of_id", "replay_of_id", "created_at", "trigger_kind")
+
+
+def run_chain(*, run: Run, max_hops: int) -> tuple[list[dict], list[dict]]:
+    """The runs this one retries or replays (oldest first, each with the `link` that made it:
+    "retry" or "replay") and the runs that retry or replay it (breadth first, with `link` and
+    `of`, the run they retry or replay). One query per generation, at most `max_hops` up and
+    `max_hops * 4` runs down."""
+    ancestors: list[dict] = []
+    parent_id = run.retry_of_id or run.replay_of_id
+    link = "retry" if run.retry_of_id else "replay"
+    while parent_id and len(ancestors) < max_hops:
+        parent = Run.objects.filter(pk=parent_id).values(*CHAIN_FIELDS).first()
+        if parent is None:
+            break
+        ancestors.append({**parent, "link": link})
+        link = "retry" if parent["retry_of_id"] else "replay"
+        parent_id = parent["retry_of_id"] or parent["replay_of_id"]
+    ancestors.reverse()
+    descendants: list[dict] = []
+    frontier = [run.pk]
+    while frontier and len(descendants) < max_hops * 4:
+        children = list(
+            Run.objects.filter(Q(retry_of_id__in=frontier) | Q(replay_of_id__in=frontier))
+            .order_by("id").values(*CHAIN_FIELDS)[: max_hops * 4]
+        )
+        for child in children:
+            child["link"] = "retry" if child["retry_of_id"] else "replay"
+            child["of"] = child["retry_of_id"] or child["replay_of_id"]
+        descendants.extend(children)
+        frontier = [c["id"] for c in children]
+    return ancestors, descendants
+
+
+def step_get(*, run: Run, key: str) -> StepRun | None:
+    return StepRun.objects.filter(run=run, key=key).first()
+
+
+def step_attempts(*, step_run: StepRun) -> list[Attempt]:
+    return list(Attempt.objects.filter(step_run=step_run).order_by("number"))
+
+
+def step_attempt_numbers(*, step_run: StepRun) -> dict[int, int]:
+    """Attempt number by attempt id, to mark where each attempt's logs begin."""
+    return dict(Attempt.objects.filter(step_run=step_run).values_list("id", "number"))

@@ -10,7 +10,7 @@ from django.urls import reverse
 from tests.admin.conftest import echo_definition, retry_definition, start
 from tests.admin.helpers import cells, flow_url
 from tests.workflows.conftest import make_flow
-from workflows import views
+from workflows.admin_views import flow_page
 from workflows.models import Flow, FlowVersion
 from workflows.services.flows import flow_promote, flow_release, flow_update_draft
 from workflows.states import RunStatus
@@ -68,7 +68,7 @@ def test_a_step_added_by_a_new_release_is_an_empty_cell_in_older_runs(admin_clie
 
 
 def test_runs_page_with_before_and_filter_by_status(admin_client, monkeypatch):
-    monkeypatch.setattr(views, "RUNS_PER_PAGE", 3)
+    monkeypatch.setattr(flow_page, "RUNS_PER_PAGE", 3)
     flow = make_flow(echo_definition())
     runs = [start(flow) for _ in range(7)]
     ids = [r.pk for r in reversed(runs)]  # newest first

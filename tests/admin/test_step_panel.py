@@ -8,7 +8,7 @@ from django.urls import reverse
 from resources.services import resource_create
 from tests.admin.conftest import echo_definition, start
 from tests.workflows.conftest import make_flow
-from workflows import views
+from workflows.admin_views import step_panel
 from workflows.engine import executor
 from workflows.models import LogChunk, StepRun
 from workflows.services.runs import run_start
@@ -57,15 +57,15 @@ def _logs(step: StepRun, count: int) -> None:
 
 def test_a_long_log_opens_at_its_tail_and_loads_earlier_pages(admin_client, completed_run):
     step = completed_run.step_runs.get(key="first")
-    _logs(step, views.LOG_PAGE * 2 + 50)
+    _logs(step, step_panel.LOG_PAGE * 2 + 50)
     page = admin_client.get(panel_url(completed_run, "first")).content.decode()
     seqs = [int(s) for s in re.findall(r'data-seq="(\d+)"', page)]
-    assert seqs == list(range(views.LOG_PAGE + 51, views.LOG_PAGE * 2 + 51))
+    assert seqs == list(range(step_panel.LOG_PAGE + 51, step_panel.LOG_PAGE * 2 + 51))
     earlier = re.search(r'class="sp-earlier" hx-get="([^"]+)"', page).group(1)
     earlier = earlier.replace("&amp;", "&")
     body = admin_client.get(earlier).content.decode()
     seqs = [int(s) for s in re.findall(r'data-seq="(\d+)"', body)]
-    assert seqs == list(range(51, views.LOG_PAGE + 51))
+    assert seqs == list(range(51, step_panel.LOG_PAGE + 51))
     last = re.search(r'class="sp-earlier" hx-get="([^"]+)"', body).group(1).replace("&amp;", "&")
     body = admin_client.get(last).content.decode()
     assert [int(s) for s in re.findall(r'data-seq="(\d+)"', body)] == list(range(1, 51))
@@ -119,11 +119,3 @@ def test_res_references_in_an_output_link_to_the_resource(admin_client):
     assert response.status_code == 200
     assert b"".join(response.streaming_content) == b"a,b\n1,2\n"
     assert response["Content-Disposition"].startswith("attachment")
-
-
-def test_json_html_escapes_and_folds():
-    html = str(views.json_html({"a": "<script>x</script>", "b": [1, 2.5, True, None],
-                                "long": "y" * 1000, "many": {str(i): i for i in range(20)}}))
-    assert "<script>" not in html and "&lt;script&gt;" in html
-    assert html.count('<details class="j-fold">') == 2
-    assert '<span class="j-bool">true</span>' in html and '<span class="j-null">null</span>' in html

@@ -1,8 +1,13 @@
-"""The approvals inbox and the decision endpoints, mounted in the admin by `approvals.admin`.
+"""The approvals pages (mounted in the admin by `approvals.admin`) and the approval cards.
 
-Deciding calls `approvals.services.approval_approve / approval_reject / approval_redo`, the same
-functions as the API and the CLI; the service checks the assignee, so a forged POST from
-someone else gets the 403 page and changes nothing.
+- `approval_card`: what a decision form needs; the inbox, the detail page, the run page and
+  the step panel all show these cards.
+- `inbox`: pending approvals this user may decide (tab `pending`), every pending approval
+  read-only for those who may view approvals (tab `all`), and decisions taken (tab `decided`).
+- `approval_detail`: one approval, its data, and its decision (or the form to decide).
+- `approval_decide`: approve / reject / redo, calling `approvals.services.approval_approve /
+  approval_reject / approval_redo`, the same functions as the API and the CLI; the service
+  checks the assignee, so a forged POST from someone else gets the 403 page and changes nothing.
 """
 
 from __future__ import annotations
@@ -10,28 +15,71 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.timesince import timeuntil
 from django.views.decorators.http import require_POST
 
-from approvals.models import Approval, ApprovalStatus
-from approvals.selectors import approvals_decidable
-from workflows.views import (
-    admin_context,
-    approval_card,
-    call_service,
-    json_html,
-    safe_next,
-    status_label,
+from approvals.models import Approval
+from approvals.selectors import (
+    approval_get,
+    approval_get_for_decision,
+    approval_ids_decidable_pending,
+    approvals_decided,
+    approvals_pending,
 )
+from approvals.services import (
+    approval_approve,
+    approval_can_decide,
+    approval_redo,
+    approval_reject,
+)
+from workflows.admin_views.edge import (
+    admin_context,
+    call_service,
+    page_url,
+    run_url,
+    safe_next,
+)
+from workflows.definitions import step_ancestors
+from workflows.models import Run
+from workflows.templatetags.wf_render import json_html, since, status_label
 
+NOT_FOUND = "No Approval matches the given query."
 INBOX_LIMIT = 200
 DECIDED_PER_PAGE = 50
 DECISIONS = ("approve", "reject", "redo")
+
+
+def approval_card(request: HttpRequest, approval: Approval, *, run: Run | None = None,
+                  next_url: str | None = None, can_decide: bool | None = None) -> dict[str, Any]:
+    """What a decision form needs: may this user decide (pass `can_decide` when the caller
+    already knows), and where may redo send the run."""
+    run = run or approval.run
+    definition = run.definition
+    keys = [s["key"] for s in definition.get("steps", [])]
+    step_key = approval.step_run.key
+    ancestors = step_ancestors(definition, step_key) if step_key in keys else set()
+    choices = [k for k in keys if k in ancestors]
+    default = approval.redo_to
+    if not default and step_key in keys and keys.index(step_key) > 0:
+        default = keys[keys.index(step_key) - 1]
+    return {
+        "approval": approval,
+        "can_decide": approval_can_decide(approval=approval, actor=request.user)
+        if can_decide is None else can_decide,
+        "redo_choices": choices, "redo_default": default,
+        "data_html": json_html(approval.data),
+        "age": since(approval.created_at, depth=2),
+        "timeout_in": timeuntil(approval.timeout_at, depth=2) if approval.timeout_at else "",
+        "overdue": bool(approval.timeout_at and approval.timeout_at <= timezone.now()),
+        "next": next_url or page_url(request, run_url(run.pk)),
+        "assignees": approval.assignees or {},
+    }
 
 
 def inbox_url() -> str:
@@ -49,19 +97,13 @@ def inbox(request: HttpRequest, model_admin: Any) -> HttpResponse:
     if tab not in ("pending", "all", "decided"):
         tab = "pending"
     see_all = can_see_all(request.user)
-    pending_qs = (
-        Approval.objects.filter(status=ApprovalStatus.PENDING)
-        .select_related("run", "run__flow", "run__version", "step_run")
-        .order_by("created_at", "id")
-    )
     context: dict[str, Any] = {"tab": tab, "see_all": see_all, "now": timezone.now()}
     if tab in ("pending", "all"):
         cards = []
-        decidable = set(approvals_decidable(user=request.user)
-                        .filter(status=ApprovalStatus.PENDING).values_list("pk", flat=True))
-        if tab == "pending":
-            pending_qs = pending_qs.filter(pk__in=decidable)
-        for approval in pending_qs[:INBOX_LIMIT]:
+        decidable = approval_ids_decidable_pending(actor=request.user)
+        pending = approvals_pending(ids=decidable if tab == "pending" else None,
+                                    limit=INBOX_LIMIT)
+        for approval in pending:
             card = approval_card(request, approval, next_url=_next(request),
                                  can_decide=approval.pk in decidable)
             if tab == "pending" and not card["can_decide"]:
@@ -72,13 +114,7 @@ def inbox(request: HttpRequest, model_admin: Any) -> HttpResponse:
             cards.append(card)
         context["cards"] = cards
     else:
-        decided = (
-            Approval.objects.exclude(status=ApprovalStatus.PENDING)
-            .select_related("run", "run__flow", "step_run", "decision_actor")
-            .order_by("-decided_at", "-id")
-        )
-        if not see_all:
-            decided = decided.filter(decision_actor=request.user)
+        decided = approvals_decided(actor=None if see_all else request.user)
         page = Paginator(decided, DECIDED_PER_PAGE).get_page(request.GET.get("page"))
         context["page"] = page
     title = {"pending": "Approvals waiting for you", "all": "All pending approvals",
@@ -91,18 +127,18 @@ def _next(request: HttpRequest) -> str:
     return request.get_full_path()
 
 
+def _approval_pk(approval_id: Any) -> int:
+    return int(approval_id) if str(approval_id).isdigit() else 0
+
+
 def approval_detail(request: HttpRequest, model_admin: Any, approval_id: Any) -> HttpResponse:
     """One approval: its request, its data, and its decision (or the form to decide)."""
-    approval = get_object_or_404(
-        Approval.objects.select_related("run", "run__flow", "run__version", "step_run",
-                                        "decision_actor"),
-        pk=int(approval_id) if str(approval_id).isdigit() else 0,
-    )
+    approval = approval_get(approval_id=_approval_pk(approval_id))
+    if approval is None:
+        raise Http404(NOT_FOUND)
     card = approval_card(request, approval, next_url=request.get_full_path())
     if not (card["can_decide"] or can_see_all(request.user)
             or approval.decision_actor_id == request.user.pk):
-        from django.core.exceptions import PermissionDenied
-
         raise PermissionDenied
     card["run_status_label"] = status_label(approval.run.status)
     context = admin_context(request, model_admin, f"Approval {approval.pk}", card=card,
@@ -113,12 +149,9 @@ def approval_detail(request: HttpRequest, model_admin: Any, approval_id: Any) ->
 @require_POST
 def approval_decide(request: HttpRequest, model_admin: Any, approval_id: Any,
                     decision: str) -> HttpResponse:
-    from approvals.services import approval_approve, approval_redo, approval_reject
-
-    approval = get_object_or_404(
-        Approval.objects.select_related("run", "step_run"),
-        pk=int(approval_id) if str(approval_id).isdigit() else 0,
-    )
+    approval = approval_get_for_decision(approval_id=_approval_pk(approval_id))
+    if approval is None:
+        raise Http404(NOT_FOUND)
     back = safe_next(request, inbox_url())
     comment = request.POST.get("comment", "").strip()
     kwargs: dict[str, Any] = {"approval": approval, "actor": request.user, "comment": comment}

@@ -1,0 +1,16 @@
+"""The admin's own pages (DESIGN.md §7), mounted by `workflows.admin` and `approvals.admin`.
+
+One module per page, so a page's code is in the file named for it:
+
+| module | holds |
+| --- | --- |
+| `flow_page.py` | the flow page (Flow change view), its run matrix fragment, the flow actions (save draft, release, promote, start a run) and the add-flow page |
+| `run_page.py` | the run page (Run change view), its live fragment, the comparison fragment and the run actions (cancel, retry, replay) |
+| `step_panel.py` | the step panel and its polled live / earlier-logs fragments |
+| `approvals.py` | the approvals inbox and detail pages, the decision endpoints and the approval cards the run page and step panel show too |
+| `edge.py` | what every page shares at the edge: `call_service` (the one mapping of refusals), the 403 page, `safe_next`/`page_url`, the admin context, roles, polling responses, loading a flow or run the user may view |
+
+The small renderers (status labels, durations, JSON as HTML) are template filters in
+`workflows/templatetags/wf_render.py`; every query goes through `workflows.selectors` or
+`approvals.selectors`; every action calls the same service as the API.
+"""

@@ -1,0 +1,211 @@
+"""The run page (the Run admin's change view) and what hangs off it.
+
+- `run_page`: trigger, pinned version, input, the chain of retries and replays, the live part,
+  the step panel and the comparison with the last good run.
+- `run_live_context` / `run_live`: the polled part (status, actions, pending approvals, steps,
+  timeline); unchanged (same last event) answers 204.
+- `run_compare_fragment`: what differs from the last good run (or `?to=ID`).
+- run actions, each calling the same service as the API: `run_cancel_view`, `run_retry_view`,
+  `run_replay_view`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from approvals.selectors import approvals_pending_for_run
+from workflows import selectors
+from workflows.admin_views.approvals import approval_card
+from workflows.admin_views.edge import (
+    admin_context,
+    call_service,
+    get_run,
+    poll_response,
+    positive_int,
+    role_context,
+    run_url,
+    safe_next,
+)
+from workflows.admin_views.flow_page import diff_summary
+from workflows.models import Run
+from workflows.services.runs import run_cancel, run_replay, run_retry
+from workflows.states import RUN_TERMINAL
+from workflows.templatetags.wf_render import duration_label, json_html, since, status_label
+
+CHAIN_MAX_HOPS = 25
+
+
+def run_page(request: HttpRequest, model_admin: Any, run_id: Any) -> HttpResponse:
+    """The run page (the Run admin's change view): trigger, pinned version, input, the chain of
+    retries and replays, the live status part (status, actions, approvals, steps, timeline),
+    the step panel and the comparison with the last good run."""
+    run = get_run(request, model_admin, run_id)
+    context = admin_context(
+        request, model_admin, f"Run {run.pk}",
+        chain=run_chain(run), trigger_payload=json_html(run.trigger_payload),
+        input_html=json_html(run.input), subtitle=f"{run.flow.name} · {version_label(run)}",
+        **run_live_context(request, run),
+    )
+    return TemplateResponse(request, "workflows/run_page.html", context)
+
+
+def version_label(run: Run) -> str:
+    if run.is_rehearsal or run.version.number is None:
+        return "draft (rehearsal)"
+    return f"v{run.version.number}"
+
+
+def run_live_context(request: HttpRequest, run: Run) -> dict[str, Any]:
+    steps = list(selectors.run_steps(run=run))
+    events = list(selectors.run_events(run=run))
+    last_event = events[-1].pk if events else 0
+    approvals = approvals_pending_for_run(run=run)
+    pending = [approval_card(request, a, run=run) for a in approvals]
+    roles = role_context(request.user)
+    terminal = run.status in RUN_TERMINAL
+    longest = max((s.duration_ms or 0 for s in steps), default=0)
+    rows = []
+    for step in steps:
+        duration = step.duration_ms
+        rows.append({
+            "step": step, "duration": duration_label(duration),
+            "bar": max(3, round(100 * duration / longest)) if duration and longest else 0,
+            "panel_url": reverse("admin:workflows_run_step", args=[run.pk, step.key]),
+            "error": (step.error or {}).get("message", "") if step.error else "",
+        })
+    timeline = []
+    for event in events:
+        timeline.append({
+            "event": event, "step": event.step_run.key if event.step_run_id else "",
+            "dot": event.to_status or "event",
+        })
+    live_query = urlencode({"v": last_event})
+    return {
+        "run": run, "step_rows": rows, "timeline": timeline, "pending": pending,
+        "terminal": terminal, "live": not terminal,
+        "live_url": reverse("admin:workflows_run_live", args=[run.pk]) + "?" + live_query,
+        "last_event": last_event,
+        "can_cancel": roles["can_operate"] and not terminal,
+        "can_retry": roles["can_operate"] and terminal,
+        "can_replay": roles["can_operate"],
+        "retry_steps": [s.key for s in steps],
+        "run_error": json_html(run.error) if run.error else None,
+        "run_output": json_html(run.output) if run.output is not None else None,
+        "duration": duration_label(run.duration_ms),
+        "running_for": since(run.started_at) if run.started_at and not terminal else "",
+        "run_status_label": status_label(run.status),
+        "page_url": run_url(run.pk),
+        **roles,
+    }
+
+
+def run_live(request: HttpRequest, model_admin: Any, run_id: Any) -> HttpResponse:
+    """The polled part of the run page. Unchanged (same last event) answers 204."""
+    run = get_run(request, model_admin, run_id)
+    seen = positive_int(request.GET.get("v")) or 0
+    last = selectors.run_last_event_id(run=run)
+    live = run.status not in RUN_TERMINAL
+    if live and (last or 0) == seen:
+        return HttpResponse(status=204)
+    context = run_live_context(request, run)
+    return poll_response(request, "workflows/_run_live.html", context, live=live, changed=True)
+
+
+def run_chain(run: Run) -> dict[str, Any]:
+    """The runs this one retries or replays (oldest first) and the runs that retry or replay
+    it (breadth first). One query per generation, at most CHAIN_MAX_HOPS each way."""
+    ancestors, descendants = selectors.run_chain(run=run, max_hops=CHAIN_MAX_HOPS)
+    for entry in (*ancestors, *descendants):
+        entry["url"] = run_url(entry["id"])
+    # For each ancestor, the link that leads *to the next* run in the chain.
+    links = [a["link"] for a in ancestors[1:]] + (
+        [("retry" if run.retry_of_id else "replay")] if ancestors else [])
+    for ancestor, next_link in zip(ancestors, links, strict=False):
+        ancestor["next_link"] = next_link
+    return {"ancestors": ancestors, "descendants": descendants,
+            "any": bool(ancestors or descendants)}
+
+
+@require_POST
+def run_cancel_view(request: HttpRequest, model_admin: Any, run_id: Any) -> HttpResponse:
+    run = get_run(request, model_admin, run_id)
+    back = safe_next(request, run_url(run.pk))
+    reason = request.POST.get("comment", "").strip()
+    _, refusal = call_service(request, model_admin, run_cancel, back=back, run=run,
+                              actor=request.user,
+                              reason=reason or f"canceled by {request.user.get_username()}")
+    if refusal:
+        return refusal
+    messages.success(request, f"Run {run.pk} canceled.")
+    return HttpResponseRedirect(back)
+
+
+@require_POST
+def run_retry_view(request: HttpRequest, model_admin: Any, run_id: Any) -> HttpResponse:
+    run = get_run(request, model_admin, run_id)
+    back = safe_next(request, run_url(run.pk))
+    from_step = request.POST.get("from_step") or None
+    new, refusal = call_service(request, model_admin, run_retry, back=back, run=run,
+                                actor=request.user, from_step=from_step)
+    if refusal:
+        return refusal
+    where = f" from step {from_step}" if from_step else ""
+    messages.success(request, f"Run {new.pk} retries run {run.pk}{where}.")
+    return HttpResponseRedirect(run_url(new.pk))
+
+
+@require_POST
+def run_replay_view(request: HttpRequest, model_admin: Any, run_id: Any) -> HttpResponse:
+    run = get_run(request, model_admin, run_id)
+    back = safe_next(request, run_url(run.pk))
+    new, refusal = call_service(request, model_admin, run_replay, back=back, run=run,
+                                actor=request.user)
+    if refusal:
+        return refusal
+    messages.success(request, f"Run {new.pk} replays run {run.pk} from the start.")
+    return HttpResponseRedirect(run_url(new.pk))
+
+
+def run_compare_fragment(request: HttpRequest, model_admin: Any, run_id: Any) -> HttpResponse:
+    """What differs from the last good run (or `?to=ID`): version, input, steps."""
+    run = get_run(request, model_admin, run_id)
+    to = request.GET.get("to", "last_good")
+    if to == "last_good":
+        other = selectors.run_last_good(run=run)
+    else:
+        other = selectors.run_in_flow(run_id=positive_int(to) or 0, flow_id=run.flow_id)
+    context: dict[str, Any] = {"run": run, "other": other}
+    if other is not None:
+        other = selectors.run_with_version(run_id=other.pk)
+        diff = selectors.run_compare(run=run, other=other)
+        steps = []
+        for entry in diff["steps"]:
+            row = {"key": entry["key"], "only_in": entry.get("only_in")}
+            if "status" in entry:
+                row["status"] = entry["status"]
+            duration = entry.get("duration_ms") or {}
+            row["duration_from"] = duration_label(duration.get("from"))
+            row["duration_to"] = duration_label(duration.get("to"))
+            if "output" in entry:
+                row["output_from"] = json_html(entry["output"]["from"])
+                row["output_to"] = json_html(entry["output"]["to"])
+            if "error" in entry:
+                row["error_from"] = json_html(entry["error"]["from"])
+                row["error_to"] = json_html(entry["error"]["to"])
+            row["same"] = not any(k in entry for k in ("status", "output", "error", "only_in"))
+            steps.append(row)
+        context.update(
+            diff=diff, steps=steps, other_url=run_url(other.pk),
+            version_lines=diff_summary(diff["version"]["definition"]),
+            inputs=[{"name": k, "from": json.dumps(v["from"]), "to": json.dumps(v["to"])}
+                    for k, v in diff["input"].items()],
+        )
+    return TemplateResponse(request, "workflows/_compare.html", context)

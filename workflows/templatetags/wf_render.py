@@ -1,0 +1,167 @@
+"""The admin's small renderers, as template filters (`{% load wf_render %}`) that the page
+modules import too: status labels, dots and badges, durations and ages, and JSON as folding HTML
+with `res://` references linked to the resource.
+
+    {{ step.status|status_label }}   {{ run.status|status_badge }}   {{ step.output|json_html }}
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from typing import Any
+
+from django import template
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+from django.utils.html import escape, format_html
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.timesince import timesince
+
+register = template.Library()
+
+FOLD_STRING_CHARS = 160
+FOLD_CONTAINER_ITEMS = 12
+JSON_MAX_STRING_CHARS = 50_000
+RES_URI = re.compile(r"^res://([0-9a-fA-F-]{32,36})$")
+
+STATUS_LABELS = {
+    "waiting_for_approval": "waiting for approval",
+    "not_started": "not started",
+}
+
+
+@register.filter
+def status_label(status: str) -> str:
+    return STATUS_LABELS.get(status, status)
+
+
+@register.filter
+def duration_label(ms: int | None) -> str:
+    """850 ms, 1.2 s, 3 m 05 s, 2 h 04 m."""
+    if ms is None:
+        return ""
+    if ms < 1000:
+        return f"{ms} ms"
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} m {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes:02d} m"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
+
+
+@register.filter
+def since(when: datetime | None, depth: int = 1) -> str:
+    """How long ago, for people: "just now" under a minute, else "3 minutes"."""
+    if when is None:
+        return ""
+    if (timezone.now() - when).total_seconds() < 60:
+        return "less than a minute"
+    return timesince(when, depth=depth)
+
+
+@register.filter
+def ago(when: datetime | None) -> str:
+    if when is None:
+        return ""
+    text = since(when)
+    return "just now" if text == "less than a minute" else text + " ago"
+
+
+@register.filter
+def status_dot(status: str, *, title: str = "") -> SafeString:
+    return format_html(
+        '<span class="wf-dot st-{}" title="{}"></span>', status, title or status_label(status)
+    )
+
+
+@register.filter
+def status_badge(status: str) -> SafeString:
+    return format_html(
+        '<span class="wf-badge st-{}"><span class="wf-dot st-{}"></span>{}</span>',
+        status, status, status_label(status),
+    )
+
+
+@register.filter
+def resource_links(resource_id: str) -> SafeString:
+    """A `res://` reference as links to the resource's admin page and its download."""
+    try:
+        page = reverse("admin:resources_resource_change", args=[resource_id])
+        download = reverse("admin:resources_resource_download", args=[resource_id])
+    except NoReverseMatch:
+        return format_html('<span class="j-str">"res://{}"</span>', resource_id)
+    return format_html(
+        '<span class="j-str">"<a class="j-res" href="{}">res://{}</a>"</span> '
+        '<a class="j-download" href="{}" title="Download">&#x2B07;</a>',
+        page, resource_id, download,
+    )
+
+
+@register.filter
+def json_html(value: Any) -> SafeString:
+    """Pretty JSON as HTML: long strings and big objects fold into <details>, `res://`
+    references link to the resource. Strings longer than JSON_MAX_STRING_CHARS are cut."""
+    if value is None:
+        return mark_safe('<div class="wf-json"><span class="j-null">null</span></div>')
+    return mark_safe('<div class="wf-json">' + _json_node(value, 0) + "</div>")
+
+
+def _json_scalar(value: Any) -> str:
+    if value is None:
+        return '<span class="j-null">null</span>'
+    if isinstance(value, bool):
+        return f'<span class="j-bool">{"true" if value else "false"}</span>'
+    if isinstance(value, int | float):
+        return f'<span class="j-num">{escape(json.dumps(value))}</span>'
+    text = str(value)
+    match = RES_URI.match(text)
+    if match:
+        return str(resource_links(match.group(1)))
+    cut = ""
+    if len(text) > JSON_MAX_STRING_CHARS:
+        cut = f" … ({len(text):,} characters; the API has the whole value)"
+        text = text[:JSON_MAX_STRING_CHARS]
+    encoded = escape(json.dumps(text, ensure_ascii=False))
+    if len(text) > FOLD_STRING_CHARS or "\n" in text.strip():
+        preview = escape(json.dumps(text[:60].split("\n")[0], ensure_ascii=False)[:-1] + "…\"")
+        return (f'<details class="j-fold"><summary><span class="j-str">{preview}</span> '
+                f'<span class="j-meta">{len(text):,} chars</span></summary>'
+                f'<span class="j-str j-long">{encoded}</span>'
+                f'<span class="j-meta">{escape(cut)}</span></details>')
+    return f'<span class="j-str">{encoded}</span>{escape(cut)}'
+
+
+def _json_node(value: Any, depth: int) -> str:
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        pad = "  " * (depth + 1)
+        items = [
+            f'{pad}<span class="j-key">{escape(json.dumps(str(k), ensure_ascii=False))}</span>: '
+            f"{_json_node(v, depth + 1)}"
+            for k, v in value.items()
+        ]
+        body = "{\n" + ",\n".join(items) + "\n" + "  " * depth + "}"
+        if depth > 0 and len(value) > FOLD_CONTAINER_ITEMS:
+            return (f'<details class="j-fold"><summary>{{…}} <span class="j-meta">'
+                    f"{len(value)} keys</span></summary>{body}</details>")
+        return body
+    if isinstance(value, list | tuple):
+        if not value:
+            return "[]"
+        pad = "  " * (depth + 1)
+        items = [pad + _json_node(v, depth + 1) for v in value]
+        body = "[\n" + ",\n".join(items) + "\n" + "  " * depth + "]"
+        if depth > 0 and len(value) > FOLD_CONTAINER_ITEMS:
+            return (f'<details class="j-fold"><summary>[…] <span class="j-meta">'
+                    f"{len(value)} items</span></summary>{body}</details>")
+        return body
+    return _json_scalar(value)
