@@ -27,6 +27,8 @@ __all__ = ["REVIEWERS_GROUP", "ApprovalNotAllowed", "approval_approve", "approva
 class ApprovalNotAllowed(NotPermitted):
     """The actor is not an assignee of this approval."""
 
+    code = "not_an_assignee"
+
 
 def approval_request(*, run: Run, step_run: StepRun, steps: dict[str, StepRun],
                      params: dict[str, Any], attempt_number: int) -> Approval:

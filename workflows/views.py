@@ -44,7 +44,7 @@ from django_htmx.http import HTMX_STOP_POLLING
 from approvals.models import Approval, ApprovalStatus
 from workflows import selectors
 from workflows.definitions import definition_diff, step_ancestors
-from workflows.errors import DefinitionInvalid, NotPermitted, WorkflowError
+from workflows.errors import DefinitionInvalid, NotPermitted, TransitionNotAllowed, WorkflowError
 from workflows.models import Attempt, Event, Flow, FlowVersion, Run, ScheduleState, StepRun
 from workflows.permissions import (
     EDIT_DRAFT,
@@ -57,7 +57,6 @@ from workflows.states import (
     RUN_TERMINAL,
     STEP_TERMINAL,
     RunStatus,
-    TransitionNotAllowed,
 )
 
 RUNS_PER_PAGE = 50

@@ -16,12 +16,19 @@ from approvals.services import (
 )
 from tests.workflows.conftest import drain, make_flow, simple_definition, steps_of
 from workflows.engine import executor, sweeper
-from workflows.errors import CallbackExpired, CallbackUnknown, CallbackUsed, Conflict, InputInvalid
+from workflows.errors import (
+    CallbackExpired,
+    CallbackUnknown,
+    CallbackUsed,
+    Conflict,
+    InputInvalid,
+    TransitionNotAllowed,
+)
 from workflows.models import Attempt, Event, LogChunk, Run, StepRun
 from workflows.services.callbacks import callback_receive, callback_token
 from workflows.services.runs import run_cancel, run_replay, run_retry, run_start
 from workflows.services.transitions import step_transition
-from workflows.states import StepStatus, TransitionNotAllowed
+from workflows.states import StepStatus
 
 pytestmark = pytest.mark.django_db
 

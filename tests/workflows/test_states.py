@@ -4,6 +4,7 @@ function: a conditional UPDATE plus an Event in the same transaction."""
 import pytest
 
 from tests.workflows.conftest import make_flow, simple_definition
+from workflows.errors import TransitionNotAllowed
 from workflows.models import Event, Run, StepRun
 from workflows.services.runs import run_start
 from workflows.services.transitions import run_transition, step_transition
@@ -15,7 +16,6 @@ from workflows.states import (
     STEP_TRANSITIONS,
     RunStatus,
     StepStatus,
-    TransitionNotAllowed,
 )
 
 pytestmark = pytest.mark.django_db

@@ -8,7 +8,7 @@ from django.db import IntegrityError, transaction
 
 from workflows.definitions import step_descendants, validate_run_input
 from workflows.engine import progress
-from workflows.errors import Conflict, NotFound
+from workflows.errors import Conflict, NotFound, TransitionNotAllowed
 from workflows.models import ActorKind, Flow, FlowVersion, Run, StepRun, TriggerKind
 from workflows.permissions import OPERATE_RUN, actor_name, require_permission
 from workflows.references import ReferenceUnresolved, resolve
@@ -183,8 +183,6 @@ def run_cancel(*, run: Run, actor=None, reason: str = "") -> Run:
 
 
 def _cancel(run: Run, *, actor, reason: str, admit_next: bool = True) -> None:
-    from workflows.states import TransitionNotAllowed
-
     if run.status in RUN_TERMINAL:
         raise TransitionNotAllowed("run", run.status, RunStatus.CANCELED,
                                    f"run {run.pk} has already ended")

@@ -16,13 +16,13 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from workflows.errors import TransitionNotAllowed
 from workflows.models import ActorKind, Event, Run, StepRun
 from workflows.states import (
     RUN_TERMINAL,
     STEP_TERMINAL,
     RunStatus,
     StepStatus,
-    TransitionNotAllowed,
     run_transition_allowed,
     step_transition_allowed,
 )

@@ -35,6 +35,9 @@ class WebhookSignatureInvalid(WorkflowError):
     """The X-Signature header is missing, malformed, stale or does not match. The message says
     which."""
 
+    code = "signature_invalid"
+    http_status = 401
+
 
 class WebhookNotEnabled(NotFound):
     """The flow does not exist or its live release declares no webhook trigger."""
@@ -42,6 +45,9 @@ class WebhookNotEnabled(NotFound):
 
 class WebhookPayloadInvalid(WorkflowError):
     """The body is not a JSON object (or the idempotency key is unusable)."""
+
+    code = "bad_request"
+    http_status = 400
 
 
 def webhook_sign(*, secret: str, body: bytes, timestamp: int | None = None) -> str:
