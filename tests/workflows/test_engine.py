@@ -16,6 +16,8 @@ from approvals.services import (
 )
 from tests.workflows.conftest import drain, make_flow, simple_definition, steps_of
 from workflows.engine import executor, sweeper
+from workflows.engine.callback_tokens import callback_token
+from workflows.engine.transitions import step_transition
 from workflows.errors import (
     CallbackExpired,
     CallbackUnknown,
@@ -25,9 +27,9 @@ from workflows.errors import (
     TransitionNotAllowed,
 )
 from workflows.models import Attempt, Event, LogChunk, Run, StepRun
-from workflows.services.callbacks import callback_receive, callback_token
+from workflows.services.callbacks import callback_receive
+from workflows.services.maintenance import sweep_all
 from workflows.services.runs import run_cancel, run_replay, run_retry, run_start
-from workflows.services.transitions import step_transition
 from workflows.states import StepStatus
 
 pytestmark = pytest.mark.django_db
@@ -643,9 +645,9 @@ def test_a_schedule_trigger_starts_one_run_per_due_time():
         triggers=[{"type": "schedule", "cron": "*/5 * * * *"}]))
     state = ScheduleState.objects.get(flow=flow)
     due = state.next_fire_at
-    assert sweeper.sweep(now=due - timedelta(seconds=1))["schedules_fired"] == 0
-    assert sweeper.sweep(now=due + timedelta(seconds=1))["schedules_fired"] == 1
-    assert sweeper.sweep(now=due + timedelta(seconds=2))["schedules_fired"] == 0
+    assert sweep_all(now=due - timedelta(seconds=1))["schedules_fired"] == 0
+    assert sweep_all(now=due + timedelta(seconds=1))["schedules_fired"] == 1
+    assert sweep_all(now=due + timedelta(seconds=2))["schedules_fired"] == 0
     run = Run.objects.get(flow=flow)
     assert run.trigger_kind == "schedule"
     assert run.trigger_payload["cron"] == "*/5 * * * *"

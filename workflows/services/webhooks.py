@@ -25,6 +25,7 @@ from django.db import transaction
 from workflows.errors import InputInvalid, NotFound, WorkflowError
 from workflows.models import Flow, Run, TriggerKind
 from workflows.permissions import RELEASE_FLOW, require_permission
+from workflows.services.runs import run_start
 
 WEBHOOK_TOLERANCE_SECONDS = 300
 IDEMPOTENCY_PREFIX = "webhook:"
@@ -183,8 +184,6 @@ def webhook_receive(*, flow: Flow, body: bytes, signature: str | None,
     WebhookPayloadInvalid, InputInvalid. A repeated Idempotency-Key returns the run the first
     delivery started (created=False), whatever the new body says.
     """
-    from workflows.services.runs import run_start
-
     if not webhook_enabled(flow=flow):
         raise WebhookNotEnabled(f"flow {flow.slug} has no webhook trigger in its live release")
     webhook_verify(secret=flow.webhook_secret, body=body, header=signature, now=now)
