@@ -3,7 +3,7 @@ function: a conditional UPDATE plus an Event in the same transaction."""
 
 import pytest
 
-from tests.workflows.conftest import make_flow, simple_definition
+from tests.factories import make_flow, simple_definition
 from workflows.engine.transitions import run_transition, step_transition
 from workflows.errors import TransitionNotAllowed
 from workflows.models import Event, Run, StepRun
