@@ -1,6 +1,6 @@
-"""Errors of the connections app. Edges map them to status codes with the other domain errors:
-ConnectionInvalid is a DefinitionInvalid (422, every problem listed), ConnectionNotFound is also a
-Django ObjectDoesNotExist (404)."""
+"""Errors of the connections app; each carries its `code` and `http_status`
+(see `workflows.errors`): ConnectionInvalid is a DefinitionInvalid (422, every problem listed),
+ConnectionNotFound is also a Django ObjectDoesNotExist (404)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,15 @@ class ConnectionInvalid(DefinitionInvalid):
     def __init__(self, problems: list[dict[str, str]]):
         super().__init__(problems, "connection is invalid")
 
+    code = "connection_invalid"
+
 
 class ConnectionNotFound(WorkflowError, ObjectDoesNotExist):
     """No connection has this name."""
+
+    code = "not_found"
+    http_status = 404
+    default_message = "not found"
 
 
 class SecretDecryptionError(Exception):

@@ -18,6 +18,7 @@ from django.urls import reverse
 
 from resources.models import Resource
 from resources.selectors import resource_from_uri
+from workflows.errors import WorkflowError
 
 __all__ = [
     "DOWNLOAD_SALT",
@@ -34,12 +35,18 @@ DEFAULT_EXPIRES_IN = 300
 MAX_EXPIRES_IN = 7 * 24 * 3600
 
 
-class DownloadForged(Exception):
+class DownloadForged(WorkflowError):
     """The signed value was not made by us (or was altered)."""
 
+    code = "forbidden"
+    http_status = 403
 
-class DownloadExpired(Exception):
+
+class DownloadExpired(WorkflowError):
     """The signed value is genuine but its lifetime has passed."""
+
+    code = "expired"
+    http_status = 410
 
 
 def _signer() -> signing.TimestampSigner:

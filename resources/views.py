@@ -18,10 +18,8 @@ def download(request: HttpRequest, signed: str) -> HttpResponse:
     """Stream the resource a signed, unexpired link names: 403 forged, 410 expired."""
     try:
         resource = resource_verify_download(signed)
-    except DownloadExpired as exc:
-        return _error(410, "expired", str(exc))
-    except DownloadForged as exc:
-        return _error(403, "forbidden", str(exc))
+    except (DownloadExpired, DownloadForged) as exc:
+        return _error(exc.http_status, exc.code, str(exc))
     try:
         handle = resource.file.open("rb")
     except (FileNotFoundError, OSError):

@@ -1,6 +1,6 @@
 """The tables that hold the truth about flows and runs (DESIGN.md §4).
 
-Statuses are changed only by `workflows.services.transitions`; nothing else assigns them.
+Statuses are changed only by `workflows.engine.transitions`; nothing else assigns them.
 """
 
 import secrets

@@ -1,7 +1,10 @@
 """Run and step run states, and the tables of allowed transitions (DESIGN.md §3).
 
-Only `workflows.services.transitions` moves a status; it checks every move against these tables.
+Only `workflows.engine.transitions` moves a status; it checks every move against these tables
+and raises `workflows.errors.TransitionNotAllowed` for a move they refuse.
 """
+
+from __future__ import annotations
 
 from django.db import models
 
@@ -37,6 +40,57 @@ class AttemptStatus(models.TextChoices):
     FAILED = "failed"
     CANCELED = "canceled"
     REJECTED = "rejected"
+
+
+class EventKind(models.TextChoices):
+    """What an Event records (docs/api.md lists each with its meaning). A status change without
+    a kind of its own is `run_<to>` / `step_<to>` (see `EventKind.of_run` / `EventKind.of_step`).
+    """
+
+    # a run's status changed
+    RUN_CREATED = "run_created"
+    RUN_QUEUED = "run_queued"
+    RUN_RUNNING = "run_running"
+    RUN_WAITING = "run_waiting"
+    RUN_WAITING_FOR_APPROVAL = "run_waiting_for_approval"
+    RUN_COMPLETED = "run_completed"
+    RUN_FAILED = "run_failed"
+    RUN_CANCELED = "run_canceled"
+    # a step run's status changed
+    STEP_NOT_STARTED = "step_not_started"
+    STEP_QUEUED = "step_queued"
+    STEP_RUNNING = "step_running"
+    STEP_WAITING = "step_waiting"
+    STEP_WAITING_FOR_APPROVAL = "step_waiting_for_approval"
+    STEP_COMPLETED = "step_completed"
+    STEP_FAILED = "step_failed"
+    STEP_CANCELED = "step_canceled"
+    STEP_REJECTED = "step_rejected"
+    STEP_SKIPPED = "step_skipped"
+    # named moves and repairs
+    RUN_HELD = "run_held"
+    RUN_REDO = "run_redo"
+    STEP_REUSED = "step_reused"
+    STEP_REDO = "step_redo"
+    STEP_RETRY_SCHEDULED = "step_retry_scheduled"
+    STEP_REQUEUED = "step_requeued"
+    LEASE_EXPIRED = "lease_expired"
+    WAIT_TIMED_OUT = "wait_timed_out"
+    CALLBACK_RECEIVED_EARLY = "callback_received_early"
+    APPROVAL_REQUESTED = "approval_requested"
+    APPROVAL_APPROVED = "approval_approved"
+    APPROVAL_REJECTED = "approval_rejected"
+    APPROVAL_TIMED_OUT = "approval_timed_out"
+
+    @classmethod
+    def of_run(cls, status: str) -> EventKind:
+        """The kind of a plain move of a run to `status`."""
+        return cls(f"run_{status}")
+
+    @classmethod
+    def of_step(cls, status: str) -> EventKind:
+        """The kind of a plain move of a step run to `status`."""
+        return cls(f"step_{status}")
 
 
 RUN_TERMINAL = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED})
@@ -85,23 +139,12 @@ STEP_TRANSITIONS: dict[str, frozenset[str]] = {
 
 # Redo (approvals) is the one sanctioned way back: a reviewer sends the run back to an earlier
 # step. The steps from the redo target up to the approval get a fresh start; their attempts and
-# events stay. These moves are allowed only through the redo service (kind="redo").
+# events stay. These moves are allowed only through the redo service (EventKind.STEP_REDO).
 STEP_REDO_TRANSITIONS: dict[str, frozenset[str]] = {
     _S.COMPLETED: frozenset({_S.QUEUED, _S.NOT_STARTED}),
     _S.SKIPPED: frozenset({_S.QUEUED, _S.NOT_STARTED}),
     _S.WAITING_FOR_APPROVAL: frozenset({_S.QUEUED, _S.NOT_STARTED}),
 }
-
-
-class TransitionNotAllowed(Exception):
-    """An illegal move for the state machine: the caller asked for something the table refuses."""
-
-    def __init__(self, entity: str, from_status: str, to_status: str, detail: str = ""):
-        self.entity = entity
-        self.from_status = from_status
-        self.to_status = to_status
-        message = f"{entity} cannot go from {from_status} to {to_status}"
-        super().__init__(f"{message}: {detail}" if detail else message)
 
 
 def run_transition_allowed(from_status: str, to_status: str) -> bool:

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from workflows.engine import executor, sweeper
 from workflows.models import StepRun
+from workflows.services.maintenance import sweep_all
 from workflows.states import StepStatus
 
 
@@ -39,4 +40,4 @@ def wake_due(step: StepRun):
 
 
 def sweep() -> dict:
-    return sweeper.sweep()
+    return sweep_all()

@@ -7,7 +7,7 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.test import Client
 
-from tests.workflows.conftest import drain, make_flow
+from tests.factories import drain, make_flow
 from workflows.models import Run
 from workflows.services.runs import run_start
 

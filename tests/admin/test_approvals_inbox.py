@@ -6,7 +6,7 @@ from django.urls import reverse
 from approvals.models import Approval, ApprovalStatus
 from tests.admin.conftest import approval_definition, make_user, start
 from tests.admin.helpers import messages_of, run_url
-from tests.workflows.conftest import drain, make_flow
+from tests.factories import drain, make_flow
 from workflows.models import Event
 from workflows.states import RunStatus
 

@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from tests.admin.conftest import echo_definition, retry_definition, start
 from tests.admin.helpers import cells, flow_url
-from tests.workflows.conftest import make_flow
+from tests.factories import make_flow
 from workflows.admin_views import flow_page
 from workflows.models import Flow, FlowVersion
 from workflows.services.flows import flow_promote, flow_release, flow_update_draft

@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from tests.admin.conftest import echo_definition, retry_definition, start
 from tests.admin.helpers import cells, messages_of, run_url
-from tests.workflows.conftest import drain, make_flow
+from tests.factories import drain, make_flow
 from workflows.models import Event, Run
 from workflows.services.runs import run_replay, run_retry
 from workflows.states import RunStatus

@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from tests.admin.conftest import echo_definition, retry_definition, start
-from tests.workflows.conftest import make_flow
+from tests.factories import make_flow
 from workflows.models import Run
 from workflows.services.runs import run_replay
 

@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from resources.services import resource_create
 from tests.admin.conftest import echo_definition, start
-from tests.workflows.conftest import make_flow
+from tests.factories import make_flow
 from workflows.admin_views import step_panel
 from workflows.engine import executor
 from workflows.models import LogChunk, StepRun

@@ -12,7 +12,7 @@ from django.contrib.auth.models import Group
 from django.core.cache import cache
 from django.test import Client
 
-from tests.workflows.conftest import make_flow, simple_definition
+from tests.factories import make_flow, simple_definition
 from workflows.services.tokens import api_token_create
 from workflows.steps.actions import action
 

@@ -2,7 +2,7 @@ import pytest
 
 from approvals.models import Approval
 from tests.api.conftest import approval_definition, make_user
-from tests.workflows.conftest import drain, make_flow, simple_definition
+from tests.factories import drain, make_flow, simple_definition
 
 pytestmark = pytest.mark.django_db
 

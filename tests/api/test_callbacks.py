@@ -4,9 +4,9 @@ import pytest
 from django.utils import timezone
 
 from tests.api.conftest import wait_definition
-from tests.workflows.conftest import drain, make_flow, steps_of
+from tests.factories import drain, make_flow, steps_of
+from workflows.engine.callback_tokens import callback_token
 from workflows.models import Event, Run, StepRun
-from workflows.services.callbacks import callback_token
 
 pytestmark = pytest.mark.django_db
 

@@ -1,7 +1,7 @@
 import pytest
 
 from tests.api.conftest import approval_definition
-from tests.workflows.conftest import drain, make_flow, simple_definition
+from tests.factories import drain, make_flow, simple_definition
 from workflows.models import Flow, FlowVersion, Run
 
 pytestmark = pytest.mark.django_db

@@ -1,7 +1,7 @@
 import pytest
 
 from tests.api.conftest import chatty_definition, failing_definition, wait_definition
-from tests.workflows.conftest import drain, make_flow, simple_definition
+from tests.factories import drain, make_flow, simple_definition
 from workflows.models import Event, Run
 
 pytestmark = pytest.mark.django_db

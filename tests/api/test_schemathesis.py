@@ -23,9 +23,9 @@ from approvals.models import Approval
 from connections.services import connection_create
 from resources.services import resource_create
 from tests.api.conftest import approval_definition, make_user, wait_definition
-from tests.workflows.conftest import drain, make_flow, simple_definition
+from tests.factories import drain, make_flow, simple_definition
+from workflows.engine.callback_tokens import callback_token
 from workflows.models import Flow, StepRun
-from workflows.services.callbacks import callback_token
 from workflows.services.runs import run_start
 from workflows.services.tokens import api_token_create
 

@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from tests.workflows.conftest import drain, make_flow, simple_definition
+from tests.factories import drain, make_flow, simple_definition
 from workflows.models import Run
 from workflows.services.webhooks import (
     WebhookSignatureInvalid,

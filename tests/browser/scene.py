@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from approvals.models import Approval, ApprovalStatus
 from approvals.services import approval_approve
-from tests.workflows.conftest import drain, make_flow
+from tests.factories import drain, make_flow
 from workflows.engine import executor
 from workflows.models import Flow, Run, StepRun
 from workflows.services.flows import flow_promote, flow_release, flow_update_draft

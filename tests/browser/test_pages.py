@@ -8,7 +8,7 @@ import pytest
 from approvals.models import ApprovalStatus
 from tests.admin.conftest import approval_definition, retry_definition
 from tests.browser.conftest import admin_login, make_staff, wait_until
-from tests.workflows.conftest import drain, make_flow
+from tests.factories import drain, make_flow
 from workflows.engine import executor
 from workflows.models import LogChunk, Run, StepRun
 from workflows.services.runs import run_start

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.workflows.conftest import make_flow, simple_definition
+from tests.factories import make_flow, simple_definition
 from workflows.models import Run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

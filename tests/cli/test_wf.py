@@ -9,7 +9,7 @@ import time
 import pytest
 
 from resources.services import resource_create
-from tests.workflows.conftest import make_flow, simple_definition
+from tests.factories import make_flow, simple_definition
 from workflows.models import Run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

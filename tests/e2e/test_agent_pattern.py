@@ -20,13 +20,14 @@ from django.contrib.auth.models import Group
 from approvals.models import Approval
 from approvals.services import approval_approve, approval_redo
 from tests.e2e.conftest import wait_for, wait_for_run
-from tests.workflows.conftest import drain, make_flow, steps_of
+from tests.factories import drain, make_flow, steps_of
 from tests.workflows.test_ssh_step import logs_of, ssh_connection
 from workflows.definitions import parse_definition, validate_definition
+from workflows.engine.callback_tokens import callback_token
 from workflows.engine.sweeper import sweep
 from workflows.errors import DefinitionInvalid
 from workflows.models import Event, Run
-from workflows.services.callbacks import callback_receive, callback_token
+from workflows.services.callbacks import callback_receive
 from workflows.services.flows import flow_create, flow_promote, flow_release
 from workflows.services.runs import run_start
 

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from tests.e2e.conftest import wait_for, wait_for_run
-from tests.workflows.conftest import make_flow, simple_definition, steps_of
+from tests.factories import make_flow, simple_definition, steps_of
 from workflows.engine import sweeper
 from workflows.models import Attempt, Run
 from workflows.services.runs import run_cancel, run_start

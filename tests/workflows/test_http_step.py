@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from connections.services import connection_create
-from tests.workflows.conftest import drain, make_flow, simple_definition, steps_of
+from tests.factories import drain, make_flow, simple_definition, steps_of
 from workflows.models import Attempt
 from workflows.services.runs import run_start
 

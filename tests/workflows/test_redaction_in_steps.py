@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from connections.services import connection_create
-from tests.workflows.conftest import drain, make_flow, steps_of
+from tests.factories import drain, make_flow, steps_of
 from tests.workflows.test_ssh_step import logs_of, ssh_connection
 from workflows.models import Attempt, Event, LogChunk, Run
 from workflows.services.runs import run_start

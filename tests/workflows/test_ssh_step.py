@@ -20,7 +20,7 @@ from django.db import connections
 
 from connections.models import Connection
 from connections.services import connection_create
-from tests.workflows.conftest import drain, make_flow, steps_of
+from tests.factories import drain, make_flow, steps_of
 from workflows.definitions import validate_definition
 from workflows.engine import executor
 from workflows.errors import DefinitionInvalid

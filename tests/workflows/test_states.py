@@ -3,10 +3,11 @@ function: a conditional UPDATE plus an Event in the same transaction."""
 
 import pytest
 
-from tests.workflows.conftest import make_flow, simple_definition
+from tests.factories import make_flow, simple_definition
+from workflows.engine.transitions import run_transition, step_transition
+from workflows.errors import TransitionNotAllowed
 from workflows.models import Event, Run, StepRun
 from workflows.services.runs import run_start
-from workflows.services.transitions import run_transition, step_transition
 from workflows.states import (
     RUN_TERMINAL,
     RUN_TRANSITIONS,
@@ -15,7 +16,6 @@ from workflows.states import (
     STEP_TRANSITIONS,
     RunStatus,
     StepStatus,
-    TransitionNotAllowed,
 )
 
 pytestmark = pytest.mark.django_db

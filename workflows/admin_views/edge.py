@@ -30,7 +30,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django_htmx.http import HTMX_STOP_POLLING
 
 from workflows import selectors
-from workflows.errors import DefinitionInvalid, NotPermitted, WorkflowError
+from workflows.errors import WorkflowError
 from workflows.models import Flow, Run
 from workflows.permissions import (
     EDIT_DRAFT,
@@ -39,7 +39,6 @@ from workflows.permissions import (
     RELEASE_FLOW,
     has_permission,
 )
-from workflows.states import TransitionNotAllowed
 
 
 def refused(request: HttpRequest, model_admin: Any, reason: str) -> HttpResponse:
@@ -51,24 +50,22 @@ def refused(request: HttpRequest, model_admin: Any, reason: str) -> HttpResponse
 
 def call_service(request: HttpRequest, model_admin: Any, service: Callable[..., Any], *,
                  back: str, **kwargs: Any) -> tuple[Any, HttpResponse | None]:
-    """Call `service(**kwargs)` and map its refusals: NotPermitted is a 403 page; an illegal
-    transition, a conflict, a missing object or an invalid definition is an error message and a
-    redirect to `back`. Services are transactional, so a refusal leaves nothing half done.
+    """Call `service(**kwargs)` and map its refusal by the error's own `http_status` (the same
+    attribute the API reads): a 403 is the refused page; anything else (an illegal transition, a
+    conflict, a missing object, an invalid definition with its problems) is an error message and
+    a redirect to `back`. Services are transactional, so a refusal leaves nothing half done.
     Returns (result, None) on success, (None, response) on refusal."""
     try:
         return service(**kwargs), None
-    except NotPermitted as exc:
-        return None, refused(request, model_admin, str(exc))
-    except DefinitionInvalid as exc:
-        messages.error(request, problems_message(exc))
-        return None, HttpResponseRedirect(back)
-    except (TransitionNotAllowed, WorkflowError) as exc:
-        messages.error(request, str(exc))
+    except WorkflowError as exc:
+        if exc.http_status == 403:
+            return None, refused(request, model_admin, str(exc))
+        messages.error(request, problems_message(exc) if exc.details else str(exc))
         return None, HttpResponseRedirect(back)
 
 
-def problems_message(exc: DefinitionInvalid) -> str:
-    lines = [f"{p['path']}: {p['message']}" for p in exc.problems]
+def problems_message(exc: WorkflowError) -> str:
+    lines = [f"{p['path']}: {p['message']}" for p in exc.details]
     head = str(exc).split(":", 1)[0]
     return head + (": " + "; ".join(lines) if lines else "")
 

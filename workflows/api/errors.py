@@ -18,25 +18,8 @@ from django.db import DataError, IntegrityError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
 
-from approvals.services import ApprovalNotAllowed
-from connections.errors import ConnectionInvalid
-from workflows.errors import (
-    CallbackExpired,
-    CallbackUnknown,
-    CallbackUsed,
-    Conflict,
-    DefinitionInvalid,
-    InputInvalid,
-    NotFound,
-    NotPermitted,
-)
-from workflows.references import ReferenceUnresolved
-from workflows.services.webhooks import (
-    WebhookPayloadInvalid,
-    WebhookSignatureInvalid,
-    json_storage_problems,
-)
-from workflows.states import TransitionNotAllowed
+from workflows.errors import WorkflowError
+from workflows.services.webhooks import json_storage_problems
 
 logger = logging.getLogger(__name__)
 
@@ -94,42 +77,18 @@ def _validation_details(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
 
 
 def describe(exc: Exception) -> tuple[int, str, str, list[dict[str, str]]]:
-    """(status, code, message, details) for an exception; the order of checks matters where one
-    class derives from another (ApprovalNotAllowed is a NotPermitted, InputInvalid a
-    DefinitionInvalid, CallbackUnknown must not fall under NotFound's code)."""
+    """(status, code, message, details) for an exception. A domain error carries its own status
+    and code (`workflows.errors.WorkflowError`); what remains are the API's own errors and the
+    framework's (Django, Ninja, the database)."""
     if isinstance(exc, ApiError):
         return exc.status, exc.code, exc.message, exc.details
+    if isinstance(exc, WorkflowError):
+        return exc.http_status, exc.code, str(exc) or exc.default_message, exc.details
     if isinstance(exc, ValidationError):
         details = _validation_details(exc.errors)
         summary = "; ".join(f"{d['path']}: {d['message']}" for d in details[:5])
         return 422, "validation_error", f"the request is invalid: {summary}", details
-    if isinstance(exc, InputInvalid):
-        return 422, "input_invalid", str(exc), list(exc.problems)
-    if isinstance(exc, DefinitionInvalid):
-        code = "connection_invalid" if isinstance(exc, ConnectionInvalid) \
-            else "definition_invalid"
-        return 422, code, str(exc), list(exc.problems)
-    if isinstance(exc, ReferenceUnresolved):
-        return 422, "reference_unresolved", str(exc), []
-    if isinstance(exc, TransitionNotAllowed):
-        return 409, "transition_not_allowed", str(exc), []
-    if isinstance(exc, Conflict):
-        return 409, "conflict", str(exc), []
-    if isinstance(exc, ApprovalNotAllowed):
-        return 403, "not_an_assignee", str(exc), []
-    if isinstance(exc, NotPermitted):
-        return 403, "forbidden", str(exc), []
-    if isinstance(exc, CallbackExpired):
-        return 410, "callback_expired", str(exc), []
-    if isinstance(exc, CallbackUsed):
-        return 409, "callback_used", str(exc), []
-    if isinstance(exc, CallbackUnknown):
-        return 404, "callback_unknown", str(exc), []
-    if isinstance(exc, WebhookSignatureInvalid):
-        return 401, "signature_invalid", str(exc), []
-    if isinstance(exc, WebhookPayloadInvalid):
-        return 400, "bad_request", str(exc), []
-    if isinstance(exc, NotFound | ObjectDoesNotExist | Http404):
+    if isinstance(exc, ObjectDoesNotExist | Http404):
         return 404, "not_found", str(exc) or "not found", []
     if isinstance(exc, AuthenticationError):
         message = exc.message

@@ -25,11 +25,18 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from connections.errors import SecretDecryptionError
+from connections.selectors import (
+    connection_redactor,
+    connection_secrets_for_step,
+    connections_for_step,
+)
+from resources.services import resource_create
 from workflows.engine import progress
+from workflows.engine.transitions import events_batched, run_transition, step_transition
 from workflows.models import ActorKind, Attempt, LogChunk, Run, StepRun
 from workflows.references import ReferenceUnresolved, resolve
-from workflows.services.transitions import events_batched, run_transition, step_transition
-from workflows.states import RUN_TERMINAL, AttemptStatus, RunStatus, StepStatus
+from workflows.states import RUN_TERMINAL, AttemptStatus, EventKind, RunStatus, StepStatus
 from workflows.steps import StepCanceled, StepFailed, StepOutcome, get_step_type
 
 logger = logging.getLogger(__name__)
@@ -174,8 +181,6 @@ def claim_locked(run: Run, steps: dict[str, StepRun], step: StepRun) -> Claimed 
 
     The Attempt is not written here: a fast attempt is written once, when it ends; a slower
     one when the worker first checks on it (`execute`)."""
-    from connections.selectors import connection_redactor
-
     definition = progress.step_definitions(run)[step.key]
     step_type = get_step_type(step.type)
     setup_error: StepFailed | None = None
@@ -227,9 +232,6 @@ def _load_connections(names: list[str]) -> tuple[dict[str, Any], dict[str, dict[
     """The named connections (no secrets) and their decrypted secrets."""
     if not names:
         return {}, {}
-    from connections.crypto import SecretDecryptionError
-    from connections.selectors import connection_secrets_for_step, connections_for_step
-
     documents = connections_for_step(names=names)
     missing = [n for n in names if n not in documents]
     if missing:
@@ -303,8 +305,6 @@ def execute(claimed: Claimed) -> Result:
 
 
 def _store_resources(claimed: Claimed, ctx: AttemptContext) -> None:
-    from resources.services import resource_create
-
     for resource_id, data, name, content_type in ctx.resources:
         resource_create(content=data, name=name, content_type=content_type,
                         run=claimed.run, step_run=claimed.step, resource_id=resource_id)
@@ -423,6 +423,7 @@ def _record_outcome(run: Run, steps: dict[str, StepRun], step: StepRun, claimed:
         _close_attempt(claimed, AttemptStatus.COMPLETED, output=output,
                        exit_code=outcome.exit_code)
         return _continue(run, steps)
+    step_type = get_step_type(step.type)
     if outcome.kind == "wait":
         fields: dict[str, Any] = {"timeout_at": progress.timeout_at(outcome.timeout_seconds)}
         if outcome.wake_at is not None:
@@ -431,6 +432,8 @@ def _record_outcome(run: Run, steps: dict[str, StepRun], step: StepRun, claimed:
                         fields=fields, expected_attempt=number,
                         reason="timer" if outcome.wake_at else "waiting for a callback")
         write_attempt(claimed, status=AttemptStatus.WAITING)
+        step_type.on_pause(run=run, step_run=step, steps=steps, params=claimed.resolved or {},
+                           attempt_number=number)
         if step.callback_received_at is not None:
             progress.wait_complete(run=run, step_run=step, output=step.callback_payload,
                                    actor_kind=ActorKind.CALLBACK,
@@ -440,14 +443,12 @@ def _record_outcome(run: Run, steps: dict[str, StepRun], step: StepRun, claimed:
         progress.run_settle(run, steps)
         return None
     if outcome.kind == "approval":
-        from approvals.services import approval_request
-
         timeout = progress.timeout_at(outcome.timeout_seconds)
         step_transition(step, StepStatus.WAITING_FOR_APPROVAL, actor_kind=ActorKind.WORKER,
                         actor=actor, expected_attempt=number, fields={"timeout_at": timeout})
         write_attempt(claimed, status=AttemptStatus.WAITING)
-        approval_request(run=run, step_run=step, steps=steps, params=claimed.resolved or {},
-                         attempt_number=number)
+        step_type.on_pause(run=run, step_run=step, steps=steps, params=claimed.resolved or {},
+                           attempt_number=number)
         _wake_later(step, timeout)
         progress.run_settle(run, steps)
         return None
@@ -462,6 +463,7 @@ def _wake_later(step: StepRun, *times: Any) -> None:
         return
 
     def send() -> None:
+        # Lazy: django-q2 is loaded only when a task is actually sent (not a cycle).
         from django_q.tasks import async_task
 
         async_task("workflows.tasks.wake_step", step.pk, task_name=f"wake-{step.pk}",
@@ -494,7 +496,7 @@ def _record_failure(run: Run, steps: dict[str, StepRun], step: StepRun, claimed:
         delay = progress.backoff_seconds(retry, failures)
         step_transition(
             step, StepStatus.QUEUED, actor_kind=ActorKind.WORKER, actor=worker_id(),
-            kind="step_retry_scheduled", expected_attempt=number,
+            kind=EventKind.STEP_RETRY_SCHEDULED, expected_attempt=number,
             reason=f"attempt {number} failed ({error['type']}: {error['message']}); "
                    f"retrying in {delay:g}s",
             data={"attempt": number, "delay_seconds": delay},

@@ -8,7 +8,7 @@ two steps of one run finishing at once cannot both miss the step that needs them
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -16,6 +16,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from workflows.engine.callback_tokens import callback_url
+from workflows.engine.transitions import run_transition, step_transition
 from workflows.models import ActorKind, Attempt, FlowVersion, Run, StepRun
 from workflows.references import (
     ReferenceSyntaxError,
@@ -24,8 +26,6 @@ from workflows.references import (
     parse_reference,
     resolve,
 )
-from workflows.services.callbacks import callback_url
-from workflows.services.transitions import run_transition, step_transition
 from workflows.states import (
     RUN_TERMINAL,
     STEP_ACTIVE,
@@ -35,6 +35,7 @@ from workflows.states import (
     RunStatus,
     StepStatus,
 )
+from workflows.steps import get_step_type
 
 logger = logging.getLogger(__name__)
 
@@ -125,8 +126,6 @@ def resolution_context(run: Run, steps: Iterable[StepRun], value: Any) -> dict[s
 
 
 def _connection_names(run: Run) -> list[str]:
-    from workflows.steps import get_step_type
-
     names: set[str] = set()
     for step in run.definition["steps"]:
         step_type = get_step_type(step["type"])
@@ -141,6 +140,7 @@ def enqueue(step_run_ids: list[int]) -> None:
         return
 
     def send() -> None:
+        # Lazy: django-q2 is loaded only when a task is actually sent (not a cycle).
         from django_q.tasks import async_task
 
         for step_run_id in step_run_ids:
@@ -258,8 +258,6 @@ def run_settle(run: Run, steps: dict[str, StepRun], *, actor_kind: str = ActorKi
 def cancel_active_steps(run: Run, steps: dict[str, StepRun], *, reason: str,
                         actor_kind: str = ActorKind.SYSTEM, actor: str = "",
                         include_not_started: bool = False) -> None:
-    from approvals.services import approvals_cancel_for_step
-
     for step in steps.values():
         if step.status in STEP_ACTIVE or (
             include_not_started and step.status == StepStatus.NOT_STARTED
@@ -269,16 +267,28 @@ def cancel_active_steps(run: Run, steps: dict[str, StepRun], *, reason: str,
                             reason=reason)
             if was in (StepStatus.WAITING, StepStatus.WAITING_FOR_APPROVAL):
                 attempt_finish(step, AttemptStatus.CANCELED)
-            if was == StepStatus.WAITING_FOR_APPROVAL:
-                approvals_cancel_for_step(step_run=step)
+                step_type = get_step_type(step.type)
+                if step_type is not None:
+                    step_type.on_cancel(run=run, step_run=step)
+
+
+# Called as listener(flow_id=..., concurrency_key=...) when a run holding a concurrency slot
+# ends. Admission builds on this module, so it registers itself here (`on_slot_freed`) rather
+# than being imported: see workflows/engine/admission.py.
+_slot_freed_listeners: list[Callable[..., None]] = []
+
+
+def on_slot_freed(listener: Callable[..., None]) -> None:
+    """Register what admits the next held run when a slot frees up (admission does, once)."""
+    if listener not in _slot_freed_listeners:
+        _slot_freed_listeners.append(listener)
 
 
 def run_after_terminal(run: Run) -> None:
     """A run ended: admit the next run waiting for its concurrency slot, if any."""
-    from workflows.services.runs import run_admit_next
-
     if run.concurrency_key is not None:
-        run_admit_next(flow_id=run.flow_id, concurrency_key=run.concurrency_key)
+        for listener in _slot_freed_listeners:
+            listener(flow_id=run.flow_id, concurrency_key=run.concurrency_key)
 
 
 def attempt_finish(step: StepRun, status: str, *, output: Any = None,

@@ -7,7 +7,7 @@ and can be run by hand (`python manage.py sweep`). Every repair writes an Event.
   broker drops tasks when a worker dies) are enqueued again;
 - timer waits that are due complete; waits and approvals past their timeout are resolved as
   the step says (`on_timeout`);
-- due schedule triggers start their runs.
+- (due schedule triggers start their runs: a service, `workflows.services.maintenance`).
 """
 
 from __future__ import annotations
@@ -24,15 +24,17 @@ from django.utils import timezone
 
 from workflows.engine import progress
 from workflows.engine.executor import MAX_WORKER_LOSSES
+from workflows.engine.transitions import event_record, step_transition
 from workflows.models import ActorKind, Attempt, Run, StepRun
-from workflows.services.transitions import event_record, step_transition
-from workflows.states import AttemptStatus, StepStatus
+from workflows.states import AttemptStatus, EventKind, StepStatus
+from workflows.steps import get_step_type
 
 logger = logging.getLogger(__name__)
 
 
 def sweep(now=None) -> dict[str, int]:
-    """One repair pass. Returns how many of each repair it made."""
+    """One repair pass of the engine. Returns how many of each repair it made. (The periodic
+    task also fires due schedules: `workflows.services.maintenance.sweep_all`.)"""
     now = now or timezone.now()
     counts = {
         "expired_leases": _expired_leases(now),
@@ -46,9 +48,6 @@ def sweep(now=None) -> dict[str, int]:
         },
         "orphan_attempts": _orphan_attempts(now),
     }
-    from workflows.services.schedules import schedules_fire_due
-
-    counts["schedules_fired"] = schedules_fire_due(now=now)
     return counts
 
 
@@ -82,7 +81,7 @@ def _expired_leases(now) -> int:
         if losses < MAX_WORKER_LOSSES:
             # A lost worker is not the step's failure: it does not use up a retry.
             step_transition(
-                step, StepStatus.QUEUED, kind="lease_expired", expected_attempt=number,
+                step, StepStatus.QUEUED, kind=EventKind.LEASE_EXPIRED, expected_attempt=number,
                 reason=error["message"] + "; queued again",
                 data={"attempt": number, "worker": step.worker},
                 fields={"retry_base": step.retry_base + 1, "enqueued_at": now,
@@ -90,7 +89,7 @@ def _expired_leases(now) -> int:
             )
             progress.enqueue([step.pk])
         else:
-            step_transition(step, StepStatus.FAILED, kind="lease_expired",
+            step_transition(step, StepStatus.FAILED, kind=EventKind.LEASE_EXPIRED,
                             expected_attempt=number, fields={"error": error},
                             reason=f"{error['message']}; {losses} workers lost, giving up")
             progress.run_settle(run, progress.load_steps(run))
@@ -116,7 +115,7 @@ def _lost_enqueues(now) -> int:
             updated = StepRun.objects.filter(pk=step_id, status=StepStatus.QUEUED).update(
                 enqueued_at=now)
             if updated:
-                event_record(run_id=run_id, step_run_id=step_id, kind="step_requeued",
+                event_record(run_id=run_id, step_run_id=step_id, kind=EventKind.STEP_REQUEUED,
                              reason="queued but not claimed by any worker; enqueued again")
                 progress.enqueue([step_id])
     return len(ids)
@@ -141,7 +140,7 @@ def _wait_timeout_repair(run: Run, step: StepRun, now) -> bool:
                                actor_kind=ActorKind.SYSTEM, reason=reason)
         return True
     error = {"type": "WaitTimeout", "message": reason}
-    step_transition(step, StepStatus.FAILED, kind="wait_timed_out", reason=reason,
+    step_transition(step, StepStatus.FAILED, kind=EventKind.WAIT_TIMED_OUT, reason=reason,
                     fields={"error": error})
     progress.attempt_finish(step, AttemptStatus.FAILED, error=error)
     progress.run_settle(run, progress.load_steps(run), reason=reason)
@@ -149,18 +148,15 @@ def _wait_timeout_repair(run: Run, step: StepRun, now) -> bool:
 
 
 def _approval_timeout_repair(run: Run, step: StepRun, now) -> bool:
-    from approvals.models import Approval, ApprovalStatus
-    from approvals.services import approval_expire
-
+    """Its step type resolves it (`StepType.on_timeout`; the approvals app's for approvals)."""
     if (step.status != StepStatus.WAITING_FOR_APPROVAL or not step.timeout_at
             or step.timeout_at > now):
         return False
-    approval = Approval.objects.filter(step_run=step, status=ApprovalStatus.PENDING).first()
-    if approval is None:
+    step_type = get_step_type(step.type)
+    if step_type is None:
         return False
-    approval_expire(approval=approval, run=run, step_run=step,
-                    on_timeout=_step_param(run, step.key, "on_timeout", "fail"))
-    return True
+    params = progress.step_definitions(run).get(step.key, {})
+    return step_type.on_timeout(run=run, step_run=step, params=params)
 
 
 # What comes due on a paused step: (count name, status, the column saying when, repair). Each

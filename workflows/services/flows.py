@@ -21,6 +21,7 @@ from workflows.permissions import (
     RELEASE_FLOW,
     require_permission,
 )
+from workflows.services.schedules import schedules_sync
 
 
 def _normalized(definition: dict | str | bytes) -> dict[str, Any]:
@@ -45,8 +46,6 @@ def flow_create(*, definition: dict | str | bytes, actor=None) -> Flow:
         raise DefinitionInvalid(
             [{"path": "slug", "message": f"a flow with slug {normalized['slug']!r} exists"}]
         ) from exc
-    from workflows.services.schedules import schedules_sync
-
     schedules_sync(flow=flow)
     return flow
 
@@ -111,7 +110,5 @@ def flow_promote(*, flow: Flow, number: int, actor=None) -> FlowVersion:
         locked.live_version = version
         locked.save(update_fields=["live_version", "updated_at"])
     flow.live_version = version
-    from workflows.services.schedules import schedules_sync
-
     schedules_sync(flow=flow)
     return version

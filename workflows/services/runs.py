@@ -1,4 +1,5 @@
-"""Commands on runs: start, cancel, retry, replay (DESIGN.md §5)."""
+"""Commands on runs: start, cancel, retry, replay (DESIGN.md §5). They check permissions and
+build the runs; admission, cancellation and moving runs on are the engine's (`workflows.engine`)."""
 
 from __future__ import annotations
 
@@ -6,19 +7,14 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
+from workflows import engine
 from workflows.definitions import step_descendants, validate_run_input
-from workflows.engine import progress
 from workflows.errors import Conflict, NotFound
 from workflows.models import ActorKind, Flow, FlowVersion, Run, StepRun, TriggerKind
 from workflows.permissions import OPERATE_RUN, actor_name, require_permission
 from workflows.references import ReferenceUnresolved, resolve
-from workflows.services.callbacks import callback_mint
-from workflows.services.transitions import event_record, run_transition
-from workflows.states import RUN_TERMINAL, RunStatus, StepStatus
+from workflows.states import RUN_TERMINAL, EventKind, RunStatus, StepStatus
 
-ACTIVE_RUN_STATUSES = (
-    RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING, RunStatus.WAITING_FOR_APPROVAL,
-)
 TRIGGER_ACTOR_KIND = {
     TriggerKind.MANUAL: ActorKind.USER,
     TriggerKind.RETRY: ActorKind.USER,
@@ -62,7 +58,7 @@ def run_start(
                 trigger_kind=trigger_kind, trigger_payload=trigger_payload or {},
                 idempotency_key=idempotency_key or None,
             )
-            _admit_or_hold(run)
+            engine.run_admit(run)
     except IntegrityError:
         if idempotency_key:
             existing = Run.objects.filter(flow=flow, idempotency_key=idempotency_key).first()
@@ -88,7 +84,7 @@ def _run_create(*, flow: Flow, version: FlowVersion, definition: dict[str, Any],
     reuse = reuse or {}
     step_runs = []
     for position, step in enumerate(definition["steps"]):
-        nonce, token_hash = callback_mint() if step["type"] == "wait" else ("", None)
+        nonce, token_hash = engine.callback_mint() if step["type"] == "wait" else ("", None)
         original = reuse.get(step["key"])
         step_runs.append(StepRun(
             run=run, key=step["key"], type=step["type"], position=position, needs=step["needs"],
@@ -101,8 +97,8 @@ def _run_create(*, flow: Flow, version: FlowVersion, definition: dict[str, Any],
         ))
     StepRun.objects.bulk_create(step_runs)
     actor_kind = TRIGGER_ACTOR_KIND.get(trigger_kind, ActorKind.SYSTEM)
-    event_record(
-        run_id=run.pk, kind="run_created", to_status=RunStatus.CREATED, actor_kind=actor_kind,
+    engine.event_record(
+        run_id=run.pk, kind=EventKind.RUN_CREATED, to_status=RunStatus.CREATED, actor_kind=actor_kind,
         actor=run.trigger_actor,
         reason=f"{trigger_kind} trigger" + (f" of run {(retry_of or replay_of).pk}"
                                              if (retry_of or replay_of) else ""),
@@ -125,77 +121,14 @@ def _concurrency_key(definition: dict[str, Any], input: dict[str, Any]) -> str |
     return str(value)
 
 
-def _admit_or_hold(run: Run) -> None:
-    """Apply the flow's concurrency policy, holding the flow row lock so two starts cannot both
-    take the last slot."""
-    concurrency = run.definition.get("concurrency") or {}
-    if run.concurrency_key is None:
-        _admit(run)
-        return
-    Flow.objects.select_for_update().filter(pk=run.flow_id).first()
-    active = list(
-        Run.objects.filter(flow_id=run.flow_id, concurrency_key=run.concurrency_key,
-                           status__in=ACTIVE_RUN_STATUSES).order_by("id")
-    )
-    limit = int(concurrency.get("limit") or 1)
-    if len(active) < limit:
-        _admit(run)
-        return
-    policy = concurrency.get("policy", "queue")
-    reason = f"concurrency limit {limit} reached for key {run.concurrency_key!r}"
-    if policy == "skip":
-        _cancel(run, actor=None, reason=f"skipped: {reason}")
-        return
-    if policy == "cancel_running":
-        for older in active[: len(active) - limit + 1]:
-            _cancel(older, actor=None, reason=f"canceled by run {run.pk}: {reason}",
-                    admit_next=False)
-        _admit(run)
-        return
-    event_record(run_id=run.pk, kind="run_held", reason=f"waiting: {reason}")
-
-
-def _admit(run: Run) -> None:
-    run_transition(run, RunStatus.QUEUED, reason="admitted")
-    steps = progress.load_steps(run)
-    queued = progress.queue_ready(run, steps)
-    progress.run_settle(run, steps)
-    progress.enqueue([s.pk for s in queued])
-
-
-def run_admit_next(*, flow_id: int, concurrency_key: str) -> None:
-    """A slot freed up: admit the oldest run held for this concurrency key."""
-    held = (Run.objects.filter(flow_id=flow_id, concurrency_key=concurrency_key,
-                               status=RunStatus.CREATED).select_related("version")
-            .order_by("id").first())
-    if held is not None:
-        _admit_or_hold(held)
-
-
 def run_cancel(*, run: Run, actor=None, reason: str = "") -> Run:
     """Cancel the run and every non-terminal step. A running handler notices at its next
     heartbeat. Raises TransitionNotAllowed when the run has already ended."""
     require_permission(actor, OPERATE_RUN)
     with transaction.atomic():
-        locked = progress.lock_run(run.pk)
-        _cancel(locked, actor=actor, reason=reason or "canceled")
+        locked = engine.lock_run(run.pk)
+        engine.run_cancel_locked(locked, actor=actor, reason=reason or "canceled")
     return locked
-
-
-def _cancel(run: Run, *, actor, reason: str, admit_next: bool = True) -> None:
-    from workflows.states import TransitionNotAllowed
-
-    if run.status in RUN_TERMINAL:
-        raise TransitionNotAllowed("run", run.status, RunStatus.CANCELED,
-                                   f"run {run.pk} has already ended")
-    actor_kind = ActorKind.SYSTEM if actor is None else ActorKind.USER
-    steps = progress.load_steps(run)
-    progress.cancel_active_steps(run, steps, reason=reason, actor_kind=actor_kind,
-                                 actor=actor_name(actor), include_not_started=True)
-    run_transition(run, RunStatus.CANCELED, actor_kind=actor_kind, actor=actor_name(actor),
-                   reason=reason)
-    if admit_next:
-        progress.run_after_terminal(run)
 
 
 def run_retry(*, run: Run, actor=None, from_step: str | None = None) -> Run:
@@ -206,7 +139,7 @@ def run_retry(*, run: Run, actor=None, from_step: str | None = None) -> Run:
     run = Run.objects.select_related("flow", "version").get(pk=run.pk)
     if run.status not in RUN_TERMINAL:
         raise Conflict(f"run {run.pk} is still {run.status}; cancel it first or wait for it")
-    originals = progress.load_steps(run, full=True)
+    originals = engine.load_steps(run, full=True)
     definition = run.definition
     if from_step is not None:
         if from_step not in originals:
@@ -229,11 +162,11 @@ def run_retry(*, run: Run, actor=None, from_step: str | None = None) -> Run:
             reuse=reuse,
         )
         for key in reuse:
-            event_record(run_id=new.pk, kind="step_reused", to_status=StepStatus.COMPLETED,
+            engine.event_record(run_id=new.pk, kind=EventKind.STEP_REUSED, to_status=StepStatus.COMPLETED,
                          actor_kind=ActorKind.SYSTEM,
                          step_run_id=StepRun.objects.get(run=new, key=key).pk,
                          reason=f"output reused from run {run.pk}")
-        _admit_or_hold(new)
+        engine.run_admit(new)
     return new
 
 
@@ -246,7 +179,7 @@ def run_replay(*, run: Run, actor=None) -> Run:
             actor=actor, draft=run.is_rehearsal, trigger_kind=TriggerKind.REPLAY,
             trigger_payload={"replay_of": run.pk}, replay_of=run,
         )
-        _admit_or_hold(new)
+        engine.run_admit(new)
     return new
 
 

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from workflows.models import Flow, ScheduleState, TriggerKind
+from workflows.services.runs import run_start
 
 
 def _next_fire(cron: str, tz: str | None, after: datetime) -> datetime:
@@ -45,8 +46,6 @@ def schedules_sync(*, flow: Flow) -> None:
 
 def schedules_fire_due(*, now: datetime | None = None) -> int:
     """Start a run for every schedule whose time has come. Returns how many fired."""
-    from workflows.services.runs import run_start
-
     now = now or timezone.now()
     fired = 0
     for state in ScheduleState.objects.filter(next_fire_at__lte=now).select_related(

@@ -25,6 +25,7 @@ from django.db import transaction
 from workflows.errors import InputInvalid, NotFound, WorkflowError
 from workflows.models import Flow, Run, TriggerKind
 from workflows.permissions import RELEASE_FLOW, require_permission
+from workflows.services.runs import run_start
 
 WEBHOOK_TOLERANCE_SECONDS = 300
 IDEMPOTENCY_PREFIX = "webhook:"
@@ -35,6 +36,9 @@ class WebhookSignatureInvalid(WorkflowError):
     """The X-Signature header is missing, malformed, stale or does not match. The message says
     which."""
 
+    code = "signature_invalid"
+    http_status = 401
+
 
 class WebhookNotEnabled(NotFound):
     """The flow does not exist or its live release declares no webhook trigger."""
@@ -42,6 +46,9 @@ class WebhookNotEnabled(NotFound):
 
 class WebhookPayloadInvalid(WorkflowError):
     """The body is not a JSON object (or the idempotency key is unusable)."""
+
+    code = "bad_request"
+    http_status = 400
 
 
 def webhook_sign(*, secret: str, body: bytes, timestamp: int | None = None) -> str:
@@ -177,8 +184,6 @@ def webhook_receive(*, flow: Flow, body: bytes, signature: str | None,
     WebhookPayloadInvalid, InputInvalid. A repeated Idempotency-Key returns the run the first
     delivery started (created=False), whatever the new body says.
     """
-    from workflows.services.runs import run_start
-
     if not webhook_enabled(flow=flow):
         raise WebhookNotEnabled(f"flow {flow.slug} has no webhook trigger in its live release")
     webhook_verify(secret=flow.webhook_secret, body=body, header=signature, now=now)

@@ -107,6 +107,24 @@ class StepType:
     def execute(self, ctx: StepContext) -> StepOutcome:
         raise NotImplementedError
 
+    # --- engine hooks -------------------------------------------------------------------------
+    # The engine knows a step type only through these; an app above the engine (approvals)
+    # implements them instead of the engine importing it. Each runs inside the engine's
+    # transaction with the run's row lock held. The defaults do nothing.
+
+    def on_pause(self, *, run: Any, step_run: Any, steps: dict[str, Any],
+                 params: dict[str, Any], attempt_number: int) -> None:
+        """The attempt ended paused (outcome "wait" or "approval"); `params` is the step's
+        definition with its references resolved, `steps` the run's step runs by key."""
+
+    def on_cancel(self, *, run: Any, step_run: Any) -> None:
+        """The step was canceled while paused (its run failed or was canceled)."""
+
+    def on_timeout(self, *, run: Any, step_run: Any, params: dict[str, Any]) -> bool:
+        """The step's `timeout_at` passed while it waited for approval: resolve it. Returns
+        whether anything was done (False: nothing was pending)."""
+        return False
+
     # Connection kinds this type accepts (the definition checks them at release).
     connection_kinds: ClassVar[frozenset[str]] = frozenset()
 

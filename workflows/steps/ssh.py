@@ -43,6 +43,8 @@ from typing import Any
 import paramiko
 from paramiko.hostkeys import HostKeyEntry
 
+from connections.redaction import Redactor
+from connections.selectors import secret_values
 from workflows.steps.base import (
     Problem,
     StepCanceled,
@@ -211,8 +213,6 @@ class Tail:
     output again; this only closes the gap a cut would open)."""
 
     def __init__(self, size: int, secrets: list[str]):
-        from connections.redaction import Redactor
-
         self.size = size
         self._redactor = Redactor(secrets)
         self._keep = size + max((len(s) for s in self._redactor.secrets), default=0)
@@ -277,8 +277,6 @@ class SshStep(StepType):
     # --- running -----------------------------------------------------------------------------
 
     def execute(self, ctx: StepContext) -> StepOutcome:
-        from connections.selectors import secret_values
-
         name = ctx.step["connection"]
         config = ctx.connections[name]["config"]
         secret = ctx.secret(name)

@@ -1,4 +1,4 @@
-"""The one place statuses change (DESIGN.md §3).
+"""The one place statuses change (DESIGN.md §3); the bottom of the engine.
 
 Each function checks the move against the tables in `workflows.states`, applies it with a
 conditional UPDATE (`... WHERE status = expected`) and writes an Event in the same transaction.
@@ -16,13 +16,14 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from workflows.errors import TransitionNotAllowed
 from workflows.models import ActorKind, Event, Run, StepRun
 from workflows.states import (
     RUN_TERMINAL,
     STEP_TERMINAL,
+    EventKind,
     RunStatus,
     StepStatus,
-    TransitionNotAllowed,
     run_transition_allowed,
     step_transition_allowed,
 )
@@ -99,7 +100,7 @@ def run_transition(
         if not updated:
             return False
         event_record(
-            run_id=run.pk, kind=kind or f"run_{to}", from_status=from_status, to_status=to,
+            run_id=run.pk, kind=kind or EventKind.of_run(to), from_status=from_status, to_status=to,
             actor_kind=actor_kind, actor=actor, reason=reason, data=data,
         )
     run.status = to
@@ -146,12 +147,12 @@ def step_transition(
             return False
         if via:
             event_record(
-                run_id=step_run.run_id, step_run_id=step_run.pk, kind=f"step_{via}",
+                run_id=step_run.run_id, step_run_id=step_run.pk, kind=EventKind.of_step(via),
                 from_status=from_status, to_status=via, actor_kind=actor_kind, actor=actor,
                 reason=via_reason,
             )
         event_record(
-            run_id=step_run.run_id, step_run_id=step_run.pk, kind=kind or f"step_{to}",
+            run_id=step_run.run_id, step_run_id=step_run.pk, kind=kind or EventKind.of_step(to),
             from_status=via or from_status, to_status=to, actor_kind=actor_kind, actor=actor,
             reason=reason, data=data,
         )

@@ -1,7 +1,13 @@
+"""The approval step type. Registered by `ApprovalsConfig.ready()`; the engine reaches it only
+through the StepType hooks (`on_pause` requests the approval, `on_cancel` cancels it,
+`on_timeout` expires it)."""
+
 from __future__ import annotations
 
 from typing import Any
 
+from approvals.models import Approval, ApprovalStatus
+from approvals.services import approval_expire, approval_request, approvals_cancel_for_step
 from workflows.steps.base import (
     Problem,
     StepContext,
@@ -41,3 +47,20 @@ class ApprovalStep(StepType):
     def execute(self, ctx: StepContext) -> StepOutcome:
         ctx.log("waiting for approval\n")
         return StepOutcome("approval", timeout_seconds=ctx.step.get("timeout_seconds"))
+
+    def on_pause(self, *, run: Any, step_run: Any, steps: dict[str, Any],
+                 params: dict[str, Any], attempt_number: int) -> None:
+        approval_request(run=run, step_run=step_run, steps=steps, params=params,
+                         attempt_number=attempt_number)
+
+    def on_cancel(self, *, run: Any, step_run: Any) -> None:
+        approvals_cancel_for_step(step_run=step_run)
+
+    def on_timeout(self, *, run: Any, step_run: Any, params: dict[str, Any]) -> bool:
+        approval = Approval.objects.filter(step_run=step_run,
+                                           status=ApprovalStatus.PENDING).first()
+        if approval is None:
+            return False
+        approval_expire(approval=approval, run=run, step_run=step_run,
+                        on_timeout=params.get("on_timeout", "fail"))
+        return True
