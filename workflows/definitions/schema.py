@@ -43,6 +43,18 @@ Reference = Annotated[
 ]
 
 
+def _names_only(field: str):
+    """json_schema_extra: a mapping field whose keys must match its patternProperties (pydantic
+    describes the key pattern but leaves other keys open)."""
+
+    def extra(schema: dict[str, Any]) -> None:
+        for variant in schema["properties"][field].get("anyOf", []):
+            if "patternProperties" in variant:
+                variant["additionalProperties"] = False
+
+    return extra
+
+
 class _Part(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -163,6 +175,8 @@ class HttpStep(_Step):
 class SshStep(_Step):
     """Runs `command` on the connection's host. Output: {exit_code, stdout_tail}."""
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_names_only("env"))
+
     type: Literal["ssh"]
     connection: str = Field(min_length=1, description="An ssh connection.")
     command: str = Field(min_length=1)
@@ -220,7 +234,9 @@ class Promotion(_Part):
 class FlowDefinition(_Part):
     """A flow definition (YAML or JSON): CONTRACT.md "Flow definition"."""
 
-    model_config = ConfigDict(extra="forbid", title="Flow definition")
+    model_config = ConfigDict(
+        extra="forbid", title="Flow definition", json_schema_extra=_names_only("input")
+    )
 
     slug: str = Field(
         pattern=r"^[a-z0-9][a-z0-9-]*$",

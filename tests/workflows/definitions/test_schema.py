@@ -132,6 +132,9 @@ def test_the_test_flow_and_its_normalized_form_conform(validator):
         ({"concurrency": {"policy": "drop"}}, "concurrency/policy"),
         ({"triggers": [{"type": "schedule"}]}, "triggers/0"),
         ({"input": {"limit": {"type": "int"}}}, "input/limit/type"),
+        ({"input": {"1st": {"type": "string"}}}, "input"),
+        ({"steps": [{"key": "a", "type": "ssh", "connection": "vm", "command": "x",
+                     "env": {"NOT-A-NAME": 1}}]}, "steps/0/env"),
     ],
 )
 def test_the_schema_refuses_what_the_checks_refuse(validator, change, where):
