@@ -8,11 +8,12 @@ data) are `dict`/`Any` fields inside these schemas.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from ninja import Field, Schema
 from pydantic import ConfigDict
 
+from workflows.definitions.schema import FlowDefinition
 from workflows.states import RunStatus, StepStatus
 
 # --- errors -------------------------------------------------------------------------------------
@@ -38,13 +39,29 @@ class ErrorOut(Schema):
 # --- flows --------------------------------------------------------------------------------------
 
 
+class _DescribedByFlowDefinition:
+    """Documents a `definition` field with the FlowDefinition schema and YAML/JSON text while
+    accepting any object or string: the definition checks answer with their own paths and
+    messages (422 definition_invalid), never pydantic's."""
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema, handler) -> dict[str, Any]:
+        described = handler(FlowDefinition.__pydantic_core_schema__)
+        return {"anyOf": [described, {"type": "string", "description": "YAML or JSON text."}]}
+
+
+DefinitionBody = Annotated[dict[str, Any] | str, _DescribedByFlowDefinition]
+
+
 class DefinitionIn(Schema):
     model_config = ConfigDict(json_schema_extra={"examples": [{"definition": {
         "slug": "simple", "name": "Simple", "steps": [
             {"key": "first", "type": "python", "action": "core.echo", "args": {"n": 1}}]}}]})
 
-    definition: dict[str, Any] | str = Field(
-        description="The flow definition: a JSON object, or YAML/JSON text."
+    definition: DefinitionBody = Field(
+        description="The flow definition: a JSON object, or YAML/JSON text. The object is "
+        "described by the FlowDefinition schema (also at GET /api/v1/schema/flow.json); the "
+        "server checks it and answers 422 with every problem."
     )
 
 

@@ -1,0 +1,69 @@
+"""Validation of a flow definition, one module per part (metadata, inputs, triggers, steps,
+references, connections). Each check is a function that takes what it needs, appends the
+problems it finds to a shared list and returns its normalized part; `validate_definition` runs
+them in document order and raises DefinitionInvalid with every problem.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workflows.definitions.base import DOCUMENT
+from workflows.definitions.check.connections import check_connections_exist
+from workflows.definitions.check.inputs import check_input_declarations
+from workflows.definitions.check.metadata import (
+    check_concurrency,
+    check_name,
+    check_optional_text,
+    check_slug,
+    check_top_level_keys,
+)
+from workflows.definitions.check.references import ConnectionUses
+from workflows.definitions.check.steps import check_steps
+from workflows.definitions.check.triggers import check_triggers
+from workflows.definitions.parse import json_problems
+from workflows.errors import DefinitionInvalid
+from workflows.steps.base import Problem, problem
+
+__all__ = ["validate_definition"]
+
+
+def validate_definition(
+    definition: dict[str, Any], *, check_connections: bool = False
+) -> dict[str, Any]:
+    """The normalized copy of `definition`, or DefinitionInvalid listing every problem found.
+
+    Problems carry paths such as `slug`, `input.limit.default`, `steps[2].args.x`,
+    `steps[0].needs[1]`, `triggers[0].cron`, `concurrency.policy`. The normalized form has every
+    top-level field (`description` "", `input` {}, `concurrency` None or filled, `triggers` []);
+    each input declaration has type, required (False), default (None) and description (""); each
+    step has `needs` as a list (default: the previous step; none for the first; `needs: []` means
+    none) and `retry` with max_attempts, backoff_seconds, backoff_factor. Validating a normalized
+    definition again returns an equal one. `definition` is not mutated.
+
+    With `check_connections`, connections that steps name or refer to must exist, and a step's
+    connection must be of a kind its type accepts: one query. This is the promotion check.
+    """
+    if not isinstance(definition, dict):
+        raise DefinitionInvalid([problem(DOCUMENT, "must be a mapping")])
+    problems: list[Problem] = json_problems(definition, "")
+    connection_uses: ConnectionUses | None = [] if check_connections else None
+    check_top_level_keys(problems, definition)
+    normalized: dict[str, Any] = {
+        "slug": check_slug(problems, definition.get("slug")),
+        "name": check_name(problems, definition.get("name")),
+        "description": check_optional_text(problems, definition.get("description"), "description"),
+    }
+    inputs = normalized["input"] = check_input_declarations(problems, definition.get("input"))
+    normalized["concurrency"] = check_concurrency(
+        problems, definition.get("concurrency"), inputs=inputs
+    )
+    normalized["triggers"] = check_triggers(problems, definition.get("triggers"), inputs=inputs)
+    normalized["steps"] = check_steps(
+        problems, definition.get("steps"), inputs=inputs, connection_uses=connection_uses
+    )
+    if connection_uses:
+        check_connections_exist(problems, connection_uses)
+    if problems:
+        raise DefinitionInvalid(problems)
+    return normalized

@@ -1,0 +1,76 @@
+"""Declared inputs at run time: the complete input of a run, or every problem with it.
+
+The declarations themselves are checked by `check/inputs.py`; a schedule trigger's input is
+checked against them with `run_input_problems` as well.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from workflows.definitions.base import TYPE_DESCRIPTIONS, InputType, is_int, is_number, type_name
+from workflows.errors import InputInvalid
+from workflows.steps.base import Problem, problem
+
+
+def has_input_type(value: Any, declared_type: Any) -> bool:
+    """Whether `value` is of the declared input type (True for an unknown type: reported elsewhere)."""
+    checks = {
+        InputType.STRING: lambda v: isinstance(v, str),
+        InputType.INTEGER: is_int,
+        InputType.NUMBER: is_number,
+        InputType.BOOLEAN: lambda v: isinstance(v, bool),
+        InputType.OBJECT: lambda v: isinstance(v, dict),
+        InputType.ARRAY: lambda v: isinstance(v, list),
+    }
+    check = checks.get(declared_type) if isinstance(declared_type, str) else None
+    return check is None or check(value)
+
+
+def run_input_problems(declared: dict[str, Any], value: Any, path: str) -> list[Problem]:
+    """Problems with `value` as the input of a run, at `path.NAME` (see validate_run_input)."""
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        return [problem(path, f"must be a mapping of input name to value, got {type_name(value)}")]
+    problems = [
+        problem(f"{path}.{name}", f"unknown input; declared: {', '.join(declared) or 'none'}")
+        for name in value
+        if name not in declared
+    ]
+    for name, declaration in declared.items():
+        given = value.get(name)
+        declared_type = declaration.get("type")
+        if given is None:
+            if declaration.get("required"):
+                problems.append(problem(f"{path}.{name}", "required"))
+        elif not has_input_type(given, declared_type):
+            problems.append(
+                problem(
+                    f"{path}.{name}",
+                    f"must be {TYPE_DESCRIPTIONS[declared_type]}, got {type_name(given)}",
+                )
+            )
+    return problems
+
+
+def validate_run_input(definition: dict[str, Any], value: Any) -> dict[str, Any]:
+    """The complete input for a run of `definition` (normalized), from the caller's `value`.
+
+    `value` is a mapping of declared input names (None counts as {}); a None value counts as not
+    given. Unknown names, missing required ones and values of the wrong type raise InputInvalid
+    with every problem at `input.NAME`. Booleans are not integers; integers are numbers. Missing
+    optional inputs get their default, or None when they have none, so every declared name is
+    present in the result.
+    """
+    declared = definition.get("input") or {}
+    problems = run_input_problems(declared, value, "input")
+    if problems:
+        raise InputInvalid(problems)
+    value = value or {}
+    complete: dict[str, Any] = {}
+    for name, declaration in declared.items():
+        given = value.get(name)
+        complete[name] = copy.deepcopy(declaration.get("default") if given is None else given)
+    return complete

@@ -1,0 +1,264 @@
+"""The flow definition format as pydantic models, published as a JSON Schema.
+
+These models document the shape (for editors' autocompletion, `GET /api/v1/schema/flow.json`,
+docs/flow.schema.json and the OpenAPI `definition` field); they do not validate definitions.
+`validate_definition` (check/) stays the one judge, with its own messages and paths, and the
+rules a schema cannot say (references, needs and cycles, cron syntax, registered actions,
+connections that exist). Keep the two in step: a field a step type accepts belongs here too.
+
+`notify`, `promotion` and `retention_days` (CONTRACT.md's example) are described so editors
+offer them, but this version's validator does not accept them yet. Editors read YAML 1.2, where
+`on:` is a string key; PyYAML (YAML 1.1) reads a bare `on` as true, so quote it: `"on":`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from workflows.definitions.base import (
+    MAX_ATTEMPTS,
+    MAX_NAME_LENGTH,
+    MAX_SLUG_LENGTH,
+    MAX_STEP_KEY_LENGTH,
+)
+
+StepKey = Annotated[
+    str,
+    Field(
+        pattern=r"^[a-z0-9_]+$",
+        max_length=MAX_STEP_KEY_LENGTH,
+        description="A step's key: lowercase letters, digits and _, unique in the flow.",
+    ),
+]
+Seconds = Annotated[float, Field(gt=0)]
+Names = Annotated[list[Annotated[str, Field(min_length=1)]], Field(description="Names.")]
+Reference = Annotated[
+    str,
+    Field(
+        pattern=r"^\s*\{\{.*\}\}\s*$",
+        description="A single reference such as '{{ steps.check.output.ok }}'.",
+    ),
+]
+
+
+def _names_only(field: str):
+    """json_schema_extra: a mapping field whose keys must match its patternProperties (pydantic
+    describes the key pattern but leaves other keys open)."""
+
+    def extra(schema: dict[str, Any]) -> None:
+        for variant in schema["properties"][field].get("anyOf", []):
+            if "patternProperties" in variant:
+                variant["additionalProperties"] = False
+
+    return extra
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class InputDeclaration(_Part):
+    """A declared input: run input is checked against it (unknown or missing required is 422)."""
+
+    type: Literal["string", "integer", "number", "boolean", "object", "array"]
+    required: bool = Field(False, description="A required input takes no default.")
+    default: Any = Field(None, description="Used when a run does not give this input.")
+    description: str | None = None
+
+
+class Concurrency(_Part):
+    """How many runs with the same key may be active at once, and what happens beyond."""
+
+    key: str | None = Field(
+        None,
+        description="Runs sharing this key share the limit; may refer to inputs, e.g. "
+        "'{{ input.repo }}'. None: one key for the whole flow.",
+    )
+    limit: int = Field(1, ge=1)
+    policy: Literal["allow", "queue", "skip", "cancel_running"] = Field(
+        "queue",
+        description="allow: start anyway; queue: wait for a slot; skip: do not start; "
+        "cancel_running: cancel the active runs and start.",
+    )
+
+
+class ManualTrigger(_Part):
+    """Manual runs are always allowed; declaring them is optional."""
+
+    type: Literal["manual"]
+
+
+class ScheduleTrigger(_Part):
+    type: Literal["schedule"]
+    cron: str = Field(description="A cron expression such as '0 2 * * *' (or @daily, ...).")
+    timezone: str = Field("UTC", description="An IANA time zone such as Europe/Paris.")
+    input: dict[str, Any] = Field(
+        default_factory=dict, description="The run's input; no references."
+    )
+
+
+class WebhookTrigger(_Part):
+    """Runs on a signed POST to /api/v1/hooks/{slug}; a flow has at most one."""
+
+    type: Literal["webhook"]
+
+
+Trigger = Annotated[ManualTrigger | ScheduleTrigger | WebhookTrigger, Field(discriminator="type")]
+
+
+class Retry(_Part):
+    """Automatic retries: each try is an attempt of the same step run."""
+
+    max_attempts: int = Field(1, ge=1, le=MAX_ATTEMPTS)
+    backoff_seconds: float = Field(0, ge=0)
+    backoff_factor: float = Field(2, ge=1)
+
+
+class _Step(_Part):
+    """What every step may carry besides its type's parameters."""
+
+    key: StepKey
+    name: str | None = None
+    description: str | None = None
+    needs: StepKey | list[StepKey] | None = Field(
+        None,
+        description="The steps this one runs after; default: the previous step; [] for none.",
+    )
+    retry: Retry | None = None
+    timeout_seconds: Seconds | None = None
+    when: Reference | None = Field(
+        None,
+        description="The step is skipped when this reference resolves to false, null, 0 or empty.",
+    )
+
+
+class PythonStep(_Step):
+    """Runs a registered action with `args`; its return value is the output."""
+
+    type: Literal["python"]
+    action: str = Field(
+        min_length=1,
+        description="A registered action.",
+        examples=["core.echo", "core.sleep", "core.fail"],
+    )
+    args: dict[str, Any] | None = None
+
+
+class HttpRequest(_Part):
+    method: str = Field(
+        "GET", examples=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+    )
+    url: str = Field(
+        min_length=1, description="Absolute, or relative to the connection's base_url."
+    )
+    headers: dict[str, Any] | None = None
+    params: dict[str, Any] | None = None
+    json_body: Any = Field(None, alias="json", description="Sent as a JSON body.")
+    body: Any = Field(None, description="Sent as is (text) or as JSON.")
+
+
+class HttpStep(_Step):
+    """One HTTP request. Output: {status, headers, body}; a status of 400 and above fails
+    the attempt unless `fail_on_status: false` or the status is in `accept_statuses`."""
+
+    type: Literal["http"]
+    request: HttpRequest
+    connection: str | None = Field(
+        None, description="An http or generic connection: base URL, headers, auth."
+    )
+    fail_on_status: bool | None = None
+    accept_statuses: list[int] | None = None
+
+
+class SshStep(_Step):
+    """Runs `command` on the connection's host. Output: {exit_code, stdout_tail}."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_names_only("env"))
+
+    type: Literal["ssh"]
+    connection: str = Field(min_length=1, description="An ssh connection.")
+    command: str = Field(min_length=1)
+    env: (
+        dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], Any] | None
+    ) = Field(None, description="Exported to the command, shell-quoted.")
+    connect_timeout_seconds: Seconds | None = None
+    pty: bool | None = Field(None, description="Default true.")
+
+
+class WaitStep(_Step):
+    """Waits for a POST to its callback URL (the body is the output), or `duration_seconds`."""
+
+    type: Literal["wait"]
+    duration_seconds: Annotated[float, Field(ge=0)] | None = None
+    on_timeout: Literal["fail", "continue"] | None = None
+
+
+class Assignees(_Part):
+    groups: Names | None = None
+    users: Names | None = None
+
+
+class ApprovalStep(_Step):
+    """Waits for a decision by one of `assignees`. Output: {decision, actor, comment,
+    decided_at}."""
+
+    type: Literal["approval"]
+    assignees: Assignees | None = None
+    instructions: str | None = None
+    redo_to: StepKey | None = Field(None, description="Default: the previous step.")
+    on_timeout: Literal["fail", "reject", "approve"] | None = None
+
+
+Step = Annotated[
+    PythonStep | HttpStep | SshStep | WaitStep | ApprovalStep, Field(discriminator="type")
+]
+
+
+class NotifyRule(_Part):
+    """Who hears about what (not yet accepted by the validator)."""
+
+    on: list[str] = Field(examples=[["failed", "approval_requested"]])
+    email: list[str] | None = None
+    webhook: str | None = Field(None, description="An http(s) URL.")
+
+
+class Promotion(_Part):
+    """A two-person rule for promotion (not yet accepted by the validator)."""
+
+    requires_approval: bool = False
+    approvers: Assignees | None = None
+
+
+class FlowDefinition(_Part):
+    """A flow definition (YAML or JSON): CONTRACT.md "Flow definition"."""
+
+    model_config = ConfigDict(
+        extra="forbid", title="Flow definition", json_schema_extra=_names_only("input")
+    )
+
+    slug: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9-]*$",
+        max_length=MAX_SLUG_LENGTH,
+        description="Lowercase letters, digits and hyphens; unique.",
+    )
+    name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
+    description: str | None = None
+    input: dict[
+        Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], InputDeclaration
+    ] | None = Field(None, description="Declared inputs.")
+    concurrency: Concurrency | None = None
+    triggers: list[Trigger] | None = None
+    steps: list[Step] = Field(min_length=1)
+    notify: list[NotifyRule] | None = None
+    promotion: Promotion | None = None
+    retention_days: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="Default: WF_RETENTION_DAYS."
+    )
+
+
+def flow_json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a flow definition, as published."""
+    schema = FlowDefinition.model_json_schema(by_alias=True)
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
