@@ -120,7 +120,8 @@ class DiffOut(Schema):
     to: str
     changes: dict[str, Any] = Field(
         description="metadata, input, concurrency, triggers and steps (added, removed, changed, "
-                    "order): only what differs."
+                    "order): only what differs; and `values`, every changed value as "
+                    "{path, before, after} (e.g. steps.transform.action: core.flaky → core.fail)."
     )
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from workflows.definitions.base import ConcurrencyPolicy, InputType, TriggerType
 from workflows.definitions.check import validate_definition
-from workflows.definitions.diff import content_hash, definition_diff
+from workflows.definitions.diff import content_hash, definition_diff, definition_value_changes
 from workflows.definitions.graph import step_ancestors, step_descendants, topological_order
 from workflows.definitions.inputs import validate_run_input
 from workflows.definitions.parse import parse_definition
@@ -34,6 +34,7 @@ __all__ = [
     "TriggerType",
     "content_hash",
     "definition_diff",
+    "definition_value_changes",
     "parse_definition",
     "step_ancestors",
     "step_descendants",

@@ -4,7 +4,12 @@ import copy
 import json
 
 from tests.workflows.definitions.samples import nightly
-from workflows.definitions import content_hash, definition_diff, validate_definition
+from workflows.definitions import (
+    content_hash,
+    definition_diff,
+    definition_value_changes,
+    validate_definition,
+)
 
 
 def test_content_hash_is_stable_under_key_order():
@@ -30,6 +35,7 @@ def test_definition_diff_of_equal_definitions_is_empty():
         "concurrency": {},
         "triggers": {},
         "steps": {"added": [], "removed": [], "changed": {}, "order": {}},
+        "values": [],
     }
 
 
@@ -71,6 +77,33 @@ def test_definition_diff_lists_what_changed():
     }
     assert diff["steps"]["order"] == {}
     assert json.loads(json.dumps(diff)) == diff
+
+
+def test_definition_diff_lists_each_changed_value_with_its_path():
+    a = validate_definition(nightly())
+    source = nightly()
+    source["name"] = "Nightly report v2"
+    source["input"]["limit"]["default"] = 20
+    source["steps"][1]["action"] = "core.fail"
+    source["triggers"][0]["cron"] = "0 3 * * *"
+    del source["steps"][-1]
+    b = validate_definition(source)
+    removed = a["steps"][-1]
+
+    values = definition_diff(a, b)["values"]
+
+    assert values == [
+        {"path": "name", "before": "Nightly report", "after": "Nightly report v2"},
+        {"path": "input.limit.default", "before": 10, "after": 20},
+        {"path": "triggers[0].cron", "before": a["triggers"][0]["cron"], "after": "0 3 * * *"},
+        {"path": "steps.count.action", "before": a["steps"][1]["action"], "after": "core.fail"},
+        {"path": f"steps.{removed['key']}", "before": removed, "after": None},
+    ]
+
+
+def test_definition_value_changes_of_equal_definitions_is_empty():
+    definition = validate_definition(nightly())
+    assert definition_value_changes(definition, copy.deepcopy(definition)) == []
 
 
 def test_definition_diff_notices_reordered_steps():
