@@ -739,6 +739,8 @@ class _DefinitionCheck:
                 if isinstance(name, str) and name:
                     where = f"{path}.connection" if step.get("connection") == name else path
                     self.connection_uses.append((where, name, type_name))
+            for entry in step_type.release_problems(step, path):
+                self.add(entry["path"], entry["message"])
 
     def needs(
         self,
