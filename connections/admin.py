@@ -20,6 +20,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
+from connections.jumps import jump_problems
 from connections.models import Connection, ConnectionAudit
 from connections.selectors import user_can_manage_connections
 from connections.services import (
@@ -103,6 +104,12 @@ class ConnectionForm(forms.ModelForm):
         )
         if self.instance.pk is None:
             problems += validate_name(data.get("name"))
+        if not problems:
+            problems = jump_problems(
+                name=self.instance.name if self.instance.pk else data.get("name"),
+                kind=data.get("kind"),
+                config=data.get("config"),
+            )
         for problem in problems:
             field = problem["path"].split(".", 1)[0]
             field = field if field in self.fields else None
