@@ -130,3 +130,19 @@ def test_a_proxy_jump_cycle_or_a_jump_to_a_missing_or_non_ssh_connection_is_a_42
     cycle = admin_api.put("/connections/a", {"config": ssh("a", proxy_jump="b")["config"]})
     assert cycle.status == 422
     assert cycle.error["details"][0]["message"] == "proxy_jump chain a → b → a is a cycle"
+
+
+def test_testing_a_connection_through_the_api(admin_api, as_user):
+    admin_api.post("/connections", {**HTTP_CONNECTION, "config": {
+        "base_url": "http://127.0.0.1:9", "auth": "bearer"}})
+    answer = admin_api.post("/connections/reports-api/test")
+    assert answer.status == 200, answer.body
+    assert answer.body["ok"] is False
+    assert set(answer.body) == {"ok", "latency_ms", "detail", "error"}
+    assert answer.body["error"]["type"] == "ConnectError"
+    assert "s3cr3t" not in str(answer.body)
+    assert as_user("builder").post("/connections/reports-api/test").status == 403
+    assert admin_api.post("/connections/nope/test").status == 404
+    admin_api.post("/connections", {"name": "misc", "kind": "generic"})
+    generic = admin_api.post("/connections/misc/test")
+    assert generic.status == 422 and generic.error["details"][0]["path"] == "kind"
