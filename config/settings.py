@@ -138,6 +138,8 @@ WF_INLINE_DELAY_SECONDS = env_float("WF_INLINE_DELAY_SECONDS", 30.0)
 # broker (see docs/architecture.md).
 WF_CONTINUE_INLINE = env_bool("WF_CONTINUE_INLINE", True)
 WF_SWEEP_INTERVAL_MINUTES = env_int("WF_SWEEP_INTERVAL_MINUTES", 1)
+# The largest file an ssh step's `download` brings back as a resource (default 2 GiB).
+WF_SFTP_MAX_BYTES = env_int("WF_SFTP_MAX_BYTES", 2 * 1024**3)
 
 # --- The API --------------------------------------------------------------------------------
 # Rate limit of the unauthenticated endpoints (callbacks, webhooks) per client address; empty

@@ -14,12 +14,16 @@ import json
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
-from django.urls import reverse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
 from django.utils.html import format_html
+from django.views.decorators.http import require_POST
 
+from connections.jumps import jump_problems
 from connections.models import Connection, ConnectionAudit
 from connections.selectors import user_can_manage_connections
 from connections.services import (
@@ -28,6 +32,7 @@ from connections.services import (
     connection_delete,
     connection_update,
 )
+from connections.testing import ConnectionNotTestable, connection_test
 from connections.validation import validate_connection, validate_name
 from workflows.admin_base import ReadOnlyAdmin
 
@@ -103,6 +108,12 @@ class ConnectionForm(forms.ModelForm):
         )
         if self.instance.pk is None:
             problems += validate_name(data.get("name"))
+        if not problems:
+            problems = jump_problems(
+                name=self.instance.name if self.instance.pk else data.get("name"),
+                kind=data.get("kind"),
+                config=data.get("config"),
+            )
         for problem in problems:
             field = problem["path"].split(".", 1)[0]
             field = field if field in self.fields else None
@@ -139,6 +150,39 @@ class ConnectionAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Connection | None = None) -> list[str]:
         fields = list(super().get_readonly_fields(request, obj))
         return fields + ["name"] if obj is not None else fields
+
+    # "Test connection": a POST from the change page; the answer comes back as a message.
+    def get_urls(self) -> list:
+        test_view = self.admin_site.admin_view(require_POST(self.test_connection_view))
+        return [
+            path("<int:pk>/test/", test_view, name="connections_connection_test"),
+        ] + super().get_urls()
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        extra_context = dict(extra_context or {})
+        if str(object_id).isdigit():
+            extra_context["test_connection_url"] = reverse(
+                "admin:connections_connection_test", args=[object_id])
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def test_connection_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        if not user_can_manage_connections(request.user):
+            raise PermissionDenied
+        connection = get_object_or_404(Connection, pk=pk)
+        try:
+            answer = connection_test(actor=request.user, connection=connection)
+        except ConnectionNotTestable as exc:
+            messages.warning(request, exc.problems[0]["message"])
+        else:
+            text = f"{answer['detail']} ({answer['latency_ms']} ms)"
+            if answer["ok"]:
+                messages.success(request, f"Connection works: {text}")
+            else:
+                messages.error(request, f"Connection test failed "
+                                        f"[{answer['error']['type']}]: {text}")
+        return HttpResponseRedirect(
+            reverse("admin:connections_connection_change", args=[connection.pk]))
 
     # Permissions: manage_connections (or superuser) for everything.
     def has_module_permission(self, request: HttpRequest) -> bool:

@@ -21,6 +21,7 @@ from connections.errors import (
     NotPermitted,
     SecretDecryptionError,
 )
+from connections.jumps import jump_problems
 from connections.models import Connection, ConnectionAudit
 from connections.selectors import user_can_manage_connections
 from connections.validation import validate_connection, validate_name
@@ -100,6 +101,8 @@ def connection_create(
     )
     if not problems and Connection.objects.filter(name=name).exists():
         problems.append({"path": "name", "message": "a connection with this name already exists"})
+    if not problems:
+        problems = jump_problems(name=name, kind=kind, config=config)
     if problems:
         raise ConnectionInvalid(problems)
     connection = Connection(name=name, kind=kind, config=config, description=description)
@@ -153,6 +156,8 @@ def connection_update(
             secret=secret if isinstance(secret, dict) else None,
             description=new_description,
         )
+        if not problems:
+            problems = jump_problems(name=locked.name, kind=new_kind, config=new_config)
         if problems:
             raise ConnectionInvalid(problems)
 

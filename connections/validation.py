@@ -2,14 +2,19 @@
 the offending value; messages never quote a secret value.
 
 Per kind:
-- ssh: config {host, username, known_hosts, port?}; known_hosts is the server's host key line(s)
-  in OpenSSH known_hosts format ("HOSTS KEYTYPE BASE64 [comment]"), so the step never trusts an
-  unknown host. Secret {private_key?, password?, passphrase?} with a private_key or a password.
+- ssh: config {host, username, known_hosts, port?, proxy_jump?, keepalive_seconds?};
+  known_hosts is the server's host key line(s) in OpenSSH known_hosts format ("HOSTS KEYTYPE
+  BASE64 [comment]"), so the step never trusts an unknown host; proxy_jump names the ssh
+  connection the host is reached through (the chain is checked by connections.jumps when the
+  connection is saved). Secret {private_key?, password?, passphrase?} with a private_key or a
+  password.
 - http: config {base_url?, headers?, auth?: bearer|basic|header, auth_header?, username?}.
   Secret {token} for bearer and header auth, {username?, password} for basic.
-- generic: any JSON object for config and secret.
-For http and ssh, credentials in the config (a "password" key, an Authorization header, ...) are
-refused: the config is shown to everyone who can see the connection; the secret is not.
+- generic: any JSON object for config and secret (read by python actions, which define them).
+For http and ssh, a field the kind does not know is refused (each one named: a typo would
+otherwise be dropped without a word), and credentials in the config (a "password" key, an
+Authorization header, ...) are refused: the config is shown to everyone who can see the
+connection; the secret is not.
 """
 
 from __future__ import annotations
@@ -46,6 +51,11 @@ CREDENTIAL_KEYS = frozenset(
 )
 CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
 
+SSH_CONFIG_KEYS = ("host", "port", "username", "known_hosts", "proxy_jump", "keepalive_seconds")
+SSH_SECRET_KEYS = ("private_key", "passphrase", "password")
+HTTP_CONFIG_KEYS = ("base_url", "headers", "auth", "auth_header", "username")
+HTTP_SECRET_KEYS = ("token", "username", "password")
+
 Problem = dict[str, str]
 
 
@@ -72,6 +82,19 @@ def _credential_keys(config: dict[str, Any]) -> list[Problem]:
         _problem(f"config.{key}", "credentials belong in the secret, not in the config")
         for key in config
         if isinstance(key, str) and key.lower() in CREDENTIAL_KEYS
+    ]
+
+
+def _unknown_keys(
+    kind: str, where: str, given: dict[str, Any], known: tuple[str, ...]
+) -> list[Problem]:
+    """One problem per field the kind does not know (credential keys in the config have their
+    own message)."""
+    return [
+        _problem(f"{where}.{key}", f"unknown field for an {kind} connection; expected one of "
+                                   f"{', '.join(known)}")
+        for key in given
+        if key not in known and not (where == "config" and str(key).lower() in CREDENTIAL_KEYS)
     ]
 
 
@@ -108,7 +131,7 @@ def _known_hosts_problems(value: Any) -> list[Problem]:
 
 
 def _ssh_problems(config: dict[str, Any], secret: dict[str, Any] | None) -> list[Problem]:
-    problems = _credential_keys(config)
+    problems = _credential_keys(config) + _unknown_keys("ssh", "config", config, SSH_CONFIG_KEYS)
     for key in ("host", "username"):
         if not isinstance(config.get(key), str) or not config[key].strip():
             problems.append(_problem(f"config.{key}", "required (text)"))
@@ -117,7 +140,18 @@ def _ssh_problems(config: dict[str, Any], secret: dict[str, Any] | None) -> list
         port = config["port"]
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
             problems.append(_problem("config.port", "must be an integer from 1 to 65535"))
+    if "proxy_jump" in config:
+        jump = config["proxy_jump"]
+        if not isinstance(jump, str) or not NAME_RE.match(jump):
+            problems.append(_problem("config.proxy_jump", "must be the name of an ssh connection"))
+    if "keepalive_seconds" in config:
+        value = config["keepalive_seconds"]
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            problems.append(
+                _problem("config.keepalive_seconds", "must be a number of seconds >= 0 (0: off)")
+            )
     if secret is not None:
+        problems += _unknown_keys("ssh", "secret", secret, SSH_SECRET_KEYS)
         for key in ("private_key", "password", "passphrase"):
             if key in secret and not isinstance(secret[key], str):
                 problems.append(_problem(f"secret.{key}", "must be text"))
@@ -127,7 +161,8 @@ def _ssh_problems(config: dict[str, Any], secret: dict[str, Any] | None) -> list
 
 
 def _http_problems(config: dict[str, Any], secret: dict[str, Any] | None) -> list[Problem]:
-    problems = _credential_keys(config)
+    problems = _credential_keys(config) + _unknown_keys("http", "config", config,
+                                                         HTTP_CONFIG_KEYS)
     base_url = config.get("base_url")
     if base_url is not None and (
         not isinstance(base_url, str) or not re.match(r"^https?://[^/\s]+", base_url)
@@ -163,6 +198,7 @@ def _http_problems(config: dict[str, Any], secret: dict[str, Any] | None) -> lis
     if "username" in config and not isinstance(config["username"], str):
         problems.append(_problem("config.username", "must be text"))
     if secret is not None:
+        problems += _unknown_keys("http", "secret", secret, HTTP_SECRET_KEYS)
         for key in ("token", "username", "password"):
             if key in secret and not isinstance(secret[key], str):
                 problems.append(_problem(f"secret.{key}", "must be text"))

@@ -8,11 +8,14 @@ signature over the resource id and its lifetime: nobody can extend or forge one.
 from __future__ import annotations
 
 import hashlib
+import io
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core import signing
-from django.core.files.base import ContentFile
+from django.core.files.base import ContentFile, File
 from django.db import transaction
 from django.urls import reverse
 
@@ -24,7 +27,10 @@ __all__ = [
     "DOWNLOAD_SALT",
     "DownloadExpired",
     "DownloadForged",
+    "StoredContent",
     "resource_create",
+    "resource_create_stored",
+    "resource_store_stream",
     "resource_from_uri",
     "resource_signed_url",
     "resource_verify_download",
@@ -70,6 +76,75 @@ def resource_create(*, content: bytes, name: str = "",
     with transaction.atomic():
         resource.file.save(str(resource_id), ContentFile(content), save=False)
         resource.save()
+    return resource
+
+
+@dataclass(frozen=True)
+class StoredContent:
+    """Bytes already written to storage under `file_name`, with no Resource row yet."""
+
+    resource_id: uuid.UUID
+    file_name: str
+    size: int
+    sha256: str
+
+
+class _HashingReader(io.RawIOBase):
+    """A read-only, non-seekable file over `read(n)` that counts and hashes what passes."""
+
+    def __init__(self, read: Callable[[int], bytes]):
+        self._read = read
+        self.size = 0
+        self.hash = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._read(len(buffer))
+        if not data:
+            return 0
+        count = len(data)
+        buffer[:count] = data
+        self.size += count
+        self.hash.update(data)
+        return count
+
+
+def resource_store_stream(*, read: Callable[[int], bytes],
+                          resource_id: uuid.UUID | None = None) -> StoredContent:
+    """Write what `read(n)` returns (until it returns b"") to storage, piece by piece: memory
+    stays constant whatever the size, and the size and SHA-256 are computed on the way. No row
+    is written (a worker thread stores the bytes; the worker records the row with
+    `resource_create_stored` when the attempt ends). If `read` raises, the partial file is
+    deleted and the error propagates."""
+    resource_id = resource_id or uuid.uuid4()
+    field = Resource._meta.get_field("file")
+    name = field.generate_filename(None, str(resource_id))
+    reader = _HashingReader(read)
+    buffered = io.BufferedReader(reader, buffer_size=256 * 1024)
+    saved = None
+    try:
+        saved = field.storage.save(name, File(buffered, name=name))
+    except BaseException:
+        if saved is None and field.storage.exists(name):
+            field.storage.delete(name)
+        raise
+    return StoredContent(resource_id=resource_id, file_name=saved, size=reader.size,
+                         sha256=reader.hash.hexdigest())
+
+
+def resource_create_stored(*, stored: StoredContent, name: str = "",
+                           content_type: str = "application/octet-stream", run=None,
+                           step_run=None) -> Resource:
+    """The Resource row for bytes `resource_store_stream` already wrote."""
+    resource = Resource(
+        id=stored.resource_id, name=(name or "")[:255], size=stored.size, sha256=stored.sha256,
+        content_type=(content_type or "application/octet-stream")[:200],
+        run=run, step_run=step_run,
+    )
+    resource.file.name = stored.file_name
+    resource.save()
     return resource
 
 

@@ -103,6 +103,7 @@ class SshServer:
     client_private_key: str
     host_key_line: str  # known_hosts line for this server: "[127.0.0.1]:PORT ssh-ed25519 AAAA..."
     other_host_key_line: str  # same host, a different key: for "wrong host key" tests
+    log_path: str = ""  # the server's log (LogLevel VERBOSE)
 
 
 def _keygen(path: Path) -> str:
@@ -115,16 +116,13 @@ def _keygen(path: Path) -> str:
     return f"{key_type} {key_data}"
 
 
-@pytest.fixture(scope="session")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
-    """A real OpenSSH server on 127.0.0.1 and a free port, accepting one client key for the
-    current user (tests run as root in CI, hence PermitRootLogin). Stopped after the session."""
+def _start_sshd(workdir: Path) -> tuple[subprocess.Popen, SshServer]:
+    """Start an OpenSSH server on 127.0.0.1 and a free port with fresh keys in `workdir`."""
     if not os.access(SSHD, os.X_OK):
         require_component("sshd", f"{SSHD} not found (apt-get install openssh-server)")
     if shutil.which("ssh-keygen") is None:
         require_component("sshd", "ssh-keygen not found (apt-get install openssh-client)")
 
-    workdir = tmp_path_factory.mktemp("sshd")
     host_public = _keygen(workdir / "host_ed25519")
     other_public = _keygen(workdir / "other_host_ed25519")
     client_public = _keygen(workdir / "client_ed25519")
@@ -146,6 +144,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
             f"AuthorizedKeysFile {authorized_keys}",
             "StrictModes no",
             "PermitRootLogin yes",
+            "AllowTcpForwarding yes",
             "Subsystem sftp internal-sftp",
             "LogLevel VERBOSE",
         ]) + "\n"
@@ -160,26 +159,51 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
             [SSHD, "-D", "-e", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT
         )
     try:
-        try:
-            wait_for_port(host, port, proc=proc)
-        except (RuntimeError, TimeoutError) as exc:
-            pytest.fail(f"sshd did not start: {exc}\n{log_path.read_text()}", pytrace=False)
-        yield SshServer(
-            host=host,
-            port=port,
-            username=getpass.getuser(),
-            client_key_path=str(workdir / "client_ed25519"),
-            client_private_key=(workdir / "client_ed25519").read_text(),
-            host_key_line=f"[{host}]:{port} {host_public}",
-            other_host_key_line=f"[{host}]:{port} {other_public}",
-        )
+        wait_for_port(host, port, proc=proc)
+    except (RuntimeError, TimeoutError) as exc:
+        _stop(proc)
+        pytest.fail(f"sshd did not start: {exc}\n{log_path.read_text()}", pytrace=False)
+    return proc, SshServer(
+        host=host,
+        port=port,
+        username=getpass.getuser(),
+        client_key_path=str(workdir / "client_ed25519"),
+        client_private_key=(workdir / "client_ed25519").read_text(),
+        host_key_line=f"[{host}]:{port} {host_public}",
+        other_host_key_line=f"[{host}]:{port} {other_public}",
+        log_path=str(log_path),
+    )
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
+    """A real OpenSSH server on 127.0.0.1 and a free port, accepting one client key for the
+    current user (tests run as root in CI, hence PermitRootLogin). Stopped after the session."""
+    proc, server = _start_sshd(tmp_path_factory.mktemp("sshd"))
+    try:
+        yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def sshd_jump(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
+    """A second OpenSSH server on loopback, with keys of its own: the jump host (bastion) in
+    proxy_jump tests. It allows TCP forwarding (direct-tcpip), as bastions do."""
+    proc, server = _start_sshd(tmp_path_factory.mktemp("sshd_jump"))
+    try:
+        yield server
+    finally:
+        _stop(proc)
 
 
 # --- Chromium through Playwright ------------------------------------------------------------------

@@ -338,6 +338,11 @@ def cmd_approvals_decide(api: Api, args: argparse.Namespace) -> Any:
     return api.post(f"/approvals/{args.id}/{args.decision}", body)
 
 
+def cmd_connections_test(api: Api, args: argparse.Namespace) -> Any:
+    """{ok, latency_ms, detail[, error]}; exit 0 whenever the API answered (check `ok`)."""
+    return api.post(f"/connections/{seg(args.name)}/test")
+
+
 def cmd_resources_get(api: Api, args: argparse.Namespace) -> Any:
     document = api.get(f"/resources/{seg(args.ref)}")
     target = Path(args.output)
@@ -478,6 +483,14 @@ def build_parser() -> Parser:
         sub.set_defaults(decision=decision)
         if decision == "redo":
             sub.add_argument("--to-step", default=None)
+
+    connections = groups.add_parser("connections", help="connections (admins)", parents=[common])
+    connection_cmds = connections.add_subparsers(dest="command", metavar="COMMAND",
+                                                 parser_class=Parser)
+    connection_cmds.required = True
+    sub = command(connection_cmds, "test", cmd_connections_test,
+                  "reach and authenticate: {ok, latency_ms, detail}")
+    sub.add_argument("name")
 
     resources = groups.add_parser("resources", help="stored artifacts", parents=[common])
     resource_cmds = resources.add_subparsers(dest="command", metavar="COMMAND",

@@ -88,3 +88,61 @@ def test_connections_page_by_name(admin_api):
     third = admin_api.get("/connections", limit=2, cursor=second["next_cursor"]).body
     names = [c["name"] for page in (first, second, third) for c in page["items"]]
     assert names == [f"conn-{index}" for index in range(5)] and third["next_cursor"] is None
+
+
+def test_unknown_config_and_secret_fields_are_a_422_naming_each(admin_api):
+    response = admin_api.post("/connections", {
+        **HTTP_CONNECTION,
+        "config": {**HTTP_CONNECTION["config"], "base_ur": "https://typo.example.com"},
+        "secret": {"token": "s3cr3t-token-value", "headers": {"X-Key": "s3cr3t-header"}},
+    })
+    assert response.status == 422, response.body
+    paths = {d["path"] for d in response.error["details"]}
+    assert paths == {"config.base_ur", "secret.headers"}
+    assert "s3cr3t" not in str(response.body)
+    assert not Connection.objects.exists()
+    admin_api.post("/connections", HTTP_CONNECTION)
+    changed = admin_api.put("/connections/reports-api", {"secret": {"tokn": "x"}})
+    assert changed.status == 422
+    assert [d["path"] for d in changed.error["details"]] == ["secret.tokn"]
+
+
+def test_a_proxy_jump_cycle_or_a_jump_to_a_missing_or_non_ssh_connection_is_a_422(admin_api):
+    from tests.connections.conftest import HOST_KEY_LINE
+
+    def ssh(name, **config):
+        return {"name": name, "kind": "ssh", "secret": {"password": "pw-123456"},
+                "config": {"host": "h.example.com", "username": "u",
+                           "known_hosts": HOST_KEY_LINE, **config}}
+
+    missing = admin_api.post("/connections", ssh("vm", proxy_jump="gone"))
+    assert missing.status == 422
+    assert missing.error["details"] == [{
+        "path": "config.proxy_jump", "message": "proxy_jump chain vm → gone: no connection "
+                                                "named 'gone'"}]
+    admin_api.post("/connections", HTTP_CONNECTION)
+    wrong_kind = admin_api.post("/connections", ssh("vm", proxy_jump="reports-api"))
+    assert wrong_kind.status == 422
+    assert "vm → reports-api" in wrong_kind.error["details"][0]["message"]
+    assert "http connection" in wrong_kind.error["details"][0]["message"]
+    assert admin_api.post("/connections", ssh("a")).status == 201
+    assert admin_api.post("/connections", ssh("b", proxy_jump="a")).status == 201
+    cycle = admin_api.put("/connections/a", {"config": ssh("a", proxy_jump="b")["config"]})
+    assert cycle.status == 422
+    assert cycle.error["details"][0]["message"] == "proxy_jump chain a → b → a is a cycle"
+
+
+def test_testing_a_connection_through_the_api(admin_api, as_user):
+    admin_api.post("/connections", {**HTTP_CONNECTION, "config": {
+        "base_url": "http://127.0.0.1:9", "auth": "bearer"}})
+    answer = admin_api.post("/connections/reports-api/test")
+    assert answer.status == 200, answer.body
+    assert answer.body["ok"] is False
+    assert set(answer.body) == {"ok", "latency_ms", "detail", "error"}
+    assert answer.body["error"]["type"] == "ConnectError"
+    assert "s3cr3t" not in str(answer.body)
+    assert as_user("builder").post("/connections/reports-api/test").status == 403
+    assert admin_api.post("/connections/nope/test").status == 404
+    admin_api.post("/connections", {"name": "misc", "kind": "generic"})
+    generic = admin_api.post("/connections/misc/test")
+    assert generic.status == 422 and generic.error["details"][0]["path"] == "kind"

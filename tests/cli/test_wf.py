@@ -188,3 +188,18 @@ def test_flows_list_and_get(wf):
     assert every.document["next_cursor"] is None
     got = wf("flows", "get", "listed")
     assert got.code == 0 and got.document["live_version"] == 1
+
+
+def test_connections_test_prints_the_answer(wf):
+    from connections.services import connection_create
+
+    connection_create(actor=None, name="down-api", kind="http",
+                      config={"base_url": "http://127.0.0.1:9", "auth": "bearer"},
+                      secret={"token": "tok-CLI-SECRET-1"})
+    result = wf("connections", "test", "down-api")
+    assert result.code == 0, result.stdout
+    assert result.document["ok"] is False
+    assert result.document["error"]["type"] == "ConnectError"
+    assert "tok-CLI-SECRET-1" not in result.stdout
+    missing = wf("connections", "test", "nope")
+    assert missing.code == 3 and missing.error["code"] == "not_found"

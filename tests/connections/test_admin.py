@@ -8,6 +8,7 @@ from django.urls import reverse
 from connections.models import Connection, ConnectionAudit
 from connections.selectors import connection_secret
 from connections.services import connection_create
+from tests.connections.conftest import HOST_KEY_LINE
 
 pytestmark = pytest.mark.django_db
 
@@ -104,6 +105,28 @@ def test_validation_problems_show_on_the_form(admin_client, http_connection):
     assert response.status_code == 200
     assert "config.auth" in response.content.decode()
     assert Connection.objects.get(pk=http_connection.pk).config["auth"] == "bearer"
+
+
+def test_unknown_fields_and_a_broken_jump_chain_show_on_the_form(admin_client, http_connection):
+    response = admin_client.post(
+        _change_url(http_connection),
+        _form(http_connection, config='{"base_url": "https://x.example.com", "retries": 3}',
+              secret='{"token": "tok-kept-out-99", "headers": {"a": "b"}}'),
+    )
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "config.retries" in page and "secret.headers" in page
+    assert "tok-kept-out-99" not in page
+    response = admin_client.post(
+        reverse("admin:connections_connection_add"),
+        {"name": "vm", "kind": "ssh", "description": "", "_save": "Save",
+         "config": json.dumps({"host": "h.example.com", "username": "u",
+                               "known_hosts": HOST_KEY_LINE, "proxy_jump": "reports-api"}),
+         "secret": '{"password": "pw-9999999"}'},
+    )
+    assert response.status_code == 200
+    assert "proxy_jump chain vm → reports-api" in response.content.decode()
+    assert not Connection.objects.filter(name="vm").exists()
 
 
 def test_adding_a_connection_goes_through_the_service(admin_client, admin_user):

@@ -278,3 +278,23 @@ def test_update_sees_a_config_edited_in_place(manager, http_connection):
     assert _audits(http_connection) == [("updated", ["config", "config.base_url"])]
     fresh = Connection.objects.get(pk=http_connection.pk)
     assert fresh.config["base_url"] == "https://moved.example.com"
+
+
+@pytest.mark.parametrize(
+    ("kind", "config", "secret", "paths"),
+    [
+        ("ssh", {"hostname": "x"}, {"private_key": "k", "pasphrase": "x"},
+         {"config.hostname", "secret.pasphrase"}),
+        ("http", {"base_url": "https://x.example.com", "timeout": 3}, {"token": "t", "headers": {}},
+         {"config.timeout", "secret.headers"}),
+    ],
+)
+def test_every_kind_refuses_unknown_config_and_secret_fields_naming_each(
+    db, ssh_config, kind, config, secret, paths
+):
+    if kind == "ssh":
+        config = {**ssh_config, **config}
+    with pytest.raises(ConnectionInvalid) as caught:
+        connection_create(actor=None, name="x", kind=kind, config=config, secret=secret)
+    assert {p["path"] for p in caught.value.problems} == paths
+    assert all("unknown field" in p["message"] for p in caught.value.problems)

@@ -19,6 +19,7 @@ from django.contrib.auth.models import Group
 
 from approvals.models import Approval
 from approvals.services import approval_approve, approval_redo
+from resources.models import Resource
 from tests.e2e.conftest import wait_for, wait_for_run
 from tests.factories import drain, make_flow, steps_of
 from tests.workflows.test_ssh_step import logs_of, ssh_connection
@@ -73,12 +74,25 @@ def reviewer(django_user_model):
 def test_the_agent_demo_is_valid_and_its_release_needs_the_build_vm_connection():
     definition = parse_definition(DEMO.read_text())
     normalized = validate_definition(definition)
-    assert [s["key"] for s in normalized["steps"]] == ["agent", "agent_done", "review", "publish"]
+    assert [s["key"] for s in normalized["steps"]] == [
+        "agent", "agent_done", "collect", "review", "publish"]
     with pytest.raises(DefinitionInvalid) as caught:
         validate_definition(definition, check_connections=True)
     assert caught.value.problems == [
-        {"path": "steps[0].connection", "message": "no connection named 'build-vm'"}
+        {"path": "steps[0].connection", "message": "no connection named 'build-vm'"},
+        {"path": "steps[2].connection", "message": "no connection named 'build-vm'"},
     ]
+
+
+def test_the_agent_demo_starts_its_job_the_plain_way():
+    """The README's promise: a background job written as in a terminal, no pty and no
+    `setsid nohup` incantation."""
+    definition = parse_definition(DEMO.read_text())
+    agent = definition["steps"][0]
+    assert "pty" not in agent
+    assert "setsid" not in agent["command"] and "nohup" not in agent["command"]
+    assert "trap" not in agent["command"]
+    assert agent["command"].rstrip().splitlines()[-2].endswith("&")
 
 
 # --- end to end --------------------------------------------------------------------------------
@@ -106,13 +120,21 @@ def test_the_agent_calls_back_a_reviewer_approves_and_the_run_completes(
     assert 'starting the agent for: Fix it\'s "quoting"' in agent_log
     assert "will call back" in agent_log
     # The agent step returned at once; the job's POST completed the wait later.
+    patch_path = steps["agent_done"].output.pop("patch")
     assert steps["agent_done"].output == {"pr_url": PR_URL, "summary": "demo agent finished"}
     assert steps["agent_done"].finished_at > steps["agent"].finished_at
+    # The patch the job left came back as a resource, and the reviewer is pointed at it.
+    patch_ref = steps["collect"].output["files"]["patch"]
+    patch = Resource.objects.get(pk=patch_ref.removeprefix("res://"))
+    with patch.file.open("rb") as handle:
+        assert handle.read() == Path(patch_path).read_bytes()
+    assert b"+today = datetime.now(tz).date()" in Path(patch_path).read_bytes()
     completed = Event.objects.get(step_run=steps["agent_done"], to_status="completed")
     assert completed.actor_kind == "callback" and completed.reason == "callback received"
 
     approval = Approval.objects.get(step_run=steps["review"], status="pending")
-    assert approval.instructions == f"Review {PR_URL} (demo agent finished)"
+    assert approval.instructions.startswith(f"Review {PR_URL} (demo agent finished). ")
+    assert f"The patch is {patch_ref}" in approval.instructions
     approval_approve(approval=approval, actor=reviewer, comment="ship it")
     drain()
     run.refresh_from_db()
@@ -153,6 +175,7 @@ def test_redo_runs_the_agent_again_with_a_fresh_callback_url(sshd, live_server, 
     assert steps["agent"].attempt_count == 2
     assert steps["agent_done"].callback_nonce != first_nonce
     assert steps["agent_done"].output["pr_url"] == PR_URL
+    assert steps["collect"].attempt_count == 2
     approval_approve(approval=Approval.objects.get(run=run, status="pending"), actor=reviewer)
     drain()
     run.refresh_from_db()
@@ -228,8 +251,9 @@ def test_the_agent_pattern_through_a_real_worker(
         what="the agent's callback and the review request",
     )
     steps = steps_of(run)
-    assert steps["agent_done"].output == {"pr_url": PR_URL, "summary": "demo agent finished"}
+    assert steps["agent_done"].output["summary"] == "demo agent finished"
     assert steps["agent_done"].callback_received_at is not None
+    assert steps["collect"].output["files"]["patch"].startswith("res://")
     approval_approve(approval=Approval.objects.get(run=run, status="pending"), actor=reviewer)
     wait_for_run(run)
     assert run.status == "completed"

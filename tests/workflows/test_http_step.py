@@ -14,6 +14,9 @@ from workflows.services.runs import run_start
 pytestmark = pytest.mark.django_db
 
 
+REQUESTS: list[str] = []
+
+
 class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):  # keep test output quiet
         pass
@@ -27,6 +30,7 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self):
+        REQUESTS.append(self.path)
         if self.path.startswith("/reports/"):
             self._send(200, json.dumps({"count": 7, "repo": self.path.rsplit("/", 1)[-1]}))
         elif self.path == "/text":
@@ -123,3 +127,84 @@ def test_a_refused_connection_is_a_failed_attempt_with_the_reason():
                      "request": {"url": "http://127.0.0.1:9/nothing"}, "timeout_seconds": 2})
     assert run.status == "failed"
     assert Attempt.objects.get(step_run__run=run).error["type"] == "ConnectError"
+
+
+# --- secrets stay bound to their connection's host -----------------------------------------------
+
+
+@pytest.fixture
+def scoped(server):
+    REQUESTS.clear()
+    connection_create(actor=None, name="reports-api", kind="http",
+                      config={"base_url": f"{server}/reports", "auth": "bearer"},
+                      secret={"token": "tok-SCOPED-98765"})
+    return server
+
+
+@pytest.mark.parametrize("url", [
+    "http://elsewhere.example.com/reports/x",
+    "https://127.0.0.1/reports/x",
+    "{server}/whoami",
+    "{server}/reportsx",
+    "http://127.0.0.1:9/reports/x",
+])
+def test_a_literal_url_outside_the_connection_is_refused_at_release(scoped, url):
+    from workflows.definitions import validate_definition
+    from workflows.errors import DefinitionInvalid
+
+    definition = simple_definition(steps=[{
+        "key": "call", "type": "http", "connection": "reports-api",
+        "request": {"url": url.format(server=scoped)},
+    }])
+    with pytest.raises(DefinitionInvalid) as caught:
+        validate_definition(definition, check_connections=True)
+    [found] = caught.value.problems
+    assert found["path"] == "steps[0].request.url"
+    assert "only sends to URLs under" in found["message"]
+
+
+def test_urls_under_the_base_url_are_sent(scoped):
+    run = run_steps(
+        {"key": "relative", "type": "http", "connection": "reports-api",
+         "request": {"url": "/core"}},
+        {"key": "absolute", "type": "http", "connection": "reports-api",
+         "request": {"url": f"{scoped}/reports/edge"}},
+    )
+    assert run.status == "completed"
+    assert REQUESTS == ["/reports/core", "/reports/edge"]
+
+
+@pytest.mark.parametrize("url", [
+    "http://collector.example.com/steal",
+    "{server}/whoami",
+    "/../whoami",
+    "/%2e%2e/whoami",
+    "//evil.example.com/reports/x",
+])
+def test_a_url_from_a_reference_outside_the_scope_fails_and_sends_nothing(scoped, url):
+    run = run_steps(
+        {"key": "call", "type": "http", "connection": "reports-api",
+         "request": {"url": "{{ input.url }}"}, "retry": {"max_attempts": 3}},
+        input={"url": url.format(server=scoped)},
+        declared={"url": {"type": "string"}},
+    )
+    assert run.status == "failed"
+    attempts = Attempt.objects.filter(step_run__run=run)
+    assert attempts.count() == 1  # never retried
+    assert attempts[0].error["type"] == "ConnectionScopeViolation"
+    assert "nothing was sent" in attempts[0].error["message"]
+    assert REQUESTS == []
+    assert "tok-SCOPED" not in json.dumps(attempts[0].error)
+
+
+def test_a_connection_without_base_url_sends_to_no_absolute_url(server):
+    REQUESTS.clear()
+    connection_create(actor=None, name="bare", kind="http", config={"auth": "bearer"},
+                      secret={"token": "tok-BARE-123456"})
+    run = run_steps({"key": "call", "type": "http", "connection": "bare",
+                     "request": {"url": "{{ input.url }}"}},
+                    input={"url": f"{server}/whoami"}, declared={"url": {"type": "string"}})
+    attempt = Attempt.objects.get(step_run__run=run)
+    assert attempt.error["type"] == "ConnectionScopeViolation"
+    assert "has no base_url" in attempt.error["message"]
+    assert REQUESTS == []

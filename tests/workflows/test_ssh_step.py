@@ -208,14 +208,15 @@ def test_exit_code_zero_completes_with_the_output_and_streams_the_logs(sshd):
     run, step = run_ssh("echo hello; echo to-stderr >&2; echo 'wörld'")
     assert run.status == "completed", step.error
     assert step.status == "completed"
-    assert step.output["exit_code"] == 0
-    # With a pty (the default) stderr arrives on the stdout stream, with LF line ends.
-    assert step.output["stdout_tail"] == "hello\nto-stderr\nwörld\n"
+    assert step.output == {"exit_code": 0, "stdout_tail": "hello\nwörld\n"}
     attempt = Attempt.objects.get(step_run=step)
     assert attempt.exit_code == 0 and attempt.status == "completed"
     assert attempt.input["command"] == "echo hello; echo to-stderr >&2; echo 'wörld'"
-    assert logs_of(step, "stdout") == "hello\nto-stderr\nwörld\n"
+    # No pty (the default): stderr is a stream of its own; the wrapper's PID line is not output.
+    assert logs_of(step, "stdout") == "hello\nwörld\n"
+    assert logs_of(step, "stderr") == "to-stderr\n"
     system = logs_of(step, "system")
+    assert "remote process group " in system
     assert f"connecting to {sshd.username}@{sshd.host}:{sshd.port}" in system
     assert "exit code 0" in system
 
@@ -229,7 +230,7 @@ def test_a_non_zero_exit_fails_the_attempt_with_its_exit_code_and_output(sshd):
     assert step.status == "failed"
     assert step.error["type"] == "NonZeroExit"
     assert step.error["message"] == "the command exited with code 3: disk full"
-    assert step.output == {"exit_code": 3, "stdout_tail": "working\ndisk full\n"}
+    assert step.output == {"exit_code": 3, "stdout_tail": "working\n"}
     attempt = Attempt.objects.get(step_run=step)
     assert attempt.status == "failed" and attempt.exit_code == 3
     assert attempt.output["exit_code"] == 3
@@ -256,13 +257,35 @@ def test_a_non_zero_exit_is_retried_per_the_retry_policy(sshd, tmp_path):
 
 @pytest.mark.ssh
 @pytest.mark.django_db
-def test_without_a_pty_stderr_is_a_stream_of_its_own(sshd):
+def test_with_a_pty_stderr_is_merged_and_crlf_becomes_lf(sshd):
     ssh_connection(sshd)
-    run, step = run_ssh("echo out; echo err >&2", pty=False)
-    assert run.status == "completed"
-    assert logs_of(step, "stdout") == "out\n"
-    assert logs_of(step, "stderr") == "err\n"
-    assert step.output["stdout_tail"] == "out\n"
+    run, step = run_ssh("echo out; echo err >&2", pty=True)
+    assert run.status == "completed", step.error
+    assert logs_of(step, "stdout") == "out\nerr\n"
+    assert logs_of(step, "stderr") == ""
+    assert step.output["stdout_tail"] == "out\nerr\n"
+
+
+@pytest.mark.ssh
+@pytest.mark.django_db
+def test_without_a_pty_line_ends_are_untouched(sshd):
+    ssh_connection(sshd)
+    run, step = run_ssh(r"printf 'a\r\nb\rc\n'; printf 'e\r\n' >&2")
+    assert run.status == "completed", step.error
+    assert logs_of(step, "stdout") == "a\r\nb\rc\n"
+    assert logs_of(step, "stderr") == "e\r\n"
+
+
+@pytest.mark.ssh
+@pytest.mark.django_db
+def test_binary_output_never_crashes_the_step(sshd):
+    ssh_connection(sshd)
+    # NUL (no database text column takes it) and bytes that are not UTF-8.
+    run, step = run_ssh(r"printf 'a\000b\377c\n'; printf '\000\376' >&2")
+    assert run.status == "completed", step.error
+    assert logs_of(step, "stdout") == "a\ufffdb\ufffdc\n"
+    assert logs_of(step, "stderr") == "\ufffd\ufffd"
+    assert step.output["stdout_tail"] == "a\ufffdb\ufffdc\n"
 
 
 @pytest.mark.ssh
@@ -406,38 +429,56 @@ def test_a_closed_port_is_a_connection_failure(sshd):
     assert f"127.0.0.1:{port}" in step.error["message"]
 
 
-# --- timeout and cancel ------------------------------------------------------------------------
+# --- timeout, cancel, background jobs, dropped connections --------------------------------------
+
+
+def remote_pid(step: StepRun) -> int:
+    """The remote process group the step reported in its system log."""
+    text = wait_until(
+        lambda: "remote process group" in logs_of(step, "system") and logs_of(step, "system"),
+        what="the remote pid in the system log",
+    )
+    return int(text.split("remote process group ", 1)[1].split()[0])
 
 
 @pytest.mark.ssh
 @pytest.mark.django_db
-def test_the_step_timeout_hangs_up_the_remote_command(sshd, tmp_path):
+def test_the_step_timeout_ends_a_remote_sleep(sshd):
     ssh_connection(sshd)
-    pid_file = tmp_path / "pid"
-    started = time.monotonic()
-    run, step = run_ssh(f"sleep 30 & echo $! > {pid_file}; wait", timeout_seconds=2)
-    assert time.monotonic() - started < 15
+    run, step = run_ssh("sleep 600", timeout_seconds=1)
     assert run.status == "failed"
     assert step.error["type"] == "StepTimeout"
-    pid = read_pid(pid_file)
+    pid = remote_pid(step)
     wait_until(lambda: not process_alive(pid), timeout=10, what=f"remote sleep {pid} to end")
+    assert f"sent TERM to remote process group {pid}" in logs_of(step, "system")
+
+
+@pytest.mark.ssh
+@pytest.mark.django_db
+def test_the_step_timeout_ends_the_whole_process_group(sshd, tmp_path):
+    ssh_connection(sshd)
+    pid_file = tmp_path / "pid"
+    # A child that ignores TERM: the KILL after the grace period ends it.
+    run, step = run_ssh(
+        f"sh -c 'trap \"\" TERM; sleep 600' & echo $! > {pid_file}; wait", timeout_seconds=1
+    )
+    assert step.error["type"] == "StepTimeout"
+    pid = read_pid(pid_file)
+    wait_until(lambda: not process_alive(pid), timeout=10, what=f"remote child {pid} to end")
+    assert not process_alive(remote_pid(step))
 
 
 @pytest.mark.ssh
 @pytest.mark.django_db(transaction=True)
-def test_cancel_mid_command_ends_the_step_and_hangs_up_the_remote_command(sshd, tmp_path, settings):
+def test_cancel_mid_command_ends_the_remote_sleep(sshd, settings):
     settings.WF_HEARTBEAT_SECONDS = 0.2
     ssh_connection(sshd)
-    pid_file = tmp_path / "pid"
-    flow = make_flow(
-        ssh_definition(f"echo $$ > {pid_file}.shell; sleep 60 & echo $! > {pid_file}; wait")
-    )
+    flow = make_flow(ssh_definition("sleep 600"))
     run, _ = run_start(flow=flow, input={})
     step = StepRun.objects.get(run=run, key="remote")
     thread = advance_in_thread(step.pk)
     try:
-        pid = read_pid(pid_file)
-        shell_pid = read_pid(Path(f"{pid_file}.shell"))
+        pid = remote_pid(step)
         assert process_alive(pid)
         run_cancel(run=run, reason="test cancels")
     finally:
@@ -445,30 +486,149 @@ def test_cancel_mid_command_ends_the_step_and_hangs_up_the_remote_command(sshd, 
     assert not thread.is_alive()
     run.refresh_from_db()
     step.refresh_from_db()
-    assert run.status == "canceled"
-    assert step.status == "canceled"
+    assert run.status == "canceled" and step.status == "canceled"
     attempt = Attempt.objects.get(step_run=step)
     assert attempt.status == "canceled" and attempt.finished_at is not None
-    wait_until(
-        lambda: not process_alive(pid) and not process_alive(shell_pid),
-        timeout=10,
-        what="the remote shell and its sleep to end",
-    )
+    wait_until(lambda: not process_alive(pid), timeout=10, what=f"remote sleep {pid} to end")
+
+
+@pytest.mark.ssh
+@pytest.mark.django_db(transaction=True)
+def test_cancel_with_a_pty_also_ends_the_remote_command(sshd, tmp_path, settings):
+    settings.WF_HEARTBEAT_SECONDS = 0.2
+    ssh_connection(sshd)
+    pid_file = tmp_path / "pid"
+    flow = make_flow(ssh_definition(f"sleep 60 & echo $! > {pid_file}; wait", pty=True))
+    run, _ = run_start(flow=flow, input={})
+    step = StepRun.objects.get(run=run, key="remote")
+    thread = advance_in_thread(step.pk)
+    try:
+        pid = read_pid(pid_file)
+        run_cancel(run=run, reason="test cancels")
+    finally:
+        thread.join(30)
+    assert not thread.is_alive()
+    wait_until(lambda: not process_alive(pid), timeout=10, what=f"remote sleep {pid} to end")
 
 
 @pytest.mark.ssh
 @pytest.mark.django_db
-def test_without_a_pty_a_timed_out_command_is_not_hung_up(sshd, tmp_path):
-    """Why the pty is the default: closing a session without one leaves the command running
-    (and sshd refuses the "signal" request for root logins), so `pty: false` trades the
-    hang-up for separate stderr."""
+def test_a_plain_background_job_outlives_the_step(sshd, tmp_path):
+    """As with `ssh host 'cmd'`: no pty, so the end of the session signals nothing."""
+    ssh_connection(sshd)
+    pid_file, done = tmp_path / "pid", tmp_path / "done"
+    run, step = run_ssh(f"(sleep 1; echo finished > {done}) >/dev/null 2>&1 & echo $! > {pid_file}")
+    assert run.status == "completed", step.error
+    pid = read_pid(pid_file)
+    wait_until(lambda: done.exists() and done.read_text() == "finished\n", timeout=15,
+               what="the background job to finish")
+    assert not process_alive(pid)
+
+
+@pytest.mark.ssh
+@pytest.mark.django_db
+def test_the_step_ends_with_the_exit_code_while_a_background_job_holds_the_output(sshd, tmp_path):
     ssh_connection(sshd)
     pid_file = tmp_path / "pid"
-    run, step = run_ssh(f"sleep 30 & echo $! > {pid_file}; wait", timeout_seconds=1, pty=False)
-    assert step.error["type"] == "StepTimeout"
-    pid = read_pid(pid_file)
+    started = time.monotonic()
+    # The background sleep keeps the session's stdout and stderr open: EOF never comes.
+    run, step = run_ssh(f"sleep 60 & echo $! > {pid_file}; echo bye; exit 4")
     try:
-        time.sleep(0.5)
-        assert process_alive(pid)
+        assert time.monotonic() - started < 20
+        assert step.error["type"] == "NonZeroExit"
+        assert step.output == {"exit_code": 4, "stdout_tail": "bye\n"}
+        pid = read_pid(pid_file)
+        assert process_alive(pid)  # the job lives on; only cancel and timeout end the group
     finally:
-        os.kill(pid, signal.SIGKILL)
+        os.kill(read_pid(pid_file), signal.SIGKILL)
+
+
+class TcpRelay:
+    """A TCP relay on loopback in front of sshd, whose connections the test can cut."""
+
+    def __init__(self, port: int):
+        self.target = port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            self.sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+
+    def cut(self) -> None:
+        for sock in self.sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+    def close(self) -> None:
+        self.listener.close()
+        self.cut()
+
+
+@pytest.mark.ssh
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_dropped_mid_command_is_a_retryable_ssh_connection_lost(sshd, tmp_path):
+    relay = TcpRelay(sshd.port)
+    key = sshd.host_key_line.split(" ", 1)[1]
+    ssh_connection(sshd, config={"port": relay.port,
+                                 "known_hosts": f"[127.0.0.1]:{relay.port} {key}"})
+    pid_file = tmp_path / "pid"
+    flow = make_flow(ssh_definition(f"echo $$ > {pid_file}; echo before-the-drop; sleep 600",
+                                    retry={"max_attempts": 1}))
+    run, _ = run_start(flow=flow, input={})
+    step = StepRun.objects.get(run=run, key="remote")
+    thread = advance_in_thread(step.pk)
+    try:
+        wait_until(lambda: "before-the-drop" in logs_of(step, "stdout"), what="the first line")
+        relay.cut()
+        thread.join(30)
+    finally:
+        relay.close()
+        if pid_file.exists():
+            try:
+                os.killpg(read_pid(pid_file), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert not thread.is_alive()
+    attempt = Attempt.objects.get(step_run=step)
+    assert attempt.status == "failed"
+    assert attempt.error["type"] == "SSHConnectionLost"
+    assert attempt.output == {"exit_code": None, "stdout_tail": "before-the-drop\n"}
+
+
+@pytest.mark.ssh
+@pytest.mark.django_db
+def test_keepalive_seconds_sets_the_transport_keepalive(sshd):
+    from workflows.steps.ssh.client import open_chain
+
+    conn = ssh_connection(sshd, config={"keepalive_seconds": 7})
+    documents = {"vm": {"kind": "ssh", "config": conn.config}}
+    secrets = {"vm": {"private_key": sshd.client_private_key}}
+    for override, expected in ((None, 7), (3, 3)):
+        chain = open_chain(name="vm", connections=documents, secrets=secrets, timeout=5,
+                           keepalive_seconds=override)
+        try:
+            packetizer = chain.transport.packetizer
+            assert packetizer._Packetizer__keepalive_interval == expected
+        finally:
+            chain.close()

@@ -1,9 +1,10 @@
-"""/connections: list, create and change connections; secrets are write-only; admins only."""
+"""/connections: list, create, change and test connections; secrets are write-only; admins
+only."""
 
 from __future__ import annotations
 
 from django.http import HttpRequest
-from ninja import Router, Status
+from ninja import Router, Schema, Status
 
 from connections.selectors import (
     connection_document,
@@ -12,12 +13,25 @@ from connections.selectors import (
     user_can_manage_connections,
 )
 from connections.services import UNSET, connection_create, connection_update
+from connections.testing import connection_test
 from workflows.api.flows import errors
 from workflows.api.pagination import keyset_page
 from workflows.api.schemas import ConnectionIn, ConnectionOut, ConnectionPage, ConnectionUpdateIn
 from workflows.errors import NotFound, NotPermitted
 
 router = Router(tags=["connections"])
+
+
+class ConnectionTestError(Schema):
+    type: str
+    message: str
+
+
+class ConnectionTestOut(Schema):
+    ok: bool
+    latency_ms: int
+    detail: str
+    error: ConnectionTestError | None = None
 
 
 def _require_admin(user) -> None:
@@ -73,3 +87,11 @@ def connections_update(request: HttpRequest, name: str, payload: ConnectionUpdat
     connection = connection_update(actor=request.auth, connection=connection, secret=secret,
                                    **changes)
     return connection_document(connection)
+
+
+@router.post("/{name}/test", response={200: ConnectionTestOut, **errors(422)},
+             summary="Test a connection: reach and authenticate (ssh: host key fingerprint and "
+                     "server version; http: the status of a GET to base_url). Never a secret.")
+def connections_test(request: HttpRequest, name: str):
+    _require_admin(request.auth)
+    return connection_test(actor=request.auth, connection=_get(name))

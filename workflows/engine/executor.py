@@ -17,6 +17,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -31,7 +32,7 @@ from connections.selectors import (
     connection_secrets_for_step,
     connections_for_step,
 )
-from resources.services import resource_create
+from resources.services import resource_create, resource_create_stored
 from workflows.engine import progress
 from workflows.engine.transitions import events_batched, run_transition, step_transition
 from workflows.models import ActorKind, Attempt, LogChunk, Run, StepRun
@@ -71,6 +72,7 @@ class AttemptContext:
         self._lock = threading.Lock()
         self._cancel = threading.Event()
         self.resources: list[tuple[uuid.UUID, bytes, str, str]] = []
+        self.stored_resources: list[tuple[Any, str, str]] = []
 
     def log(self, text: str, stream: str = "stdout") -> None:
         if text:
@@ -106,6 +108,16 @@ class AttemptContext:
         with self._lock:
             self.resources.append((resource_id, data, name, content_type))
         return f"res://{resource_id}"
+
+    def resource_stream(self, *, read: Callable[[int], bytes], name: str = "",
+                        content_type: str = "application/octet-stream") -> str:
+        """Stream into storage now (constant memory); the row is written with the others."""
+        from resources.services import resource_store_stream
+
+        stored = resource_store_stream(read=read)
+        with self._lock:
+            self.stored_resources.append((stored, name, content_type))
+        return f"res://{stored.resource_id}"
 
     def secret(self, connection_name: str) -> dict[str, Any]:
         if connection_name not in self._secrets:
@@ -192,7 +204,7 @@ def claim_locked(run: Run, steps: dict[str, StepRun], step: StepRun) -> Claimed 
         if step_type is None:
             raise StepFailed(f"unknown step type {step.type!r}", error_type="UnknownStepType",
                              retryable=False)
-        connections, secrets = _load_connections(step_type.connection_names(definition))
+        connections, secrets = _load_connections(step_type.connections_to_load(definition))
         redactor = connection_redactor(
             secrets=secrets.values(), configs=[c["config"] for c in connections.values()])
         deferred = {k: v for k, v in definition.items() if k in step_type.deferred_keys}
@@ -308,6 +320,9 @@ def _store_resources(claimed: Claimed, ctx: AttemptContext) -> None:
     for resource_id, data, name, content_type in ctx.resources:
         resource_create(content=data, name=name, content_type=content_type,
                         run=claimed.run, step_run=claimed.step, resource_id=resource_id)
+    for stored, name, content_type in ctx.stored_resources:
+        resource_create_stored(stored=stored, name=name, content_type=content_type,
+                               run=claimed.run, step_run=claimed.step)
 
 
 def heartbeat(claimed: Claimed) -> bool:

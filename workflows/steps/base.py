@@ -7,6 +7,7 @@ attempt ended by returning a `StepOutcome` or raising `StepFailed`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -75,6 +76,11 @@ class StepContext(Protocol):
                  content_type: str = "application/octet-stream") -> str:
         """Store a large artifact as a resource; returns its res:// ref for the output."""
 
+    def resource_stream(self, *, read: Callable[[int], bytes], name: str = "",
+                        content_type: str = "application/octet-stream") -> str:
+        """Stream what `read(n)` returns into a resource with constant memory (size and
+        SHA-256 computed on the way); returns its res:// ref for the output."""
+
 
 Problem = dict[str, str]
 
@@ -131,6 +137,16 @@ class StepType:
     def connection_names(self, step: dict[str, Any]) -> list[str]:
         name = step.get("connection")
         return [name] if isinstance(name, str) and name else []
+
+    def connections_to_load(self, step: dict[str, Any]) -> list[str]:
+        """The connections (with secrets) a worker loads for this step: the ones it names, plus
+        any they lead to (an ssh connection's jump hosts). May query the database."""
+        return self.connection_names(step)
+
+    def release_problems(self, step: dict[str, Any], path: str) -> list[Problem]:
+        """Problems only the stored connections reveal (a jump chain, a URL outside a
+        connection's base_url), checked at release. May query the database."""
+        return []
 
 
 _STEP_TYPES: dict[str, StepType] = {}

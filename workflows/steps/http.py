@@ -1,3 +1,8 @@
+"""The http step: one request, optionally with an http (or generic) connection's base URL,
+headers and credentials. A step naming a connection sends only to URLs under the connection's
+base_url (connections/scope.py): a literal URL elsewhere is refused at release, one built from a
+reference fails the attempt as ConnectionScopeViolation, never retried, with nothing sent."""
+
 from __future__ import annotations
 
 import json
@@ -5,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from connections.scope import is_absolute, join_url, url_scope_problem
 from workflows.steps.base import (
     Problem,
     StepContext,
@@ -16,6 +22,15 @@ from workflows.steps.base import (
 )
 
 METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
+PROBE_TIMEOUT_SECONDS = 10.0
+
+
+class ConnectionScopeViolation(StepFailed):
+    """The request would carry a connection's credentials outside its base_url. Never retried:
+    the URL would be the same; nothing was sent."""
+
+    def __init__(self, message: str):
+        super().__init__(message, error_type="ConnectionScopeViolation", retryable=False)
 MAX_BODY_BYTES = 1_000_000
 
 
@@ -64,6 +79,23 @@ class HttpStep(StepType):
             problems.append(problem(f"{path}.fail_on_status", "must be true or false"))
         return problems
 
+    def release_problems(self, step: dict[str, Any], path: str) -> list[Problem]:
+        """A literal absolute URL outside the named connection's base_url (one query)."""
+        from connections.models import Connection
+
+        name = step.get("connection")
+        request = step.get("request")
+        url = request.get("url") if isinstance(request, dict) else None
+        if not isinstance(name, str) or not name or not isinstance(url, str) or "{{" in url \
+                or not is_absolute(url):
+            return []
+        row = Connection.objects.filter(name=name).values("config").first()
+        if row is None:
+            return []  # reported by the existence check
+        base_url = (row["config"] or {}).get("base_url") or ""
+        reason = url_scope_problem(join_url(base_url, url), base_url, connection=name)
+        return [problem(f"{path}.request.url", reason)] if reason else []
+
     def execute(self, ctx: StepContext) -> StepOutcome:
         request = ctx.step["request"]
         base_url, headers, auth = "", {}, None
@@ -75,6 +107,12 @@ class HttpStep(StepType):
         headers.update(request.get("headers") or {})
         method = str(request.get("method", "GET")).upper()
         url = request["url"]
+        if name:
+            url = join_url(base_url, url)
+            if is_absolute(url):
+                reason = url_scope_problem(url, base_url, connection=name)
+                if reason:
+                    raise ConnectionScopeViolation(reason + "; nothing was sent")
         timeout = float(ctx.step.get("timeout_seconds") or 30)
         ctx.log(f"{method} {url}\n")
         kwargs: dict[str, Any] = {"headers": headers, "params": request.get("params")}
@@ -84,7 +122,7 @@ class HttpStep(StepType):
             body = request["body"]
             kwargs["content"] = body if isinstance(body, str) else json.dumps(body)
         try:
-            with httpx.Client(base_url=base_url, auth=auth, timeout=timeout) as client:
+            with httpx.Client(auth=auth, timeout=timeout) as client:
                 response = client.request(method, url, **kwargs)
         except httpx.HTTPError as exc:
             raise StepFailed(f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__) from exc
@@ -102,3 +140,20 @@ class HttpStep(StepType):
             raise StepFailed(f"HTTP {response.status_code} from {method} {url}",
                              error_type="HTTPStatusError", output=output)
         return StepOutcome.completed(output)
+
+
+def probe(*, config: dict[str, Any], secret: dict[str, Any]) -> tuple[bool, str]:
+    """GET the connection's base_url with its headers and credentials: (ok, "GET URL → 200").
+    ok when the server answers below 400. Raises StepFailed when no answer comes."""
+    prepared = connection_request_settings(config, secret)
+    base_url = prepared["base_url"]
+    if not base_url:
+        raise StepFailed("the connection has no base_url to test", error_type="ConnectionInvalid",
+                         retryable=False)
+    try:
+        with httpx.Client(auth=prepared["auth"], timeout=PROBE_TIMEOUT_SECONDS) as client:
+            response = client.get(base_url, headers=prepared["headers"])
+    except httpx.HTTPError as exc:
+        raise StepFailed(f"GET {base_url}: {type(exc).__name__}: {exc}",
+                         error_type=type(exc).__name__) from None
+    return response.status_code < 400, f"GET {base_url} → {response.status_code}"

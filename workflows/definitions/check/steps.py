@@ -169,6 +169,10 @@ def check_step_type_params(
             if isinstance(name, str) and name:
                 where = f"{path}.connection" if step.get("connection") == name else path
                 connection_uses.append((where, name, step_type_name))
+        # Checks a step type can only make against the connections it names (a literal URL
+        # outside an http connection's base_url, an ssh proxy_jump chain).
+        for entry in step_type.release_problems(step, path):
+            add(problems, entry["path"], entry["message"])
 
 
 def check_needs(
