@@ -10,6 +10,7 @@ through the broker (WF_CONTINUE_INLINE); the other ready steps are enqueued.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import socket
@@ -25,6 +26,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from ops.logs import log_context_update
 from workflows.engine import progress
 from workflows.models import ActorKind, Attempt, LogChunk, Run, StepRun
 from workflows.references import ReferenceUnresolved, resolve
@@ -135,6 +137,7 @@ def advance(step_run_id: int) -> None:
     """Run the queued step run `step_run_id`, then any step it makes ready (see module doc)."""
     claimed = claim(step_run_id)
     while claimed is not None:
+        log_context_update(step_run_id=claimed.step.pk)  # ops.logs: lines name this step
         nxt = finish(claimed, execute(claimed))
         claimed = claim(nxt) if isinstance(nxt, int) else nxt
 
@@ -264,7 +267,8 @@ def execute(claimed: Claimed) -> Result:
             result.trace = traceback.format_exc()
 
     timeout = float(claimed.definition.get("timeout_seconds") or progress.default_step_timeout())
-    thread = threading.Thread(target=target, name=f"step-{claimed.step.pk}", daemon=True)
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(target,),
+                              name=f"step-{claimed.step.pk}", daemon=True)  # log context too
     started = time.monotonic()
     last_beat = started
     thread.start()
