@@ -34,8 +34,12 @@ def log_context(**fields: Any) -> Iterator[None]:
 
 def log_context_update(**fields: Any) -> None:
     """Change fields of the current context (a worker going on with the next step inline);
-    the enclosing log_context restores the previous values on exit."""
-    _context.set({**_context.get(), **fields})
+    the enclosing log_context restores the previous values on exit. Outside any log_context
+    (the engine called directly, not through a task) it does nothing, so nothing leaks into
+    later lines of the process."""
+    current = _context.get()
+    if current:
+        _context.set({**current, **fields})
 
 
 def current_log_context() -> dict[str, Any]:

@@ -108,3 +108,15 @@ def test_log_format_setting_shapes_the_console(tmp_path, fmt):
         date, time, level, logger, message = line.split(" ", 4)
         assert len(date) == 10 and ":" in time
         assert (level, logger, message) == ("WARNING", "workflows.engine.executor", "hello")
+
+
+@pytest.mark.django_db
+def test_the_engine_called_outside_a_task_leaves_no_context_behind(json_lines):
+    from tests.workflows.conftest import drain
+
+    flow = make_flow(simple_definition("untasked"))
+    run_start(flow=flow, input={})
+    drain()  # executor.advance directly, as the sweeper's callers and tests do
+    logging.getLogger("outside").warning("later")
+    line = next(line for line in json_lines() if line["logger"] == "outside")
+    assert (line["run_id"], line["step_run_id"], line["flow"]) == (None, None, None)
