@@ -42,3 +42,28 @@ def env_float(name: str, default: float) -> float:
 def env_int(name: str, default: int) -> int:
     value = os.environ.get(name)
     return int(value) if value else default
+
+
+def env_proxy_ssl_header(name: str) -> tuple[str, str] | None:
+    """`HEADER,VALUE` (e.g. `HTTP_X_FORWARDED_PROTO,https`) as Django's SECURE_PROXY_SSL_HEADER
+    tuple; unset or empty: None (no proxy header is trusted)."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    header, sep, expected = (part.strip() for part in value.partition(","))
+    if not sep or not header or not expected:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(
+            f"{name} must be HEADER,VALUE such as HTTP_X_FORWARDED_PROTO,https, not {value!r}")
+    return header, expected
+
+
+def origin_of(url: str) -> str:
+    """The origin (scheme://host[:port]) of `url`, as CSRF_TRUSTED_ORIGINS wants it."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.netloc:
+        return url
+    return f"{parts.scheme}://{parts.netloc}"

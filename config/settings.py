@@ -5,11 +5,26 @@ import warnings
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_float, env_int, env_list, load_dotenv
+from config.env import (
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_proxy_ssl_header,
+    load_dotenv,
+    origin_of,
+)
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+# Where the code is (`config/..`). From a source checkout (manage.py next to it) that is also
+# the project directory holding `.env`, the SQLite file and media; an installed copy lives in
+# site-packages, so its data defaults to the current directory instead (set DATABASE_URL,
+# MEDIA_ROOT and STATIC_ROOT in production anyway). Templates and static files are package data
+# of the apps and are found next to the code either way (docs/architecture.md "Packaging").
+CODE_DIR = Path(__file__).resolve().parent.parent
+BASE_DIR = CODE_DIR if (CODE_DIR / "manage.py").is_file() else Path.cwd()
 load_dotenv(BASE_DIR / ".env")
 
 DEBUG = env_bool("DEBUG", False)
@@ -24,7 +39,19 @@ if not SECRET_KEY:
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1"])
 PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
-CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [PUBLIC_BASE_URL])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [origin_of(PUBLIC_BASE_URL)])
+
+# --- Deployment behind TLS (each variable is named like the Django setting it sets) ----------
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+# "HTTP_X_FORWARDED_PROTO,https": trust the proxy's header saying the request came over TLS.
+SECURE_PROXY_SSL_HEADER = env_proxy_ssl_header("SECURE_PROXY_SSL_HEADER")
+# Cookies only over TLS unless DEBUG (local http) or said otherwise.
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 
 # Dedicated keys for secrets at rest (never derived from SECRET_KEY), newest first.
 FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEYS", [])
@@ -44,14 +71,19 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "django_q",
+    # django-ninja as an app: /api/v1/docs then serves Swagger UI from its static files instead
+    # of a public CDN, so the page works offline and under the CSP.
+    "ninja",
     "workflows",
     "approvals",
     "resources",
     "connections",
+    "ops",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     # Serves the admin's CSS, htmx and scripts whatever DEBUG says (`runserver` alone only
     # does with DEBUG on), from the apps' static folders when collectstatic has not been run.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -62,7 +94,27 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Counts refused webhook and callback deliveries for /metrics (ops/).
+    "ops.middleware.InboundRefusalMiddleware",
 ]
+
+# Only the app's own scripts run: every script is a static file, none inline, no eval. Styles
+# may be inline (the Django admin and Swagger UI set style attributes); images may be data: URIs
+# (the admin's and Swagger UI's icons).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, "'unsafe-inline'"],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -71,7 +123,8 @@ ASGI_APPLICATION = "config.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        # Each app ships its templates in its own templates/ folder (package data).
+        "DIRS": [],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -111,12 +164,12 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or BASE_DIR / "staticfiles")
 WHITENOISE_USE_FINDERS = True
 # Without `collectstatic` there is no STATIC_ROOT yet; WhiteNoise then serves from the apps'
 # static folders (finders) and need not warn about the missing directory on every start.
 warnings.filterwarnings("ignore", message=r"No directory at: .*staticfiles", category=UserWarning)
-MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT") or BASE_DIR / "media")
 MEDIA_URL = "media/"
 
 LOGIN_URL = "admin:login"
@@ -169,10 +222,50 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
 
+# --- The cache: throttle counts (and short-lived page data) ---------------------------------
+# With Redis every web process counts in one place, so N processes allow the limit once, not N
+# times. CACHE_REDIS_URL may point the cache at another Redis database than the broker's
+# (recommended: clearing the cache flushes its whole database); the key prefix keeps the two
+# apart when they share one.
+CACHE_REDIS_URL = os.environ.get("CACHE_REDIS_URL") or REDIS_URL
+if CACHE_REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_REDIS_URL,
+            "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "wf"),
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Health and metrics (ops/) ------------------------------------------------------------------
+# Bearer token for /metrics; unset, /metrics is off (404).
+WF_METRICS_TOKEN = os.environ.get("WF_METRICS_TOKEN", "")
+# /readyz fails when the sweeper's schedule is overdue by more than this (no qcluster is
+# running schedules); 0 leaves the sweeper out of readiness.
+WF_READY_SWEEPER_GRACE_SECONDS = env_int("WF_READY_SWEEPER_GRACE_SECONDS", 300)
+
+# --- Logs: LOG_FORMAT=plain (time, level, logger, message) or json (one object per line, with
+# run_id, step_run_id and flow from the task being run). --------------------------------------
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain").strip().lower()
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"run_context": {"()": "ops.logs.RunContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "ops.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["run_context"],
+        },
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
     "loggers": {
         "django_q": {"handlers": ["console"], "level": os.environ.get("Q_LOG_LEVEL", "WARNING"),

@@ -9,4 +9,5 @@ urlpatterns = [
     path("api/v1/", api.urls),
     re_path(r"^api/v1/(?P<rest>.*)$", api_not_found),
     path("resources/", include("resources.urls")),
+    path("", include("ops.urls")),
 ]

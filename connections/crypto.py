@@ -24,7 +24,9 @@ from connections.errors import SecretDecryptionError
 __all__ = [
     "SecretDecryptionError",
     "decrypt_secret",
+    "decrypt_text",
     "encrypt_secret",
+    "encrypt_text",
     "rotate_token",
 ]
 
@@ -98,6 +100,28 @@ def decrypt_secret(token: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise SecretDecryptionError("the decrypted secret is not a JSON object")
     return data
+
+
+def encrypt_text(text: str) -> str:
+    """The MultiFernet token of the string `text` (a flow's webhook secret), newest key."""
+    if not isinstance(text, str):
+        raise TypeError("encrypt_text takes a string")
+    return _multifernet().encrypt(text.encode()).decode("ascii")
+
+
+def decrypt_text(token: str) -> str:
+    """The string `token` was made from by encrypt_text. Raises SecretDecryptionError when no
+    configured key opens it or it is corrupt."""
+    if not token:
+        raise SecretDecryptionError("there is no ciphertext to decrypt")
+    try:
+        return _multifernet().decrypt(token.encode("ascii")).decode()
+    except (InvalidToken, UnicodeError, TypeError):
+        raise SecretDecryptionError(
+            "the secret could not be decrypted with any of FIELD_ENCRYPTION_KEYS: a key that "
+            "encrypted it was removed before `rotate_connection_keys` ran, the wrong keys are "
+            "configured, or the stored data is corrupt"
+        ) from None
 
 
 def rotate_token(token: str) -> str:

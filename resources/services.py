@@ -18,6 +18,7 @@ from django.core import signing
 from django.core.files.base import ContentFile, File
 from django.db import transaction
 from django.urls import reverse
+from django.utils import timezone
 
 from resources.models import Resource
 from resources.selectors import resource_from_uri
@@ -163,7 +164,6 @@ def resource_signed_url(*, resource: Resource, expires_in: int = DEFAULT_EXPIRES
 def resource_verify_download(signed: str) -> Resource:
     """The resource a signed download value names. Raises DownloadForged (bad signature or an
     unknown resource), DownloadExpired (its lifetime passed, or the resource expired)."""
-    from django.utils import timezone
 
     parts = (signed or "").split(":")
     if len(parts) != 4 or not parts[1].isdigit():

@@ -10,11 +10,19 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from connections.crypto import decrypt_text, encrypt_text
 from workflows.states import AttemptStatus, RunStatus, StepStatus
 
 
-def _webhook_secret() -> str:
+def new_webhook_secret() -> str:
+    """A fresh webhook signing secret (plain text: shown once, then only its ciphertext is
+    kept)."""
     return secrets.token_urlsafe(32)
+
+
+def _webhook_secret() -> str:
+    """The column's default: a fresh secret, encrypted like connection secrets."""
+    return encrypt_text(new_webhook_secret())
 
 
 class Flow(models.Model):
@@ -24,7 +32,9 @@ class Flow(models.Model):
     live_version = models.ForeignKey(
         "FlowVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
-    webhook_secret = models.CharField(max_length=100, default=_webhook_secret, editable=False)
+    # The HMAC key of webhook deliveries, encrypted with FIELD_ENCRYPTION_KEYS (MultiFernet);
+    # webhook_signing_secret() opens it. Never shown except once, when rotated.
+    webhook_secret = models.CharField(max_length=255, default=_webhook_secret, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -42,6 +52,11 @@ class Flow(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    def webhook_signing_secret(self) -> str:
+        """The plain webhook secret (to verify a delivery's HMAC). Raises
+        connections.errors.SecretDecryptionError when no configured key opens it."""
+        return decrypt_text(self.webhook_secret)
 
 
 class FlowVersion(models.Model):

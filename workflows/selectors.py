@@ -9,6 +9,7 @@ from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 
+from workflows.definitions import definition_diff
 from workflows.models import (
     Attempt,
     Event,
@@ -138,7 +139,6 @@ def run_last_good(*, run: Run) -> Run | None:
 
 def run_compare(*, run: Run, other: Run) -> dict[str, Any]:
     """What differs between two runs: version, input, and per step status, output, duration."""
-    from workflows.definitions import definition_diff
 
     mine = {s.key: s for s in run_steps(run=run)}
     theirs = {s.key: s for s in run_steps(run=other)}

@@ -6,19 +6,34 @@ import time
 from django.conf import settings
 from django.utils import timezone
 
+from ops.logs import log_context
 from workflows.engine import executor, sweeper
 from workflows.models import StepRun
 from workflows.services.maintenance import sweep_all
 from workflows.states import StepStatus
 
 
+def _step_log_context(step_run_id: int):
+    """Log records inside the task carry the step run, its run and its flow (ops.logs)."""
+    row = (StepRun.objects.filter(pk=step_run_id)
+           .values_list("run_id", "run__flow__slug").first())
+    run_id, flow = row if row is not None else (None, None)
+    return log_context(run_id=run_id, step_run_id=step_run_id, flow=flow)
+
+
 def advance_step(step_run_id: int) -> None:
-    executor.advance(step_run_id)
+    with _step_log_context(step_run_id):
+        executor.advance(step_run_id)
 
 
 def wake_step(step_run_id: int) -> None:
     """Resolve a paused step's short timer or timeout when it is due (longer ones are the
     sweeper's)."""
+    with _step_log_context(step_run_id):
+        _wake_step(step_run_id)
+
+
+def _wake_step(step_run_id: int) -> None:
     step = StepRun.objects.filter(
         pk=step_run_id, status__in=(StepStatus.WAITING, StepStatus.WAITING_FOR_APPROVAL)
     ).first()

@@ -151,14 +151,15 @@ def test_promoting_a_missing_release_is_a_404(as_user, flow):
 
 
 def test_the_webhook_secret_is_shown_only_when_rotated(as_user, flow):
-    old = flow.webhook_secret
+    old = flow.webhook_signing_secret()
     assert as_user("operator").post("/flows/simple/webhook-secret").status == 403
     response = as_user("builder").post("/flows/simple/webhook-secret")
     assert response.status == 200
     secret = response.body["webhook_secret"]
     assert secret != old and len(secret) >= 32
     flow.refresh_from_db()
-    assert flow.webhook_secret == secret
+    assert flow.webhook_signing_secret() == secret
+    assert secret not in flow.webhook_secret  # stored encrypted
     assert secret not in str(as_user("admin").get("/flows/simple").body)
 
 

@@ -27,7 +27,7 @@ def hooked(db):
 def deliver(api, flow, payload, *, secret=None, timestamp=None, key=None, signature=None):
     body = json.dumps(payload).encode()
     headers = {"X-Signature": signature if signature is not None else webhook_sign(
-        secret=secret or flow.webhook_secret, body=body, timestamp=timestamp)}
+        secret=secret or flow.webhook_signing_secret(), body=body, timestamp=timestamp)}
     if key:
         headers["Idempotency-Key"] = key
     return api.post(f"/hooks/{flow.slug}", raw=body, headers=headers)
@@ -104,7 +104,7 @@ def test_the_webhook_trigger_must_be_in_the_live_release(anon_api, as_user, flow
 
 
 def test_bad_webhook_bodies_are_4xx(anon_api, hooked):
-    secret = hooked.webhook_secret
+    secret = hooked.webhook_signing_secret()
     body = b"not json"
     response = anon_api.post("/hooks/hooked", raw=body, content_type="text/plain",
                              headers={"X-Signature": webhook_sign(secret=secret, body=body)})
@@ -117,7 +117,7 @@ def test_bad_webhook_bodies_are_4xx(anon_api, hooked):
 
 
 def test_a_rotated_secret_refuses_the_old_one(anon_api, as_user, hooked):
-    old = hooked.webhook_secret
+    old = hooked.webhook_signing_secret()
     new = as_user("builder").post("/flows/hooked/webhook-secret").body["webhook_secret"]
     assert deliver(anon_api, hooked, {}, secret=old).status == 401
     assert deliver(anon_api, hooked, {}, secret=new).status == 202

@@ -92,9 +92,8 @@ def test_a_running_step_tails_its_log_live(page, live_server):
     for n in (1, 2, 3):
         LogChunk.objects.create(step_run=step, attempt=claimed.attempt, seq=n,
                                 text=f"progress {n}/3\n")
-    page.wait_for_function(
-        "document.querySelector('#sp-log-lines').innerText.includes('progress 3/3')",
-        timeout=10_000)
+    # a locator, not wait_for_function: the CSP forbids evaluating strings in the page
+    page.locator("#sp-log-lines", has_text="progress 3/3").wait_for(timeout=10_000)
     assert page.locator("#sp-log-lines .log-chunk").count() == 3
     executor.finish(claimed, executor.execute(claimed))
     page.locator('#step-panel .sp-status[data-status="completed"]').wait_for(timeout=10_000)

@@ -130,4 +130,4 @@ def test_rotate_connection_keys_command_prints_json(settings, fresh_key):
     settings.FIELD_ENCRYPTION_KEYS = [fresh_key, old]
     out = io.StringIO()
     call_command("rotate_connection_keys", stdout=out)
-    assert json.loads(out.getvalue()) == {"rotated": 1}
+    assert json.loads(out.getvalue()) == {"rotated": 1, "webhook_secrets": 0}

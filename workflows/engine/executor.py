@@ -10,6 +10,7 @@ through the broker (WF_CONTINUE_INLINE); the other ready steps are enqueued.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import socket
@@ -32,7 +33,8 @@ from connections.selectors import (
     connection_secrets_for_step,
     connections_for_step,
 )
-from resources.services import resource_create, resource_create_stored
+from ops.logs import log_context_update
+from resources.services import resource_create, resource_create_stored, resource_store_stream
 from workflows.engine import progress
 from workflows.engine.transitions import events_batched, run_transition, step_transition
 from workflows.models import ActorKind, Attempt, LogChunk, Run, StepRun
@@ -112,7 +114,6 @@ class AttemptContext:
     def resource_stream(self, *, read: Callable[[int], bytes], name: str = "",
                         content_type: str = "application/octet-stream") -> str:
         """Stream into storage now (constant memory); the row is written with the others."""
-        from resources.services import resource_store_stream
 
         stored = resource_store_stream(read=read)
         with self._lock:
@@ -154,6 +155,7 @@ def advance(step_run_id: int) -> None:
     """Run the queued step run `step_run_id`, then any step it makes ready (see module doc)."""
     claimed = claim(step_run_id)
     while claimed is not None:
+        log_context_update(step_run_id=claimed.step.pk)  # ops.logs: lines name this step
         nxt = finish(claimed, execute(claimed))
         claimed = claim(nxt) if isinstance(nxt, int) else nxt
 
@@ -278,7 +280,8 @@ def execute(claimed: Claimed) -> Result:
             result.trace = traceback.format_exc()
 
     timeout = float(claimed.definition.get("timeout_seconds") or progress.default_step_timeout())
-    thread = threading.Thread(target=target, name=f"step-{claimed.step.pk}", daemon=True)
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(target,),
+                              name=f"step-{claimed.step.pk}", daemon=True)  # log context too
     started = time.monotonic()
     last_beat = started
     thread.start()

@@ -15,15 +15,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import secrets
 import time
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 
+from connections.crypto import encrypt_text, rotate_token
+from connections.errors import SecretDecryptionError
 from workflows.errors import InputInvalid, NotFound, WorkflowError
-from workflows.models import Flow, Run, TriggerKind
+from workflows.models import Flow, Run, TriggerKind, new_webhook_secret
 from workflows.permissions import RELEASE_FLOW, require_permission
 from workflows.services.runs import run_start
 
@@ -186,7 +187,7 @@ def webhook_receive(*, flow: Flow, body: bytes, signature: str | None,
     """
     if not webhook_enabled(flow=flow):
         raise WebhookNotEnabled(f"flow {flow.slug} has no webhook trigger in its live release")
-    webhook_verify(secret=flow.webhook_secret, body=body, header=signature, now=now)
+    webhook_verify(secret=flow.webhook_signing_secret(), body=body, header=signature, now=now)
     payload = _parse_payload(body)
     if "input" in payload:
         run_input = payload["input"] if payload["input"] is not None else {}
@@ -209,8 +210,26 @@ def webhook_secret_rotate(*, flow: Flow, actor=None) -> str:
     """Give the flow a new webhook secret and return it (the only time it is shown).
     Deliveries signed with the old secret are refused from now on."""
     require_permission(actor, RELEASE_FLOW)
-    secret = secrets.token_urlsafe(32)
+    secret = new_webhook_secret()
+    stored = encrypt_text(secret)
     with transaction.atomic():
-        Flow.objects.filter(pk=flow.pk).update(webhook_secret=secret)
-    flow.webhook_secret = secret
+        Flow.objects.filter(pk=flow.pk).update(webhook_secret=stored)
+    flow.webhook_secret = stored
     return secret
+
+
+def webhook_secrets_rotate_keys() -> int:
+    """Re-encrypt every flow's webhook secret with the newest of FIELD_ENCRYPTION_KEYS (the
+    webhook half of `rotate_connection_keys`); returns how many. Raises SecretDecryptionError,
+    changing nothing, when a secret opens with no configured key. Call inside the caller's
+    transaction so a failure rolls back the connections' half too; rows are locked."""
+    with transaction.atomic():
+        flows = list(Flow.objects.select_for_update().order_by("pk")
+                     .values_list("pk", "slug", "webhook_secret"))
+        for pk, slug, token in flows:
+            try:
+                rotated = rotate_token(token)
+            except SecretDecryptionError as exc:
+                raise SecretDecryptionError(f"flow {slug!r} webhook secret: {exc}") from None
+            Flow.objects.filter(pk=pk).update(webhook_secret=rotated)
+    return len(flows)

@@ -19,7 +19,6 @@ import subprocess
 import sys
 import time
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 STOP_GRACE_SECONDS = 30.0
@@ -53,7 +52,9 @@ class Command(BaseCommand):
         previous = {
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
         }
-        manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
+        # `python -m django` (DJANGO_SETTINGS_MODULE is in the environment the children get),
+        # so an installed copy without manage.py runs too.
+        manage = [sys.executable, "-m", "django"]
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         commands = {
             "web": [*manage, "runserver", "--noreload", address],
