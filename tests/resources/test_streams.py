@@ -134,7 +134,7 @@ def test_names_and_content_types_with_cr_lf_never_break_a_download(client):
     assert "\r" not in clean.name and "\n" not in clean.content_type
     # Rows written before names were cleaned still download.
     old = resource_create(content=b"x")
-    Resource.objects.filter(pk=old.pk).update(name="bad\r\nname\x00.txt",
+    Resource.objects.filter(pk=old.pk).update(name="bad\r\nname\t.txt",
                                               content_type="text/plain\r\nX-Evil: 1")
     old.refresh_from_db()
     for resource in (clean, old):
