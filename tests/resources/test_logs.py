@@ -22,6 +22,19 @@ from workflows.models import LogChunk
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def no_parts_from_earlier_sessions():
+    """Log resource ids derive from step run ids, which restart with each test database, while
+    the test media folder stays: clear the parts earlier sessions may have left."""
+    try:
+        folders, _ = default_storage.listdir("logs/parts")
+    except FileNotFoundError:
+        return
+    for folder in folders:
+        for name in default_storage.listdir(f"logs/parts/{folder}")[1]:
+            default_storage.delete(f"logs/parts/{folder}/{name}")
+
+
 def chunks_of(step_run):
     return list(LogChunk.objects.filter(step_run=step_run).order_by("seq")
                 .values_list("seq", "stream", "text"))
