@@ -1,6 +1,7 @@
 """Resources in the admin: read-only, with a download that needs an admin login.
 
-Step outputs show `res://` references as links to these pages (see workflows.views.json_html).
+Step outputs show `res://` references as links to these pages (see the `json_html` filter in
+workflows/templatetags/wf_render.py).
 """
 
 from __future__ import annotations

@@ -66,9 +66,15 @@ class OutputNotStorable(WorkflowError):
     too deeply, circular, or the storage refused it). The engine ends the attempt as failed with
     this error rather than leaving the step running."""
 
+    code = "output_not_storable"
+    http_status = 422
+
 
 class ValueTooLargeToLoad(WorkflowError):
     """An offloaded value is larger than what may be loaded back (WF_REFERENCE_LOAD_BYTES)."""
+
+    code = "value_too_large"
+    http_status = 422
 
     def __init__(self, *, uri: str, size: int, limit: int,
                  setting: str = "WF_REFERENCE_LOAD_BYTES"):

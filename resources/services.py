@@ -40,12 +40,18 @@ DEFAULT_EXPIRES_IN = 300
 MAX_EXPIRES_IN = 7 * 24 * 3600
 
 
-class DownloadForged(Exception):
+class DownloadForged(WorkflowError):
     """The signed value was not made by us (or was altered)."""
 
+    code = "forbidden"
+    http_status = 403
 
-class DownloadExpired(Exception):
+
+class DownloadExpired(WorkflowError):
     """The signed value is genuine but its lifetime has passed."""
+
+    code = "expired"
+    http_status = 410
 
 
 def _signer() -> signing.TimestampSigner:
@@ -55,6 +61,9 @@ def _signer() -> signing.TimestampSigner:
 class ResourceTooLarge(WorkflowError):
     """The content passed `max_bytes` while being stored; nothing was kept. `limit` is the cap
     in bytes, `setting` the name of the setting that sets it (for the message a user sees)."""
+
+    code = "payload_too_large"
+    http_status = 413
 
     def __init__(self, *, limit: int, setting: str = ""):
         self.limit = limit

@@ -41,10 +41,8 @@ def download(request: HttpRequest, signed: str) -> HttpResponse:
     resource (or its content) no longer exists."""
     try:
         resource = resource_verify_download(signed)
-    except DownloadExpired as exc:
-        return _error(410, "expired", str(exc))
-    except DownloadForged as exc:
-        return _error(403, "forbidden", str(exc))
+    except (DownloadExpired, DownloadForged) as exc:
+        return _error(exc.http_status, exc.code, str(exc))
     except NotFound as exc:
         return _error(404, "not_found", str(exc))
     return resource_response(request, resource)

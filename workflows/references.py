@@ -59,6 +59,9 @@ class ReferenceSyntaxError(ValueError):
 class ReferenceUnresolved(WorkflowError):
     """A reference names something the context does not hold (a missing key or index)."""
 
+    code = "reference_unresolved"
+    http_status = 422
+
     def __init__(self, expr: str, message: str):
         self.expr = expr
         self.message = message

@@ -5,10 +5,13 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
-from tests.workflows.conftest import make_flow, simple_definition
+# After the tests split on main these live in tests/factories.py: change this one import.
+from tests.workflows.conftest import drain, make_flow, simple_definition
 from workflows.models import Attempt, StepRun
 from workflows.services.runs import run_start
 from workflows.states import AttemptStatus
+
+__all__ = ["drain", "make_flow", "simple_definition"]
 
 
 @pytest.fixture

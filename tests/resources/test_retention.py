@@ -16,7 +16,7 @@ from django_q.models import Schedule
 from resources.models import Resource
 from resources.retention import retention_days_of, runs_prune
 from resources.services import resource_create
-from tests.workflows.conftest import drain, make_flow, simple_definition
+from tests.resources.conftest import drain, make_flow, simple_definition
 from workflows.models import Attempt, Event, FlowVersion, LogChunk, Run, StepRun
 from workflows.services.runs import run_start
 from workflows.states import RunStatus
@@ -180,3 +180,25 @@ def test_prune_runs_daily_as_a_schedule():
     assert schedule.next_run > timezone.now()
     assert schedule.func == "resources.tasks.prune" and schedule.schedule_type == Schedule.DAILY
     assert schedule.repeats == -1
+
+
+def test_approvals_go_with_their_run(settings):
+    from django.contrib.auth import get_user_model
+
+    from approvals.models import Approval
+    from approvals.services import approval_approve
+
+    settings.WF_RETENTION_DAYS = 30
+    flow = make_flow(simple_definition("reviewed", steps=[
+        {"key": "review", "type": "approval", "assignees": {"users": ["boss"]}}]))
+    boss = get_user_model().objects.create_user("boss")
+    run, _ = run_start(flow=flow, input={})
+    drain()
+    approval_approve(approval=Approval.objects.get(run=run), actor=boss)
+    drain()
+    run.refresh_from_db()
+    assert run.status == RunStatus.COMPLETED
+    Run.objects.filter(pk=run.pk).update(finished_at=timezone.now() - timedelta(days=31))
+    report = runs_prune(now=timezone.now())
+    assert report["runs"] == 1 and report["approvals"] == 1
+    assert not Approval.objects.exists()
