@@ -36,7 +36,7 @@ from typing import Any
 
 from django.conf import settings
 
-from resources.models import ResourceKind
+from resources.models import Resource, ResourceKind
 from resources.selectors import resource_from_uri
 from resources.services import resource_create
 from workflows.errors import WorkflowError
@@ -45,7 +45,9 @@ __all__ = [
     "DESCRIPTOR_KEYS",
     "OutputNotStorable",
     "ValueTooLargeToLoad",
+    "describe_resource",
     "is_descriptor",
+    "resources_attach",
     "storable_json",
     "storable_text",
     "value_load",
@@ -59,6 +61,8 @@ _NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
 _FROM_NON_FINITE = {"Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.nan}
 # A `\u0000` escape that is not itself an escaped backslash followed by "u0000".
 _ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+_REF_IN_TEXT = re.compile(r"res://([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+                          r"[0-9a-fA-F]{12})")
 
 
 class OutputNotStorable(WorkflowError):
@@ -216,9 +220,25 @@ def _bytes_preview(data: bytes) -> str | None:
     return _preview(text[:PREVIEW_CHARS] + ("…" if len(data) > len(head) else ""))
 
 
-def _describe(resource: Any, preview: str | None, reason: str) -> dict[str, Any]:
+def describe_resource(resource: Any, *, preview: str | None = None,
+                      reason: str = "binary") -> dict[str, Any]:
+    """The inline descriptor of a stored resource (what a step output carries in its place),
+    for step types that stream content into a resource themselves (the http step's body, an
+    SFTP download). `preview` is made storable here."""
     return {"$resource": resource.uri, "size": resource.size, "sha256": resource.sha256,
-            "content_type": resource.content_type, "preview": preview, "reason": reason}
+            "content_type": resource.content_type,
+            "preview": storable_text(preview) if preview is not None else None,
+            "reason": reason}
+
+
+def resources_attach(value: Any, *, run: Any) -> int:
+    """Attach the resources a value refers to and that belong to no run yet (a webhook payload
+    kept before its run existed) to `run`, so retention prunes them with it. Returns how many."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    ids = set(_REF_IN_TEXT.findall(text))
+    if not ids:
+        return 0
+    return Resource.objects.filter(pk__in=ids, run__isnull=True).update(run=run)
 
 
 def _offload(content: bytes, *, preview: str | None, reason: str, name: str, content_type: str,
@@ -232,7 +252,7 @@ def _offload(content: bytes, *, preview: str | None, reason: str, name: str, con
     except Exception as exc:  # noqa: BLE001 - storage errors vary by backend
         raise OutputNotStorable(f"{name}: the value could not be kept as a resource: "
                                 f"{type(exc).__name__}: {exc}") from exc
-    return _describe(resource, preview, reason)
+    return describe_resource(resource, preview=preview, reason=reason)
 
 
 def storable_json(value: Any, *, run: Any = None, step_run: Any = None, attempt: Any = None,

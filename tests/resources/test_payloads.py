@@ -172,3 +172,23 @@ def test_log_text_round_trips_through_the_database(step_run, attempt):
     chunk = LogChunk.objects.create(step_run=step_run, attempt=attempt, seq=1, text=text)
     chunk.refresh_from_db()
     assert chunk.text == "start\u2400middle\ufffdend\n"
+
+
+def test_a_payload_kept_before_its_run_existed_is_attached_to_it(step_run):
+    payload = storable_json({"event": "push", "blob": "\x00"}, name="webhook-payload.json")
+    from resources.payloads import resources_attach
+
+    assert resources_attach({"payload": payload}, run=step_run.run) == 1
+    assert Resource.objects.get().run_id == step_run.run_id
+    assert resources_attach({"payload": payload}, run=step_run.run) == 0  # already attached
+    assert resources_attach({"plain": 1}, run=step_run.run) == 0
+
+
+def test_a_streamed_resource_is_described_like_an_offloaded_value():
+    from resources.payloads import describe_resource
+    from resources.services import resource_create
+
+    resource = resource_create(content=iter([b"\x89PNG", b"\x00" * 10]), content_type="image/png")
+    descriptor = describe_resource(resource, preview="\x00", reason="binary")
+    assert is_descriptor(descriptor) and descriptor["preview"] == "\u2400"
+    assert value_load(descriptor) == b"\x89PNG" + b"\x00" * 10
