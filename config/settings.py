@@ -194,6 +194,20 @@ WF_SWEEP_INTERVAL_MINUTES = env_int("WF_SWEEP_INTERVAL_MINUTES", 1)
 # The largest file an ssh step's `download` brings back as a resource (default 2 GiB).
 WF_SFTP_MAX_BYTES = env_int("WF_SFTP_MAX_BYTES", 2 * 1024**3)
 
+# --- Payloads, logs and retention (docs/architecture.md "Payloads") --------------------------
+# A step output, attempt input/output/error, callback body or webhook payload whose compact JSON
+# is larger than this (or that holds what a database cannot store) is kept as a resource and
+# replaced inline by a small `{"$resource": "res://…", …}` descriptor.
+WF_INLINE_OUTPUT_BYTES = env_int("WF_INLINE_OUTPUT_BYTES", 64 * 1024)
+# A reference into an offloaded JSON output loads the resource up to this size.
+WF_REFERENCE_LOAD_BYTES = env_int("WF_REFERENCE_LOAD_BYTES", 16 * 1024 * 1024)
+# At most this much log text per step run stays in the database (its head and newest tail);
+# the whole log is always kept as a resource.
+WF_LOG_INLINE_BYTES = env_int("WF_LOG_INLINE_BYTES", 5 * 1024 * 1024)
+# Ended runs older than this many days are pruned with their rows and files (0 keeps them
+# forever); a flow's `retention_days` overrides it.
+WF_RETENTION_DAYS = env_int("WF_RETENTION_DAYS", 30)
+
 # --- The API --------------------------------------------------------------------------------
 # Rate limit of the unauthenticated endpoints (callbacks, webhooks) per client address; empty
 # turns it off. NINJA_NUM_PROXIES: how many trusted proxies stand in front (X-Forwarded-For is

@@ -10,22 +10,24 @@ from typing import Any
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 
 from resources.models import Resource
+from resources.views import resource_response
 from workflows.admin_base import ReadOnlyAdmin
 
 
 @admin.register(Resource)
 class ResourceAdmin(ReadOnlyAdmin):
-    list_display = ["uri", "name", "size", "content_type", "run_link", "created_at", "expires_at"]
+    list_display = ["uri", "name", "kind", "size", "content_type", "run_link", "created_at",
+                    "expires_at"]
     search_fields = ["=id", "name", "sha256"]
-    list_filter = ["content_type"]
-    fields = ["uri", "download", "name", "size", "sha256", "content_type", "run_link",
-              "step_run", "created_at", "expires_at"]
+    list_filter = ["kind", "content_type"]
+    fields = ["uri", "download", "name", "kind", "size", "sha256", "content_type", "run_link",
+              "step_run", "attempt", "created_at", "expires_at"]
     readonly_fields = fields
 
     @admin.display(description="run")
@@ -51,12 +53,4 @@ class ResourceAdmin(ReadOnlyAdmin):
         resource = get_object_or_404(Resource, pk=resource_id)
         if not self.has_view_permission(request, resource):
             raise PermissionDenied
-        try:
-            handle = resource.file.open("rb")
-        except (FileNotFoundError, OSError, ValueError):
-            raise Http404("the resource's content is gone") from None
-        response = FileResponse(handle, as_attachment=True,
-                                filename=resource.name or str(resource.pk),
-                                content_type=resource.content_type)
-        response["Cache-Control"] = "private, no-store"
-        return response
+        return resource_response(request, resource)

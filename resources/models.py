@@ -3,6 +3,12 @@ import uuid
 from django.db import models
 
 
+class ResourceKind(models.TextChoices):
+    ARTIFACT = "artifact", "artifact"  # made by a step on purpose (ctx.resource, downloads)
+    VALUE = "value", "value"  # a value too big or too odd to live inline (resources.payloads)
+    LOG = "log", "log"  # the whole log of one attempt (resources.logs)
+
+
 class Resource(models.Model):
     """A stored artifact referenced as res://<id>; bytes live in Django storage, not the row."""
 
@@ -19,11 +25,19 @@ class Resource(models.Model):
         "workflows.StepRun", null=True, blank=True, on_delete=models.SET_NULL,
         related_name="resources",
     )
+    attempt = models.ForeignKey(
+        "workflows.Attempt", null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="resources",
+    )
+    kind = models.CharField(max_length=16, choices=ResourceKind.choices,
+                            default=ResourceKind.ARTIFACT)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [models.Index(fields=["step_run", "kind"], name="resource_step_kind"),
+                   models.Index(fields=["created_at"], name="resource_created")]
 
     def __str__(self) -> str:
         return self.uri

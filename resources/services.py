@@ -10,25 +10,28 @@ from __future__ import annotations
 import hashlib
 import io
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import IO
 
 from django.conf import settings
 from django.core import signing
-from django.core.files.base import ContentFile, File
-from django.db import transaction
+from django.core.files.base import File
 from django.urls import reverse
 from django.utils import timezone
 
-from resources.models import Resource
+from resources.models import Resource, ResourceKind
 from resources.selectors import resource_from_uri
-from workflows.errors import WorkflowError
+from workflows.errors import NotFound, WorkflowError
+
+Content = bytes | bytearray | memoryview | IO[bytes] | Iterable[bytes]
 
 __all__ = [
     "DOWNLOAD_SALT",
     "DownloadExpired",
     "DownloadForged",
     "StoredContent",
+    "ResourceTooLarge",
     "resource_create",
     "resource_create_stored",
     "resource_store_stream",
@@ -60,23 +63,104 @@ def _signer() -> signing.TimestampSigner:
     return signing.TimestampSigner(salt=DOWNLOAD_SALT)
 
 
-def resource_create(*, content: bytes, name: str = "",
+class ResourceTooLarge(WorkflowError):
+    """The content passed `max_bytes` while being stored; nothing was kept. `limit` is the cap
+    in bytes, `setting` the name of the setting that sets it (for the message a user sees)."""
+
+    code = "payload_too_large"
+    http_status = 413
+
+    def __init__(self, *, limit: int, setting: str = ""):
+        self.limit = limit
+        self.setting = setting
+        where = f" (set by {setting})" if setting else ""
+        super().__init__(f"the content is larger than the cap of {limit} bytes{where}")
+
+
+class _HashingReader:
+    """A read-only, non-seekable file over bytes, a file-like object or an iterator of chunks
+    that counts and hashes what passes through it. Storage backends pull from it in chunks, so
+    the content is never all in memory."""
+
+    def __init__(self, source: Content, max_bytes: int | None, setting: str):
+        if isinstance(source, bytes | bytearray | memoryview):
+            source = io.BytesIO(bytes(source))
+        self._read_from = source.read if hasattr(source, "read") else None
+        self._chunks = None if self._read_from else iter(source)
+        self._pending = b""
+        self.digest = hashlib.sha256()
+        self.size = 0
+        self.max_bytes = max_bytes
+        self.setting = setting
+
+    def _take(self, data: bytes | str) -> bytes:
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        data = bytes(data)
+        self.size += len(data)
+        if self.max_bytes is not None and self.size > self.max_bytes:
+            raise ResourceTooLarge(limit=self.max_bytes, setting=self.setting)
+        self.digest.update(data)
+        return data
+
+    def read(self, size: int = -1) -> bytes:
+        if self._read_from is not None:
+            return self._take(self._read_from(size if size and size > 0 else -1) or b"")
+        if size is None or size < 0:
+            return self._take(self._pending + b"".join(bytes(c) for c in self._chunks))
+        while len(self._pending) < size:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self._pending += chunk.encode("utf-8") if isinstance(chunk, str) else bytes(chunk)
+        data, self._pending = self._pending[:size], self._pending[size:]
+        return self._take(data)
+
+    def close(self) -> None:
+        pass
+
+
+def resource_create(*, content: Content, name: str = "",
                     content_type: str = "application/octet-stream", run=None,
-                    step_run=None, resource_id: uuid.UUID | None = None) -> Resource:
-    """Store `content` and return its Resource (size and SHA-256 computed here). The stored file
-    is named by the resource id, never by `name`, which is only what downloads are called.
-    `resource_id` is given when the res:// ref was handed out before the bytes were stored (a
-    step's output names it while the step is still running)."""
+                    step_run=None, attempt=None, kind: str = ResourceKind.ARTIFACT,
+                    resource_id: uuid.UUID | None = None,
+                    max_bytes: int | None = None, max_bytes_setting: str = "") -> Resource:
+    """Store `content` and return its Resource, its size and SHA-256 computed while streaming.
+
+    `content` is bytes, a file-like object with `read(n)` (an open file, a paramiko SFTP file,
+    a request body) or an iterator of byte chunks (`httpx.Response.iter_bytes()`); it is read
+    in chunks of 64 KiB, never whole. With `max_bytes`, storing stops as soon as the content
+    passes it: ResourceTooLarge (naming `max_bytes_setting`) and nothing is kept.
+
+    The stored file is named by the resource id, never by `name`, which is only what downloads
+    are called. `resource_id` is given when the res:// ref was handed out before the bytes were
+    stored (a step's output names it while the step is still running).
+
+    No database transaction is held while the bytes are written (a 1 GiB upload must not pin a
+    connection in a transaction); the row is inserted after, and the file removed again if that
+    fails, so a row always has its file. (A caller's transaction that rolls back after this
+    leaves the file without a row, as before; nothing refers to it.)
+    """
     resource_id = resource_id or uuid.uuid4()
+    reader = _HashingReader(content, max_bytes, max_bytes_setting)
     resource = Resource(
-        id=resource_id, name=(name or "")[:255], size=len(content),
-        sha256=hashlib.sha256(content).hexdigest(),
-        content_type=(content_type or "application/octet-stream")[:200],
-        run=run, step_run=step_run,
+        id=resource_id, name=header_safe(name)[:255], size=0, sha256="",
+        content_type=header_safe(content_type)[:200] or "application/octet-stream",
+        run=run, step_run=step_run, attempt=attempt, kind=kind,
     )
-    with transaction.atomic():
-        resource.file.save(str(resource_id), ContentFile(content), save=False)
-        resource.save()
+    stored = resource.file.storage.save(
+        resource.file.field.generate_filename(resource, str(resource_id)),
+        File(reader, name=str(resource_id)),
+        max_length=resource.file.field.max_length,
+    )
+    resource.file.name = stored
+    resource.size = reader.size
+    resource.sha256 = reader.digest.hexdigest()
+    try:
+        resource.save(force_insert=True)
+    except BaseException:
+        resource.file.storage.delete(stored)
+        raise
     return resource
 
 
@@ -149,6 +233,12 @@ def resource_create_stored(*, stored: StoredContent, name: str = "",
     return resource
 
 
+def header_safe(text: str | None) -> str:
+    """`text` without the control characters (CR, LF, NUL...) that would break an HTTP header
+    or a database write; used for resource names and content types."""
+    return "".join(ch if ch.isprintable() else " " for ch in (text or "")).strip()
+
+
 def resource_signed_path(*, resource: Resource, expires_in: int = DEFAULT_EXPIRES_IN) -> str:
     expires_in = max(1, min(int(expires_in), MAX_EXPIRES_IN))
     signed = _signer().sign(f"{resource.pk}:{expires_in}")
@@ -162,8 +252,9 @@ def resource_signed_url(*, resource: Resource, expires_in: int = DEFAULT_EXPIRES
 
 
 def resource_verify_download(signed: str) -> Resource:
-    """The resource a signed download value names. Raises DownloadForged (bad signature or an
-    unknown resource), DownloadExpired (its lifetime passed, or the resource expired)."""
+    """The resource a signed download value names. Raises DownloadForged (bad signature),
+    DownloadExpired (its lifetime passed, or the resource expired), NotFound (a genuine link to
+    a resource that no longer exists, e.g. pruned)."""
 
     parts = (signed or "").split(":")
     if len(parts) != 4 or not parts[1].isdigit():
@@ -178,7 +269,7 @@ def resource_verify_download(signed: str) -> Resource:
     try:
         resource = Resource.objects.get(pk=uuid.UUID(resource_id))
     except (ValueError, Resource.DoesNotExist):
-        raise DownloadForged("no such resource") from None
+        raise NotFound(f"no resource res://{resource_id}") from None
     if resource.expires_at and resource.expires_at <= timezone.now():
         raise DownloadExpired("this resource has expired")
     return resource

@@ -7,6 +7,12 @@ operators, calls or filters. The context a run builds is
      "steps": {key: {"output": ..., "callback_url": "..."}},
      "connections": {name: name}}
 
+A step output (or a part of one) that was too big or too odd to store inline is a resource
+descriptor `{"$resource": "res://…", …}` (resources/payloads.py). A path that ends at the
+descriptor gives the descriptor itself (a compact ref to pass on); a path that goes on into it
+loads the resource, up to WF_REFERENCE_LOAD_BYTES, once per resolve() call, and walks on in the
+loaded value. Beyond that size the reference fails with ReferenceTooLarge, naming the limit.
+
 Paths are written `steps.fetch.output.items.0.id` or `steps.fetch.output.items[0].id`. A segment
 after a dot that is all digits is an index (on a mapping it looks up the key of the same digits);
 any other segment is a name, `[A-Za-z0-9_][A-Za-z0-9_-]*` (step keys and connection names may start
@@ -18,13 +24,17 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from workflows.errors import WorkflowError
+from resources.payloads import ValueTooLargeToLoad, is_descriptor, value_load
+from workflows.errors import NotFound, WorkflowError
+
+Loader = Callable[[dict[str, Any]], Any]
 
 __all__ = [
     "ReferenceSyntaxError",
+    "ReferenceTooLarge",
     "ReferenceUnresolved",
     "find_references",
     "find_unclosed",
@@ -56,6 +66,15 @@ class ReferenceUnresolved(WorkflowError):
         self.expr = expr
         self.message = message
         super().__init__(f"{{{{ {expr} }}}}: {message}")
+
+
+class ReferenceTooLarge(ReferenceUnresolved):
+    """A reference goes into an offloaded value larger than WF_REFERENCE_LOAD_BYTES."""
+
+    def __init__(self, expr: str, exc: ValueTooLargeToLoad):
+        self.limit = exc.limit
+        self.setting = exc.setting
+        super().__init__(expr, str(exc))
 
 
 def parse_reference(expr: str) -> list[Segment]:
@@ -145,7 +164,27 @@ def is_single_reference(text: str) -> bool:
     return len(matches) == 1 and matches[0].span() == (0, len(text))
 
 
-def _lookup(context: Any, expr: str) -> Any:
+def _load(descriptor: dict[str, Any], expr: str, loads: dict[str, Any]) -> Any:
+    uri = descriptor["$resource"]
+    if uri not in loads:
+        try:
+            loads[uri] = value_load(descriptor)
+        except ValueTooLargeToLoad as exc:
+            raise ReferenceTooLarge(expr, exc) from exc
+        except NotFound as exc:
+            raise ReferenceUnresolved(expr, f"{uri} is gone: {exc}") from exc
+        except ValueError as exc:
+            raise ReferenceUnresolved(expr, f"{uri} does not hold valid JSON: {exc}") from exc
+    loaded = loads[uri]
+    if isinstance(loaded, bytes):
+        raise ReferenceUnresolved(
+            expr, f"{uri} is {descriptor.get('content_type') or 'binary'} content, not JSON; "
+                  "refer to it whole to pass it on")
+    return loaded
+
+
+def _lookup(context: Any, expr: str, loads: dict[str, Any] | None = None) -> Any:
+    loads = {} if loads is None else loads
     try:
         segments = parse_reference(expr)
     except ReferenceSyntaxError as exc:
@@ -153,6 +192,8 @@ def _lookup(context: Any, expr: str) -> Any:
     current = context
     for depth, segment in enumerate(segments):
         where = format_path(segments[:depth]) or "the context"
+        if is_descriptor(current):
+            current = _load(current, expr, loads)
         if isinstance(current, dict):
             key: Any = segment
             if isinstance(segment, int) and segment not in current:
@@ -191,18 +232,18 @@ def _as_text(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def _resolve_string(text: str, context: dict[str, Any]) -> Any:
+def _resolve_string(text: str, context: dict[str, Any], loads: dict[str, Any]) -> Any:
     if "{{" not in text:
         return text
     if is_single_reference(text):
         expr = REFERENCE_PATTERN.match(text).group(1).strip()
-        return copy.deepcopy(_lookup(context, expr))
+        return copy.deepcopy(_lookup(context, expr, loads))
     return REFERENCE_PATTERN.sub(
-        lambda match: _as_text(_lookup(context, match.group(1).strip())), text
+        lambda match: _as_text(_lookup(context, match.group(1).strip(), loads)), text
     )
 
 
-def resolve(value: Any, context: dict[str, Any]) -> Any:
+def resolve(value: Any, context: dict[str, Any], *, _loads: dict[str, Any] | None = None) -> Any:
     """A copy of `value` with every reference replaced by what it names in `context`.
 
     A string that is exactly one reference becomes the referenced value itself, with its type
@@ -211,13 +252,18 @@ def resolve(value: Any, context: dict[str, Any]) -> Any:
     values are data: a `{{ }}` inside an input value is not resolved again. The input is not
     mutated and no resolved value is shared with the context.
 
+    A path into an offloaded value loads its resource (see the module docstring); each resource
+    is loaded at most once per call.
+
     Raises ReferenceUnresolved, naming the missing part, when a key or index does not exist (or
-    when a reference is not valid syntax, which validation reports earlier).
+    when a reference is not valid syntax, which validation reports earlier); ReferenceTooLarge
+    (a ReferenceUnresolved) when it would load more than WF_REFERENCE_LOAD_BYTES.
     """
+    loads = {} if _loads is None else _loads
     if isinstance(value, str):
-        return _resolve_string(value, context)
+        return _resolve_string(value, context, loads)
     if isinstance(value, dict):
-        return {key: resolve(item, context) for key, item in value.items()}
+        return {key: resolve(item, context, _loads=loads) for key, item in value.items()}
     if isinstance(value, list):
-        return [resolve(item, context) for item in value]
+        return [resolve(item, context, _loads=loads) for item in value]
     return copy.deepcopy(value)

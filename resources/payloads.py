@@ -1,0 +1,337 @@
+"""The storage rule: every value the engine writes is one the databases can store.
+
+A value is written inline (a JSONField, a TextField) only when both databases can hold it and it
+is small. Anything else is kept whole as a resource and replaced inline by a small descriptor:
+
+    {"$resource": "res://<uuid>", "size": 70211, "sha256": "<hex>",
+     "content_type": "application/json", "preview": "{\"items\":[{\"id\":1,…", "reason": "size"}
+
+`reason` says why: `size` (the compact JSON is over WF_INLINE_OUTPUT_BYTES), `unstorable` (it holds
+NUL, an unpaired surrogate or a non-finite number such as the `1e400` a remote JSON reply may
+hold), `binary` (the value is bytes). `preview` is at most PREVIEW_CHARS characters of the JSON
+(or of the bytes, when they are text), itself storable; null for binary content.
+
+The resource of a JSON value is UTF-8 JSON (pure ASCII with `\\uXXXX` escapes when it holds an
+unpaired surrogate). What JSON cannot say is written in tagged one-key objects, which
+`value_load` reads back, so the value round-trips exactly:
+
+    {"$float": "Infinity" | "-Infinity" | "NaN"}    a non-finite float
+    {"$bytes": "<base64>"}                          bytes inside a JSON value
+    {"$dict": {...}}                                a mapping of the value that itself has
+                                                    exactly one key among $float/$bytes/$dict
+NUL is `\\u0000` and surrogates `\\udXXX`, as JSON writes them. A value that is bytes at the top
+is stored raw (content type application/octet-stream unless the caller names one).
+
+`storable_text` is the rule for log text: it never offloads, it shows a NUL visibly (U+2400 ␀)
+and replaces unpaired surrogates with U+FFFD, and never raises.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+from typing import Any
+
+from django.conf import settings
+
+from resources.models import Resource, ResourceKind
+from resources.selectors import resource_from_uri
+from resources.services import resource_create
+from workflows.errors import WorkflowError
+
+__all__ = [
+    "DESCRIPTOR_KEYS",
+    "OutputNotStorable",
+    "ValueTooLargeToLoad",
+    "describe_resource",
+    "is_descriptor",
+    "resources_attach",
+    "storable_json",
+    "storable_text",
+    "value_load",
+]
+
+PREVIEW_CHARS = 200
+DESCRIPTOR_KEYS = frozenset({"$resource", "size", "sha256", "content_type", "preview", "reason"})
+JSON_CONTENT_TYPE = "application/json"
+_TAGS = ("$float", "$bytes", "$dict")
+_NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
+_FROM_NON_FINITE = {"Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.nan}
+# A `\u0000` escape that is not itself an escaped backslash followed by "u0000".
+_ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+_REF_IN_TEXT = re.compile(r"res://([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+                          r"[0-9a-fA-F]{12})")
+
+
+class OutputNotStorable(WorkflowError):
+    """A value could be neither written inline nor kept as a resource (not JSON at all, nested
+    too deeply, circular, or the storage refused it). The engine ends the attempt as failed with
+    this error rather than leaving the step running."""
+
+    code = "output_not_storable"
+    http_status = 422
+
+
+class ValueTooLargeToLoad(WorkflowError):
+    """An offloaded value is larger than what may be loaded back (WF_REFERENCE_LOAD_BYTES)."""
+
+    code = "value_too_large"
+    http_status = 422
+
+    def __init__(self, *, uri: str, size: int, limit: int,
+                 setting: str = "WF_REFERENCE_LOAD_BYTES"):
+        self.uri, self.size, self.limit, self.setting = uri, size, limit, setting
+        super().__init__(f"{uri} holds {size} bytes, more than the {limit} bytes a reference may "
+                         f"load (raise {setting} to allow it)")
+
+
+# --- text ----------------------------------------------------------------------------------------
+
+
+def _text_storable(text: str) -> bool:
+    if "\x00" in text:
+        return False
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def storable_text(text: Any) -> str:
+    """`text` as both databases can store it: NUL shown as U+2400 (␀), unpaired surrogates
+    (including the U+DC80–U+DCFF that `surrogateescape` makes of undecodable bytes) as U+FFFD.
+    Never raises; anything that is not a string is written with str() first."""
+    try:
+        if not isinstance(text, str):
+            text = str(text)
+        if _text_storable(text):
+            return text
+        text = text.replace("\x00", "\u2400")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return text
+    except Exception:  # noqa: BLE001 - log text must never stop a step
+        return "\ufffd"
+
+
+# --- JSON values ---------------------------------------------------------------------------------
+
+
+def is_descriptor(value: Any) -> bool:
+    """True for the inline stand-in of an offloaded value (see the module docstring)."""
+    return (isinstance(value, dict) and isinstance(value.get("$resource"), str)
+            and value["$resource"].startswith("res://") and set(value) <= DESCRIPTOR_KEYS)
+
+
+def _compact(value: Any, *, ascii_only: bool = False, allow_nan: bool = False) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=ascii_only,
+                      allow_nan=allow_nan)
+
+
+def _has_bytes(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, bytes | bytearray | memoryview):
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return False
+
+
+def _has_unstorable_string(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not _text_storable(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+            stack.extend(k for k in item if isinstance(k, str))
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return False
+
+
+def _tagged(value: Any) -> Any:
+    """A copy of `value` with what JSON cannot say written in tagged objects."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"$float": _NON_FINITE.get(value, "NaN")}
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"$bytes": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, dict):
+        mapped = {key: _tagged(item) for key, item in value.items()}
+        if len(mapped) == 1 and next(iter(mapped)) in _TAGS:
+            return {"$dict": mapped}
+        return mapped
+    if isinstance(value, list | tuple):
+        return [_tagged(item) for item in value]
+    return value
+
+
+def _untagged(value: Any) -> Any:
+    if isinstance(value, dict):
+        if len(value) == 1:
+            (tag, inner), = value.items()
+            if tag == "$float" and inner in _FROM_NON_FINITE:
+                return _FROM_NON_FINITE[inner]
+            if tag == "$bytes" and isinstance(inner, str):
+                return base64.b64decode(inner)
+            if tag == "$dict" and isinstance(inner, dict):
+                return {key: _untagged(item) for key, item in inner.items()}
+        return {key: _untagged(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_untagged(item) for item in value]
+    return value
+
+
+def _encode_offloaded(value: Any) -> bytes:
+    tagged = _tagged(value)
+    try:
+        return _compact(tagged).encode("utf-8")
+    except UnicodeEncodeError:  # an unpaired surrogate: escape everything, stay valid UTF-8
+        return _compact(tagged, ascii_only=True).encode("ascii")
+
+
+def _preview(text: str) -> str:
+    cut = text[:PREVIEW_CHARS]
+    return storable_text(cut + ("…" if len(text) > PREVIEW_CHARS else ""))
+
+
+def _bytes_preview(data: bytes) -> str | None:
+    head = data[:PREVIEW_CHARS * 4]
+    text = head.decode("utf-8", "ignore") if len(head) < len(data) else None
+    try:
+        text = head.decode("utf-8") if text is None else text
+    except UnicodeDecodeError:
+        return None
+    if any(ch < " " and ch not in "\t\n\r" for ch in text):
+        return None
+    return _preview(text[:PREVIEW_CHARS] + ("…" if len(data) > len(head) else ""))
+
+
+def describe_resource(resource: Any, *, preview: str | None = None,
+                      reason: str = "binary") -> dict[str, Any]:
+    """The inline descriptor of a stored resource (what a step output carries in its place),
+    for step types that stream content into a resource themselves (the http step's body, an
+    SFTP download). `preview` is made storable here."""
+    return {"$resource": resource.uri, "size": resource.size, "sha256": resource.sha256,
+            "content_type": resource.content_type,
+            "preview": storable_text(preview) if preview is not None else None,
+            "reason": reason}
+
+
+def resources_attach(value: Any, *, run: Any) -> int:
+    """Attach the resources a value refers to and that belong to no run yet (a webhook payload
+    kept before its run existed) to `run`, so retention prunes them with it. Returns how many."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    ids = set(_REF_IN_TEXT.findall(text))
+    if not ids:
+        return 0
+    return Resource.objects.filter(pk__in=ids, run__isnull=True).update(run=run)
+
+
+def _offload(content: bytes, *, preview: str | None, reason: str, name: str, content_type: str,
+             run: Any, step_run: Any, attempt: Any) -> dict[str, Any]:
+    try:
+        resource = resource_create(content=content, name=name, content_type=content_type,
+                                   run=run, step_run=step_run, attempt=attempt,
+                                   kind=ResourceKind.VALUE)
+    except WorkflowError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - storage errors vary by backend
+        raise OutputNotStorable(f"{name}: the value could not be kept as a resource: "
+                                f"{type(exc).__name__}: {exc}") from exc
+    return describe_resource(resource, preview=preview, reason=reason)
+
+
+def storable_json(value: Any, *, run: Any = None, step_run: Any = None, attempt: Any = None,
+                  name: str = "value.json", content_type: str = "",
+                  limit: int | None = None) -> Any:
+    """`value` if both databases can store it inline and its compact JSON is at most `limit`
+    bytes (WF_INLINE_OUTPUT_BYTES), else the descriptor of a resource that keeps it whole.
+
+    Call it outside any transaction that holds locks (storing a resource may take a while) and
+    after redaction (the resource keeps what it is given). `run`, `step_run` and `attempt` are
+    attached to the resource, so retention prunes it with its run; `name` is what a download is
+    called. Raises OutputNotStorable when neither is possible (not JSON, circular or nested
+    deeper than Python's JSON encoder goes, or the storage failed).
+    """
+    limit = settings.WF_INLINE_OUTPUT_BYTES if limit is None else limit
+    where = {"run": run, "step_run": step_run, "attempt": attempt}
+    if isinstance(value, bytes | bytearray | memoryview):
+        data = bytes(value)
+        return _offload(data, preview=_bytes_preview(data), reason="binary",
+                        name=name.removesuffix(".json") + ".bin" if name.endswith(".json")
+                        else name, content_type=content_type or "application/octet-stream",
+                        **where)
+    reason = ""
+    try:
+        text = _compact(value)
+    except ValueError as exc:  # NaN / Infinity (allow_nan=False), or a circular value
+        if "ircular" in str(exc):
+            raise OutputNotStorable(f"{name}: the value is circular") from exc
+        reason = "unstorable"
+    except TypeError as exc:
+        if not _has_bytes(value):
+            raise OutputNotStorable(f"{name}: the value is not JSON: {exc}") from exc
+        reason = "binary"
+    except RecursionError as exc:
+        raise OutputNotStorable(f"{name}: the value is nested too deeply to store") from exc
+    if not reason:
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError:
+            reason = "unstorable"
+        else:
+            if _ESCAPED_NUL.search(text) and _has_unstorable_string(value):
+                reason = "unstorable"
+            elif len(data) > limit:
+                reason = "size"
+            else:
+                return value
+    if reason == "size" and '"$' not in text:
+        content = data  # plain JSON: nothing needs a tag
+    else:
+        try:
+            content = _encode_offloaded(value)
+        except RecursionError as exc:
+            raise OutputNotStorable(f"{name}: the value is nested too deeply to store") from exc
+        except (TypeError, ValueError) as exc:
+            raise OutputNotStorable(f"{name}: the value is not JSON: {exc}") from exc
+    preview_source = text if reason == "size" else content[:PREVIEW_CHARS * 8].decode(
+        "utf-8", "ignore")
+    return _offload(content, preview=_preview(preview_source), reason=reason, name=name,
+                    content_type=content_type or JSON_CONTENT_TYPE, **where)
+
+
+def value_load(ref: Any, *, max_bytes: int | None = None) -> Any:
+    """The value an offloaded descriptor (or a `res://` uri) keeps, read back exactly: JSON
+    resources decoded with their tags, any other content type as bytes. Refuses a resource over
+    `max_bytes` (WF_REFERENCE_LOAD_BYTES) with ValueTooLargeToLoad before reading it; raises
+    NotFound when the resource is gone."""
+    uri = ref["$resource"] if isinstance(ref, dict) else str(ref)
+    limit = settings.WF_REFERENCE_LOAD_BYTES if max_bytes is None else max_bytes
+    resource = resource_from_uri(uri)
+    if resource.size > limit:
+        raise ValueTooLargeToLoad(uri=resource.uri, size=resource.size, limit=limit)
+    with resource.file.open("rb") as handle:
+        data = handle.read(limit + 1)
+    if not is_json_type(resource.content_type):
+        return data
+    return _untagged(json.loads(data))
+
+
+def is_json_type(content_type: str) -> bool:
+    base = (content_type or "").split(";", 1)[0].strip().lower()
+    return base == JSON_CONTENT_TYPE or base.endswith("+json")
