@@ -174,7 +174,7 @@ class StoredContent:
     sha256: str
 
 
-class _HashingReader(io.RawIOBase):
+class _ReadHashingReader(io.RawIOBase):
     """A read-only, non-seekable file over `read(n)` that counts and hashes what passes."""
 
     def __init__(self, read: Callable[[int], bytes]):
@@ -206,7 +206,7 @@ def resource_store_stream(*, read: Callable[[int], bytes],
     resource_id = resource_id or uuid.uuid4()
     field = Resource._meta.get_field("file")
     name = field.generate_filename(None, str(resource_id))
-    reader = _HashingReader(read)
+    reader = _ReadHashingReader(read)
     buffered = io.BufferedReader(reader, buffer_size=256 * 1024)
     saved = None
     try:

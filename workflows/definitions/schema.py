@@ -172,6 +172,18 @@ class HttpStep(_Step):
     accept_statuses: list[int] | None = None
 
 
+class SftpUpload(_Part):
+    from_: str = Field(alias="from", min_length=1, description="A res:// ref or text.")
+    to: str = Field(min_length=1, description="The remote path.")
+    mode: str | int | None = Field(None, description='An octal mode such as "0644".')
+
+
+class SftpDownload(_Part):
+    path: str = Field(min_length=1, description="The remote file's path.")
+    name: str | None = Field(None, description="The key in `files`; default the file name.")
+    optional: bool | None = Field(None, description="A missing file is not a failure.")
+
+
 class SshStep(_Step):
     """Runs `command` on the connection's host. Output: {exit_code, stdout_tail}."""
 
@@ -184,7 +196,17 @@ class SshStep(_Step):
         dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], Any] | None
     ) = Field(None, description="Exported to the command, shell-quoted.")
     connect_timeout_seconds: Seconds | None = None
-    pty: bool | None = Field(None, description="Default true.")
+    keepalive_seconds: Seconds | None = Field(
+        None, description="Transport keepalive; default the connection's (30)."
+    )
+    pty: bool | None = Field(
+        None, description="Default false: the command runs like `ssh host 'cmd'`, without a pty."
+    )
+    upload: list[SftpUpload] | None = Field(None, description="Files copied before the command.")
+    download: list[SftpDownload] | None = Field(
+        None, description="Remote files kept as res:// resources after the command "
+                          "(output `files: {name: ref}`)."
+    )
 
 
 class WaitStep(_Step):
