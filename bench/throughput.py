@@ -102,6 +102,62 @@ def tail(log: Path, chars: int = 2000) -> str:
     return log.read_text(errors="replace")[-chars:] if log.exists() else "(no log)"
 
 
+# --- where the CPU went ------------------------------------------------------------------------
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def group_cpu(pgid: int) -> float:
+    """CPU seconds of the live processes of a process group, with their reaped children."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # fields[0] is the state; pgrp is the third after ")"
+            total += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+    return total / TICK
+
+
+def postgres_cpu(database: str) -> float:
+    """CPU seconds of the live PostgreSQL backends serving `database` (by their process title;
+    0 if they cannot be read)."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if not title.startswith("postgres: ") or f" {database} " not in title:
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / TICK
+
+
+def machine_cpu() -> float:
+    """Busy CPU seconds of the whole machine (all cores) since boot."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values[:8]) - idle) / TICK
+
+
+def cpu_snapshot(web: subprocess.Popen, clusters: list[subprocess.Popen]) -> dict[str, float]:
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return {"web": group_cpu(web.pid),
+            "workers": sum(group_cpu(process.pid) for process in clusters),
+            "clients": own.ru_utime + own.ru_stime, "postgres": postgres_cpu(PG_DB),
+            "machine": machine_cpu(),
+            "wall": time.monotonic()}
+
+
 # --- the clients -------------------------------------------------------------------------------
 
 def start_runs(base: str, token: str, count: int, clients: int) -> tuple[list[int], list[float],
@@ -335,10 +391,14 @@ def run_bench(args: argparse.Namespace, tmp: Path) -> None:
         warm_ids, _, _ = start_runs(base, token, args.clients, args.clients)
         wait_for_runs(warm_ids, 120)
         print(f"starting {args.runs} runs with {args.clients} clients ...", file=sys.stderr)
+        web, clusters = processes[0][0], [process for process, _ in processes[1:]]
+        cpu_before = cpu_snapshot(web, clusters)
         began = time.time()
         run_ids, latencies, start_wall = start_runs(base, token, args.runs, args.clients)
+        cpu_started = cpu_snapshot(web, clusters)
         wait_for_runs(run_ids, args.timeout)
         done_wall = time.time() - began
+        cpu_after = cpu_snapshot(web, clusters)
         for process, log in processes:
             if process.poll() is not None:
                 raise BenchFailure(f"a process exited early ({process.args}):\n{tail(log)}")
@@ -375,6 +435,18 @@ def run_bench(args: argparse.Namespace, tmp: Path) -> None:
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value:>8}")
+    cores = os.cpu_count() or 1
+    print(f"\nCPU seconds used ({cores} cores; postgres: the backends of the bench's database; "
+          "rest: Redis and any other work on the machine):")
+    print(f"{'phase':<24} {'wall':>6} {'web':>6} {'workers':>8} {'clients':>8} {'postgres':>9} "
+          f"{'rest':>6} {'busy %':>7}")
+    for phase, a, b in (("starting runs", cpu_before, cpu_started),
+                        ("start to all ended", cpu_before, cpu_after)):
+        d = {key: b[key] - a[key] for key in a}
+        rest = d["machine"] - d["web"] - d["workers"] - d["clients"] - d["postgres"]
+        print(f"{phase:<24} {d['wall']:>6.1f} {d['web']:>6.1f} {d['workers']:>8.1f} "
+              f"{d['clients']:>8.1f} {d['postgres']:>9.1f} {rest:>6.1f} "
+              f"{100 * d['machine'] / (d['wall'] * cores):>6.0f}%")
     print(f"\nexactly once: {len(warm_ids) + len(run_ids)} runs (with {len(warm_ids)} warm-up), "
           f"{STEPS_PER_RUN * (len(warm_ids) + len(run_ids))} step runs, each completed in one "
           "attempt with one running event")
