@@ -86,16 +86,19 @@ def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
 
 
 def stop(process: subprocess.Popen) -> None:
-    if process.poll() is not None:
-        return
+    """SIGTERM to the process group, then SIGKILL to whatever of the group is left."""
     try:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(15)
     except subprocess.TimeoutExpired:
+        pass
+    except ProcessLookupError:
+        return
+    try:
         os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
     except ProcessLookupError:
         pass
+    process.wait()
 
 
 def tail(log: Path, chars: int = 2000) -> str:
