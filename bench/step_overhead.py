@@ -298,6 +298,17 @@ def prepare_pg() -> str | None:
     return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{PG_BENCH_DB}"
 
 
+def drop_pg() -> None:
+    """Drop the throwaway database, if PostgreSQL is there at all."""
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {PG_BENCH_DB} WITH (FORCE)")
+    except Exception:  # noqa: BLE001 - nothing to clean up without PostgreSQL
+        pass
+
+
 def redis_available() -> bool:
     try:
         import redis
@@ -356,6 +367,7 @@ def main() -> None:
                 continue
             result = json.loads(out.stdout.strip().splitlines()[-1])
             rows.append((name, config["poll"], result))
+        drop_pg()
         others = {}
         if args.dbos:
             others["DBOS"] = bench_dbos(tmp, args.steps, args.repeat)
