@@ -11,7 +11,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 ARGS ?=
 
-.PHONY: run test lint bench install
+.PHONY: run serve test lint bench install
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,13 @@ run: $(STAMP) .env
 	$(PY) manage.py load_demo_flows
 	$(PY) manage.py ensure_admin
 	$(PY) manage.py runall --host $(HOST) --port $(PORT)
+
+# The production web server: gunicorn with the settings of config/gunicorn.conf.py (HOST, PORT,
+# WEB_CONCURRENCY processes x WEB_THREADS threads). Needs the production environment
+# (SECRET_KEY, FIELD_ENCRYPTION_KEYS, DATABASE_URL, ...) and `manage.py migrate` run once per
+# release; start workers separately (`manage.py qcluster`, the Procfile's `worker`).
+serve: $(STAMP)
+	HOST=$(HOST) PORT=$(PORT) $(VENV)/bin/gunicorn -c config/gunicorn.conf.py config.wsgi:application
 
 test: $(STAMP)
 	$(PY) -m pytest $(ARGS)

@@ -8,8 +8,14 @@ For each configuration (SQLite + ORM broker, PostgreSQL + ORM broker, PostgreSQL
 - the same flow with inline continuation off (every step a broker round trip);
 - the same flow advanced in this process with no broker at all: the engine's own cost per step
   (claim, attempt, events, outcome, next step; `core.echo` itself takes microseconds).
-It prints ms per step. Usage: `python bench/step_overhead.py [--steps 40] [--repeat 3] [--configs ...]`.
-Each configuration runs in a child process on a throwaway database.
+It prints ms per step. Usage: `python bench/step_overhead.py [--steps 40] [--repeat 3] [--configs ...]
+[--prefect] [--dbos]`. Each configuration runs in a child process on a throwaway database.
+
+With --dbos and --prefect the same N-step sequential flow of no-ops also runs through DBOS
+Transact (a `@DBOS.workflow` of `@DBOS.step`s, called in process, checkpointed in a throwaway
+database on the same PostgreSQL) and Prefect 3 (a `@flow` of `@task`s, ephemeral server on
+SQLite under the temp dir), each installed from PyPI into a throwaway venv under the bench's
+temp dir (never a project dependency), and the bench prints the ratios measured in the same run.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-PG_BENCH_DB = "bench_step_overhead"
+PG_BENCH_DB = os.environ.get("BENCH_STEP_OVERHEAD_DB", "bench_step_overhead")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 
 CONFIGS = {
@@ -156,6 +162,127 @@ def child(config: str, steps: int, repeat: int) -> dict:
     return {k: round(statistics.median(v), 2) for k, v in results.items()}
 
 
+# --- other engines, each in its own throwaway venv ---------------------------------------------
+
+DBOS_SCRIPT = """
+import importlib.metadata, json, statistics, sys, time
+from dbos import DBOS, DBOSConfig
+
+url, steps, repeat = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+DBOS(config={"name": "bench-step-overhead", "system_database_url": url, "log_level": "ERROR"})
+
+@DBOS.step()
+def noop(i: int) -> int:
+    return i
+
+@DBOS.workflow()
+def sequential(n: int) -> int:
+    for i in range(n):
+        noop(i)
+    return n
+
+DBOS.launch()
+sequential(steps)  # warm-up
+times = []
+for _ in range(repeat):
+    began = time.perf_counter()
+    assert sequential(steps) == steps
+    times.append((time.perf_counter() - began) * 1000 / steps)
+DBOS.destroy()
+print(json.dumps({"ms": statistics.median(times), "version": importlib.metadata.version("dbos")}))
+"""
+
+PREFECT_SCRIPT = """
+import json, statistics, sys, time
+import prefect
+from prefect import flow, task
+from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL, PREFECT_API_URL
+
+steps, repeat = int(sys.argv[1]), int(sys.argv[2])
+
+@task
+def noop(i: int) -> int:
+    return i
+
+@flow
+def sequential(n: int) -> int:
+    for i in range(n):
+        noop(i)
+    return n
+
+sequential(steps)  # warm-up: starts the ephemeral server
+times = []
+for _ in range(repeat):
+    began = time.perf_counter()
+    assert sequential(steps) == steps
+    times.append((time.perf_counter() - began) * 1000 / steps)
+print(json.dumps({"ms": statistics.median(times), "version": prefect.__version__,
+                  "server": PREFECT_API_URL.value() or "ephemeral",
+                  "database": PREFECT_API_DATABASE_CONNECTION_URL.value()}))
+"""
+
+
+def external_python(tmp: str, name: str, package: str) -> Path:
+    """A venv under the temp dir with `package` installed from PyPI; returns its python."""
+    venv = Path(tmp) / f"venv-{name}"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    python = venv / "bin" / "python"
+    print(f"installing {package} into {venv} ...", file=sys.stderr)
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                    package], check=True, timeout=1200, stdout=subprocess.DEVNULL)
+    return python
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment without this project's settings (no DJANGO_*, DATABASE_URL, ...)."""
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
+    return {**{k: v for k, v in os.environ.items() if k in keep}, **extra}
+
+
+def run_external(python: Path, script: str, argv: list[str], env: dict[str, str],
+                 tmp: str, name: str) -> dict | None:
+    path = Path(tmp) / f"{name}_flow.py"
+    path.write_text(script)
+    out = subprocess.run([str(python), str(path), *argv], env=env, cwd=tmp, capture_output=True,
+                         text=True, timeout=1800, check=False)
+    if out.returncode != 0:
+        print(f"{name} failed:\n{out.stderr[-3000:]}", file=sys.stderr)
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bench_dbos(tmp: str, steps: int, repeat: int) -> dict | None:
+    """DBOS Transact on a throwaway database of the same PostgreSQL."""
+    import psycopg
+
+    database = f"{PG_BENCH_DB}_dbos"
+    try:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE {database}")
+    except Exception as exc:  # noqa: BLE001 - reported, DBOS is skipped
+        print(f"PostgreSQL not available ({exc}); skipping DBOS", file=sys.stderr)
+        return None
+    try:
+        python = external_python(tmp, "dbos", "dbos")
+        url = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgres://", "postgresql://", 1)
+        return run_external(python, DBOS_SCRIPT, [f"{url}/{database}", str(steps), str(repeat)],
+                            clean_env(), tmp, "dbos")
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+
+
+def bench_prefect(tmp: str, steps: int, repeat: int) -> dict | None:
+    """Prefect 3 with its ephemeral server (SQLite under the temp dir)."""
+    python = external_python(tmp, "prefect", "prefect>=3,<4")
+    home = Path(tmp) / "prefect-home"
+    home.mkdir()
+    env = clean_env(PREFECT_HOME=str(home), PREFECT_LOGGING_LEVEL="ERROR",
+                    PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1")
+    return run_external(python, PREFECT_SCRIPT, [str(steps), str(repeat)], env, tmp, "prefect")
+
+
 # --- parent ------------------------------------------------------------------------------------
 
 def prepare_pg() -> str | None:
@@ -169,6 +296,17 @@ def prepare_pg() -> str | None:
         print(f"PostgreSQL not available ({exc}); skipping its configurations", file=sys.stderr)
         return None
     return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{PG_BENCH_DB}"
+
+
+def drop_pg() -> None:
+    """Drop the throwaway database, if PostgreSQL is there at all."""
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {PG_BENCH_DB} WITH (FORCE)")
+    except Exception:  # noqa: BLE001 - nothing to clean up without PostgreSQL
+        pass
 
 
 def redis_available() -> bool:
@@ -185,6 +323,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--configs", default="sqlite-orm,sqlite-orm-fastpoll,pg-orm,pg-redis")
+    parser.add_argument("--prefect", action="store_true",
+                        help="also run the flow through Prefect 3 (installed in a temp venv)")
+    parser.add_argument("--dbos", action="store_true",
+                        help="also run it through DBOS Transact on PostgreSQL (temp venv)")
     parser.add_argument("--child")
     args = parser.parse_args()
     if args.child:
@@ -225,6 +367,12 @@ def main() -> None:
                 continue
             result = json.loads(out.stdout.strip().splitlines()[-1])
             rows.append((name, config["poll"], result))
+        drop_pg()
+        others = {}
+        if args.dbos:
+            others["DBOS"] = bench_dbos(tmp, args.steps, args.repeat)
+        if args.prefect:
+            others["Prefect"] = bench_prefect(tmp, args.steps, args.repeat)
     print(f"\n{args.steps} sequential steps, median of {args.repeat} runs, ms per step\n")
     header = (f"{'configuration':22} {'poll':>5} {'raw chain':>10} {'engine':>8} "
               f"{'no inline':>10} {'no broker':>10} {'engine/chain':>13}")
@@ -237,6 +385,33 @@ def main() -> None:
     print("\nraw chain: django-q2 tasks each enqueuing the next; engine: the flow through a "
           "qcluster;\nno inline: every step through the broker; no broker: the engine's own "
           "cost, in process.")
+    print_comparison(rows, others, args.steps, args.repeat)
+
+
+def print_comparison(rows: list, others: dict[str, dict | None], steps: int, repeat: int) -> None:
+    """The other engines' ms per step and the ratios of this run's figures to them."""
+    if not others:
+        return
+    print(f"\nOther engines, the same {steps} sequential no-op steps, median of {repeat} runs "
+          "after a warm-up:")
+    for name, result in others.items():
+        if result is None:
+            print(f"  {name}: failed (see above)")
+            continue
+        where = ("in process, checkpoints in PostgreSQL" if name == "DBOS" else
+                 f"server {result.get('server')}, database {result.get('database')}")
+        print(f"  {name} {result['version']}: {result['ms']:.2f} ms per step ({where})")
+    dbos, prefect = others.get("DBOS"), others.get("Prefect")
+    for name, _poll, r in rows:
+        if not name.startswith("pg"):
+            continue
+        if dbos:
+            print(f"  {name}: engine no broker / DBOS = {r['in_process'] / dbos['ms']:.2f}x "
+                  f"(target 1.2x); engine end to end / DBOS = {r['flow'] / dbos['ms']:.2f}x "
+                  "(target 1.5x)")
+        if prefect:
+            print(f"  {name}: Prefect / engine end to end = {prefect['ms'] / r['flow']:.2f}x "
+                  "(the engine is that many times faster)")
 
 
 if __name__ == "__main__":

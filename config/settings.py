@@ -136,9 +136,14 @@ TEMPLATES = [
     },
 ]
 
+# PostgreSQL: each web thread and each worker process keeps its connection for DB_CONN_MAX_AGE
+# seconds (0: a new connection per request; see docs/operations.md "Production server");
+# DB_CONN_HEALTH_CHECKS checks a reused connection before a request uses it.
 DATABASES = {
     "default": dj_database_url.config(
-        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_max_age=60
+        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+        conn_max_age=env_int("DB_CONN_MAX_AGE", 60),
+        conn_health_checks=env_bool("DB_CONN_HEALTH_CHECKS", False),
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

@@ -1,0 +1,505 @@
+"""Throughput on PostgreSQL + Redis through the public API, with the production server.
+
+What it does, on a throwaway PostgreSQL database it creates and drops and its own Redis db:
+- migrates, creates a superuser and an API token (`create_api_token`);
+- starts gunicorn (config/gunicorn.conf.py, the `make serve` server) on a free loopback port
+  and 3 `qcluster` processes (Redis broker);
+- creates, releases and promotes a 6-step fan-out/fan-in flow through the API
+  (a -> b, c, d, e -> f, all `core.echo`);
+- starts N runs with C concurrent clients (POST /api/v1/flows/{slug}/runs), after a warm-up of
+  C runs, and waits (bounded) for every run to end;
+- prints runs started per second, step runs completed per second, the p50/p99 start latency
+  and the p50/p99 time from a step becoming ready (its `queued` event) to it running (its
+  `running` event);
+- checks that every run completed and every step ran exactly once (one attempt, completed,
+  one `running` event), and exits 1 loudly if not.
+
+Usage: `python bench/throughput.py [--runs 1000] [--clients 16] [--clusters 3]
+[--web-workers N] [--web-threads N] [--timeout 900]`. Needs PostgreSQL (BENCH_PG_URL, an admin
+URL; default postgres://postgres@127.0.0.1:5432/postgres) and Redis (BENCH_THROUGHPUT_REDIS_URL,
+default redis://127.0.0.1:6379/13; the db is flushed). BENCH_THROUGHPUT_DB names the database
+(default bench_throughput). Everything listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import runpy
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+PG_DB = os.environ.get("BENCH_THROUGHPUT_DB", "bench_throughput")
+REDIS_URL = os.environ.get("BENCH_THROUGHPUT_REDIS_URL", "redis://127.0.0.1:6379/13")
+SLUG = "bench-fan"
+FLOW = {
+    "slug": SLUG, "name": "Bench fan-out/fan-in",
+    "steps": [
+        {"key": "a", "type": "python", "action": "core.echo", "args": {"n": 1}},
+        *({"key": k, "type": "python", "action": "core.echo", "args": {"n": 2}, "needs": ["a"]}
+          for k in "bcde"),
+        {"key": "f", "type": "python", "action": "core.echo", "args": {"n": 3},
+         "needs": list("bcde")},
+    ],
+}
+STEPS_PER_RUN = len(FLOW["steps"])
+
+
+class BenchFailure(Exception):
+    """A check failed: the figures must not be trusted."""
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- processes ---------------------------------------------------------------------------------
+
+def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    handle = log.open("wb")
+    try:
+        return subprocess.Popen(args, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    finally:
+        handle.close()
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM to the process group, then SIGKILL to whatever of the group is left."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        pass
+    except ProcessLookupError:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+def tail(log: Path, chars: int = 2000) -> str:
+    return log.read_text(errors="replace")[-chars:] if log.exists() else "(no log)"
+
+
+# --- where the CPU went ------------------------------------------------------------------------
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def group_cpu(pgid: int) -> float:
+    """CPU seconds of the live processes of a process group, with their reaped children."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # fields[0] is the state; pgrp is the third after ")"
+            total += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+    return total / TICK
+
+
+def postgres_cpu(database: str) -> float:
+    """CPU seconds of the live PostgreSQL backends serving `database` (by their process title;
+    0 if they cannot be read)."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if not title.startswith("postgres: ") or f" {database} " not in title:
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / TICK
+
+
+def machine_cpu() -> float:
+    """Busy CPU seconds of the whole machine (all cores) since boot."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values[:8]) - idle) / TICK
+
+
+def cpu_snapshot(web: subprocess.Popen, clusters: list[subprocess.Popen]) -> dict[str, float]:
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return {"web": group_cpu(web.pid),
+            "workers": sum(group_cpu(process.pid) for process in clusters),
+            "clients": own.ru_utime + own.ru_stime, "postgres": postgres_cpu(PG_DB),
+            "machine": machine_cpu(),
+            "wall": time.monotonic()}
+
+
+# --- the clients -------------------------------------------------------------------------------
+
+def start_runs(base: str, token: str, count: int, clients: int) -> tuple[list[int], list[float],
+                                                                        float]:
+    """POST count runs from `clients` threads; returns run ids, latencies (s) and wall time."""
+    import httpx
+
+    lock = threading.Lock()
+    remaining = [count]
+    run_ids: list[int] = []
+    latencies: list[float] = []
+    errors: list[str] = []
+
+    def client() -> None:
+        with httpx.Client(base_url=base, timeout=60,
+                          headers={"Authorization": f"Bearer {token}"}) as http:
+            while True:
+                with lock:
+                    if remaining[0] <= 0 or errors:
+                        return
+                    remaining[0] -= 1
+                began = time.perf_counter()
+                try:
+                    response = http.post(f"/api/v1/flows/{SLUG}/runs", json={"input": {}})
+                except httpx.HTTPError as exc:
+                    with lock:
+                        errors.append(f"{type(exc).__name__}: {exc}")
+                    return
+                elapsed = time.perf_counter() - began
+                with lock:
+                    if response.status_code != 201:
+                        errors.append(f"{response.status_code} {response.text[:300]}")
+                        return
+                    run_ids.append(response.json()["id"])
+                    latencies.append(elapsed)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    began = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - began
+    if errors:
+        raise BenchFailure(f"starting runs failed ({len(errors)} errors), first: {errors[0]}")
+    return run_ids, latencies, wall
+
+
+def wait_for_runs(run_ids: list[int], timeout: float) -> None:
+    from workflows.models import Run
+    from workflows.states import RUN_TERMINAL
+
+    deadline = time.monotonic() + timeout
+    last_report = 0.0
+    while True:
+        open_runs = Run.objects.filter(pk__in=run_ids).exclude(status__in=RUN_TERMINAL).count()
+        if open_runs == 0:
+            return
+        if time.monotonic() > deadline:
+            raise BenchFailure(f"{open_runs} of {len(run_ids)} runs still open after {timeout} s")
+        if time.monotonic() - last_report > 10:
+            print(f"  waiting: {open_runs} runs open", file=sys.stderr)
+            last_report = time.monotonic()
+        time.sleep(0.25)
+
+
+# --- the checks and the figures ----------------------------------------------------------------
+
+def check_exactly_once(run_ids: list[int]) -> None:
+    """Every run completed with its 6 steps, each run exactly once; raises BenchFailure."""
+    from django.db.models import Count, Q
+
+    from workflows.models import Attempt, Event, Run, StepRun
+
+    problems = []
+    statuses = dict(Run.objects.filter(pk__in=run_ids).values_list("status")
+                    .annotate(n=Count("id")).values_list("status", "n"))
+    if statuses != {"completed": len(run_ids)}:
+        problems.append(f"run statuses {statuses}, expected all {len(run_ids)} completed")
+    steps = StepRun.objects.filter(run_id__in=run_ids)
+    if steps.count() != STEPS_PER_RUN * len(run_ids):
+        problems.append(f"{steps.count()} step runs, expected {STEPS_PER_RUN * len(run_ids)}")
+    bad_steps = steps.exclude(status="completed", attempt_count=1).count()
+    if bad_steps:
+        problems.append(f"{bad_steps} step runs not completed in exactly one attempt")
+    attempts = Attempt.objects.filter(step_run__run_id__in=run_ids)
+    if attempts.count() != steps.count():
+        problems.append(f"{attempts.count()} attempts for {steps.count()} step runs")
+    if attempts.exclude(status="completed", number=1).exists():
+        problems.append("attempts not completed or numbered other than 1")
+    repeated = (Event.objects.filter(run_id__in=run_ids, step_run__isnull=False)
+                .values("step_run_id")
+                .annotate(running=Count("id", filter=Q(to_status="running")),
+                          completed=Count("id", filter=Q(to_status="completed")))
+                .exclude(running=1, completed=1).count())
+    if repeated:
+        problems.append(f"{repeated} step runs without exactly one running and one completed "
+                        "event")
+    if problems:
+        raise BenchFailure("exactly-once check failed: " + "; ".join(problems))
+
+
+def ready_to_running(run_ids: list[int]) -> list[float]:
+    """Seconds from each step's `queued` event to its `running` event."""
+    from workflows.models import Event
+
+    queued: dict[int, float] = {}
+    running: dict[int, float] = {}
+    rows = Event.objects.filter(run_id__in=run_ids, step_run__isnull=False,
+                                to_status__in=("queued", "running")) \
+        .values_list("step_run_id", "to_status", "at")
+    for step_run_id, to_status, at in rows.iterator(chunk_size=5000):
+        (queued if to_status == "queued" else running)[step_run_id] = at.timestamp()
+    missing = set(queued) ^ set(running)
+    if missing:
+        raise BenchFailure(f"{len(missing)} step runs lack a queued or a running event")
+    return [running[k] - queued[k] for k in queued]
+
+
+def step_window(run_ids: list[int]) -> tuple[float, float]:
+    """(first run created, last step finished) as epoch seconds, from the database."""
+    from django.db.models import Max, Min
+
+    from workflows.models import Run, StepRun
+
+    first = Run.objects.filter(pk__in=run_ids).aggregate(t=Min("created_at"))["t"]
+    last = StepRun.objects.filter(run_id__in=run_ids).aggregate(t=Max("finished_at"))["t"]
+    return first.timestamp(), last.timestamp()
+
+
+# --- main --------------------------------------------------------------------------------------
+
+def prepare_pg() -> str:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {PG_DB}")
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{PG_DB}"
+
+
+def drop_pg() -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")
+
+
+def wait_for_clusters(count: int, timeout: float) -> None:
+    from django_q.status import Stat
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(Stat.get_all()) >= count:
+            return
+        time.sleep(0.2)
+    raise BenchFailure(f"{count} qclusters did not report within {timeout} s")
+
+
+def api(http, method: str, path: str, **kwargs) -> dict:
+    response = http.request(method, path, **kwargs)
+    if response.status_code >= 300:
+        raise BenchFailure(f"{method} {path}: {response.status_code} {response.text[:500]}")
+    return response.json()
+
+
+def run_bench(args: argparse.Namespace, tmp: Path) -> None:
+    import httpx
+    import redis
+
+    pg_url = prepare_pg()
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    env = {
+        **os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "DEBUG": "false",
+        "SECRET_KEY": "bench-secret-key", "LOG_LEVEL": "ERROR", "Q_LOG_LEVEL": "ERROR",
+        "FIELD_ENCRYPTION_KEYS": "wimMobVfIg8au0QtcJmwLGB6xjrfz7UEUNpyIIVIGeU=",
+        "PYTHONPATH": str(ROOT), "DATABASE_URL": pg_url, "REDIS_URL": REDIS_URL,
+        "ALLOWED_HOSTS": "127.0.0.1", "Q_CLUSTER_NAME": "bench-throughput",
+        "Q_WORKERS": str(args.q_workers),
+    }
+    os.environ.update(env)
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT,
+                   env=env, check=True)
+
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.db import connection
+
+    get_user_model().objects.create_superuser("bench", "bench@example.com", "bench-password")
+    out = io.StringIO()
+    call_command("create_api_token", "bench", "--name", "throughput bench", stdout=out)
+    token = json.loads(out.getvalue())["token"]
+    connection.close()
+
+    port = free_port()
+    web_env = dict(env, HOST="127.0.0.1", PORT=str(port))
+    if args.web_workers:
+        web_env["WEB_CONCURRENCY"] = str(args.web_workers)
+    if args.web_threads:
+        web_env["WEB_THREADS"] = str(args.web_threads)
+    processes: list[tuple[subprocess.Popen, Path]] = []
+    try:
+        log = tmp / "gunicorn.log"
+        processes.append((start([sys.executable, "-m", "gunicorn", "-c",
+                                 "config/gunicorn.conf.py", "config.wsgi:application"],
+                                web_env, log), log))
+        for index in range(args.clusters):
+            log = tmp / f"qcluster-{index}.log"
+            processes.append((start([sys.executable, "manage.py", "qcluster"], env, log), log))
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base, timeout=60,
+                          headers={"Authorization": f"Bearer {token}"}) as http:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    http.get("/api/v1/flows")
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline or processes[0][0].poll() is not None:
+                        raise BenchFailure("gunicorn did not answer:\n"
+                                           + tail(processes[0][1])) from None
+                    time.sleep(0.2)
+            wait_for_clusters(args.clusters, 60)
+            api(http, "POST", "/api/v1/flows", json={"definition": FLOW})
+            release = api(http, "POST", f"/api/v1/flows/{SLUG}/releases", json={})
+            api(http, "POST", f"/api/v1/flows/{SLUG}/releases/{release['version']}/promote")
+
+        warm_ids, _, _ = start_runs(base, token, args.clients, args.clients)
+        wait_for_runs(warm_ids, 120)
+        print(f"starting {args.runs} runs with {args.clients} clients ...", file=sys.stderr)
+        web, clusters = processes[0][0], [process for process, _ in processes[1:]]
+        cpu_before = cpu_snapshot(web, clusters)
+        began = time.time()
+        run_ids, latencies, start_wall = start_runs(base, token, args.runs, args.clients)
+        cpu_started = cpu_snapshot(web, clusters)
+        wait_for_runs(run_ids, args.timeout)
+        done_wall = time.time() - began
+        cpu_after = cpu_snapshot(web, clusters)
+        for process, log in processes:
+            if process.poll() is not None:
+                raise BenchFailure(f"a process exited early ({process.args}):\n{tail(log)}")
+    finally:
+        for process, _ in processes:
+            stop(process)
+
+    check_exactly_once(warm_ids + run_ids)
+    waits = ready_to_running(run_ids)
+    first, last = step_window(run_ids)
+    steps = STEPS_PER_RUN * len(run_ids)
+    saved = dict(os.environ)
+    os.environ.update(web_env)
+    try:  # what config/gunicorn.conf.py made of the environment
+        server = runpy.run_path(str(ROOT / "config" / "gunicorn.conf.py"))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    web_workers, web_threads = server["workers"], server["threads"]
+    print(f"\n{len(run_ids)} runs x {STEPS_PER_RUN} steps (fan-out/fan-in), {args.clients} "
+          f"clients, gunicorn {web_workers} workers x {web_threads} threads, "
+          f"{args.clusters} qclusters x {args.q_workers} workers; PostgreSQL + Redis\n")
+    rows = [
+        ("runs started per second", f"{len(run_ids) / start_wall:.1f}"),
+        ("start latency p50 (ms)", f"{statistics.median(latencies) * 1000:.1f}"),
+        ("start latency p99 (ms)", f"{percentile(latencies, 99) * 1000:.1f}"),
+        ("step runs completed per second (first start to last step)",
+         f"{steps / (last - first):.1f}"),
+        ("ready -> running p50 (ms)", f"{statistics.median(waits) * 1000:.1f}"),
+        ("ready -> running p99 (ms)", f"{percentile(waits, 99) * 1000:.1f}"),
+        ("all runs ended after (s)", f"{done_wall:.1f}"),
+        ("starting took (s)", f"{start_wall:.1f}"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value:>8}")
+    cores = os.cpu_count() or 1
+    print(f"\nCPU seconds used ({cores} cores; postgres: the backends of the bench's database; "
+          "rest: Redis and any other work on the machine):")
+    print(f"{'phase':<24} {'wall':>6} {'web':>6} {'workers':>8} {'clients':>8} {'postgres':>9} "
+          f"{'rest':>6} {'busy %':>7}")
+    for phase, a, b in (("starting runs", cpu_before, cpu_started),
+                        ("start to all ended", cpu_before, cpu_after)):
+        d = {key: b[key] - a[key] for key in a}
+        rest = d["machine"] - d["web"] - d["workers"] - d["clients"] - d["postgres"]
+        print(f"{phase:<24} {d['wall']:>6.1f} {d['web']:>6.1f} {d['workers']:>8.1f} "
+              f"{d['clients']:>8.1f} {d['postgres']:>9.1f} {rest:>6.1f} "
+              f"{100 * d['machine'] / (d['wall'] * cores):>6.0f}%")
+    print(f"\nexactly once: {len(warm_ids) + len(run_ids)} runs (with {len(warm_ids)} warm-up), "
+          f"{STEPS_PER_RUN * (len(warm_ids) + len(run_ids))} step runs, each completed in one "
+          "attempt with one running event")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--clusters", type=int, default=3)
+    parser.add_argument("--q-workers", type=int, default=2, help="Q_WORKERS per qcluster")
+    parser.add_argument("--web-workers", type=int, help="WEB_CONCURRENCY (default: config's)")
+    parser.add_argument("--web-threads", type=int, help="WEB_THREADS (default: config's)")
+    parser.add_argument("--timeout", type=float, default=900,
+                        help="seconds to wait for the runs to end")
+    args = parser.parse_args()
+    if not 0 < args.runs <= 100_000 or not 0 < args.clients <= 256 \
+            or not 0 < args.clusters <= 16 or not 0 < args.timeout <= 7200:
+        parser.error("--runs 1..100000, --clients 1..256, --clusters 1..16, --timeout ..7200")
+    try:
+        import psycopg
+        import redis
+
+        psycopg.connect(PG_ADMIN_URL, connect_timeout=5).close()
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5).ping()
+    except Exception as exc:  # noqa: BLE001 - reported; skipped like step_overhead's configs
+        print(f"skipped: needs PostgreSQL ({PG_ADMIN_URL}) and Redis ({REDIS_URL}): {exc}",
+              file=sys.stderr)
+        return
+    failed = None
+    with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp:
+        try:
+            run_bench(args, Path(tmp))
+        except BenchFailure as exc:
+            failed = exc
+        finally:
+            try:
+                from django.db import connections
+
+                connections.close_all()
+            except Exception:  # noqa: BLE001 - Django may not be set up yet
+                pass
+            drop_pg()
+            import redis
+
+            redis.Redis.from_url(REDIS_URL).flushdb()
+    if failed is not None:
+        print(f"\nFAILED: {failed}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
