@@ -15,7 +15,7 @@ from workflows.definitions import (
     parse_definition,
     validate_definition,
 )
-from workflows.errors import DefinitionInvalid, NotFound
+from workflows.errors import DefinitionInvalid
 from workflows.models import Flow, FlowVersion
 from workflows.permissions import EDIT_DRAFT, RELEASE_FLOW, require_permission
 from workflows.services.history import flow_history_record
