@@ -65,7 +65,9 @@ def flow_promote(*, flow: Flow, number: int, actor: Any = None,
     require_permission(actor, PROMOTE_FLOW)
     comment = (comment or "").strip()
     with transaction.atomic():
-        locked = Flow.objects.select_for_update().select_related("live_version").get(pk=flow.pk)
+        # of=("self",): PostgreSQL refuses FOR UPDATE on the nullable side of an outer join.
+        locked = (Flow.objects.select_for_update(of=("self",)).select_related("live_version")
+                  .get(pk=flow.pk))
         try:
             version = FlowVersion.objects.get(flow=locked, number=number)
         except FlowVersion.DoesNotExist as exc:
@@ -137,7 +139,7 @@ def _request(locked: Flow, version: FlowVersion, *, actor: Any, comment: str,
 
 
 def _lock_pending(approval: Approval) -> tuple[Flow, Approval]:
-    locked = Flow.objects.select_for_update().select_related("live_version").get(
+    locked = Flow.objects.select_for_update(of=("self",)).select_related("live_version").get(
         pk=approval.flow_id)
     fresh = Approval.objects.select_for_update().get(pk=approval.pk)
     if fresh.status != ApprovalStatus.PENDING:
@@ -197,7 +199,8 @@ def promotion_requests_expire(*, now: datetime | None = None) -> int:
     for pk, flow_id in due:
         with transaction.atomic():
             locked = Flow.objects.select_for_update().get(pk=flow_id)
-            fresh = Approval.objects.select_for_update().select_related("version").get(pk=pk)
+            fresh = (Approval.objects.select_for_update(of=("self",))
+                     .select_related("version").get(pk=pk))
             if fresh.status != ApprovalStatus.PENDING:
                 continue
             Approval.objects.filter(pk=pk).update(status=ApprovalStatus.EXPIRED, decided_at=now)
