@@ -12,14 +12,34 @@ class ApprovalStatus(models.TextChoices):
     CANCELED = "canceled"
 
 
-class Approval(models.Model):
-    """A request for a human decision, made when a run reaches an approval step."""
+class ApprovalKind(models.TextChoices):
+    STEP = "step"  # a run reached an approval step: run, step_run and attempt_number are set
+    PROMOTION = "promotion"  # a promotion request (two-person rule): flow, version, requested_by
 
-    run = models.ForeignKey("workflows.Run", on_delete=models.CASCADE, related_name="approvals")
+
+class Approval(models.Model):
+    """A request for a human decision: made when a run reaches an approval step (kind `step`),
+    or when someone promotes a release of a flow whose promotion requires approval (kind
+    `promotion`; no run, step run or attempt)."""
+
+    kind = models.CharField(max_length=16, choices=ApprovalKind.choices,
+                            default=ApprovalKind.STEP)
+    run = models.ForeignKey("workflows.Run", on_delete=models.CASCADE, related_name="approvals",
+                            null=True, blank=True)
     step_run = models.ForeignKey(
-        "workflows.StepRun", on_delete=models.CASCADE, related_name="approvals"
+        "workflows.StepRun", on_delete=models.CASCADE, related_name="approvals",
+        null=True, blank=True,
     )
-    attempt_number = models.PositiveIntegerField()
+    attempt_number = models.PositiveIntegerField(null=True, blank=True)
+    # The flow (both kinds; set for step approvals made since promotion requests exist) and, for
+    # a promotion request, the release to make live and who asked.
+    flow = models.ForeignKey("workflows.Flow", on_delete=models.CASCADE, null=True, blank=True,
+                             related_name="+")
+    version = models.ForeignKey("workflows.FlowVersion", on_delete=models.CASCADE, null=True,
+                                blank=True, related_name="+")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     status = models.CharField(
         max_length=16, choices=ApprovalStatus.choices, default=ApprovalStatus.PENDING
     )

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db.models import Q, QuerySet
 
-from approvals.models import Approval, ApprovalStatus
+from approvals.models import Approval, ApprovalKind, ApprovalStatus
 
 REVIEWERS_GROUP = "reviewers"
 
@@ -42,7 +42,8 @@ def approvals_pending(*, ids: set[int] | None = None, limit: int) -> list[Approv
     given."""
     pending = (
         Approval.objects.filter(status=ApprovalStatus.PENDING)
-        .select_related("run", "run__flow", "run__version", "step_run")
+        .select_related("run", "run__flow", "run__version", "step_run", "flow", "version",
+                        "requested_by")
         .order_by("created_at", "id")
     )
     if ids is not None:
@@ -55,7 +56,7 @@ def approvals_decided(*, actor: Any | None = None) -> QuerySet[Approval]:
     a paginator."""
     decided = (
         Approval.objects.exclude(status=ApprovalStatus.PENDING)
-        .select_related("run", "run__flow", "step_run", "decision_actor")
+        .select_related("run", "run__flow", "step_run", "decision_actor", "flow", "version")
         .order_by("-decided_at", "-id")
     )
     if actor is not None:
@@ -67,13 +68,14 @@ def approval_get(*, approval_id: int) -> Approval | None:
     """One approval with its run, flow, version, step run and decider joined."""
     return (
         Approval.objects.select_related("run", "run__flow", "run__version", "step_run",
-                                        "decision_actor")
+                                        "decision_actor", "flow", "version", "requested_by")
         .filter(pk=approval_id).first()
     )
 
 
 def approval_get_for_decision(*, approval_id: int) -> Approval | None:
-    return Approval.objects.select_related("run", "step_run").filter(pk=approval_id).first()
+    return (Approval.objects.select_related("run", "step_run", "flow", "version")
+            .filter(pk=approval_id).first())
 
 
 def approvals_pending_for_run(*, run: Any) -> list[Approval]:
@@ -85,3 +87,11 @@ def approvals_pending_for_run(*, run: Any) -> list[Approval]:
 
 def approvals_pending_for_step(*, step_run: Any) -> list[Approval]:
     return list(Approval.objects.filter(step_run=step_run, status=ApprovalStatus.PENDING))
+
+
+def promotion_request_pending(*, flow: Any) -> Approval | None:
+    """The flow's pending promotion request (at most one), with its version."""
+    return (Approval.objects.filter(flow=flow, kind=ApprovalKind.PROMOTION,
+                                    status=ApprovalStatus.PENDING)
+            .select_related("version", "requested_by").first())
+

@@ -2,7 +2,9 @@
 
 The approval step type (`approvals.steps`) calls `approval_request`, `approvals_cancel_for_step`
 and `approval_expire` from its engine hooks; decisions move the run on through the engine's
-entry points (`workflows.engine`)."""
+entry points (`workflows.engine`). A promotion request (kind `promotion`) is decided with the
+same calls: the assignee check is here, the rest in `workflows.services.promotions`
+(never by its requester; redo does not apply)."""
 
 from __future__ import annotations
 
@@ -13,12 +15,13 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
 
-from approvals.models import Approval, ApprovalStatus
+from approvals.models import Approval, ApprovalKind, ApprovalStatus
 from approvals.selectors import REVIEWERS_GROUP, approvals_decidable
 from workflows import engine
 from workflows.errors import Conflict, NotPermitted
 from workflows.models import ActorKind, Run, StepRun
 from workflows.permissions import actor_name
+from workflows.services.promotions import promotion_approve, promotion_reject
 from workflows.states import AttemptStatus, EventKind, StepStatus
 
 __all__ = ["REVIEWERS_GROUP", "ApprovalNotAllowed", "approval_approve", "approval_can_decide",
@@ -40,7 +43,7 @@ def approval_request(*, run: Run, step_run: StepRun, steps: dict[str, StepRun],
     groups = list(assignees.get("groups") or [])
     data = {key: steps[key].output for key in step_run.needs if key in steps}
     approval = Approval.objects.create(
-        run=run, step_run=step_run, attempt_number=attempt_number,
+        kind=ApprovalKind.STEP, flow_id=run.flow_id, run=run, step_run=step_run, attempt_number=attempt_number,
         instructions=str(params.get("instructions") or ""), data=data,
         assignees={"users": users, "groups": groups}, for_reviewers=not users and not groups,
         redo_to=params.get("redo_to") or "",
@@ -65,8 +68,7 @@ def approval_can_decide(*, approval: Approval, actor) -> bool:
 
 def _decide(approval: Approval, actor, status: str, comment: str) -> tuple[Run, StepRun]:
     """Lock, check the actor and the pending state, and record the decision."""
-    if not approval_can_decide(approval=approval, actor=actor):
-        raise ApprovalNotAllowed("you are not an assignee of this approval")
+    _check_assignee(approval, actor)
     run = engine.lock_run(approval.run_id)
     fresh = Approval.objects.select_for_update().get(pk=approval.pk)
     if fresh.status != ApprovalStatus.PENDING:
@@ -92,8 +94,17 @@ def _decision_output(approval: Approval, decision: str) -> dict[str, Any]:
     }
 
 
+def _check_assignee(approval: Approval, actor) -> None:
+    if not approval_can_decide(approval=approval, actor=actor):
+        raise ApprovalNotAllowed("you are not an assignee of this approval")
+
+
 def approval_approve(*, approval: Approval, actor, comment: str = "") -> Approval:
-    """Approve: the step completes with {decision, actor, comment, decided_at}; the run goes on."""
+    """Approve: the step completes with {decision, actor, comment, decided_at}; the run goes on.
+    A promotion request: the release goes live (`promotion_approve`; 403 for its requester)."""
+    if approval.kind == ApprovalKind.PROMOTION:
+        _check_assignee(approval, actor)
+        return promotion_approve(approval=approval, actor=actor, comment=comment)
     with transaction.atomic():
         run, step_run = _decide(approval, actor, ApprovalStatus.APPROVED, comment)
         output = _decision_output(approval, "approved")
@@ -109,7 +120,10 @@ def approval_approve(*, approval: Approval, actor, comment: str = "") -> Approva
 
 
 def approval_reject(*, approval: Approval, actor, comment: str = "") -> Approval:
-    """Reject: the step is rejected and the run fails."""
+    """Reject: the step is rejected and the run fails. A promotion request: nothing goes live."""
+    if approval.kind == ApprovalKind.PROMOTION:
+        _check_assignee(approval, actor)
+        return promotion_reject(approval=approval, actor=actor, comment=comment)
     with transaction.atomic():
         run, step_run = _decide(approval, actor, ApprovalStatus.REJECTED, comment)
         output = _decision_output(approval, "rejected")
@@ -131,7 +145,11 @@ def approval_redo(*, approval: Approval, actor, comment: str = "",
                   to_step: str | None = None) -> Approval:
     """Send the run back: the target step (`to_step`, the step's `redo_to`, or the previous
     step) gets a new attempt, the steps between it and this approval start again, and a new
-    approval is requested when the run reaches this step again (`workflows.engine.rewind`)."""
+    approval is requested when the run reaches this step again (`workflows.engine.rewind`).
+    A promotion request cannot be sent back (409): approve or reject it."""
+    if approval.kind == ApprovalKind.PROMOTION:
+        _check_assignee(approval, actor)
+        raise Conflict(f"approval {approval.pk} is a promotion request: approve or reject it")
     with transaction.atomic():
         run, step_run = _decide(approval, actor, ApprovalStatus.REDONE, comment)
         target = engine.rewind_target(definition=run.definition, step_key=step_run.key,

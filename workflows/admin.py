@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from workflows.admin_base import PagesMixin, ReadOnlyAdmin
-from workflows.admin_views import flow_page, run_page, step_panel
+from workflows.admin_views import diff_page, flow_page, run_page, step_panel
 from workflows.admin_views.edge import run_url
 from workflows.models import (
     Attempt,
@@ -74,8 +74,10 @@ class FlowAdmin(PagesMixin, admin.ModelAdmin):
                  name="workflows_flow_draft"),
             path("<str:flow_id>/release/", self._page(flow_page.flow_release_view),
                  name="workflows_flow_release"),
-            path("<str:flow_id>/promote/", self._page(flow_page.flow_promote_view),
+            path("<str:flow_id>/promote/", self._page(diff_page.flow_promote_page),
                  name="workflows_flow_promote"),
+            path("<str:flow_id>/diff/", self._page(diff_page.flow_diff_page),
+                 name="workflows_flow_diff"),
             path("<str:flow_id>/start/", self._page(flow_page.flow_start_view),
                  name="workflows_flow_start"),
             *super().get_urls(),

@@ -207,7 +207,17 @@ def cmd_flows_promote(api: Api, args: argparse.Namespace) -> Any:
     version = str(args.version).lower().removeprefix("v")
     if not version.isdigit():
         raise CliError(EXIT_USAGE, _error("usage", f"not a release number: {args.version}"))
-    return api.post(f"/flows/{seg(args.slug)}/releases/{version}/promote")
+    # 200: the flow, now live on that release; 202: {"request": ...}, a promotion request
+    # that someone else must approve (the flow's promotion requires approval).
+    return api.post(f"/flows/{seg(args.slug)}/releases/{version}/promote",
+                    {"comment": args.comment})
+
+
+def cmd_flows_history(api: Api, args: argparse.Namespace) -> Any:
+    path = f"/flows/{seg(args.slug)}/history"
+    if args.all:
+        return api.all_pages(path)
+    return api.get(path, cursor=args.cursor, limit=args.limit)
 
 
 def cmd_flows_diff(api: Api, args: argparse.Namespace) -> Any:
@@ -473,9 +483,16 @@ def build_parser() -> Parser:
     sub.add_argument("slug")
     sub.add_argument("--notes", default="")
     command(flow_cmds, "releases", cmd_flows_releases, "list releases").add_argument("slug")
-    sub = command(flow_cmds, "promote", cmd_flows_promote, "make a release live")
+    sub = command(flow_cmds, "promote", cmd_flows_promote,
+                  "make a release live (or request it, when promotion requires approval)")
     sub.add_argument("slug")
     sub.add_argument("version")
+    sub.add_argument("--comment", default="", help="recorded in the flow's history")
+    sub = command(flow_cmds, "history", cmd_flows_history,
+                  "releases, draft edits, promotions and rollbacks, newest first")
+    sub.add_argument("slug")
+    paged(sub)
+    sub.add_argument("--all", action="store_true", help="follow every page")
     sub = command(flow_cmds, "diff", cmd_flows_diff, "what changed between two versions")
     sub.add_argument("slug")
     sub.add_argument("--from", dest="from_", required=True, help="3, v3, live or draft")

@@ -11,7 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from connections.crypto import decrypt_text, encrypt_text
-from workflows.states import AttemptStatus, RunStatus, StepStatus
+from workflows.states import AttemptStatus, FlowHistoryKind, RunStatus, StepStatus
 
 
 def new_webhook_secret() -> str:
@@ -96,6 +96,36 @@ class FlowVersion(models.Model):
     @property
     def label(self) -> str:
         return "draft" if self.is_draft else f"v{self.number}"
+
+
+class FlowHistory(models.Model):
+    """One entry of a flow's release history: releases, draft edits, promotions and rollbacks,
+    webhook secret rotations and promotion requests with their outcome. Written by the service
+    that makes the change, in the same transaction; append-only like `Event`.
+
+    `actor_name` keeps the name as it was (the account may be renamed or deleted later); an
+    empty name is the system. `from_version` / `to_version` are release numbers (None: no
+    release, e.g. nothing was live before, or a draft edit)."""
+
+    flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="history")
+    kind = models.CharField(max_length=32, choices=FlowHistoryKind.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_name = models.CharField(max_length=150, blank=True)
+    at = models.DateTimeField(default=timezone.now)
+    from_version = models.PositiveIntegerField(null=True, blank=True)
+    to_version = models.PositiveIntegerField(null=True, blank=True)
+    comment = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "flow history"
+        indexes = [models.Index(fields=["flow", "-id"], name="flowhistory_flow_newest")]
+
+    def __str__(self) -> str:
+        return f"{self.flow_id} {self.kind} {self.at:%Y-%m-%d %H:%M}"
 
 
 class TriggerKind(models.TextChoices):

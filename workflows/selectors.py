@@ -14,13 +14,14 @@ from workflows.models import (
     Attempt,
     Event,
     Flow,
+    FlowHistory,
     FlowVersion,
     LogChunk,
     Run,
     ScheduleState,
     StepRun,
 )
-from workflows.states import RunStatus
+from workflows.states import RUN_TERMINAL, FlowHistoryKind, RunStatus
 
 MATRIX_MAX_RUNS = 200
 
@@ -269,3 +270,55 @@ def step_attempts(*, step_run: StepRun) -> list[Attempt]:
 def step_attempt_numbers(*, step_run: StepRun) -> dict[int, int]:
     """Attempt number by attempt id, to mark where each attempt's logs begin."""
     return dict(Attempt.objects.filter(step_run=step_run).values_list("id", "number"))
+
+
+# --- release history, diffs and promotion (issue 13) --------------------------------------------
+
+
+def flow_history(*, flow: Flow, limit: int) -> list[FlowHistory]:
+    """The newest `limit` history entries, newest first."""
+    return list(FlowHistory.objects.filter(flow=flow).order_by("-id")[:limit])
+
+
+def flow_went_live(*, flow: Flow, numbers: list[int]) -> dict[int, FlowHistory]:
+    """For each release number in `numbers`, the last entry that made it live (promoted or
+    rolled back), by number. One query."""
+    entries = FlowHistory.objects.filter(
+        flow=flow, to_version__in=numbers,
+        kind__in=[FlowHistoryKind.PROMOTED, FlowHistoryKind.ROLLED_BACK],
+    ).order_by("id")
+    return {entry.to_version: entry for entry in entries}
+
+
+def flow_versions(*, flow: Flow) -> list[FlowVersion]:
+    """The draft and every release (newest first), without definitions: the choices of the
+    diff page."""
+    return list(FlowVersion.objects.filter(flow=flow).defer("definition")
+                .order_by("-number"))
+
+
+def flow_version_by_label(*, flow: Flow, label: str) -> FlowVersion | None:
+    """`draft`, `live`, `3` or `v3` (None when there is no such version)."""
+    text = (label or "").strip().lower()
+    if text == "draft":
+        return FlowVersion.objects.filter(flow=flow, number__isnull=True).first()
+    if text == "live":
+        return FlowVersion.objects.filter(pk=flow.live_version_id).first() \
+            if flow.live_version_id else None
+    digits = text.removeprefix("v")
+    if not digits.isascii() or not digits.isdigit() or len(digits) > 9:
+        return None
+    return FlowVersion.objects.filter(flow=flow, number=int(digits)).first()
+
+
+def flow_previous_release(*, flow: Flow, number: int) -> FlowVersion | None:
+    return (FlowVersion.objects.filter(flow=flow, number__lt=number).defer("definition")
+            .order_by("-number").first())
+
+
+def flow_runs_in_flight_elsewhere(*, flow: Flow, version: FlowVersion) -> int:
+    """How many of the flow's runs are still in flight on a release other than `version`
+    (rehearsals excluded): promoting `version` leaves them pinned where they are."""
+    return (Run.objects.filter(flow=flow, is_rehearsal=False)
+            .exclude(status__in=list(RUN_TERMINAL)).exclude(version=version).count())
+

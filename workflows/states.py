@@ -93,6 +93,19 @@ class EventKind(models.TextChoices):
         return cls(f"step_{status}")
 
 
+class FlowHistoryKind(models.TextChoices):
+    """What a flow's history records (`FlowHistory`, GET /flows/{slug}/history)."""
+
+    RELEASED = "released"  # the draft became release vN
+    DRAFT_EDITED = "draft_edited"  # the draft changed (data: content_hash)
+    PROMOTED = "promoted"  # vN went live, replacing an older (or no) live release
+    ROLLED_BACK = "rolled_back"  # a release older than the live one went live again
+    WEBHOOK_SECRET_ROTATED = "webhook_secret_rotated"
+    PROMOTION_REQUESTED = "promotion_requested"  # two-person rule: a request awaits approval
+    PROMOTION_REJECTED = "promotion_rejected"  # the request was rejected (nothing went live)
+    PROMOTION_EXPIRED = "promotion_expired"  # nobody decided before its timeout
+
+
 RUN_TERMINAL = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED})
 STEP_TERMINAL = frozenset(
     {StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.CANCELED, StepStatus.REJECTED,

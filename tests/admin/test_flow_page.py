@@ -141,7 +141,7 @@ def test_the_flow_page_and_matrix_make_the_same_queries_for_5_or_60_runs(
     assert few == many
     page_queries, matrix_queries = many
     assert matrix_queries <= 12
-    assert page_queries <= 14
+    assert page_queries <= 17  # 14, plus the history, who made each release live, a pending request
     older = _count(client, flow_url(flow) + f"?before={Flow.objects.get().runs.first().pk}")
     assert older <= page_queries + 1
 

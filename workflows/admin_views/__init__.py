@@ -5,6 +5,7 @@ One module per page, so a page's code is in the file named for it:
 | module | holds |
 | --- | --- |
 | `flow_page.py` | the flow page (Flow change view), its run matrix fragment, the flow actions (save draft, release, promote, start a run) and the add-flow page |
+| `diff_page.py` | the version diff page (every changed value between two versions) and the promote confirmation (changes, runs in flight that stay pinned, comment) |
 | `run_page.py` | the run page (Run change view), its live fragment, the comparison fragment and the run actions (cancel, retry, replay) |
 | `step_panel.py` | the step panel and its polled live / earlier-logs fragments |
 | `approvals.py` | the approvals inbox and detail pages, the decision endpoints and the approval cards the run page and step panel show too |

@@ -24,7 +24,7 @@ from django.utils import timezone
 from django.utils.timesince import timeuntil
 from django.views.decorators.http import require_POST
 
-from approvals.models import Approval
+from approvals.models import Approval, ApprovalKind
 from approvals.selectors import (
     approval_get,
     approval_get_for_decision,
@@ -38,6 +38,7 @@ from approvals.services import (
     approval_redo,
     approval_reject,
 )
+from workflows.admin_views.diff_page import diff_url, shown
 from workflows.admin_views.edge import (
     admin_context,
     call_service,
@@ -58,7 +59,10 @@ DECISIONS = ("approve", "reject", "redo")
 def approval_card(request: HttpRequest, approval: Approval, *, run: Run | None = None,
                   next_url: str | None = None, can_decide: bool | None = None) -> dict[str, Any]:
     """What a decision form needs: may this user decide (pass `can_decide` when the caller
-    already knows), and where may redo send the run."""
+    already knows), and where may redo send the run. A promotion request has no run: its card
+    shows the value diff against the live release and links the diff page."""
+    if approval.kind == ApprovalKind.PROMOTION:
+        return _promotion_card(request, approval, next_url=next_url, can_decide=can_decide)
     run = run or approval.run
     definition = run.definition
     keys = [s["key"] for s in definition.get("steps", [])]
@@ -78,6 +82,30 @@ def approval_card(request: HttpRequest, approval: Approval, *, run: Run | None =
         "timeout_in": timeuntil(approval.timeout_at, depth=2) if approval.timeout_at else "",
         "overdue": bool(approval.timeout_at and approval.timeout_at <= timezone.now()),
         "next": next_url or page_url(request, run_url(run.pk)),
+        "assignees": approval.assignees or {},
+    }
+
+
+def _promotion_card(request: HttpRequest, approval: Approval, *, next_url: str | None,
+                    can_decide: bool | None) -> dict[str, Any]:
+    data = approval.data or {}
+    before = data.get("from_version")
+    changes = [{"path": c["path"], "before": shown(c["before"]), "after": shown(c["after"])}
+               for c in data.get("changes") or []]
+    return {
+        "approval": approval, "promotion": True,
+        "can_decide": approval_can_decide(approval=approval, actor=request.user)
+        if can_decide is None else can_decide,
+        "own_request": approval.requested_by_id is not None
+        and approval.requested_by_id == request.user.pk,
+        "redo_choices": [], "redo_default": "",
+        "changes": changes, "from_version": before,
+        "diff_url": diff_url(approval.flow_id, str(before) if before else "draft",
+                             str(approval.version.number)) if before else None,
+        "age": since(approval.created_at, depth=2),
+        "timeout_in": timeuntil(approval.timeout_at, depth=2) if approval.timeout_at else "",
+        "overdue": bool(approval.timeout_at and approval.timeout_at <= timezone.now()),
+        "next": next_url or inbox_url(),
         "assignees": approval.assignees or {},
     }
 
@@ -110,7 +138,8 @@ def inbox(request: HttpRequest, model_admin: Any) -> HttpResponse:
                 continue
             if tab == "all" and not (see_all or card["can_decide"]):
                 continue
-            card["run_status_label"] = status_label(approval.run.status)
+            if approval.run_id:
+                card["run_status_label"] = status_label(approval.run.status)
             cards.append(card)
         context["cards"] = cards
     else:
@@ -137,10 +166,11 @@ def approval_detail(request: HttpRequest, model_admin: Any, approval_id: Any) ->
     if approval is None:
         raise Http404(NOT_FOUND)
     card = approval_card(request, approval, next_url=request.get_full_path())
-    if not (card["can_decide"] or can_see_all(request.user)
+    if not (card["can_decide"] or can_see_all(request.user) or card.get("own_request")
             or approval.decision_actor_id == request.user.pk):
         raise PermissionDenied
-    card["run_status_label"] = status_label(approval.run.status)
+    if approval.run_id:
+        card["run_status_label"] = status_label(approval.run.status)
     context = admin_context(request, model_admin, f"Approval {approval.pk}", card=card,
                             data_html=json_html(approval.data))
     return TemplateResponse(request, "approvals/approval_detail.html", context)
@@ -166,7 +196,8 @@ def approval_decide(request: HttpRequest, model_admin: Any, approval_id: Any,
     if refusal:
         return refusal
     where = f" to step {approval.redo_step}" if decision == "redo" and approval.redo_step else ""
-    messages.success(
-        request, f"Approval {approval.pk} ({approval.step_run.key} of run {approval.run_id}) "
-                 f"{done}{where}.")
+    what = (f"promotion of v{approval.version.number} of {approval.flow.slug}"
+            if approval.kind == ApprovalKind.PROMOTION
+            else f"{approval.step_run.key} of run {approval.run_id}")
+    messages.success(request, f"Approval {approval.pk} ({what}) {done}{where}.")
     return HttpResponseRedirect(back)

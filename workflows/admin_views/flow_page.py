@@ -5,7 +5,9 @@
 - `matrix_context` / `matrix_fragment`: the run matrix (steps down, runs across, newest left)
   and its polled fragment (with the counts by status, out of band).
 - flow actions, each calling the same service as the API: `flow_update_draft_view`,
-  `flow_release_view`, `flow_promote_view`, `flow_start_view`.
+  `flow_release_view`, `flow_start_view` (promotion and its confirmation: `diff_page.py`).
+- `release_rows` / `history_rows`: the Releases table ("live since … by …", "diff vs
+  previous") and the flow history section.
 - `flow_add`: the add-flow page (`flow_create`, as POST /flows).
 """
 
@@ -26,7 +28,9 @@ from django.urls import reverse
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
+from approvals.selectors import promotion_request_pending
 from workflows import selectors
+from workflows.admin_views.diff_page import diff_url
 from workflows.admin_views.edge import (
     admin_context,
     call_service,
@@ -42,7 +46,7 @@ from workflows.definitions import definition_diff
 from workflows.errors import DefinitionInvalid, NotPermitted
 from workflows.models import Flow
 from workflows.permissions import EDIT_DRAFT, has_permission
-from workflows.services.flows import flow_create, flow_promote, flow_release, flow_update_draft
+from workflows.services.flows import flow_create, flow_release, flow_update_draft
 from workflows.services.runs import run_start
 from workflows.services.webhooks import webhook_url
 from workflows.states import RUN_TERMINAL, RunStatus
@@ -71,6 +75,7 @@ def flow_page(request: HttpRequest, model_admin: Any, flow_id: Any, *,
     if draft_text is None and draft is not None:
         draft_text = definition_yaml(draft.definition)
     roles = role_context(request.user)
+    release_history = release_context(flow, releases)
     context = admin_context(
         request, model_admin, flow.name,
         flow=flow, live=live, draft=draft, releases=releases, more_releases=more_releases,
@@ -79,9 +84,56 @@ def flow_page(request: HttpRequest, model_admin: Any, flow_id: Any, *,
         start_input=json.dumps(default_input(current), indent=2),
         counts=count_items(counts, flow, matrix["status"]), matrix=matrix,
         subtitle=flow.slug, draft_edited=ago(draft.updated_at) if draft else "",
-        live_released=ago(live.released_at) if live else "", **roles,
+        live_released=ago(live.released_at) if live else "", **release_history, **roles,
     )
     return TemplateResponse(request, "workflows/flow_page.html", context, status=status)
+
+
+# --- releases and history (issue 13) ------------------------------------------------------------
+
+HISTORY_ROWS = 30
+HISTORY_LABELS = {
+    "released": "released", "draft_edited": "draft edited", "promoted": "promoted",
+    "rolled_back": "rolled back", "webhook_secret_rotated": "webhook secret rotated",
+    "promotion_requested": "promotion requested", "promotion_rejected": "promotion rejected",
+    "promotion_expired": "promotion request expired",
+}
+
+
+def release_context(flow: Flow, releases: list) -> dict[str, Any]:
+    """The Releases table's extra columns and the flow history section: three queries."""
+    went_live = selectors.flow_went_live(flow=flow, numbers=[r.number for r in releases])
+    numbers = [r.number for r in releases]
+    rows = []
+    for index, release in enumerate(releases):
+        entry = went_live.get(release.number)
+        previous = numbers[index + 1] if index + 1 < len(numbers) else None
+        rows.append({
+            "release": release, "live": release.pk == flow.live_version_id,
+            "went_live_at": entry.at if entry else None,
+            "went_live_by": entry.actor_name if entry else "",
+            "diff_url": diff_url(flow, str(previous), str(release.number))
+            if previous else None,
+            "promote_url": reverse("admin:workflows_flow_promote", args=[flow.pk])
+            + f"?number={release.number}",
+        })
+    history = [{
+        "entry": e, "label": HISTORY_LABELS.get(e.kind, e.kind), "ago": ago(e.at),
+        "actor": e.actor_name or "system",
+        "versions": _versions_label(e.from_version, e.to_version),
+        "approval": (e.data or {}).get("approval"),
+    } for e in selectors.flow_history(flow=flow, limit=HISTORY_ROWS)]
+    return {"release_rows": rows, "history": history,
+            "pending_promotion": promotion_request_pending(flow=flow),
+            "draft_diff_url": diff_url(flow, "live", "draft") if flow.live_version_id else None}
+
+
+def _versions_label(a: int | None, b: int | None) -> str:
+    if a is None and b is None:
+        return ""
+    if a is None:
+        return f"v{b}"
+    return f"v{a} → v{b}"
 
 
 def definition_yaml(definition: dict[str, Any]) -> str:
@@ -319,22 +371,6 @@ def flow_release_view(request: HttpRequest, model_admin: Any, flow_id: Any) -> H
     if refusal:
         return refusal
     messages.success(request, f"Released v{version.number}. Promote it to make it live.")
-    return HttpResponseRedirect(back)
-
-
-@require_POST
-def flow_promote_view(request: HttpRequest, model_admin: Any, flow_id: Any) -> HttpResponse:
-    flow = get_flow(request, model_admin, flow_id)
-    back = flow_url(flow.pk)
-    number = positive_int(request.POST.get("number"))
-    if number is None:
-        messages.error(request, "Choose a release to promote.")
-        return HttpResponseRedirect(back)
-    version, refusal = call_service(request, model_admin, flow_promote, back=back, flow=flow,
-                                    number=number, actor=request.user)
-    if refusal:
-        return refusal
-    messages.success(request, f"v{version.number} is live.")
     return HttpResponseRedirect(back)
 
 

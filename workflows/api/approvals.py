@@ -29,9 +29,12 @@ router = Router(tags=["approvals"])
             summary="Approvals the caller may decide (all, for superusers), newest first")
 def approvals_list(request: HttpRequest,
                    status: Literal["pending", "decided", "all"] = "pending",
+                   kind: Literal["step", "promotion"] | None = None,
                    cursor: str | None = None, limit: int = 50):
     queryset = approvals_queryset().filter(
         pk__in=approvals_decidable(user=request.auth).values("pk"))
+    if kind:
+        queryset = queryset.filter(kind=kind)
     if status == "pending":
         queryset = queryset.filter(status=ApprovalStatus.PENDING)
     elif status == "decided":
@@ -50,7 +53,7 @@ def approvals_get(request: HttpRequest, approval_id: int):
 
 
 @router.post("/{int:approval_id}/approve", response={200: ApprovalOut, **errors(409, 422)},
-             summary="Approve (403 if not an assignee)")
+             summary="Approve (403 if not an assignee, or for the requester of a promotion)")
 def approvals_approve(request: HttpRequest, approval_id: int, payload: DecisionIn | None = None):
     approval = get_approval(approval_id)
     approval_approve(approval=approval, actor=request.auth,
@@ -59,7 +62,8 @@ def approvals_approve(request: HttpRequest, approval_id: int, payload: DecisionI
 
 
 @router.post("/{int:approval_id}/reject", response={200: ApprovalOut, **errors(409, 422)},
-             summary="Reject: the step is rejected and the run fails")
+             summary="Reject: the step is rejected and the run fails (a promotion request: nothing "
+                     "goes live)")
 def approvals_reject(request: HttpRequest, approval_id: int, payload: DecisionIn | None = None):
     approval = get_approval(approval_id)
     approval_reject(approval=approval, actor=request.auth,

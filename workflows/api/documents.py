@@ -12,7 +12,16 @@ from django.conf import settings
 from django.db.models import Prefetch, QuerySet
 
 from approvals.models import Approval
-from workflows.models import Attempt, Event, Flow, FlowVersion, LogChunk, Run, StepRun
+from workflows.models import (
+    Attempt,
+    Event,
+    Flow,
+    FlowHistory,
+    FlowVersion,
+    LogChunk,
+    Run,
+    StepRun,
+)
 from workflows.permissions import actor_name
 from workflows.services.webhooks import webhook_url
 
@@ -191,15 +200,27 @@ def log_document(chunk: LogChunk, attempt_numbers: dict[int, int]) -> dict[str, 
 
 
 def approvals_queryset() -> QuerySet[Approval]:
-    return Approval.objects.select_related("run__flow", "step_run", "decision_actor")
+    return Approval.objects.select_related("run__flow", "step_run", "decision_actor", "flow",
+                                           "version", "requested_by")
+
+
+def approval_admin_url(approval_id: int) -> str:
+    return f"{settings.PUBLIC_BASE_URL}/admin/approvals/approval/{approval_id}/change/"
 
 
 def approval_document(approval: Approval) -> dict[str, Any]:
+    """Both kinds: a step's approval (run, step) and a promotion request (version,
+    requested_by; run and step null)."""
+    flow = approval.flow if approval.flow_id else approval.run.flow
     return {
         "id": approval.pk,
+        "kind": approval.kind,
         "run": approval.run_id,
-        "flow": approval.run.flow.slug,
-        "step": approval.step_run.key,
+        "flow": flow.slug,
+        "step": approval.step_run.key if approval.step_run_id else None,
+        "version": approval.version.number if approval.version_id else None,
+        "requested_by": actor_name(approval.requested_by) if approval.requested_by_id
+        else None,
         "status": approval.status,
         "instructions": approval.instructions,
         "data": approval.data,
@@ -212,5 +233,22 @@ def approval_document(approval: Approval) -> dict[str, Any]:
         "created_at": approval.created_at,
         "timeout_at": approval.timeout_at,
         "decided_at": approval.decided_at,
-        "run_admin_url": run_admin_url(approval.run_id),
+        "run_admin_url": run_admin_url(approval.run_id) if approval.run_id else None,
+        "admin_url": approval_admin_url(approval.pk),
+    }
+
+
+# --- flow history -------------------------------------------------------------------------------
+
+
+def history_document(entry: FlowHistory) -> dict[str, Any]:
+    return {
+        "id": entry.pk,
+        "kind": entry.kind,
+        "actor": entry.actor_name or None,
+        "at": entry.at,
+        "from_version": entry.from_version,
+        "to_version": entry.to_version,
+        "comment": entry.comment,
+        "data": entry.data or {},
     }

@@ -8,8 +8,11 @@ from django.http import HttpRequest
 from ninja import Query, Router, Status
 
 from workflows.api.documents import (
+    approval_document,
+    approvals_queryset,
     flow_document,
     flows_queryset,
+    history_document,
     release_document,
     run_document,
     runs_queryset,
@@ -23,7 +26,10 @@ from workflows.api.schemas import (
     ErrorOut,
     FlowOut,
     FlowPage,
+    HistoryPage,
     MatrixOut,
+    PromoteIn,
+    PromotionRequestOut,
     ReleaseIn,
     ReleaseOut,
     ReleasePage,
@@ -34,7 +40,7 @@ from workflows.api.schemas import (
 )
 from workflows.definitions import definition_diff
 from workflows.errors import NotFound
-from workflows.models import Flow, FlowVersion
+from workflows.models import Flow, FlowHistory, FlowVersion
 from workflows.selectors import MATRIX_MAX_RUNS, run_matrix
 from workflows.services.flows import flow_create, flow_promote, flow_release, flow_update_draft
 from workflows.services.runs import run_start
@@ -101,14 +107,31 @@ def releases_list(request: HttpRequest, slug: str, cursor: str | None = None, li
             "next_cursor": next_cursor}
 
 
-@router.post("/{slug}/releases/{version}/promote", response={200: FlowOut, **errors(422)},
-             summary="Make a release live")
-def releases_promote(request: HttpRequest, slug: str, version: int):
+@router.post("/{slug}/releases/{version}/promote",
+             response={200: FlowOut, 202: PromotionRequestOut, **errors(409, 422)},
+             summary="Make a release live (202 with a promotion request when the flow's "
+                     "promotion requires approval)")
+def releases_promote(request: HttpRequest, slug: str, version: int,
+                     payload: PromoteIn | None = None):
     flow = get_flow(slug)
     if not 0 < version < 2**31:
         raise NotFound(f"flow {slug} has no release {version}")
-    flow_promote(flow=flow, number=version, actor=request.auth)
-    return flow_document(get_flow(slug))
+    result = flow_promote(flow=flow, number=version, actor=request.auth,
+                          comment=payload.comment if payload else "")
+    if isinstance(result, FlowVersion):
+        return flow_document(get_flow(slug))
+    return Status(202, {"request": approval_document(approvals_queryset().get(pk=result.pk))})
+
+
+@router.get("/{slug}/history", response={200: HistoryPage, **errors()},
+            summary="The flow's history (releases, draft edits, promotions, rollbacks, webhook "
+                    "secret rotations, promotion requests), newest first")
+def flows_history(request: HttpRequest, slug: str, cursor: str | None = None, limit: int = 50):
+    can_view_flows(request.auth)
+    flow = get_flow(slug)
+    entries, next_cursor = keyset_page(FlowHistory.objects.filter(flow=flow), cursor=cursor,
+                                       limit=limit)
+    return {"items": [history_document(e) for e in entries], "next_cursor": next_cursor}
 
 
 def _version(flow: Flow, label: str, param: str) -> FlowVersion:

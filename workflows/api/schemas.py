@@ -112,6 +112,32 @@ class ReleasePage(Schema):
     next_cursor: str | None
 
 
+class PromoteIn(Schema):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"comment": "fixes the report"}]})
+
+    comment: str = Field("", max_length=10_000, description="Recorded in the flow's history.")
+
+
+class HistoryItemOut(Schema):
+    id: int
+    kind: Literal["released", "draft_edited", "promoted", "rolled_back",
+                  "webhook_secret_rotated", "promotion_requested", "promotion_rejected",
+                  "promotion_expired"]
+    actor: str | None = Field(description="the user's name; null for the system")
+    at: datetime
+    from_version: int | None
+    to_version: int | None
+    comment: str
+    data: dict[str, Any] = Field(
+        description="content_hash (releases, draft edits, promotions), approval (requests and "
+                    "their outcome), requested_by and request_comment (approved promotions)")
+
+
+class HistoryPage(Schema):
+    items: list[HistoryItemOut]
+    next_cursor: str | None
+
+
 class DiffOut(Schema):
     model_config = ConfigDict(populate_by_name=True)
 
@@ -318,9 +344,14 @@ class DecisionIn(Schema):
 
 class ApprovalOut(Schema):
     id: int
-    run: int
+    kind: Literal["step", "promotion"] = Field(
+        description="step: a run's approval step; promotion: a promotion request "
+                    "(run and step are null, version is the release to make live)")
+    run: int | None
     flow: str
-    step: str
+    step: str | None
+    version: int | None = Field(description="promotion: the release to make live")
+    requested_by: str | None = Field(description="promotion: who asked (never its approver)")
     status: str
     instructions: str
     data: Any = None
@@ -332,12 +363,19 @@ class ApprovalOut(Schema):
     created_at: datetime
     timeout_at: datetime | None
     decided_at: datetime | None
-    run_admin_url: str
+    run_admin_url: str | None
+    admin_url: str
 
 
 class ApprovalPage(Schema):
     items: list[ApprovalOut]
     next_cursor: str | None
+
+
+class PromotionRequestOut(Schema):
+    """202 from promote when the flow's promotion requires approval: nothing is live yet."""
+
+    request: ApprovalOut
 
 
 # --- callbacks and webhooks ---------------------------------------------------------------------

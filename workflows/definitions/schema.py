@@ -6,8 +6,8 @@ docs/flow.schema.json and the OpenAPI `definition` field); they do not validate 
 rules a schema cannot say (references, needs and cycles, cron syntax, registered actions,
 connections that exist). Keep the two in step: a field a step type accepts belongs here too.
 
-`notify`, `promotion` and `retention_days` (CONTRACT.md's example) are described so editors
-offer them, but this version's validator does not accept them yet. Editors read YAML 1.2, where
+`notify` and `retention_days` (CONTRACT.md's example) are described so editors offer them, but
+this version's validator does not accept them yet (`promotion` it does). Editors read YAML 1.2, where
 `on:` is a string key; PyYAML (YAML 1.1) reads a bare `on` as true, so quote it: `"on":`.
 """
 
@@ -247,10 +247,15 @@ class NotifyRule(_Part):
 
 
 class Promotion(_Part):
-    """A two-person rule for promotion (not yet accepted by the validator)."""
+    """The two-person rule: with `requires_approval`, promoting a release creates a request that
+    someone other than the requester must approve (one of `approvers`; the reviewers group when
+    it names nobody) before the release goes live."""
 
     requires_approval: bool = False
     approvers: Assignees | None = None
+    timeout_seconds: Annotated[int, Field(ge=60, le=365 * 24 * 3600)] | None = Field(
+        None, description="A request nobody decides expires after this. Default: 259200 (3 days)."
+    )
 
 
 class FlowDefinition(_Part):

@@ -1,4 +1,6 @@
-"""Commands on flows and their versions: create, edit the draft, release, promote."""
+"""Commands on flows and their versions: create, edit the draft, release; promotion lives in
+`workflows.services.promotions` (re-exported here as `flow_promote`). Each change writes its
+`FlowHistory` entry in its own transaction."""
 
 from __future__ import annotations
 
@@ -13,15 +15,15 @@ from workflows.definitions import (
     parse_definition,
     validate_definition,
 )
-from workflows.errors import DefinitionInvalid, NotFound
+from workflows.errors import DefinitionInvalid
 from workflows.models import Flow, FlowVersion
-from workflows.permissions import (
-    EDIT_DRAFT,
-    PROMOTE_FLOW,
-    RELEASE_FLOW,
-    require_permission,
-)
+from workflows.permissions import EDIT_DRAFT, RELEASE_FLOW, require_permission
+from workflows.services.history import flow_history_record
+from workflows.services.promotions import flow_promote
 from workflows.services.schedules import schedules_sync
+from workflows.states import FlowHistoryKind
+
+__all__ = ["flow_create", "flow_draft", "flow_promote", "flow_release", "flow_update_draft"]
 
 
 def _normalized(definition: dict | str | bytes) -> dict[str, Any]:
@@ -38,10 +40,13 @@ def flow_create(*, definition: dict | str | bytes, actor=None) -> Flow:
                 slug=normalized["slug"], name=normalized["name"],
                 description=normalized.get("description", ""), created_by=actor,
             )
-            FlowVersion.objects.create(
+            draft = FlowVersion.objects.create(
                 flow=flow, number=None, definition=normalized,
                 content_hash=content_hash(normalized), created_by=actor,
             )
+            flow_history_record(flow=flow, kind=FlowHistoryKind.DRAFT_EDITED, actor=actor,
+                                comment="flow created",
+                                data={"content_hash": draft.content_hash, "created": True})
     except IntegrityError as exc:
         raise DefinitionInvalid(
             [{"path": "slug", "message": f"a flow with slug {normalized['slug']!r} exists"}]
@@ -55,7 +60,9 @@ def flow_draft(*, flow: Flow) -> FlowVersion:
 
 
 def flow_update_draft(*, flow: Flow, definition: dict | str | bytes, actor=None) -> FlowVersion:
-    """Replace the draft. The slug cannot change. Raises DefinitionInvalid (nothing written)."""
+    """Replace the draft. The slug cannot change. Raises DefinitionInvalid (nothing written).
+    A change of content is a `draft_edited` history entry (with the new content hash); saving
+    the same content again records nothing."""
     require_permission(actor, EDIT_DRAFT)
     normalized = _normalized(definition)
     if normalized["slug"] != flow.slug:
@@ -63,12 +70,17 @@ def flow_update_draft(*, flow: Flow, definition: dict | str | bytes, actor=None)
             [{"path": "slug", "message": f"the slug of flow {flow.slug!r} cannot change"}]
         )
     with transaction.atomic():
-        draft, _ = FlowVersion.objects.select_for_update().get_or_create(
+        draft, created = FlowVersion.objects.select_for_update().get_or_create(
             flow=flow, number=None,
             defaults={"definition": normalized, "content_hash": content_hash(normalized)},
         )
+        new_hash = content_hash(normalized)
+        if created or draft.content_hash != new_hash:
+            flow_history_record(flow=flow, kind=FlowHistoryKind.DRAFT_EDITED, actor=actor,
+                                data={"content_hash": new_hash,
+                                      "previous_hash": None if created else draft.content_hash})
         draft.definition = normalized
-        draft.content_hash = content_hash(normalized)
+        draft.content_hash = new_hash
         draft.created_by = draft.created_by or actor
         draft.save(update_fields=["definition", "content_hash", "created_by", "updated_at"])
         Flow.objects.filter(pk=flow.pk).update(
@@ -90,25 +102,12 @@ def flow_release(*, flow: Flow, actor=None, notes: str = "") -> FlowVersion:
         draft = flow_draft(flow=locked)
         normalized = validate_definition(draft.definition, check_connections=True)
         number = (FlowVersion.objects.filter(flow=locked).aggregate(n=Max("number"))["n"] or 0) + 1
-        return FlowVersion.objects.create(
+        version = FlowVersion.objects.create(
             flow=locked, number=number, definition=normalized,
             content_hash=content_hash(normalized), notes=notes, created_by=actor,
             released_at=timezone.now(),
         )
-
-
-def flow_promote(*, flow: Flow, number: int, actor=None) -> FlowVersion:
-    """Make release `number` live. Checks run again (a connection may have gone since)."""
-    require_permission(actor, PROMOTE_FLOW)
-    with transaction.atomic():
-        locked = Flow.objects.select_for_update().get(pk=flow.pk)
-        try:
-            version = FlowVersion.objects.get(flow=locked, number=number)
-        except FlowVersion.DoesNotExist as exc:
-            raise NotFound(f"flow {flow.slug} has no release {number}") from exc
-        validate_definition(version.definition, check_connections=True)
-        locked.live_version = version
-        locked.save(update_fields=["live_version", "updated_at"])
-    flow.live_version = version
-    schedules_sync(flow=flow)
-    return version
+        flow_history_record(flow=locked, kind=FlowHistoryKind.RELEASED, actor=actor,
+                            to_version=number, comment=notes,
+                            data={"content_hash": version.content_hash})
+        return version

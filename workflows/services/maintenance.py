@@ -1,7 +1,7 @@
 """The periodic pass: the engine's repairs, then the schedules that are due.
 
 The sweeper (`workflows.engine.sweeper`) repairs runs; firing a schedule starts a run, which is
-a service (`run_start`), so the pass that does both lives here, above the engine. The
+a service (`run_start`), and so does expiring promotion requests, so the pass lives here, above the engine. The
 django-q2 schedule (`workflows.tasks.sweep`) and `manage.py sweep` call it.
 """
 
@@ -12,13 +12,16 @@ from datetime import datetime
 from django.utils import timezone
 
 from workflows.engine import sweeper
+from workflows.services.promotions import promotion_requests_expire
 from workflows.services.schedules import schedules_fire_due
 
 
 def sweep_all(now: datetime | None = None) -> dict[str, int]:
-    """One repair pass of the engine, then start the runs of the due schedules. Returns how
-    many of each repair it made, and `schedules_fired`."""
+    """One repair pass of the engine, then start the runs of the due schedules and expire the
+    promotion requests past their timeout. Returns how many of each repair it made,
+    `schedules_fired` and `promotion_requests_expired`."""
     now = now or timezone.now()
     counts = sweeper.sweep(now)
     counts["schedules_fired"] = schedules_fire_due(now=now)
+    counts["promotion_requests_expired"] = promotion_requests_expire(now=now)
     return counts

@@ -26,7 +26,9 @@ from connections.errors import SecretDecryptionError
 from workflows.errors import InputInvalid, NotFound, WorkflowError
 from workflows.models import Flow, Run, TriggerKind, new_webhook_secret
 from workflows.permissions import RELEASE_FLOW, require_permission
+from workflows.services.history import flow_history_record
 from workflows.services.runs import run_start
+from workflows.states import FlowHistoryKind
 
 WEBHOOK_TOLERANCE_SECONDS = 300
 IDEMPOTENCY_PREFIX = "webhook:"
@@ -208,12 +210,14 @@ def webhook_receive(*, flow: Flow, body: bytes, signature: str | None,
 
 def webhook_secret_rotate(*, flow: Flow, actor=None) -> str:
     """Give the flow a new webhook secret and return it (the only time it is shown).
-    Deliveries signed with the old secret are refused from now on."""
+    Deliveries signed with the old secret are refused from now on. Recorded in the flow's
+    history (`webhook_secret_rotated`, never the secret)."""
     require_permission(actor, RELEASE_FLOW)
     secret = new_webhook_secret()
     stored = encrypt_text(secret)
     with transaction.atomic():
         Flow.objects.filter(pk=flow.pk).update(webhook_secret=stored)
+        flow_history_record(flow=flow, kind=FlowHistoryKind.WEBHOOK_SECRET_ROTATED, actor=actor)
     flow.webhook_secret = stored
     return secret
 

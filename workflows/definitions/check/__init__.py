@@ -1,5 +1,5 @@
 """Validation of a flow definition, one module per part (metadata, inputs, triggers, steps,
-references, connections). Each check is a function that takes what it needs, appends the
+references, connections, promotion). Each check is a function that takes what it needs, appends the
 problems it finds to a shared list and returns its normalized part; `validate_definition` runs
 them in document order and raises DefinitionInvalid with every problem.
 """
@@ -18,6 +18,7 @@ from workflows.definitions.check.metadata import (
     check_slug,
     check_top_level_keys,
 )
+from workflows.definitions.check.promotion import check_promotion
 from workflows.definitions.check.references import ConnectionUses
 from workflows.definitions.check.steps import check_steps
 from workflows.definitions.check.triggers import check_triggers
@@ -35,7 +36,8 @@ def validate_definition(
 
     Problems carry paths such as `slug`, `input.limit.default`, `steps[2].args.x`,
     `steps[0].needs[1]`, `triggers[0].cron`, `concurrency.policy`. The normalized form has every
-    top-level field (`description` "", `input` {}, `concurrency` None or filled, `triggers` []);
+    top-level field (`description` "", `input` {}, `concurrency` None or filled, `triggers` []; `promotion`
+    only when given, filled);
     each input declaration has type, required (False), default (None) and description (""); each
     step has `needs` as a list (default: the previous step; none for the first; `needs: []` means
     none) and `retry` with max_attempts, backoff_seconds, backoff_factor. Validating a normalized
@@ -62,6 +64,9 @@ def validate_definition(
     normalized["steps"] = check_steps(
         problems, definition.get("steps"), inputs=inputs, connection_uses=connection_uses
     )
+    promotion = check_promotion(problems, definition.get("promotion"))
+    if promotion is not None:
+        normalized["promotion"] = promotion
     if connection_uses:
         check_connections_exist(problems, connection_uses)
     if problems:
