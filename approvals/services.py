@@ -8,17 +8,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
+from django.db.models import Q
+from django.urls import reverse
 from django.utils import timezone
 
 from approvals.models import Approval, ApprovalStatus
 from approvals.selectors import REVIEWERS_GROUP, approvals_decidable
 from workflows import engine
+from workflows.definitions.base import NotifyEvent
 from workflows.errors import Conflict, NotPermitted
-from workflows.models import ActorKind, Run, StepRun
+from workflows.models import ActorKind, Flow, Run, StepRun
 from workflows.permissions import actor_name
+from workflows.services.notifications import notify_event
 from workflows.states import AttemptStatus, EventKind, StepStatus
 
 __all__ = ["REVIEWERS_GROUP", "ApprovalNotAllowed", "approval_approve", "approval_can_decide",
@@ -53,7 +58,28 @@ def approval_request(*, run: Run, step_run: StepRun, steps: dict[str, StepRun],
     engine.event_record(run_id=run.pk, step_run_id=step_run.pk, kind=EventKind.APPROVAL_REQUESTED,
                  reason=approval.instructions[:500],
                  data={"approval": approval.pk, "assignees": approval.assignees})
+    notify_event(
+        flow=Flow.objects.get(pk=run.flow_id), event=NotifyEvent.APPROVAL_REQUESTED, run=run,
+        also_email=approval_assignee_emails(approval=approval),
+        context={"step": step_run.key, "approval": approval.pk,
+                 "instructions": approval.instructions[:1000],
+                 "admin_url": settings.PUBLIC_BASE_URL
+                 + reverse("admin:approvals_approval_change", args=[approval.pk])},
+    )
     return approval
+
+
+def approval_assignee_emails(*, approval: Approval) -> list[str]:
+    """The addresses of who may decide `approval`: its users and the members of its groups
+    (the reviewers group when it names nobody); active accounts with an address only."""
+    users = get_user_model().objects.filter(is_active=True).exclude(email="")
+    if approval.for_reviewers:
+        users = users.filter(groups__name=REVIEWERS_GROUP)
+    else:
+        users = users.filter(
+            Q(pk__in=approval.assignee_users.values("pk"))
+            | Q(groups__in=approval.assignee_groups.values("pk")))
+    return sorted(set(users.values_list("email", flat=True)))
 
 
 def approval_can_decide(*, approval: Approval, actor) -> bool:
