@@ -66,7 +66,7 @@ MAX_DOCUMENT_DEPTH = 64
 TOP_LEVEL_KEYS = (
     "slug", "name", "description", "input", "concurrency", "triggers", "steps", "notify",
 )
-INPUT_DECLARATION_KEYS = ("type", "required", "default", "description")
+INPUT_DECLARATION_KEYS = ("type", "required", "default", "description", "enum")
 CONCURRENCY_KEYS = ("key", "limit", "policy")
 TRIGGER_KEYS = {
     TriggerType.MANUAL: ("type",),

@@ -67,6 +67,10 @@ class InputDeclaration(_Part):
     required: bool = Field(False, description="A required input takes no default.")
     default: Any = Field(None, description="Used when a run does not give this input.")
     description: str | None = None
+    enum: list[Any] | None = Field(
+        None, min_length=1,
+        description="The allowed values (string, integer and number inputs); the admin's run"
+        " form offers them as a choice.")
 
 
 class Concurrency(_Part):

@@ -64,3 +64,36 @@ def test_a_definition_without_notify_keeps_its_normalized_shape():
 ])
 def test_a_bad_notify_rule_is_a_problem_with_its_path(block, expected):
     assert expected in problems_of(BASE + block + "\n")
+
+
+# --- enum inputs (the run form offers them as a choice) ----------------------------------------
+
+ENUM = BASE + """
+input:
+  env: {type: string, enum: [staging, production], default: staging}
+"""
+
+
+def test_an_enum_input_is_normalized_and_checked_at_run_time():
+    from workflows.definitions import validate_run_input
+
+    definition = validate_definition(parse_definition(ENUM))
+    assert definition["input"]["env"]["enum"] == ["staging", "production"]
+    assert validate_run_input(definition, {"env": "production"}) == {"env": "production"}
+    with pytest.raises(Exception) as info:
+        validate_run_input(definition, {"env": "prod"})
+    assert info.value.problems == [
+        {"path": "input.env", "message": 'must be one of "staging", "production"'}]
+
+
+@pytest.mark.parametrize(("declaration", "expected"), [
+    ("{type: boolean, enum: [true]}", ("input.env.enum",
+                                        "only string, integer and number inputs take an enum")),
+    ("{type: string, enum: []}", ("input.env.enum",
+                                   "must be a non-empty list of the allowed values")),
+    ("{type: integer, enum: [1, two]}", ("input.env.enum[1]", "must be an integer, got string")),
+    ("{type: string, enum: [a, b], default: c}", ("input.env.default",
+                                                   "must be one of the enum values")),
+])
+def test_a_bad_enum_is_a_problem_with_its_path(declaration, expected):
+    assert expected in problems_of(BASE + f"input:\n  env: {declaration}\n")
