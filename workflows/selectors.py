@@ -269,3 +269,12 @@ def step_attempts(*, step_run: StepRun) -> list[Attempt]:
 def step_attempt_numbers(*, step_run: StepRun) -> dict[int, int]:
     """Attempt number by attempt id, to mark where each attempt's logs begin."""
     return dict(Attempt.objects.filter(step_run=step_run).values_list("id", "number"))
+
+
+def flow_latest_run_statuses(*, flow: Flow) -> tuple[int | None, dict[str, str]]:
+    """The newest run of `flow` and its step statuses by key (the flow page's graph colours):
+    two small queries; (None, {}) when the flow has no run."""
+    run_id = Run.objects.filter(flow=flow).order_by("-id").values_list("id", flat=True).first()
+    if run_id is None:
+        return None, {}
+    return run_id, dict(StepRun.objects.filter(run_id=run_id).values_list("key", "status"))

@@ -38,6 +38,7 @@ from workflows.admin_views.edge import (
     role_context,
     run_url,
 )
+from workflows.admin_views.flow_graph import flow_graph_context
 from workflows.admin_views.run_form import RunInputForm, start_context
 from workflows.definitions import definition_diff
 from workflows.errors import DefinitionInvalid, NotPermitted
@@ -78,6 +79,7 @@ def flow_page(request: HttpRequest, model_admin: Any, flow_id: Any, *,
         draft_diff=draft_diff, draft_text=draft_text or "", draft_problems=draft_problems or [],
         triggers=describe_triggers(flow, current), inputs=describe_inputs(current),
         **start_context(request, flow, live=live, draft=draft, bound=start_bound),
+        **flow_graph_context(flow, live=live, draft=draft),
         counts=count_items(counts, flow, matrix["status"]), matrix=matrix,
         subtitle=flow.slug, draft_edited=ago(draft.updated_at) if draft else "",
         live_released=ago(live.released_at) if live else "", **roles,
