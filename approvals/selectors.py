@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db.models import Q, QuerySet
 
 from approvals.models import Approval, ApprovalKind, ApprovalStatus
@@ -95,3 +96,15 @@ def promotion_request_pending(*, flow: Any) -> Approval | None:
                                     status=ApprovalStatus.PENDING)
             .select_related("version", "requested_by").first())
 
+
+def approval_assignee_emails(*, approval: Approval) -> list[str]:
+    """The addresses of who may decide `approval`: its users and the members of its groups
+    (the reviewers group when it names nobody); active accounts with an address only."""
+    users = get_user_model().objects.filter(is_active=True).exclude(email="")
+    if approval.for_reviewers:
+        users = users.filter(groups__name=REVIEWERS_GROUP)
+    else:
+        users = users.filter(
+            Q(pk__in=approval.assignee_users.values("pk"))
+            | Q(groups__in=approval.assignee_groups.values("pk")))
+    return sorted(set(users.values_list("email", flat=True)))

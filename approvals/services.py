@@ -10,17 +10,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from approvals.models import Approval, ApprovalKind, ApprovalStatus
-from approvals.selectors import REVIEWERS_GROUP, approvals_decidable
+from approvals.selectors import REVIEWERS_GROUP, approval_assignee_emails, approvals_decidable
 from workflows import engine
+from workflows.definitions.base import NotifyEvent
 from workflows.errors import Conflict, NotPermitted
-from workflows.models import ActorKind, Run, StepRun
+from workflows.models import ActorKind, Flow, Run, StepRun
 from workflows.permissions import actor_name
+from workflows.services.notifications import notify_event
 from workflows.services.promotions import promotion_approve, promotion_reject
 from workflows.states import AttemptStatus, EventKind, StepStatus
 
@@ -56,6 +60,14 @@ def approval_request(*, run: Run, step_run: StepRun, steps: dict[str, StepRun],
     engine.event_record(run_id=run.pk, step_run_id=step_run.pk, kind=EventKind.APPROVAL_REQUESTED,
                  reason=approval.instructions[:500],
                  data={"approval": approval.pk, "assignees": approval.assignees})
+    notify_event(
+        flow=Flow.objects.get(pk=run.flow_id), event=NotifyEvent.APPROVAL_REQUESTED, run=run,
+        also_email=approval_assignee_emails(approval=approval),
+        context={"step": step_run.key, "approval": approval.pk,
+                 "instructions": approval.instructions[:1000],
+                 "admin_url": settings.PUBLIC_BASE_URL
+                 + reverse("admin:approvals_approval_change", args=[approval.pk])},
+    )
     return approval
 
 

@@ -67,3 +67,52 @@ def origin_of(url: str) -> str:
     if not parts.scheme or not parts.netloc:
         return url
     return f"{parts.scheme}://{parts.netloc}"
+
+
+EMAIL_URL_BACKENDS = {
+    "smtp": "django.core.mail.backends.smtp.EmailBackend",
+    "smtps": "django.core.mail.backends.smtp.EmailBackend",
+    "submission": "django.core.mail.backends.smtp.EmailBackend",
+    "consolemail": "django.core.mail.backends.console.EmailBackend",
+    "filemail": "django.core.mail.backends.filebased.EmailBackend",
+    "memorymail": "django.core.mail.backends.locmem.EmailBackend",
+    "dummymail": "django.core.mail.backends.dummy.EmailBackend",
+}
+
+
+def email_url_settings(url: str) -> dict[str, object]:
+    """Django's EMAIL_* settings from one URL, as django-environ spells them:
+    `smtp://user:pass@host:587` (`?tls=1` or `?ssl=1`; `smtps://` means SSL on 465,
+    `submission://` TLS on 587), `consolemail://`, `filemail:///path/to/dir`, `memorymail://`,
+    `dummymail://`. User and password are percent-decoded."""
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"EMAIL_URL is not a valid URL: {exc}") from None
+    backend = EMAIL_URL_BACKENDS.get(parts.scheme)
+    if backend is None:
+        raise ImproperlyConfigured(
+            f"EMAIL_URL scheme must be one of {', '.join(EMAIL_URL_BACKENDS)}, "
+            f"not {parts.scheme!r}")
+    values: dict[str, object] = {"EMAIL_BACKEND": backend}
+    if parts.scheme == "filemail":
+        values["EMAIL_FILE_PATH"] = unquote(parts.path) or None
+    elif parts.scheme in ("smtp", "smtps", "submission"):
+        query = {k: v[-1].strip().lower() for k, v in parse_qs(parts.query).items()}
+        use_ssl = parts.scheme == "smtps" or query.get("ssl") in {"1", "true", "yes", "on"}
+        use_tls = parts.scheme == "submission" or query.get("tls") in {"1", "true", "yes", "on"}
+        default_port = 465 if use_ssl else 587 if use_tls else 25
+        values.update({
+            "EMAIL_HOST": parts.hostname or "localhost",
+            "EMAIL_PORT": port or default_port,
+            "EMAIL_HOST_USER": unquote(parts.username or ""),
+            "EMAIL_HOST_PASSWORD": unquote(parts.password or ""),
+            "EMAIL_USE_TLS": use_tls,
+            "EMAIL_USE_SSL": use_ssl,
+        })
+    return values

@@ -9,6 +9,7 @@ from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import (
+    email_url_settings,
     env_bool,
     env_float,
     env_int,
@@ -257,6 +258,29 @@ if CACHE_REDIS_URL:
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Email (notifications): EMAIL_URL (smtp://user:pass@host:587?tls=1, consolemail://,
+# filemail:///path, ...) or Django's own EMAIL_* variables. Default: the console backend when
+# DEBUG (so `make run` prints mail), SMTP on localhost:25 otherwise. ------------------------
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND") or (
+    "django.core.mail.backends.console.EmailBackend" if DEBUG
+    else "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH") or None
+if os.environ.get("EMAIL_URL"):
+    globals().update(email_url_settings(os.environ["EMAIL_URL"]))
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "workflows@localhost")
+# Notification sends (workflows/services/notifications.py): tries before giving up, the first
+# retry's delay (doubling each time, at most an hour) and a webhook's timeout.
+WF_NOTIFY_MAX_ATTEMPTS = env_int("WF_NOTIFY_MAX_ATTEMPTS", 5)
+WF_NOTIFY_BACKOFF_SECONDS = env_float("WF_NOTIFY_BACKOFF_SECONDS", 30.0)
+WF_NOTIFY_TIMEOUT_SECONDS = env_float("WF_NOTIFY_TIMEOUT_SECONDS", 5.0)
 
 # --- Health and metrics (ops/) ------------------------------------------------------------------
 # Bearer token for /metrics; unset, /metrics is off (404).

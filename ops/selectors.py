@@ -21,8 +21,8 @@ from workflows.states import StepStatus
 SWEEPER_SCHEDULE = "workflows-sweeper"
 # Event kinds only the sweeper writes, each a repair of what a crash left behind.
 SWEEPER_REPAIR_KINDS = ("lease_expired", "step_requeued")
-# The Event kind a failed notification will write (notifications are not built yet; until then
-# the count is honestly zero). See docs/operations.md "Metrics".
+# The Event kind of a failed try to notify (workflows/services/notifications.py). See
+# docs/operations.md "Metrics".
 NOTIFICATION_FAILED_KIND = "notification_failed"
 # Step duration buckets, seconds.
 DURATION_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600)

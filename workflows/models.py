@@ -11,7 +11,14 @@ from django.db.models import Q
 from django.utils import timezone
 
 from connections.crypto import decrypt_text, encrypt_text
-from workflows.states import AttemptStatus, FlowHistoryKind, RunStatus, StepStatus
+from workflows.states import (
+    AttemptStatus,
+    FlowHistoryKind,
+    NotificationChannel,
+    NotificationStatus,
+    RunStatus,
+    StepStatus,
+)
 
 
 def new_webhook_secret() -> str:
@@ -370,3 +377,41 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
+
+
+class Notification(models.Model):
+    """The outbox of notifications (workflows/services/notifications.py).
+
+    A row is written in the transaction that makes the thing it tells about (a run ending, an
+    approval requested), so a notification is never lost nor sent for a change that rolled
+    back; the send is tried once that transaction commits and again by the periodic pass, with
+    backoff, until it succeeds or `WF_NOTIFY_MAX_ATTEMPTS` tries have failed. `target` is the
+    comma-separated addresses of an email or the URL of a webhook; `payload` is what is sent
+    (an email's subject and body, or a webhook's JSON body).
+    """
+
+    flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="notifications")
+    run = models.ForeignKey(
+        Run, null=True, blank=True, on_delete=models.CASCADE, related_name="notifications"
+    )
+    event = models.CharField(max_length=40)
+    channel = models.CharField(max_length=16, choices=NotificationChannel.choices)
+    target = models.TextField()
+    payload = models.JSONField(default=dict)
+    status = models.CharField(
+        max_length=16, choices=NotificationStatus.choices, default=NotificationStatus.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="notification_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"notification {self.pk} ({self.channel} {self.event}, {self.status})"

@@ -322,3 +322,11 @@ def flow_runs_in_flight_elsewhere(*, flow: Flow, version: FlowVersion) -> int:
     return (Run.objects.filter(flow=flow, is_rehearsal=False)
             .exclude(status__in=list(RUN_TERMINAL)).exclude(version=version).count())
 
+
+def flow_latest_run_statuses(*, flow: Flow) -> tuple[int | None, dict[str, str]]:
+    """The newest run of `flow` and its step statuses by key (the flow page's graph colours):
+    two small queries; (None, {}) when the flow has no run."""
+    run_id = Run.objects.filter(flow=flow).order_by("-id").values_list("id", flat=True).first()
+    if run_id is None:
+        return None, {}
+    return run_id, dict(StepRun.objects.filter(run_id=run_id).values_list("key", "status"))

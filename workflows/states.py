@@ -81,6 +81,9 @@ class EventKind(models.TextChoices):
     APPROVAL_APPROVED = "approval_approved"
     APPROVAL_REJECTED = "approval_rejected"
     APPROVAL_TIMED_OUT = "approval_timed_out"
+    # notifications (workflows/services/notifications.py): one per try, never with a secret
+    NOTIFICATION_SENT = "notification_sent"
+    NOTIFICATION_FAILED = "notification_failed"
 
     @classmethod
     def of_run(cls, status: str) -> EventKind:
@@ -104,6 +107,19 @@ class FlowHistoryKind(models.TextChoices):
     PROMOTION_REQUESTED = "promotion_requested"  # two-person rule: a request awaits approval
     PROMOTION_REJECTED = "promotion_rejected"  # the request was rejected (nothing went live)
     PROMOTION_EXPIRED = "promotion_expired"  # nobody decided before its timeout
+
+
+class NotificationStatus(models.TextChoices):
+    """A Notification (outbox row): waiting for its next try, delivered, or given up."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class NotificationChannel(models.TextChoices):
+    EMAIL = "email"
+    WEBHOOK = "webhook"
 
 
 RUN_TERMINAL = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED})

@@ -42,6 +42,8 @@ from workflows.admin_views.edge import (
     role_context,
     run_url,
 )
+from workflows.admin_views.flow_graph import flow_graph_context
+from workflows.admin_views.run_form import RunInputForm, start_context
 from workflows.definitions import definition_diff
 from workflows.errors import DefinitionInvalid, NotPermitted
 from workflows.models import Flow
@@ -57,7 +59,7 @@ RUNS_PER_PAGE = 50
 
 def flow_page(request: HttpRequest, model_admin: Any, flow_id: Any, *,
               draft_text: str | None = None, draft_problems: list | None = None,
-              status: int = 200) -> HttpResponse:
+              start_bound: dict[str, Any] | None = None, status: int = 200) -> HttpResponse:
     """The flow page (the Flow admin's change view): metadata, live release and draft, triggers,
     counts by status and the run matrix. Builders edit the draft here."""
     flow = get_flow(request, model_admin, flow_id)
@@ -81,7 +83,8 @@ def flow_page(request: HttpRequest, model_admin: Any, flow_id: Any, *,
         flow=flow, live=live, draft=draft, releases=releases, more_releases=more_releases,
         draft_diff=draft_diff, draft_text=draft_text or "", draft_problems=draft_problems or [],
         triggers=describe_triggers(flow, current), inputs=describe_inputs(current),
-        start_input=json.dumps(default_input(current), indent=2),
+        **start_context(request, flow, live=live, draft=draft, bound=start_bound),
+        **flow_graph_context(flow, live=live, draft=draft),
         counts=count_items(counts, flow, matrix["status"]), matrix=matrix,
         subtitle=flow.slug, draft_edited=ago(draft.updated_at) if draft else "",
         live_released=ago(live.released_at) if live else "", **release_history, **roles,
@@ -138,13 +141,6 @@ def _versions_label(a: int | None, b: int | None) -> str:
 
 def definition_yaml(definition: dict[str, Any]) -> str:
     return yaml.safe_dump(definition, sort_keys=False, allow_unicode=True, width=100)
-
-
-def default_input(definition: dict[str, Any]) -> dict[str, Any]:
-    return {
-        name: spec.get("default") for name, spec in (definition.get("input") or {}).items()
-        if isinstance(spec, dict) and ("default" in spec or spec.get("required"))
-    }
 
 
 def describe_inputs(definition: dict[str, Any]) -> list[dict[str, Any]]:
@@ -376,17 +372,35 @@ def flow_release_view(request: HttpRequest, model_admin: Any, flow_id: Any) -> H
 
 @require_POST
 def flow_start_view(request: HttpRequest, model_admin: Any, flow_id: Any) -> HttpResponse:
+    """Start a run from the form of declared inputs (`mode` form: the live release's; draft:
+    a rehearsal on the draft) or from JSON (`mode` json). A value the validation refuses is
+    that field's error on the page again (422) and nothing is started."""
     flow = get_flow(request, model_admin, flow_id)
     back = flow_url(flow.pk)
-    text = request.POST.get("input", "").strip() or "{}"
-    try:
-        run_input = json.loads(text)
-    except ValueError as exc:
-        messages.error(request, f"The input is not valid JSON: {exc}")
-        return HttpResponseRedirect(back)
+    mode = request.POST.get("mode", "json")
+    if mode in ("form", "draft"):
+        rehearsal = mode == "draft"
+        version = selectors.flow_draft(flow=flow) if rehearsal else flow.live_version
+        definition = version.definition if version is not None else {}
+        form = RunInputForm(definition.get("input") or {}, data=request.POST)
+        run_input = form.run_input(definition)
+        if run_input is None:
+            messages.error(request, "Nothing was started: the input has problems.")
+            return flow_page(request, model_admin, flow.pk, status=422, start_bound={
+                "mode": mode, "form": form})
+    else:
+        rehearsal = request.POST.get("draft") == "on"
+        text = request.POST.get("input", "").strip() or "{}"
+        try:
+            run_input = json.loads(text)
+        except ValueError as exc:
+            messages.error(request, "Nothing was started: the input is not valid JSON.")
+            return flow_page(request, model_admin, flow.pk, status=422, start_bound={
+                "mode": "json", "json_text": text, "json_draft": rehearsal,
+                "errors": [f"not valid JSON: {exc}"]})
     result, refusal = call_service(
         request, model_admin, run_start, back=back, flow=flow, input=run_input,
-        actor=request.user, draft=request.POST.get("draft") == "on",
+        actor=request.user, draft=rehearsal,
     )
     if refusal:
         return refusal

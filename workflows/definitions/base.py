@@ -40,6 +40,15 @@ class TriggerType(models.TextChoices):
     WEBHOOK = "webhook"
 
 
+class NotifyEvent(models.TextChoices):
+    """What a flow's `notify:` rules can be about."""
+
+    FAILED = "failed"
+    COMPLETED = "completed"
+    APPROVAL_REQUESTED = "approval_requested"
+    PROMOTION_REQUESTED = "promotion_requested"
+
+
 # The path of a problem with the document as a whole.
 DOCUMENT = "(document)"
 
@@ -55,10 +64,10 @@ MAX_DOCUMENT_NODES = 100_000
 MAX_DOCUMENT_DEPTH = 64
 
 TOP_LEVEL_KEYS = (
-    "slug", "name", "description", "input", "concurrency", "triggers", "steps",
+    "slug", "name", "description", "input", "concurrency", "triggers", "steps", "notify",
     "promotion",
 )
-INPUT_DECLARATION_KEYS = ("type", "required", "default", "description")
+INPUT_DECLARATION_KEYS = ("type", "required", "default", "description", "enum")
 CONCURRENCY_KEYS = ("key", "limit", "policy")
 TRIGGER_KEYS = {
     TriggerType.MANUAL: ("type",),
@@ -68,6 +77,7 @@ TRIGGER_KEYS = {
 RETRY_DEFAULTS = {"max_attempts": 1, "backoff_seconds": 0, "backoff_factor": 2}
 DEFAULT_CONCURRENCY = {"key": None, "limit": 1, "policy": ConcurrencyPolicy.QUEUE.value}
 DEFAULT_TIMEZONE = "UTC"
+NOTIFY_KEYS = ("on", "email", "webhook")
 REFERENCE_ROOTS = ("input", "steps", "connections")
 
 TYPE_DESCRIPTIONS = {

@@ -7,6 +7,7 @@ checked against them with `run_input_problems` as well.
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 from workflows.definitions.base import TYPE_DESCRIPTIONS, InputType, is_int, is_number, type_name
@@ -52,6 +53,9 @@ def run_input_problems(declared: dict[str, Any], value: Any, path: str) -> list[
                     f"must be {TYPE_DESCRIPTIONS[declared_type]}, got {type_name(given)}",
                 )
             )
+        elif "enum" in declaration and given not in declaration["enum"]:
+            allowed = ", ".join(json.dumps(choice) for choice in declaration["enum"])
+            problems.append(problem(f"{path}.{name}", f"must be one of {allowed}"))
     return problems
 
 
@@ -60,7 +64,7 @@ def validate_run_input(definition: dict[str, Any], value: Any) -> dict[str, Any]
 
     `value` is a mapping of declared input names (None counts as {}); a None value counts as not
     given. Unknown names, missing required ones and values of the wrong type raise InputInvalid
-    with every problem at `input.NAME`. Booleans are not integers; integers are numbers. Missing
+    with every problem at `input.NAME` (a value outside a declared `enum` too). Booleans are not integers; integers are numbers. Missing
     optional inputs get their default, or None when they have none, so every declared name is
     present in the result.
     """

@@ -6,9 +6,11 @@ docs/flow.schema.json and the OpenAPI `definition` field); they do not validate 
 rules a schema cannot say (references, needs and cycles, cron syntax, registered actions,
 connections that exist). Keep the two in step: a field a step type accepts belongs here too.
 
-`notify` and `retention_days` (CONTRACT.md's example) are described so editors offer them, but
-this version's validator does not accept them yet (`promotion` it does). Editors read YAML 1.2, where
-`on:` is a string key; PyYAML (YAML 1.1) reads a bare `on` as true, so quote it: `"on":`.
+`retention_days` (CONTRACT.md's example) is described so editors offer it, but this version's
+validator does not accept it yet; `notify` is checked by check/notify.py and `promotion` by
+check/promotion.py. Editors read YAML 1.2, where `on:` is a string key; PyYAML (YAML 1.1) reads
+a bare `on` as true, which the notify check reads back as `on` (quoting it, `"on":`, works
+everywhere).
 """
 
 from __future__ import annotations
@@ -66,6 +68,10 @@ class InputDeclaration(_Part):
     required: bool = Field(False, description="A required input takes no default.")
     default: Any = Field(None, description="Used when a run does not give this input.")
     description: str | None = None
+    enum: list[Any] | None = Field(
+        None, min_length=1,
+        description="The allowed values (string, integer and number inputs); the admin's run"
+        " form offers them as a choice.")
 
 
 class Concurrency(_Part):
@@ -239,11 +245,13 @@ Step = Annotated[
 
 
 class NotifyRule(_Part):
-    """Who hears about what (not yet accepted by the validator)."""
+    """Who hears about what: email addresses and/or a webhook (a Slack-compatible JSON POST
+    signed with X-Signature like inbound webhooks). At least one target."""
 
-    on: list[str] = Field(examples=[["failed", "approval_requested"]])
-    email: list[str] | None = None
-    webhook: str | None = Field(None, description="An http(s) URL.")
+    on: list[Literal["failed", "approval_requested", "completed", "promotion_requested"]] = Field(
+        min_length=1, examples=[["failed", "approval_requested"]])
+    email: list[Annotated[str, Field(json_schema_extra={"format": "email"})]] | None = None
+    webhook: str | None = Field(None, pattern=r"^https?://", description="An http(s) URL.")
 
 
 class Promotion(_Part):

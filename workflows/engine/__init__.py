@@ -30,6 +30,7 @@ from workflows.engine.rewind import rewind_target, run_rewind
 from workflows.engine.transitions import (
     event_record,
     events_batched,
+    on_run_ended,
     run_transition,
     step_transition,
 )
@@ -58,6 +59,8 @@ __all__ = [
     # the one transition function and the event log
     "event_record",
     "events_batched",
+    # what listens for runs that end (notifications), registered in WorkflowsConfig.ready
+    "on_run_ended",
     "run_transition",
     "step_transition",
 ]

@@ -9,7 +9,7 @@ status) returns False and writes nothing.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -29,6 +29,18 @@ from workflows.states import (
 )
 
 _pending = threading.local()
+
+# Called as listener(run=..., from_status=...) inside the transaction that moved a run to a
+# terminal status, after its Event. Notifications register here (WorkflowsConfig.ready), so
+# the engine tells what happened without importing what listens (the services above it).
+_run_ended_listeners: list[Callable[..., None]] = []
+
+
+def on_run_ended(listener: Callable[..., None]) -> None:
+    """Register `listener` for runs that reach a terminal status. A listener runs in the
+    engine's transaction: it must only write rows (an outbox) and never raise."""
+    if listener not in _run_ended_listeners:
+        _run_ended_listeners.append(listener)
 
 
 @contextmanager
@@ -106,6 +118,9 @@ def run_transition(
     run.status = to
     for name, value in values.items():
         setattr(run, name, value)
+    if to in RUN_TERMINAL:
+        for listener in _run_ended_listeners:
+            listener(run=run, from_status=from_status)
     return True
 
 

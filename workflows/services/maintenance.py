@@ -1,4 +1,5 @@
-"""The periodic pass: the engine's repairs, then the schedules that are due.
+"""The periodic pass: the engine's repairs, the schedules that are due, then the
+notifications whose next try is due.
 
 The sweeper (`workflows.engine.sweeper`) repairs runs; firing a schedule starts a run, which is
 a service (`run_start`), and so does expiring promotion requests, so the pass lives here, above the engine. The
@@ -12,16 +13,19 @@ from datetime import datetime
 from django.utils import timezone
 
 from workflows.engine import sweeper
+from workflows.services.notifications import notifications_send_due
 from workflows.services.promotions import promotion_requests_expire
 from workflows.services.schedules import schedules_fire_due
 
 
 def sweep_all(now: datetime | None = None) -> dict[str, int]:
-    """One repair pass of the engine, then start the runs of the due schedules and expire the
-    promotion requests past their timeout. Returns how many of each repair it made,
-    `schedules_fired` and `promotion_requests_expired`."""
+    """One repair pass of the engine, then start the runs of the due schedules, expire the
+    promotion requests past their timeout and retry the due notifications. Returns how many of
+    each repair it made, `schedules_fired`, `promotion_requests_expired` and
+    `notifications_sent`."""
     now = now or timezone.now()
     counts = sweeper.sweep(now)
     counts["schedules_fired"] = schedules_fire_due(now=now)
     counts["promotion_requests_expired"] = promotion_requests_expire(now=now)
+    counts["notifications_sent"] = notifications_send_due(now=now)
     return counts

@@ -21,18 +21,23 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from approvals.models import Approval, ApprovalKind, ApprovalStatus
+from approvals.selectors import approval_assignee_emails
 from workflows.definitions import definition_value_changes, validate_definition
+from workflows.definitions.base import NotifyEvent
 from workflows.definitions.check.promotion import DEFAULT_PROMOTION_TIMEOUT_SECONDS
 from workflows.errors import Conflict, NotFound, NotPermitted
 from workflows.models import Flow, FlowVersion
 from workflows.permissions import PROMOTE_FLOW, actor_name, require_permission
 from workflows.services.history import flow_history_record
+from workflows.services.notifications import notify_event
 from workflows.services.schedules import schedules_sync
 from workflows.states import FlowHistoryKind
 
@@ -134,7 +139,14 @@ def _request(locked: Flow, version: FlowVersion, *, actor: Any, comment: str,
                         from_version=live.number if live else None,
                         to_version=version.number, comment=comment,
                         data={"approval": approval.pk})
-    # Notifications of `promotion_requested` hook in here (on_commit), once they exist.
+    notify_event(
+        flow=locked, event=NotifyEvent.PROMOTION_REQUESTED, definition=version.definition,
+        also_email=approval_assignee_emails(approval=approval),
+        context={"version": version.number, "requested_by": requester,
+                 "approval": approval.pk, "instructions": instructions[:1000],
+                 "admin_url": settings.PUBLIC_BASE_URL
+                 + reverse("admin:approvals_approval_change", args=[approval.pk])},
+    )
     return approval
 
 

@@ -18,6 +18,7 @@ from workflows.definitions.check.metadata import (
     check_slug,
     check_top_level_keys,
 )
+from workflows.definitions.check.notify import check_notify, yaml_on_read
 from workflows.definitions.check.promotion import check_promotion
 from workflows.definitions.check.references import ConnectionUses
 from workflows.definitions.check.steps import check_steps
@@ -35,12 +36,14 @@ def validate_definition(
     """The normalized copy of `definition`, or DefinitionInvalid listing every problem found.
 
     Problems carry paths such as `slug`, `input.limit.default`, `steps[2].args.x`,
-    `steps[0].needs[1]`, `triggers[0].cron`, `concurrency.policy`. The normalized form has every
-    top-level field (`description` "", `input` {}, `concurrency` None or filled, `triggers` []; `promotion`
+    `steps[0].needs[1]`, `triggers[0].cron`, `concurrency.policy`, `notify[0].webhook`. The normalized form has every
+    top-level field (`description` "", `input` {}, `concurrency` None or filled, `triggers` []; `notify` and `promotion`
     only when given, filled);
     each input declaration has type, required (False), default (None) and description (""); each
     step has `needs` as a list (default: the previous step; none for the first; `needs: []` means
-    none) and `retry` with max_attempts, backoff_seconds, backoff_factor. Validating a normalized
+    none) and `retry` with max_attempts, backoff_seconds, backoff_factor. `notify` is
+    present only when the definition has rules (so definitions without it keep their hash),
+    each rule with `on`, `email` ([]) and `webhook` (None). Validating a normalized
     definition again returns an equal one. `definition` is not mutated.
 
     With `check_connections`, connections that steps name or refer to must exist, and a step's
@@ -48,6 +51,7 @@ def validate_definition(
     """
     if not isinstance(definition, dict):
         raise DefinitionInvalid([problem(DOCUMENT, "must be a mapping")])
+    definition = yaml_on_read(definition)
     problems: list[Problem] = json_problems(definition, "")
     connection_uses: ConnectionUses | None = [] if check_connections else None
     check_top_level_keys(problems, definition)
@@ -64,6 +68,9 @@ def validate_definition(
     normalized["steps"] = check_steps(
         problems, definition.get("steps"), inputs=inputs, connection_uses=connection_uses
     )
+    notify = check_notify(problems, definition.get("notify"))
+    if notify:
+        normalized["notify"] = notify
     promotion = check_promotion(problems, definition.get("promotion"))
     if promotion is not None:
         normalized["promotion"] = promotion

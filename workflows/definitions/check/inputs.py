@@ -1,4 +1,5 @@
-"""Checks of the declared inputs (`input: {NAME: {type, required, default, description}}`)."""
+"""Checks of the declared inputs (`input: {NAME: {type, required, default, description,
+enum}}`)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from workflows.steps.base import Problem
 
 def check_input_declarations(problems: list[Problem], raw: Any) -> dict[str, dict[str, Any]]:
     """The normalized declarations: each has type, required (False), default (None) and
-    description (""). A declaration with a valid name stays listed even when broken (type None),
+    description (""); `enum` (the allowed values, of the declared type) only when given. A declaration with a valid name stays listed even when broken (type None),
     so references to it and trigger input using it add no problems of their own."""
     if raw is None:
         return {}
@@ -72,7 +73,35 @@ def check_input_declarations(problems: list[Problem], raw: Any) -> dict[str, dic
                     f"must be {TYPE_DESCRIPTIONS[entry['type']]}, got {type_name(default)}",
                 )
             entry["default"] = copy.deepcopy(default)
+        if "enum" in declaration:
+            choices = _check_enum(problems, declaration["enum"], entry["type"], f"{path}.enum")
+            if choices is not None:
+                entry["enum"] = choices
+                if default is not None and default not in choices:
+                    add(problems, f"{path}.default", "must be one of the enum values")
         entry["description"] = check_optional_text(
             problems, declaration.get("description"), f"{path}.description"
         )
     return declarations
+
+
+def _check_enum(problems: list[Problem], raw: Any, declared_type: str | None,
+                path: str) -> list[Any] | None:
+    """The allowed values of a string, integer or number input: a non-empty list of distinct
+    values of that type."""
+    if declared_type not in (InputType.STRING, InputType.INTEGER, InputType.NUMBER):
+        add(problems, path, "only string, integer and number inputs take an enum")
+        return None
+    if not isinstance(raw, list) or not raw:
+        add(problems, path, "must be a non-empty list of the allowed values")
+        return None
+    choices: list[Any] = []
+    for index, value in enumerate(raw):
+        if not has_input_type(value, declared_type):
+            add(problems, f"{path}[{index}]",
+                f"must be {TYPE_DESCRIPTIONS[declared_type]}, got {type_name(value)}")
+        elif value in choices:
+            add(problems, f"{path}[{index}]", f"{value!r} is listed twice")
+        else:
+            choices.append(copy.deepcopy(value))
+    return choices
