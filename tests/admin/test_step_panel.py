@@ -184,3 +184,32 @@ def test_a_reused_step_links_to_the_step_of_the_run_it_came_from(admin_client, f
     assert "step run" not in page  # no internal id
     # The source step itself is not reused: no link there.
     assert "data-reused-link" not in admin_client.get(panel_url(failed_run, "fetch")).content.decode()
+
+
+def test_a_wait_step_shows_its_callback_issued_expiry_and_sender(admin_client, db):
+    from django.test import Client
+
+    from tests.admin.conftest import start as start_run
+    from tests.factories import drain
+    from workflows.engine.callback_tokens import callback_token
+
+    flow = make_flow({"slug": "waiting", "name": "Waiting", "steps": [
+        {"key": "hold", "type": "wait", "timeout_seconds": 3600},
+        {"key": "after", "type": "python", "action": "core.echo", "args": {"ok": True}}]})
+    run = start_run(flow)
+    step = StepRun.objects.get(run=run, key="hold")
+    page = admin_client.get(panel_url(run, "hold")).content.decode()
+    wait = _section(page, "wait")
+    assert '<dd data-wait="issued"><time ' in wait
+    assert '<dd data-wait="expires"><time ' in wait  # the wait is reached: its timeout is set
+    assert "not yet" in wait and 'data-wait="sender"' not in wait
+    assert "none: this step takes no input" in page
+    response = Client(REMOTE_ADDR="203.0.113.9", HTTP_USER_AGENT="agent-runner/2.1").post(
+        f"/api/v1/callbacks/{callback_token(step.callback_nonce)}", {"pr": 5},
+        content_type="application/json")
+    assert response.status_code == 202
+    drain()
+    wait = _section(admin_client.get(panel_url(run, "hold")).content.decode(), "wait")
+    assert '<dd data-wait="received"><time ' in wait
+    assert "<code>203.0.113.9</code>" in wait and "<code>agent-runner/2.1</code>" in wait
+    assert callback_token(step.callback_nonce) not in wait  # never the token

@@ -1,8 +1,9 @@
 """The step panel: the side panel of one step run on the flow and run pages.
 
 - `step_panel`: input (what the step received) apart from its configuration (collapsed),
-  attempts, output, error, pending approvals, the step a reused output came from, and the tail
-  of its logs.
+  attempts, output, error, pending approvals, the step a reused output came from, a wait's
+  callback (issued, expires, received from which address and user agent), and the tail of its
+  logs.
 - `step_live`: the panel's own poll: log chunks after `after` (appended), and the attempts /
   output part only when the step changed (so an expanded traceback does not snap shut).
 - `step_logs_earlier`: the page of log chunks before `before` ("earlier" button).
@@ -25,6 +26,7 @@ from approvals.selectors import approvals_pending_for_step
 from workflows import selectors
 from workflows.admin_views.approvals import approval_card
 from workflows.admin_views.edge import get_run, poll_response, positive_int, run_url
+from workflows.investigation import wait_step_info
 from workflows.models import StepRun
 from workflows.states import RUN_TERMINAL, STEP_TERMINAL
 from workflows.steps import get_step_type
@@ -88,6 +90,7 @@ def step_state_context(request: HttpRequest, step: StepRun) -> dict[str, Any]:
             approval.step_run = step
             pending.append(approval_card(request, approval, run=run))
     source = selectors.step_reused_source(step_run=step)
+    wait = wait_step_info(step_run=step) if step.type == "wait" else None
     return {
         "step": step, "run": run, "status_label": status_label(step.status),
         "duration": duration_label(step.duration_ms), "attempt_rows": attempt_rows,
@@ -100,6 +103,7 @@ def step_state_context(request: HttpRequest, step: StepRun) -> dict[str, Any]:
         "pending": pending, "terminal": step.status in STEP_TERMINAL,
         "run_terminal": run.status in RUN_TERMINAL, "token": _state_token(step),
         "run_url": run_url(run.pk),
+        "wait": wait, "timer_at": step.not_before if step.type == "wait" else None,
         "reused_from": source,
         "reused_url": step_url(source.run_id, source.key) if source else None,
     }
