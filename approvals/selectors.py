@@ -3,12 +3,15 @@ this rule, so a list never shows what its reader cannot decide, and the other wa
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db.models import Q, QuerySet
+from django.db.models import Q, QuerySet, TextField
+from django.db.models.functions import Cast
 
 from approvals.models import Approval, ApprovalKind, ApprovalStatus
+from workflows.models import Flow
 
 REVIEWERS_GROUP = "reviewers"
 
@@ -38,9 +41,57 @@ def approval_ids_decidable_pending(*, actor: Any) -> set[int]:
                .values_list("pk", flat=True))
 
 
-def approvals_pending(*, ids: set[int] | None = None, limit: int) -> list[Approval]:
+DECIDED_STATUSES = tuple(s for s in ApprovalStatus.values if s != ApprovalStatus.PENDING)
+NOBODY = "system"  # the decider filter's value for decisions no person took (timeouts, cancels)
+
+
+@dataclass(frozen=True)
+class InboxFilter:
+    """The inbox's filters, from its GET parameters: flow slug, decision status (decided
+    approvals only), decider's username (or NOBODY), and free text `q`."""
+
+    flow: str = ""
+    status: str = ""
+    decider: str = ""
+    q: str = ""
+
+    @property
+    def active(self) -> bool:
+        return bool(self.flow or self.status or self.decider or self.q)
+
+
+def approvals_filter(approvals: QuerySet[Approval], *, filters: InboxFilter) -> QuerySet[Approval]:
+    """Narrow `approvals` by `filters`. `q` matches an approval id ("A12", "12") or run id, and
+    (case-insensitive) the instructions, the comment, the step key, the flow's slug or name,
+    the decider's username and the data shown to the reviewer."""
+    if filters.flow:
+        approvals = approvals.filter(flow__slug=filters.flow)
+    if filters.status:
+        approvals = approvals.filter(status=filters.status)
+    if filters.decider == NOBODY:
+        approvals = approvals.filter(decision_actor__isnull=True)
+    elif filters.decider:
+        approvals = approvals.filter(decision_actor__username=filters.decider)
+    text = filters.q.strip()
+    if text:
+        match = (Q(instructions__icontains=text) | Q(comment__icontains=text)
+                 | Q(step_run__key__icontains=text) | Q(flow__slug__icontains=text)
+                 | Q(flow__name__icontains=text)
+                 | Q(decision_actor__username__icontains=text)
+                 | Q(data_text__icontains=text))
+        number = text[1:] if text[:1] in ("A", "a") else text
+        if number.isdigit():
+            match |= Q(pk=int(number))
+            if text.isdigit():
+                match |= Q(run_id=int(text))
+        approvals = approvals.annotate(data_text=Cast("data", TextField())).filter(match)
+    return approvals
+
+
+def approvals_pending(*, ids: set[int] | None = None, limit: int,
+                      filters: InboxFilter | None = None) -> list[Approval]:
     """Pending approvals, oldest first, with what their cards show joined; only `ids` when
-    given."""
+    given, narrowed by `filters` (its status and decider do not apply to pending ones)."""
     pending = (
         Approval.objects.filter(status=ApprovalStatus.PENDING)
         .select_related("run", "run__flow", "run__version", "step_run", "flow", "version",
@@ -49,12 +100,16 @@ def approvals_pending(*, ids: set[int] | None = None, limit: int) -> list[Approv
     )
     if ids is not None:
         pending = pending.filter(pk__in=ids)
+    if filters is not None:
+        pending = approvals_filter(
+            pending, filters=InboxFilter(flow=filters.flow, q=filters.q))
     return list(pending[:limit])
 
 
-def approvals_decided(*, actor: Any | None = None) -> QuerySet[Approval]:
-    """Decided approvals, newest decision first (only those `actor` decided, when given), for
-    a paginator."""
+def approvals_decided(*, actor: Any | None = None,
+                      filters: InboxFilter | None = None) -> QuerySet[Approval]:
+    """Decided approvals, newest decision first (only those `actor` decided, when given),
+    narrowed by `filters`, for a paginator."""
     decided = (
         Approval.objects.exclude(status=ApprovalStatus.PENDING)
         .select_related("run", "run__flow", "step_run", "decision_actor", "flow", "version")
@@ -62,7 +117,23 @@ def approvals_decided(*, actor: Any | None = None) -> QuerySet[Approval]:
     )
     if actor is not None:
         decided = decided.filter(decision_actor=actor)
+    if filters is not None:
+        decided = approvals_filter(decided, filters=filters)
     return decided
+
+
+def inbox_filter_choices(*, actor: Any | None = None) -> dict[str, list[str]]:
+    """What the inbox's filter menus offer: the slugs of flows with approvals, and the
+    usernames of those who decided some (only `actor` when given: a reviewer who may not see
+    every decision). Two queries."""
+    flows = list(Flow.objects.filter(pk__in=Approval.objects.values("flow_id"))
+                 .order_by("slug").values_list("slug", flat=True))
+    deciders = get_user_model().objects.filter(
+        pk__in=Approval.objects.filter(decision_actor__isnull=False).values("decision_actor"))
+    if actor is not None:
+        deciders = deciders.filter(pk=actor.pk)
+    return {"flows": flows,
+            "deciders": list(deciders.order_by("username").values_list("username", flat=True))}
 
 
 def approval_get(*, approval_id: int) -> Approval | None:

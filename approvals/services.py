@@ -45,7 +45,7 @@ def approval_request(*, run: Run, step_run: StepRun, steps: dict[str, StepRun],
     assignees = params.get("assignees") or {}
     users = list(assignees.get("users") or [])
     groups = list(assignees.get("groups") or [])
-    data = {key: steps[key].output for key in step_run.needs if key in steps}
+    data = approval_data(run=run, step_run=step_run, steps=steps, params=params)
     approval = Approval.objects.create(
         kind=ApprovalKind.STEP, flow_id=run.flow_id, run=run, step_run=step_run, attempt_number=attempt_number,
         instructions=str(params.get("instructions") or ""), data=data,
@@ -69,6 +69,27 @@ def approval_request(*, run: Run, step_run: StepRun, steps: dict[str, StepRun],
                  + reverse("admin:approvals_approval_change", args=[approval.pk])},
     )
     return approval
+
+
+def approval_data(*, run: Run, step_run: StepRun, steps: dict[str, StepRun],
+                  params: dict[str, Any]) -> dict[str, Any]:
+    """What the reviewer sees, label → value. With `show`: each reference's value (resolved by
+    the engine before the step ran, in `params`), labelled by the reference as the pinned
+    definition writes it ("steps.build.output.url"). Without: the outputs of the steps this one
+    needs, by step key (a step the run reused or skipped shows what it holds)."""
+    shown = params.get("show")
+    if isinstance(shown, list) and shown:
+        written = next((s.get("show") for s in run.definition.get("steps", [])
+                        if s.get("key") == step_run.key), None) or []
+        data: dict[str, Any] = {}
+        for index, value in enumerate(shown):
+            raw = written[index] if index < len(written) else f"show[{index}]"
+            label = str(raw).strip().removeprefix("{{").removesuffix("}}").strip()
+            while label in data:
+                label += "'"
+            data[label] = value
+        return data
+    return {key: steps[key].output for key in step_run.needs if key in steps}
 
 
 def approval_can_decide(*, approval: Approval, actor) -> bool:

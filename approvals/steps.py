@@ -8,6 +8,7 @@ from typing import Any
 
 from approvals.models import Approval, ApprovalStatus
 from approvals.services import approval_expire, approval_request, approvals_cancel_for_step
+from workflows.references import is_single_reference
 from workflows.steps.base import (
     Problem,
     StepContext,
@@ -17,14 +18,34 @@ from workflows.steps.base import (
     register_step_type,
 )
 
+SHOW_EXAMPLE = "{{ steps.build.output.url }}"
+
+
+def show_problems(show: Any, path: str) -> list[Problem]:
+    """`show`: a list of single references (what the reviewer sees, each labelled by its
+    expression). Whether each names something this step may see (an input, a step it runs
+    after) is checked with every other reference of the step (definitions/check/references)."""
+    if show is None:
+        return []
+    if not isinstance(show, list) or not show:
+        return [problem(path, f"must be a non-empty list of references such as {SHOW_EXAMPLE}")]
+    return [
+        problem(f"{path}[{index}]", f"must be one reference such as {SHOW_EXAMPLE}")
+        for index, item in enumerate(show)
+        if not isinstance(item, str) or not is_single_reference(item.strip())
+    ]
+
 
 @register_step_type
 class ApprovalStep(StepType):
-    """Pauses the run for a human decision by one of `assignees` (groups and users).
-    Output: {decision, actor, comment, decided_at}."""
+    """Pauses the run for a human decision by one of `assignees` (groups and users). The
+    reviewer sees `show` (references resolved when the approval is requested), by default the
+    outputs of the steps it needs. Output: {decision, actor, comment, decided_at}."""
 
     name = "approval"
-    param_keys = frozenset({"assignees", "instructions", "redo_to", "on_timeout"})
+    param_keys = frozenset({"assignees", "instructions", "redo_to", "on_timeout", "show"})
+    # What the reviewer reads; who decides and what happens after are configuration.
+    input_keys = frozenset({"instructions", "show"})
 
     def validate(self, step: dict[str, Any], path: str) -> list[Problem]:
         problems = super().validate(step, path)
@@ -42,6 +63,7 @@ class ApprovalStep(StepType):
             problems.append(problem(f"{path}.instructions", "must be text"))
         if step.get("on_timeout", "fail") not in ("fail", "reject", "approve"):
             problems.append(problem(f"{path}.on_timeout", "must be fail, reject or approve"))
+        problems += show_problems(step.get("show"), f"{path}.show")
         return problems
 
     def execute(self, ctx: StepContext) -> StepOutcome:

@@ -95,6 +95,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Pages show times in the reader's zone (the wf_tz cookie); APIs stay UTC.
+    "workflows.middleware.TimeZoneMiddleware",
     # Counts refused webhook and callback deliveries for /metrics (ops/).
     "ops.middleware.InboundRefusalMiddleware",
 ]
@@ -167,6 +169,8 @@ AUTH_PASSWORD_VALIDATORS = [
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
+# The admin's own pages format times like the workflows pages (config/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["config.formats"]
 USE_TZ = True
 
 STATIC_URL = "static/"

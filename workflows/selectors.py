@@ -263,6 +263,14 @@ def step_get(*, run: Run, key: str) -> StepRun | None:
     return StepRun.objects.filter(run=run, key=key).first()
 
 
+def step_reused_source(*, step_run: StepRun) -> StepRun | None:
+    """The step run whose output `step_run` reused (a retry's earlier steps), with its run's
+    id and key loaded: the panel links to that step of that run."""
+    if step_run.reused_from_id is None:
+        return None
+    return StepRun.objects.filter(pk=step_run.reused_from_id).only("id", "run_id", "key").first()
+
+
 def step_attempts(*, step_run: StepRun) -> list[Attempt]:
     return list(Attempt.objects.filter(step_run=step_run).order_by("number"))
 

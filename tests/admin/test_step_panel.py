@@ -119,3 +119,97 @@ def test_res_references_in_an_output_link_to_the_resource(admin_client):
     assert response.status_code == 200
     assert b"".join(response.streaming_content) == b"a,b\n1,2\n"
     assert response["Content-Disposition"].startswith("attachment")
+
+
+# --- input apart from configuration, errors, reused steps ---------------------------------------
+
+def _section(page: str, name: str) -> str:
+    """The HTML of the panel section `data-section=name` up to the next section."""
+    start = page.index(f'data-section="{name}"')
+    end = page.find('data-section="', start + 10)
+    return page[start:end if end > 0 else len(page)]
+
+
+def test_input_is_what_the_step_received_and_the_configuration_sits_apart_collapsed(
+        admin_client, failed_run):
+    page = admin_client.get(panel_url(failed_run, "flaky")).content.decode()
+    received = _section(page, "step-input")
+    assert "&quot;message&quot;" in received and "upstream said no" in received
+    for config_key in ("retry", "needs", "max_attempts", "core.fail", "&quot;key&quot;"):
+        assert config_key not in received
+    config = _section(page, "step-config")
+    assert '<details class="sp-section sp-config" data-section="step-config">' in page
+    assert '<details class="sp-section sp-config" data-section="step-config" open' not in page
+    assert "max_attempts" in config and "&quot;needs&quot;" in config and "core.fail" in config
+    # An input resolved from references shows its value, as the attempt received it.
+    fetch = _section(admin_client.get(panel_url(failed_run, "fetch")).content.decode(),
+                     "step-input")
+    assert "&quot;topic&quot;" in fetch and "&quot;weekly&quot;" in fetch
+    assert "{{" not in fetch
+
+
+def test_a_failure_without_a_traceback_shows_no_traceback_block(admin_client, failed_run):
+    page = admin_client.get(panel_url(failed_run, "flaky")).content.decode()
+    assert "ActionFailed" in page and "upstream said no" in page
+    assert "traceback" not in page.lower()
+
+
+def test_an_exception_shows_its_traceback_folded(admin_client, db):
+    from tests.admin.conftest import start as start_run
+    from workflows.steps.actions import action, get_action
+
+    if get_action("test.raises_value_error") is None:
+        @action("test.raises_value_error")
+        def raises(ctx, **_):
+            raise ValueError("bad row 7")
+
+    flow = make_flow({"slug": "raising", "name": "Raising", "steps": [
+        {"key": "boom", "type": "python", "action": "test.raises_value_error"}]})
+    run = start_run(flow)
+    page = admin_client.get(panel_url(run, "boom")).content.decode()
+    assert page.count('<details class="sp-trace"><summary>traceback</summary>') == 2
+    assert "bad row 7" in page and "Traceback (most recent call last)" in page
+
+
+def test_a_reused_step_links_to_the_step_of_the_run_it_came_from(admin_client, failed_run):
+    from tests.admin.conftest import make_user
+    from workflows.services.runs import run_retry
+
+    operator = make_user("olga", "operators")
+    retry = run_retry(run=failed_run, actor=operator)
+    page = admin_client.get(panel_url(retry, "fetch")).content.decode()
+    link = reverse("admin:workflows_run_change", args=[failed_run.pk]) + "#step=fetch"
+    assert f'href="{link}" data-reused-link' in page
+    assert f"fetch of run #{failed_run.pk}" in page
+    assert "step run" not in page  # no internal id
+    # The source step itself is not reused: no link there.
+    assert "data-reused-link" not in admin_client.get(panel_url(failed_run, "fetch")).content.decode()
+
+
+def test_a_wait_step_shows_its_callback_issued_expiry_and_sender(admin_client, db):
+    from django.test import Client
+
+    from tests.admin.conftest import start as start_run
+    from tests.factories import drain
+    from workflows.engine.callback_tokens import callback_token
+
+    flow = make_flow({"slug": "waiting", "name": "Waiting", "steps": [
+        {"key": "hold", "type": "wait", "timeout_seconds": 3600},
+        {"key": "after", "type": "python", "action": "core.echo", "args": {"ok": True}}]})
+    run = start_run(flow)
+    step = StepRun.objects.get(run=run, key="hold")
+    page = admin_client.get(panel_url(run, "hold")).content.decode()
+    wait = _section(page, "wait")
+    assert '<dd data-wait="issued"><time ' in wait
+    assert '<dd data-wait="expires"><time ' in wait  # the wait is reached: its timeout is set
+    assert "not yet" in wait and 'data-wait="sender"' not in wait
+    assert "none: this step takes no input" in page
+    response = Client(REMOTE_ADDR="203.0.113.9", HTTP_USER_AGENT="agent-runner/2.1").post(
+        f"/api/v1/callbacks/{callback_token(step.callback_nonce)}", {"pr": 5},
+        content_type="application/json")
+    assert response.status_code == 202
+    drain()
+    wait = _section(admin_client.get(panel_url(run, "hold")).content.decode(), "wait")
+    assert '<dd data-wait="received"><time ' in wait
+    assert "<code>203.0.113.9</code>" in wait and "<code>agent-runner/2.1</code>" in wait
+    assert callback_token(step.callback_nonce) not in wait  # never the token

@@ -3,8 +3,10 @@
 - `approval_card`: what a decision form needs; the inbox, the detail page, the run page and
   the step panel all show these cards.
 - `inbox`: pending approvals this user may decide (tab `pending`), every pending approval
-  read-only for those who may view approvals (tab `all`), and decisions taken (tab `decided`).
-- `approval_detail`: one approval, its data, and its decision (or the form to decide).
+  read-only for those who may view approvals (tab `all`), and decisions taken (tab `decided`);
+  filtered by flow, status and decider (decided ones) and searched (`q`), all GET parameters.
+- `approval_detail`: one approval, its data, and its decision, prominent (or, while it is
+  pending, the form to decide); a decided approval shows no form and no timeout.
 - `approval_decide`: approve / reject / redo, calling `approvals.services.approval_approve /
   approval_reject / approval_redo`, the same functions as the API and the CLI; the service
   checks the assignee, so a forged POST from someone else gets the 403 page and changes nothing.
@@ -13,6 +15,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -24,13 +27,17 @@ from django.utils import timezone
 from django.utils.timesince import timeuntil
 from django.views.decorators.http import require_POST
 
-from approvals.models import Approval, ApprovalKind
+from approvals.models import Approval, ApprovalKind, ApprovalStatus
 from approvals.selectors import (
+    DECIDED_STATUSES,
+    NOBODY,
+    InboxFilter,
     approval_get,
     approval_get_for_decision,
     approval_ids_decidable_pending,
     approvals_decided,
     approvals_pending,
+    inbox_filter_choices,
 )
 from approvals.services import (
     approval_approve,
@@ -72,15 +79,20 @@ def approval_card(request: HttpRequest, approval: Approval, *, run: Run | None =
     default = approval.redo_to
     if not default and step_key in keys and keys.index(step_key) > 0:
         default = keys[keys.index(step_key) - 1]
+    pending = approval.status == ApprovalStatus.PENDING
+    if not pending:
+        can_decide = False  # a decided approval offers no action, whoever reads it
     return {
-        "approval": approval,
+        "approval": approval, "pending": pending,
         "can_decide": approval_can_decide(approval=approval, actor=request.user)
         if can_decide is None else can_decide,
         "redo_choices": choices, "redo_default": default,
-        "data_html": json_html(approval.data),
+        "data_items": data_items(approval.data),
         "age": since(approval.created_at, depth=2),
-        "timeout_in": timeuntil(approval.timeout_at, depth=2) if approval.timeout_at else "",
-        "overdue": bool(approval.timeout_at and approval.timeout_at <= timezone.now()),
+        "timeout_in": timeuntil(approval.timeout_at, depth=2)
+        if pending and approval.timeout_at else "",
+        "overdue": bool(pending and approval.timeout_at
+                        and approval.timeout_at <= timezone.now()),
         "next": next_url or page_url(request, run_url(run.pk)),
         "assignees": approval.assignees or {},
     }
@@ -88,14 +100,15 @@ def approval_card(request: HttpRequest, approval: Approval, *, run: Run | None =
 
 def _promotion_card(request: HttpRequest, approval: Approval, *, next_url: str | None,
                     can_decide: bool | None) -> dict[str, Any]:
+    pending = approval.status == ApprovalStatus.PENDING
     data = approval.data or {}
     before = data.get("from_version")
     changes = [{"path": c["path"], "before": shown(c["before"]), "after": shown(c["after"])}
                for c in data.get("changes") or []]
     return {
-        "approval": approval, "promotion": True,
-        "can_decide": approval_can_decide(approval=approval, actor=request.user)
-        if can_decide is None else can_decide,
+        "approval": approval, "promotion": True, "pending": pending,
+        "can_decide": pending and (approval_can_decide(approval=approval, actor=request.user)
+                                   if can_decide is None else can_decide),
         "own_request": approval.requested_by_id is not None
         and approval.requested_by_id == request.user.pk,
         "redo_choices": [], "redo_default": "",
@@ -103,11 +116,23 @@ def _promotion_card(request: HttpRequest, approval: Approval, *, next_url: str |
         "diff_url": diff_url(approval.flow_id, str(before) if before else "draft",
                              str(approval.version.number)) if before else None,
         "age": since(approval.created_at, depth=2),
-        "timeout_in": timeuntil(approval.timeout_at, depth=2) if approval.timeout_at else "",
-        "overdue": bool(approval.timeout_at and approval.timeout_at <= timezone.now()),
+        "timeout_in": timeuntil(approval.timeout_at, depth=2)
+        if pending and approval.timeout_at else "",
+        "overdue": bool(pending and approval.timeout_at
+                        and approval.timeout_at <= timezone.now()),
         "next": next_url or inbox_url(),
         "assignees": approval.assignees or {},
     }
+
+
+def data_items(data: Any) -> list[tuple[str, Any]]:
+    """What the reviewer sees as (label, HTML): each `show` reference or needed step's output
+    under its label (approvals.services.approval_data)."""
+    if isinstance(data, dict) and data:
+        return [(str(label), json_html(value)) for label, value in data.items()]
+    if data in (None, {}, []):
+        return []
+    return [("", json_html(data))]
 
 
 def inbox_url() -> str:
@@ -125,12 +150,18 @@ def inbox(request: HttpRequest, model_admin: Any) -> HttpResponse:
     if tab not in ("pending", "all", "decided"):
         tab = "pending"
     see_all = can_see_all(request.user)
-    context: dict[str, Any] = {"tab": tab, "see_all": see_all, "now": timezone.now()}
+    filters, problems = inbox_filters(request, decided=tab == "decided")
+    context: dict[str, Any] = {
+        "tab": tab, "see_all": see_all, "now": timezone.now(), "filters": filters,
+        "filter_problems": problems, "nobody": NOBODY, "statuses": DECIDED_STATUSES,
+        "choices": inbox_filter_choices(actor=None if see_all else request.user),
+        "query": inbox_query(filters),
+    }
     if tab in ("pending", "all"):
         cards = []
         decidable = approval_ids_decidable_pending(actor=request.user)
         pending = approvals_pending(ids=decidable if tab == "pending" else None,
-                                    limit=INBOX_LIMIT)
+                                    limit=INBOX_LIMIT, filters=filters)
         for approval in pending:
             card = approval_card(request, approval, next_url=_next(request),
                                  can_decide=approval.pk in decidable)
@@ -143,13 +174,34 @@ def inbox(request: HttpRequest, model_admin: Any) -> HttpResponse:
             cards.append(card)
         context["cards"] = cards
     else:
-        decided = approvals_decided(actor=None if see_all else request.user)
+        decided = approvals_decided(actor=None if see_all else request.user, filters=filters)
         page = Paginator(decided, DECIDED_PER_PAGE).get_page(request.GET.get("page"))
         context["page"] = page
     title = {"pending": "Approvals waiting for you", "all": "All pending approvals",
              "decided": "Decided approvals"}[tab]
     context.update(admin_context(request, model_admin, title))
     return TemplateResponse(request, "approvals/inbox.html", context)
+
+
+def inbox_filters(request: HttpRequest, *, decided: bool) -> tuple[InboxFilter, list[str]]:
+    """The inbox's filters from GET (flow, status, decider, q); status and decider apply to
+    decided approvals only. A value the menus do not offer is named in the page and ignored."""
+    problems = []
+    status = request.GET.get("status", "").strip() if decided else ""
+    if status and status not in DECIDED_STATUSES:
+        problems.append(f"unknown status {status!r}; use {', '.join(DECIDED_STATUSES)}")
+        status = ""
+    return InboxFilter(
+        flow=request.GET.get("flow", "").strip()[:100], status=status,
+        decider=request.GET.get("decider", "").strip()[:150] if decided else "",
+        q=request.GET.get("q", "").strip()[:200],
+    ), problems
+
+
+def inbox_query(filters: InboxFilter) -> str:
+    """The filters as a query string, for the tabs and the pages to keep them."""
+    return urlencode({k: v for k, v in (("flow", filters.flow), ("status", filters.status),
+                                        ("decider", filters.decider), ("q", filters.q)) if v})
 
 
 def _next(request: HttpRequest) -> str:
@@ -171,8 +223,7 @@ def approval_detail(request: HttpRequest, model_admin: Any, approval_id: Any) ->
         raise PermissionDenied
     if approval.run_id:
         card["run_status_label"] = status_label(approval.run.status)
-    context = admin_context(request, model_admin, f"Approval {approval.pk}", card=card,
-                            data_html=json_html(approval.data))
+    context = admin_context(request, model_admin, f"Approval {approval.pk}", card=card)
     return TemplateResponse(request, "approvals/approval_detail.html", context)
 
 

@@ -121,7 +121,7 @@ def release_context(flow: Flow, releases: list) -> dict[str, Any]:
             + f"?number={release.number}",
         })
     history = [{
-        "entry": e, "label": HISTORY_LABELS.get(e.kind, e.kind), "ago": ago(e.at),
+        "entry": e, "label": HISTORY_LABELS.get(e.kind, e.kind),
         "actor": e.actor_name or "system",
         "versions": _versions_label(e.from_version, e.to_version),
         "approval": (e.data or {}).get("approval"),

@@ -1,6 +1,9 @@
 """The step panel: the side panel of one step run on the flow and run pages.
 
-- `step_panel`: input, attempts, output, error, pending approvals, and the tail of its logs.
+- `step_panel`: input (what the step received) apart from its configuration (collapsed),
+  attempts, output, error, pending approvals, the step a reused output came from, a wait's
+  callback (issued, expires, received from which address and user agent), and the tail of its
+  logs.
 - `step_live`: the panel's own poll: log chunks after `after` (appended), and the attempts /
   output part only when the step changed (so an expanded traceback does not snap shut).
 - `step_logs_earlier`: the page of log chunks before `before` ("earlier" button).
@@ -23,8 +26,11 @@ from approvals.selectors import approvals_pending_for_step
 from workflows import selectors
 from workflows.admin_views.approvals import approval_card
 from workflows.admin_views.edge import get_run, poll_response, positive_int, run_url
+from workflows.investigation import wait_step_info
 from workflows.models import StepRun
 from workflows.states import RUN_TERMINAL, STEP_TERMINAL
+from workflows.steps import get_step_type
+from workflows.steps.base import StepType
 from workflows.templatetags.wf_render import duration_label, json_html, status_label
 
 LOG_PAGE = 200  # chunks shown when a panel opens, and per "earlier" click
@@ -56,39 +62,88 @@ def step_panel(request: HttpRequest, model_admin: Any, run_id: Any, key: str) ->
 
 
 def step_state_context(request: HttpRequest, step: StepRun) -> dict[str, Any]:
+    """The part of the panel that changes with the step: status, input (what the latest attempt
+    received, redacted as stored) apart from the configuration, attempts, output, error,
+    approvals, and where a reused output came from."""
     run = step.run
+    step_type = get_step_type(step.type)
     attempts = selectors.step_attempts(step_run=step)
     attempt_rows = []
     for attempt in attempts:
-        error = attempt.error or {}
         running_for = None
         if attempt.finished_at is None:
             running_for = duration_label(
                 int((timezone.now() - attempt.started_at).total_seconds() * 1000))
+        received = received_input(step_type, attempt.input)
         attempt_rows.append({
             "attempt": attempt,
             "duration": duration_label(attempt.duration_ms), "running_for": running_for,
-            "error_type": error.get("type", ""), "error_message": error.get("message", ""),
-            "traceback": error.get("traceback", ""),
+            "error": error_parts(attempt.error),
             "output": json_html(attempt.output) if attempt.output is not None else None,
-            "input": json_html(attempt.input) if attempt.input is not None else None,
+            "input": json_html(received) if received is not None else None,
         })
     latest = attempts[-1] if attempts else None
+    received = received_input(step_type, latest.input) if latest else None
     pending = []
     if step.type == "approval":
         for approval in approvals_pending_for_step(step_run=step):
             approval.step_run = step
             pending.append(approval_card(request, approval, run=run))
+    source = selectors.step_reused_source(step_run=step)
+    wait = wait_step_info(step_run=step) if step.type == "wait" else None
     return {
         "step": step, "run": run, "status_label": status_label(step.status),
         "duration": duration_label(step.duration_ms), "attempt_rows": attempt_rows,
         "attempt_numbers": {a.pk: a.number for a in attempts},
-        "input_html": json_html(latest.input) if latest and latest.input is not None else None,
+        "input_html": json_html(received) if received is not None else None,
+        "input_empty": received == {},
+        "config_html": json_html(step_configuration(step_type, run.definition, step.key)),
         "output_html": json_html(step.output) if step.output is not None else None,
-        "error_html": json_html(step.error) if step.error else None,
+        "error": error_parts(step.error),
         "pending": pending, "terminal": step.status in STEP_TERMINAL,
         "run_terminal": run.status in RUN_TERMINAL, "token": _state_token(step),
-        "run_url": run_url(run.pk), "reused_from": step.reused_from_id,
+        "run_url": run_url(run.pk),
+        "wait": wait, "timer_at": step.not_before if step.type == "wait" else None,
+        "reused_from": source,
+        "reused_url": step_url(source.run_id, source.key) if source else None,
+    }
+
+
+def step_url(run_id: int, key: str) -> str:
+    """The run page with this step's panel open (admin.js opens `#step=KEY`)."""
+    return f"{run_url(run_id)}#step={key}"
+
+
+def received_input(step_type: StepType | None, params: Any) -> Any:
+    """What an attempt received: its resolved, redacted parameters without the configuration."""
+    if params is None:
+        return None
+    if step_type is None or not isinstance(params, dict):
+        return params
+    return step_type.split_input(params)[0]
+
+
+def step_configuration(step_type: StepType | None, definition: dict[str, Any],
+                       key: str) -> dict[str, Any]:
+    """The step as the pinned definition configures it (key, type, needs, retry, timeout...),
+    without its input parameters (shown resolved, as received, apart)."""
+    entry = next((s for s in definition.get("steps", []) if s.get("key") == key), {})
+    if step_type is None:
+        return entry
+    return step_type.split_input(entry)[1]
+
+
+def error_parts(error: Any) -> dict[str, Any] | None:
+    """An error as type, message, traceback (None when empty) and any other fields."""
+    if not error:
+        return None
+    if not isinstance(error, dict):
+        return {"type": "", "message": str(error), "traceback": None, "extra": None}
+    extra = {k: v for k, v in error.items() if k not in ("type", "message", "traceback")}
+    return {
+        "type": error.get("type") or "", "message": error.get("message") or "",
+        "traceback": (error.get("traceback") or "").strip() or None,
+        "extra": json_html(extra) if extra else None,
     }
 
 

@@ -237,6 +237,12 @@ class ApprovalStep(_Step):
     instructions: str | None = None
     redo_to: StepKey | None = Field(None, description="Default: the previous step.")
     on_timeout: Literal["fail", "reject", "approve"] | None = None
+    show: list[Reference] | None = Field(
+        None, min_length=1,
+        description="What the reviewer sees, each value labelled by its reference "
+                    "(resolved when the approval is requested). Default: the outputs of the "
+                    "steps this one needs.",
+    )
 
 
 Step = Annotated[

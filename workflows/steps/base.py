@@ -101,6 +101,9 @@ class StepType:
     param_keys: ClassVar[frozenset[str]] = frozenset()
     # Parameters that must not be resolved before the step runs (resolved by the handler).
     deferred_keys: ClassVar[frozenset[str]] = frozenset()
+    # Parameters that carry the data a step receives (what a reader calls its input); the
+    # others configure it. None: every parameter of the type is input.
+    input_keys: ClassVar[frozenset[str] | None] = None
 
     def validate(self, step: dict[str, Any], path: str) -> list[Problem]:
         """Problems with this step's own parameters (the definition checks common ones)."""
@@ -112,6 +115,15 @@ class StepType:
 
     def execute(self, ctx: StepContext) -> StepOutcome:
         raise NotImplementedError
+
+    def split_input(self, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A step's parameters as (input, configuration): the data it receives, and how it is
+        set up (key, needs, retry, timeout and the type's other parameters). For readers: the
+        step panel shows an attempt's resolved input apart from its configuration."""
+        inputs = self.param_keys if self.input_keys is None else self.input_keys
+        received = {k: v for k, v in params.items() if k in inputs}
+        configuration = {k: v for k, v in params.items() if k not in inputs}
+        return received, configuration
 
     # --- engine hooks -------------------------------------------------------------------------
     # The engine knows a step type only through these; an app above the engine (approvals)

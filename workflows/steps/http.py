@@ -59,6 +59,7 @@ class HttpStep(StepType):
     name = "http"
     connection_kinds = frozenset({"http", "generic"})
     param_keys = frozenset({"request", "connection", "fail_on_status", "accept_statuses"})
+    input_keys = frozenset({"request"})
 
     def validate(self, step: dict[str, Any], path: str) -> list[Problem]:
         problems = super().validate(step, path)

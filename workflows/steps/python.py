@@ -20,6 +20,13 @@ class PythonStep(StepType):
 
     name = "python"
     param_keys = frozenset({"action", "args"})
+    input_keys = frozenset({"args"})
+
+    def split_input(self, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The input is the action's keyword arguments themselves."""
+        _, configuration = super().split_input(params)
+        args = params.get("args")
+        return (args if isinstance(args, dict) else {}), configuration
 
     def validate(self, step: dict[str, Any], path: str) -> list[Problem]:
         problems = super().validate(step, path)

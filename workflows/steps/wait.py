@@ -24,6 +24,7 @@ class WaitStep(StepType):
 
     name = "wait"
     param_keys = frozenset({"duration_seconds", "on_timeout"})
+    input_keys = frozenset()
 
     def validate(self, step: dict[str, Any], path: str) -> list[Problem]:
         problems = super().validate(step, path)

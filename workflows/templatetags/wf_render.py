@@ -1,23 +1,30 @@
 """The admin's small renderers, as template filters (`{% load wf_render %}`) that the page
-modules import too: status labels, dots and badges, durations and ages, and JSON as folding HTML
-with `res://` references linked to the resource.
+modules import too: status labels, dots and badges, durations and ages, times, and JSON as
+folding HTML with `res://` references linked to the resource.
 
     {{ step.status|status_label }}   {{ run.status|status_badge }}   {{ step.output|json_html }}
+    {{ run.created_at|when }}   {{ event.at|when:"seconds" }}   title="{{ x|when_text }}"
+
+Times: pages and fragments show every time one way, `when`: in the reader's time zone (Django's
+current time zone: the `wf_tz` cookie the admin script sets from the browser, else
+settings.TIME_ZONE; see workflows/middleware.py) with its abbreviation, "2026-11-30 14:05 CET",
+in a <time> element whose `datetime` is ISO 8601 UTC and whose title says how long ago (or how
+soon). API documents stay ISO 8601 UTC and do not use these.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django import template
 from django.urls import NoReverseMatch, reverse
-from django.utils import timezone
+from django.utils import dateformat, timezone
 from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
-from django.utils.timesince import timesince
+from django.utils.timesince import timesince, timeuntil
 
 register = template.Library()
 
@@ -73,6 +80,51 @@ def ago(when: datetime | None) -> str:
         return ""
     text = since(when)
     return "just now" if text == "less than a minute" else text + " ago"
+
+
+TIME_FORMATS = {"minutes": "Y-m-d H:i T", "seconds": "Y-m-d H:i:s T"}
+
+
+def local_text(when: datetime, precision: str = "minutes") -> str:
+    """"2026-11-30 14:05 CET": the reader's time zone (the current one) with its abbreviation."""
+    local = timezone.localtime(when) if timezone.is_aware(when) else when
+    return dateformat.format(local, TIME_FORMATS.get(precision, TIME_FORMATS["minutes"]))
+
+
+def relative(when: datetime) -> str:
+    """"3 hours ago", "in 2 days", "just now" (within a minute either way)."""
+    delta = (timezone.now() - when).total_seconds()
+    if abs(delta) < 60:
+        return "just now"
+    if delta > 0:
+        return timesince(when, depth=2) + " ago"
+    return "in " + timeuntil(when, depth=2)
+
+
+def iso_utc(when: datetime) -> str:
+    """ISO 8601 in UTC with a Z, as the API writes times."""
+    if timezone.is_aware(when):
+        when = when.astimezone(UTC)
+    return when.isoformat().replace("+00:00", "Z")
+
+
+@register.filter
+def when(value: datetime | None, precision: str = "minutes") -> SafeString | str:
+    """A time as pages show it: `<time datetime="ISO UTC" title="3 hours ago">2026-11-30 14:05
+    CET</time>`; `precision` "seconds" adds the seconds. Empty for None."""
+    if not isinstance(value, datetime):
+        return "" if value is None else str(value)
+    return format_html('<time datetime="{}" title="{}">{}</time>',
+                       iso_utc(value), relative(value), local_text(value, precision))
+
+
+@register.filter
+def when_text(value: datetime | None, precision: str = "minutes") -> str:
+    """The same time as plain text for attributes and messages: "2026-11-30 14:05 CET (3 hours
+    ago)"."""
+    if not isinstance(value, datetime):
+        return "" if value is None else str(value)
+    return f"{local_text(value, precision)} ({relative(value)})"
 
 
 @register.filter

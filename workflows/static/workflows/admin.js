@@ -1,6 +1,8 @@
 /* Behaviour htmx does not give for free: confirm before an action, keep the selected cell
-   marked across live refreshes, keep a log that is scrolled to the bottom at the bottom, and
-   close the step panel. No framework; htmx does the requests. */
+   marked across live refreshes, keep a log that is scrolled to the bottom at the bottom,
+   close the step panel, open the panel a link names (#step=KEY), and tell the server the
+   reader's time zone (cookie wf_tz, read by workflows/middleware.py). No framework; htmx does
+   the requests. */
 (function () {
   "use strict";
 
@@ -103,5 +105,28 @@
       keep.innerHTML = panel.innerHTML;
       document.body.appendChild(keep);
     }
+  });
+
+  // The reader's time zone, for the pages' times (the server renders them; from the next page
+  // on they are in this zone). Only an IANA name the browser itself reports is sent.
+  (function rememberTimeZone() {
+    var zone = "";
+    try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (e) { return; }
+    if (!zone || !/^[A-Za-z0-9_+\-\/]{1,64}$/.test(zone)) return;
+    var current = document.cookie.split("; ").filter(function (c) {
+      return c.indexOf("wf_tz=") === 0;
+    })[0];
+    if (current === "wf_tz=" + zone) return;
+    document.cookie = "wf_tz=" + zone + "; path=/; max-age=31536000; SameSite=Lax";
+  })();
+
+  // A link to a step of a run (a reused step's source) ends in #step=KEY: open that panel.
+  window.addEventListener("load", function () {
+    var match = /^#step=([a-z0-9_]+)$/.exec(window.location.hash);
+    if (!match) return;
+    var button = document.querySelector(
+      '#run-live button[data-step="' + CSS.escape(match[1]) + '"][hx-get]'
+    );
+    if (button) button.click();
   });
 })();

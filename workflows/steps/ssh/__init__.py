@@ -95,6 +95,7 @@ class SshStep(StepType):
         "connection", "command", "env", "connect_timeout_seconds", "pty", "upload", "download",
         "keepalive_seconds",
     })
+    input_keys = frozenset({"command", "env", "upload", "download"})
     connection_kinds = frozenset({"ssh"})
 
     def validate(self, step: dict[str, Any], path: str) -> list[Problem]:
