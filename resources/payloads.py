@@ -39,7 +39,7 @@ from django.conf import settings
 from resources.models import Resource, ResourceKind
 from resources.selectors import resource_from_uri
 from resources.services import resource_create
-from workflows.errors import WorkflowError
+from workflows.errors import OutputNotStorable, WorkflowError
 
 __all__ = [
     "DESCRIPTOR_KEYS",
@@ -63,15 +63,6 @@ _FROM_NON_FINITE = {"Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.na
 _ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 _REF_IN_TEXT = re.compile(r"res://([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                           r"[0-9a-fA-F]{12})")
-
-
-class OutputNotStorable(WorkflowError):
-    """A value could be neither written inline nor kept as a resource (not JSON at all, nested
-    too deeply, circular, or the storage refused it). The engine ends the attempt as failed with
-    this error rather than leaving the step running."""
-
-    code = "output_not_storable"
-    http_status = 422
 
 
 class ValueTooLargeToLoad(WorkflowError):

@@ -194,7 +194,7 @@ class SshStep(StepType):
             output = {"exit_code": exit_code, "stdout_tail": tail.value()}
             if step.get("download") and transport.is_active():
                 output["files"] = sftp.download(
-                    transport, step["download"], store=ctx.resource_stream, log=system,
+                    transport, step["download"], store=ctx.resource_store, log=system,
                     best_effort=exit_code != 0,
                 )
         except paramiko.SSHException as exc:
