@@ -47,6 +47,7 @@ __all__ = [
     "ValueTooLargeToLoad",
     "describe_resource",
     "is_descriptor",
+    "resource_discard",
     "resources_attach",
     "storable_json",
     "storable_text",
@@ -230,6 +231,22 @@ def resources_attach(value: Any, *, run: Any) -> int:
     if not ids:
         return 0
     return Resource.objects.filter(pk__in=ids, run__isnull=True).update(run=run)
+
+
+def resource_discard(descriptor: Any) -> None:
+    """Delete the resource a descriptor names, row and file: a value kept for a write that was
+    then refused (a callback that turned out used or expired, a repeated webhook delivery)."""
+    if not is_descriptor(descriptor):
+        return
+    resource = Resource.objects.filter(pk=descriptor["$resource"].removeprefix("res://")).first()
+    if resource is None:
+        return
+    name = resource.file.name
+    resource.delete()
+    try:
+        resource.file.storage.delete(name)
+    except OSError:
+        pass
 
 
 def _offload(content: bytes, *, preview: str | None, reason: str, name: str, content_type: str,

@@ -54,7 +54,9 @@ MAX_ATTEMPTS = 100
 MAX_DOCUMENT_NODES = 100_000
 MAX_DOCUMENT_DEPTH = 64
 
-TOP_LEVEL_KEYS = ("slug", "name", "description", "input", "concurrency", "triggers", "steps")
+TOP_LEVEL_KEYS = ("slug", "name", "description", "input", "concurrency", "triggers", "steps",
+                  "retention_days")
+MAX_RETENTION_DAYS = 36_500
 INPUT_DECLARATION_KEYS = ("type", "required", "default", "description")
 CONCURRENCY_KEYS = ("key", "limit", "policy")
 TRIGGER_KEYS = {

@@ -172,6 +172,18 @@ class HttpStep(_Step):
     accept_statuses: list[int] | None = None
 
 
+class SshUpload(_Part):
+    from_: str = Field(alias="from", description="A res:// ref, or literal text.")
+    to: str = Field(min_length=1, description="The remote path.")
+    mode: str | None = Field(None, description='An octal mode such as "0644".')
+
+
+class SshDownload(_Part):
+    path: str = Field(min_length=1, description="The remote file's path.")
+    name: str | None = None
+    optional: bool | None = None
+
+
 class SshStep(_Step):
     """Runs `command` on the connection's host. Output: {exit_code, stdout_tail}."""
 
@@ -184,7 +196,11 @@ class SshStep(_Step):
         dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], Any] | None
     ) = Field(None, description="Exported to the command, shell-quoted.")
     connect_timeout_seconds: Seconds | None = None
-    pty: bool | None = Field(None, description="Default true.")
+    keepalive_seconds: Seconds | None = None
+    pty: bool | None = Field(None, description="Default false.")
+    upload: list[SshUpload] | None = Field(None, description="Files sent over SFTP first.")
+    download: list[SshDownload] | None = Field(
+        None, description="Files brought back over SFTP as res:// resources (output `files`).")
 
 
 class WaitStep(_Step):
@@ -253,8 +269,8 @@ class FlowDefinition(_Part):
     steps: list[Step] = Field(min_length=1)
     notify: list[NotifyRule] | None = None
     promotion: Promotion | None = None
-    retention_days: Annotated[int, Field(ge=1)] | None = Field(
-        None, description="Default: WF_RETENTION_DAYS."
+    retention_days: Annotated[int, Field(ge=0, le=36_500)] | None = Field(
+        None, description="Days an ended run is kept (0: forever). Default: WF_RETENTION_DAYS."
     )
 
 
