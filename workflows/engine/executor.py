@@ -51,6 +51,9 @@ WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 MAX_WORKER_LOSSES = 3
 CANCEL_GRACE_SECONDS = 5.0
 LOG_FLUSH_SECONDS = 0.25
+# A handler that logs faster than the worker writes waits once this much is pending, so a
+# 100 MB log never sits in memory (backpressure; the worker is woken at once to drain it).
+LOG_BACKLOG_CHARS = 4 * 1024 * 1024
 
 
 def worker_id() -> str:
@@ -73,21 +76,44 @@ class AttemptContext:
         self._secrets = secrets
         self._logs: list[tuple[str, str]] = []
         self._lock = threading.Lock()
+        self._drained = threading.Condition(self._lock)
+        self._backlog = 0
+        self._wake = threading.Event()  # the worker's thread has something to do now
         self._cancel = threading.Event()
         self.stored: list[tuple[StoredContent, str]] = []  # (bytes in storage, kind)
 
     def log(self, text: str, stream: str = "stdout") -> None:
-        if text:
-            with self._lock:
-                self._logs.append((stream, str(text)))
+        """Queue `text` for the worker's thread; waits while LOG_BACKLOG_CHARS are pending
+        (never once the attempt is canceled or abandoned)."""
+        if not text:
+            return
+        text = str(text)
+        with self._lock:
+            self._logs.append((stream, text))
+            self._backlog += len(text)
+            while self._backlog >= LOG_BACKLOG_CHARS and not self._cancel.is_set():
+                self._wake.set()
+                self._drained.wait(0.5)
 
     def take_logs(self) -> list[tuple[str, str]]:
         with self._lock:
             logs, self._logs = self._logs, []
+            self._backlog = 0
+            self._wake.clear()
+            self._drained.notify_all()
         return logs
+
+    def wait_for_work(self, timeout: float) -> None:
+        """Sleep until the handler ends, its log backlog is full, or `timeout` passes."""
+        self._wake.wait(timeout)
+
+    def wake(self) -> None:
+        self._wake.set()
 
     def cancel(self) -> None:
         self._cancel.set()
+        with self._lock:
+            self._drained.notify_all()
 
     @property
     def canceled(self) -> bool:
@@ -300,6 +326,7 @@ def execute(claimed: Claimed) -> Result:
         secrets=claimed.secrets,
     )
     result = Result()
+    done = threading.Event()
 
     def target() -> None:
         try:
@@ -307,6 +334,9 @@ def execute(claimed: Claimed) -> Result:
         except BaseException as exc:  # the handler's failure is data, recorded on the Attempt
             result.error = exc
             result.trace = traceback.format_exc()
+        finally:
+            done.set()
+            ctx.wake()
 
     timeout = float(claimed.definition.get("timeout_seconds") or progress.default_step_timeout())
     thread = threading.Thread(target=contextvars.copy_context().run, args=(target,),
@@ -319,9 +349,9 @@ def execute(claimed: Claimed) -> Result:
                            ensure_attempt=lambda: _ensure_attempt(claimed))
     cancel_noticed_at: float | None = None
     while True:
-        thread.join(LOG_FLUSH_SECONDS)
+        ctx.wait_for_work(LOG_FLUSH_SECONDS)
         log_writer.write(ctx.take_logs())
-        if not thread.is_alive():
+        if done.is_set() or not thread.is_alive():
             break
         _ensure_attempt(claimed)  # a slow attempt: show it while it runs
         now = time.monotonic()
