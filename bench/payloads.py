@@ -13,14 +13,13 @@ qcluster worker runs), which reports its own peak RSS (`ru_maxrss`) when the ste
 log is written by the `bench.spew` python action, 64 KiB per `ctx.log` call. The logs endpoint
 is asked through django.test.Client with an API token, the median of --repeat requests.
 
-Status — read before quoting a figure. The building blocks exist (resources.payloads,
-resources.logs, streaming resource_create) but round two wires them into the executor and the
-http step. Until it lands:
-  - the http step reads the whole body into memory and keeps its first 1 MB, so the download
-    line reports the RSS it measured and "NOT STREAMED": the output is not a resource of the
-    full size. The figure is then the cost of the old code path, not of streaming.
-  - every log line goes to LogChunk rows (no WF_LOG_INLINE_BYTES window, no log resource), so
-    the log line says "no log resource" and the latency is that of the whole log in the DB.
+What it exercises (the code a qcluster worker runs): the http step streams the body with
+`client.stream()` into a resource (`resource_store`, 64 KiB at a time, SHA-256 on the way); the
+log goes through the executor's LogWriter — a LogSink spilling 1 MiB parts to storage and
+closing them into one log resource, a LogWindow keeping WF_LOG_INLINE_BYTES of LogChunks — with
+the handler held back while 4 MiB of log text is pending (backpressure). The logs endpoint
+reads only the chunks in the window, keyset by seq; it is timed for the first page and for the
+page after the middle seq.
 Every figure printed is measured on this machine; the verdict lines say which targets hold.
 """
 
@@ -214,6 +213,15 @@ def bench_log(size: int, repeat: int) -> dict[str, Any]:
             sys.exit(f"{path} answered {response.status_code}: {response.content[:300]!r}")
     figures["logs_endpoint_ms"] = round(statistics.median(timings), 1)
     figures["logs_endpoint_bytes"] = len(response.content)
+    seqs = list(LogChunk.objects.filter(step_run=step).order_by("seq")
+                .values_list("seq", flat=True))
+    middle = seqs[len(seqs) // 2] if seqs else 0
+    tail_timings = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        response = client.get(f"{path}?after={middle}")
+        tail_timings.append((time.perf_counter() - started) * 1000)
+    figures["logs_endpoint_after_ms"] = round(statistics.median(tail_timings), 1)
     return figures
 
 
@@ -250,13 +258,15 @@ def main() -> None:
           f"{log['seconds']} s; step {log['status']}; {resource_note}; "
           f"{log['chunks_in_db']:,} chunks in the database")
     print(f"logs endpoint: median {log['logs_endpoint_ms']} ms over {args.repeat} requests, "
-          f"{log['logs_endpoint_bytes']:,} bytes answered")
+          f"{log['logs_endpoint_bytes']:,} bytes answered; ?after=<middle seq> median "
+          f"{log['logs_endpoint_after_ms']} ms")
     verdicts = {
         f"download RSS < {TARGET_RSS_MB} MB and streamed":
             download["peak_rss_mb"] < TARGET_RSS_MB and download["streamed"],
         f"log RSS < {TARGET_RSS_MB} MB with a log resource":
             log["peak_rss_mb"] < TARGET_RSS_MB and log["log_resource_bytes"] is not None,
-        f"logs endpoint < {TARGET_LOGS_MS} ms": log["logs_endpoint_ms"] < TARGET_LOGS_MS,
+        f"logs endpoint < {TARGET_LOGS_MS} ms": max(log["logs_endpoint_ms"],
+                                                   log["logs_endpoint_after_ms"]) < TARGET_LOGS_MS,
     }
     for name, ok in verdicts.items():
         print(f"{'ok  ' if ok else 'MISS'} {name}")

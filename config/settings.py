@@ -214,6 +214,14 @@ WF_REFERENCE_LOAD_BYTES = env_int("WF_REFERENCE_LOAD_BYTES", 16 * 1024 * 1024)
 # At most this much log text per step run stays in the database (its head and newest tail);
 # the whole log is always kept as a resource.
 WF_LOG_INLINE_BYTES = env_int("WF_LOG_INLINE_BYTES", 5 * 1024 * 1024)
+# The largest response body an http step accepts (streamed into a resource); a larger one fails
+# the attempt with ResponseTooLarge naming this setting. Default 1 GiB.
+WF_HTTP_MAX_BYTES = env_int("WF_HTTP_MAX_BYTES", 1024**3)
+# The largest body a callback or a webhook delivery may POST (a body over WF_INLINE_OUTPUT_BYTES
+# is kept as a resource). Default 2 MiB.
+WF_INBOUND_MAX_BYTES = env_int("WF_INBOUND_MAX_BYTES", 2 * 1024 * 1024)
+# Django refuses to read a larger body into memory; at least the inbound cap.
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, WF_INBOUND_MAX_BYTES)
 # Ended runs older than this many days are pruned with their rows and files (0 keeps them
 # forever); a flow's `retention_days` overrides it.
 WF_RETENTION_DAYS = env_int("WF_RETENTION_DAYS", 30)

@@ -39,7 +39,7 @@ from django.conf import settings
 from resources.models import Resource, ResourceKind
 from resources.selectors import resource_from_uri
 from resources.services import resource_create
-from workflows.errors import WorkflowError
+from workflows.errors import OutputNotStorable, WorkflowError
 
 __all__ = [
     "DESCRIPTOR_KEYS",
@@ -47,6 +47,7 @@ __all__ = [
     "ValueTooLargeToLoad",
     "describe_resource",
     "is_descriptor",
+    "resource_discard",
     "resources_attach",
     "storable_json",
     "storable_text",
@@ -63,15 +64,6 @@ _FROM_NON_FINITE = {"Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.na
 _ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 _REF_IN_TEXT = re.compile(r"res://([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                           r"[0-9a-fA-F]{12})")
-
-
-class OutputNotStorable(WorkflowError):
-    """A value could be neither written inline nor kept as a resource (not JSON at all, nested
-    too deeply, circular, or the storage refused it). The engine ends the attempt as failed with
-    this error rather than leaving the step running."""
-
-    code = "output_not_storable"
-    http_status = 422
 
 
 class ValueTooLargeToLoad(WorkflowError):
@@ -239,6 +231,22 @@ def resources_attach(value: Any, *, run: Any) -> int:
     if not ids:
         return 0
     return Resource.objects.filter(pk__in=ids, run__isnull=True).update(run=run)
+
+
+def resource_discard(descriptor: Any) -> None:
+    """Delete the resource a descriptor names, row and file: a value kept for a write that was
+    then refused (a callback that turned out used or expired, a repeated webhook delivery)."""
+    if not is_descriptor(descriptor):
+        return
+    resource = Resource.objects.filter(pk=descriptor["$resource"].removeprefix("res://")).first()
+    if resource is None:
+        return
+    name = resource.file.name
+    resource.delete()
+    try:
+        resource.file.storage.delete(name)
+    except OSError:
+        pass
 
 
 def _offload(content: bytes, *, preview: str | None, reason: str, name: str, content_type: str,

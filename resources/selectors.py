@@ -31,3 +31,30 @@ def resource_from_uri(uri: str) -> Resource:
         return Resource.objects.get(pk=resource_id)
     except Resource.DoesNotExist:
         raise NotFound(f"no resource res://{resource_id}") from None
+
+
+PREVIEW_BYTES = 4096
+TEXT_PREVIEW_TYPES = ("text/", "application/json", "application/xml", "application/x-ndjson")
+
+
+def resource_preview(resource: Resource, *, max_bytes: int = PREVIEW_BYTES) -> str | None:
+    """The first `max_bytes` of a text resource, decoded (undecodable bytes as U+FFFD, NUL as
+    ␀), with "…" when there is more; None for other content types or a missing file."""
+    base = (resource.content_type or "").split(";", 1)[0].strip().lower()
+    if not (base.startswith(TEXT_PREVIEW_TYPES) or base.endswith("+json")):
+        return None
+    try:
+        with resource.file.open("rb") as handle:
+            head = handle.read(max_bytes)
+    except OSError:
+        return None
+    text = head.decode("utf-8", "replace").replace("\x00", "\u2400")
+    return text + ("…" if resource.size > len(head) else "")
+
+
+def resource_get(*, uri: str) -> Resource | None:
+    """The resource `uri` names, or None (unknown or pruned)."""
+    try:
+        return resource_from_uri(uri)
+    except NotFound:
+        return None

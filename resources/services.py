@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import IO
 
@@ -33,8 +33,8 @@ __all__ = [
     "StoredContent",
     "ResourceTooLarge",
     "resource_create",
-    "resource_create_stored",
-    "resource_store_stream",
+    "resource_record",
+    "resource_store",
     "resource_from_uri",
     "resource_signed_url",
     "resource_verify_download",
@@ -120,117 +120,92 @@ class _HashingReader:
         pass
 
 
-def resource_create(*, content: Content, name: str = "",
-                    content_type: str = "application/octet-stream", run=None,
-                    step_run=None, attempt=None, kind: str = ResourceKind.ARTIFACT,
-                    resource_id: uuid.UUID | None = None,
-                    max_bytes: int | None = None, max_bytes_setting: str = "") -> Resource:
-    """Store `content` and return its Resource, its size and SHA-256 computed while streaming.
-
-    `content` is bytes, a file-like object with `read(n)` (an open file, a paramiko SFTP file,
-    a request body) or an iterator of byte chunks (`httpx.Response.iter_bytes()`); it is read
-    in chunks of 64 KiB, never whole. With `max_bytes`, storing stops as soon as the content
-    passes it: ResourceTooLarge (naming `max_bytes_setting`) and nothing is kept.
-
-    The stored file is named by the resource id, never by `name`, which is only what downloads
-    are called. `resource_id` is given when the res:// ref was handed out before the bytes were
-    stored (a step's output names it while the step is still running).
-
-    No database transaction is held while the bytes are written (a 1 GiB upload must not pin a
-    connection in a transaction); the row is inserted after, and the file removed again if that
-    fails, so a row always has its file. (A caller's transaction that rolls back after this
-    leaves the file without a row, as before; nothing refers to it.)
-    """
-    resource_id = resource_id or uuid.uuid4()
-    reader = _HashingReader(content, max_bytes, max_bytes_setting)
-    resource = Resource(
-        id=resource_id, name=header_safe(name)[:255], size=0, sha256="",
-        content_type=header_safe(content_type)[:200] or "application/octet-stream",
-        run=run, step_run=step_run, attempt=attempt, kind=kind,
-    )
-    stored = resource.file.storage.save(
-        resource.file.field.generate_filename(resource, str(resource_id)),
-        File(reader, name=str(resource_id)),
-        max_length=resource.file.field.max_length,
-    )
-    resource.file.name = stored
-    resource.size = reader.size
-    resource.sha256 = reader.digest.hexdigest()
-    try:
-        resource.save(force_insert=True)
-    except BaseException:
-        resource.file.storage.delete(stored)
-        raise
-    return resource
-
-
 @dataclass(frozen=True)
 class StoredContent:
-    """Bytes already written to storage under `file_name`, with no Resource row yet."""
+    """Bytes already written to storage under `file_name`, with no Resource row yet (what a
+    step's thread stores; the worker's thread records the row with `resource_record`)."""
 
     resource_id: uuid.UUID
     file_name: str
     size: int
     sha256: str
+    name: str = ""
+    content_type: str = "application/octet-stream"
+
+    @property
+    def uri(self) -> str:
+        return f"res://{self.resource_id}"
 
 
-class _ReadHashingReader(io.RawIOBase):
-    """A read-only, non-seekable file over `read(n)` that counts and hashes what passes."""
+def resource_store(*, content: Content, name: str = "",
+                   content_type: str = "application/octet-stream",
+                   resource_id: uuid.UUID | None = None, max_bytes: int | None = None,
+                   max_bytes_setting: str = "") -> StoredContent:
+    """Write `content` to storage, its size and SHA-256 computed while streaming; no row.
 
-    def __init__(self, read: Callable[[int], bytes]):
-        self._read = read
-        self.size = 0
-        self.hash = hashlib.sha256()
+    `content` is bytes, a file-like object with `read(n)` (an open file, an SFTP file, a
+    request body) or an iterator of byte chunks (`httpx.Response.iter_bytes()`); the storage
+    pulls it 64 KiB at a time, never whole. With `max_bytes`, storing stops as soon as the
+    content passes it: ResourceTooLarge (naming `max_bytes_setting`). If anything fails, the
+    partial file is deleted and the error propagates.
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        data = self._read(len(buffer))
-        if not data:
-            return 0
-        count = len(data)
-        buffer[:count] = data
-        self.size += count
-        self.hash.update(data)
-        return count
-
-
-def resource_store_stream(*, read: Callable[[int], bytes],
-                          resource_id: uuid.UUID | None = None) -> StoredContent:
-    """Write what `read(n)` returns (until it returns b"") to storage, piece by piece: memory
-    stays constant whatever the size, and the size and SHA-256 are computed on the way. No row
-    is written (a worker thread stores the bytes; the worker records the row with
-    `resource_create_stored` when the attempt ends). If `read` raises, the partial file is
-    deleted and the error propagates."""
+    Touches no database, so a step's handler thread may call it (the executor records the rows
+    on its own thread when the attempt ends). The file is named by the resource id, never by
+    `name`, which is only what downloads are called.
+    """
     resource_id = resource_id or uuid.uuid4()
     field = Resource._meta.get_field("file")
-    name = field.generate_filename(None, str(resource_id))
-    reader = _ReadHashingReader(read)
-    buffered = io.BufferedReader(reader, buffer_size=256 * 1024)
+    target = field.generate_filename(None, str(resource_id))
+    reader = _HashingReader(content, max_bytes, max_bytes_setting)
     saved = None
     try:
-        saved = field.storage.save(name, File(buffered, name=name))
+        saved = field.storage.save(target, File(reader, name=str(resource_id)),
+                                   max_length=field.max_length)
     except BaseException:
-        if saved is None and field.storage.exists(name):
-            field.storage.delete(name)
+        if saved is None and field.storage.exists(target):
+            field.storage.delete(target)
         raise
     return StoredContent(resource_id=resource_id, file_name=saved, size=reader.size,
-                         sha256=reader.hash.hexdigest())
+                         sha256=reader.digest.hexdigest(), name=header_safe(name)[:255],
+                         content_type=header_safe(content_type)[:200]
+                         or "application/octet-stream")
 
 
-def resource_create_stored(*, stored: StoredContent, name: str = "",
-                           content_type: str = "application/octet-stream", run=None,
-                           step_run=None) -> Resource:
-    """The Resource row for bytes `resource_store_stream` already wrote."""
+def resource_record(*, stored: StoredContent, run=None, step_run=None, attempt=None,
+                    kind: str = ResourceKind.ARTIFACT) -> Resource:
+    """The Resource row for bytes `resource_store` wrote. If the insert fails the file is
+    removed, so a row always has its file. (A caller's transaction that rolls back after this
+    leaves the file without a row; nothing refers to it, retention sweeps it.)"""
     resource = Resource(
-        id=stored.resource_id, name=(name or "")[:255], size=stored.size, sha256=stored.sha256,
-        content_type=(content_type or "application/octet-stream")[:200],
-        run=run, step_run=step_run,
+        id=stored.resource_id, name=stored.name, size=stored.size, sha256=stored.sha256,
+        content_type=stored.content_type, run=run, step_run=step_run, attempt=attempt,
+        kind=kind,
     )
     resource.file.name = stored.file_name
-    resource.save()
+    try:
+        resource.save(force_insert=True)
+    except BaseException:
+        resource.file.storage.delete(stored.file_name)
+        raise
     return resource
+
+
+def resource_create(*, content: Content, name: str = "",
+                    content_type: str = "application/octet-stream", run=None,
+                    step_run=None, attempt=None, kind: str = ResourceKind.ARTIFACT,
+                    resource_id: uuid.UUID | None = None,
+                    max_bytes: int | None = None, max_bytes_setting: str = "") -> Resource:
+    """Store `content` (`resource_store`) and record its row (`resource_record`).
+
+    `resource_id` is given when the res:// ref was handed out before the bytes were stored.
+    No database transaction is held while the bytes are written (a 1 GiB upload must not pin a
+    connection in a transaction); the row is inserted after.
+    """
+    stored = resource_store(content=content, name=name, content_type=content_type,
+                            resource_id=resource_id, max_bytes=max_bytes,
+                            max_bytes_setting=max_bytes_setting)
+    return resource_record(stored=stored, run=run, step_run=step_run, attempt=attempt,
+                           kind=kind)
 
 
 def header_safe(text: str | None) -> str:

@@ -18,6 +18,7 @@ __all__ = [
     "InputInvalid",
     "NotFound",
     "NotPermitted",
+    "OutputNotStorable",
     "TransitionNotAllowed",
     "WorkflowError",
 ]
@@ -117,3 +118,14 @@ class NotFound(WorkflowError):
     code = "not_found"
     http_status = 404
     default_message = "not found"
+
+
+class OutputNotStorable(WorkflowError):
+    """A value could be neither written inline nor kept as a resource (not JSON at all, nested
+    too deeply, circular, the storage refused it, or the database refused the write). The
+    engine ends the attempt as failed with this error (never retried: the same data would come
+    back) rather than leaving the step running. Raised by `resources.payloads` and by the
+    executor's last-resort guard."""
+
+    code = "output_not_storable"
+    http_status = 422

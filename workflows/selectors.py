@@ -9,6 +9,8 @@ from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 
+from resources.logs import log_resource_id
+from resources.models import Resource
 from workflows.definitions import definition_diff
 from workflows.models import (
     Attempt,
@@ -338,3 +340,21 @@ def flow_latest_run_statuses(*, flow: Flow) -> tuple[int | None, dict[str, str]]
     if run_id is None:
         return None, {}
     return run_id, dict(StepRun.objects.filter(run_id=run_id).values_list("key", "status"))
+
+
+def step_log_resources(*, step_run: StepRun) -> dict[int, Resource]:
+    """The whole-log resource of each attempt that has finished its log, by attempt number
+    (one query, by primary key: a log resource's id derives from the step run and the
+    attempt number). An attempt still running has none yet; its window is in LogChunks."""
+    ids = {log_resource_id(step_run_id=step_run.pk, attempt_number=number): number
+           for number in range(1, step_run.attempt_count + 1)}
+    if not ids:
+        return {}
+    rows = Resource.objects.filter(pk__in=ids).only("id", "size", "name", "content_type")
+    return {ids[row.pk]: row for row in rows}
+
+
+def step_log_latest(*, step_run: StepRun) -> Resource | None:
+    """The whole log of the step run's latest attempt that has one."""
+    logs = step_log_resources(step_run=step_run)
+    return logs[max(logs)] if logs else None

@@ -100,9 +100,10 @@ def test_logs_take_a_constant_number_of_queries(operator, django_assert_max_num_
     make_flow(chatty_definition(lines=40))
     run = start(operator, "chatty")
     drain()
-    with django_assert_max_num_queries(7):
+    with django_assert_max_num_queries(8):  # the 8th: the whole log's resource (log_ref)
         logs = operator.get(f"/runs/{run['id']}/steps/talk/logs").body
     assert len("".join(c["text"] for c in logs["items"]).splitlines()) == 40
+    assert logs["log_ref"].startswith("res://") and logs["log_size"] > 0
 
 
 def test_cancel_a_run_then_cancel_again_is_a_409(operator):

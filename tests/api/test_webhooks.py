@@ -3,6 +3,8 @@ import time
 
 import pytest
 
+from resources.models import Resource
+from resources.payloads import is_descriptor, value_load
 from tests.factories import drain, make_flow, simple_definition
 from workflows.models import Run
 from workflows.services.webhooks import (
@@ -143,3 +145,28 @@ def test_webhook_verify_reasons():
             webhook_verify(secret=secret, body=body, header=value, now=at)
     with pytest.raises(WebhookSignatureInvalid, match="does not match"):
         webhook_verify(secret=secret, body=body + b" ", header=header, now=now)
+
+
+def test_a_large_or_odd_payload_is_kept_as_a_resource_of_its_run(anon_api, hooked):
+    payload = {"event": "push", "blob": "z" * 200_000, "odd": "nul\u0000", "repo": "web"}
+    response = deliver(anon_api, hooked, payload)
+    assert response.status == 202, response.body
+    run = Run.objects.get(pk=response.body["id"])
+    assert run.input == {"repo": "web"}
+    assert is_descriptor(run.trigger_payload) and value_load(run.trigger_payload) == payload
+    kept = Resource.objects.get(pk=run.trigger_payload["$resource"].removeprefix("res://"))
+    assert kept.run_id == run.pk  # attached: pruned with its run
+    # A repeated delivery starts nothing and keeps nothing.
+    before = Resource.objects.count()
+    again = deliver(anon_api, hooked, payload, key="same")
+    first = deliver(anon_api, hooked, payload, key="same")
+    assert again.body["id"] == first.body["id"] and first.body["created"] is False
+    assert Resource.objects.count() == before + 1
+    drain()
+    run.refresh_from_db()
+    assert run.status == "completed"
+
+
+def test_an_input_the_database_cannot_store_is_a_422_naming_it(anon_api, hooked):
+    response = deliver(anon_api, hooked, {"input": {"repo": "a\u0000b"}})
+    assert response.status == 422 and response.body["error"]["details"][0]["path"] == "input.repo"

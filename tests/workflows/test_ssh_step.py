@@ -20,6 +20,7 @@ from django.db import connections
 
 from connections.models import Connection
 from connections.services import connection_create
+from resources.models import Resource, ResourceKind
 from tests.factories import drain, make_flow, steps_of
 from workflows.definitions import validate_definition
 from workflows.engine import executor
@@ -171,7 +172,9 @@ def test_stream_text_keeps_characters_split_across_reads_and_turns_crlf_into_lf(
     pieces = [data[:1], data[1:3], data[3:5], data[5:6], data[6:]]
     assert "".join(stream.feed(p) for p in pieces) + stream.feed(b"", final=True) == "é€\nnext\n"
     assert StreamText().feed(b"progress\r", final=True) == "progress\r"
-    assert StreamText().feed(b"\xff ok", final=True) == "\ufffd ok"
+    # Undecodable bytes survive as surrogateescape code points (the log resource writes them
+    # back as the original bytes; database columns get U+FFFD through storable_text).
+    assert StreamText().feed(b"\xff ok", final=True) == "\udcff ok"
 
 
 def test_the_stdout_tail_never_starts_with_half_a_secret():
@@ -280,12 +283,29 @@ def test_without_a_pty_line_ends_are_untouched(sshd):
 @pytest.mark.django_db
 def test_binary_output_never_crashes_the_step(sshd):
     ssh_connection(sshd)
-    # NUL (no database text column takes it) and bytes that are not UTF-8.
+    # NUL (no database text column takes it: shown as U+2400) and bytes that are not UTF-8.
     run, step = run_ssh(r"printf 'a\000b\377c\n'; printf '\000\376' >&2")
     assert run.status == "completed", step.error
-    assert logs_of(step, "stdout") == "a\ufffdb\ufffdc\n"
-    assert logs_of(step, "stderr") == "\ufffd\ufffd"
-    assert step.output["stdout_tail"] == "a\ufffdb\ufffdc\n"
+    assert logs_of(step, "stdout") == "a\u2400b\ufffdc\n"
+    assert logs_of(step, "stderr") == "\u2400\ufffd"
+    assert step.output["stdout_tail"] == "a\u2400b\ufffdc\n"
+
+
+@pytest.mark.ssh
+@pytest.mark.django_db
+def test_random_bytes_complete_the_run_and_the_log_resource_keeps_them(sshd, tmp_path):
+    ssh_connection(sshd)
+    sample = tmp_path / "random.bin"
+    run, step = run_ssh(f"head -c 4000 /dev/urandom > {sample}; cat {sample}; printf '\\nEND\\n'")
+    assert run.status == "completed", step.error
+    data = sample.read_bytes()
+    assert len(data) == 4000
+    log = Resource.objects.get(step_run=step, kind=ResourceKind.LOG)
+    with log.file.open("rb") as handle:
+        whole = handle.read()
+    assert data + b"\nEND\n" in whole  # the original bytes, in order
+    assert "\x00" not in logs_of(step) and step.output["exit_code"] == 0
+    assert step.output["stdout_tail"].endswith("\nEND\n")
 
 
 @pytest.mark.ssh

@@ -23,6 +23,7 @@ from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
 from approvals.selectors import approvals_pending_for_step
+from resources.services import resource_signed_path
 from workflows import selectors
 from workflows.admin_views.approvals import approval_card
 from workflows.admin_views.edge import get_run, poll_response, positive_int, run_url
@@ -68,6 +69,7 @@ def step_state_context(request: HttpRequest, step: StepRun) -> dict[str, Any]:
     run = step.run
     step_type = get_step_type(step.type)
     attempts = selectors.step_attempts(step_run=step)
+    logs = selectors.step_log_resources(step_run=step)
     attempt_rows = []
     for attempt in attempts:
         running_for = None
@@ -81,6 +83,9 @@ def step_state_context(request: HttpRequest, step: StepRun) -> dict[str, Any]:
             "error": error_parts(attempt.error),
             "output": json_html(attempt.output) if attempt.output is not None else None,
             "input": json_html(received) if received is not None else None,
+            "log": logs.get(attempt.number),
+            "log_url": (resource_signed_path(resource=logs[attempt.number])
+                        if attempt.number in logs else None),
         })
     latest = attempts[-1] if attempts else None
     received = received_input(step_type, latest.input) if latest else None

@@ -13,9 +13,9 @@ from workflows.api import approvals, connections, definition_schema, flows, inbo
 from workflows.api.auth import BearerTokenAuth, SessionAuth
 from workflows.api.errors import (
     MAX_BODY_BYTES,
-    MAX_INBOUND_BODY_BYTES,
     error_body,
     handle_exception,
+    inbound_max_bytes,
     request_guard,
 )
 
@@ -54,7 +54,7 @@ for module, prefix in (
     api.add_router(prefix, module.router)
 
 inbound.router.add_decorator(
-    request_guard(max_bytes=MAX_INBOUND_BODY_BYTES, json_body=False), mode="view"
+    request_guard(max_bytes=inbound_max_bytes, json_body=False), mode="view"
 )
 api.add_router("", inbound.router)
 

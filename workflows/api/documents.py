@@ -155,7 +155,13 @@ def event_document(event: Event) -> dict[str, Any]:
     }
 
 
-def attempt_document(attempt: Attempt) -> dict[str, Any]:
+def log_ref_fields(log: Any) -> dict[str, Any]:
+    """`log_ref` (the res:// uri of the whole log) and `log_size` (bytes), or nulls."""
+    return {"log_ref": log.uri if log is not None else None,
+            "log_size": log.size if log is not None else None}
+
+
+def attempt_document(attempt: Attempt, log: Any = None) -> dict[str, Any]:
     return {
         "number": attempt.number,
         "status": attempt.status,
@@ -167,10 +173,13 @@ def attempt_document(attempt: Attempt) -> dict[str, Any]:
         "started_at": attempt.started_at,
         "finished_at": attempt.finished_at,
         "duration_ms": attempt.duration_ms,
+        **log_ref_fields(log),
     }
 
 
-def step_detail_document(step: StepRun, attempts: list[Attempt]) -> dict[str, Any]:
+def step_detail_document(step: StepRun, attempts: list[Attempt],
+                         logs: dict[int, Any] | None = None) -> dict[str, Any]:
+    logs = logs or {}
     return {
         "run": step.run_id,
         "key": step.key,
@@ -178,13 +187,14 @@ def step_detail_document(step: StepRun, attempts: list[Attempt]) -> dict[str, An
         "status": step.status,
         "needs": list(step.needs or []),
         "attempt_count": step.attempt_count,
-        "attempts": [attempt_document(a) for a in attempts],
+        "attempts": [attempt_document(a, logs.get(a.number)) for a in attempts],
         "started_at": step.started_at,
         "finished_at": step.finished_at,
         "duration_ms": step.duration_ms,
         "output": step.output,
         "error": step.error,
         "reused": step.is_reused,
+        **log_ref_fields(logs[max(logs)] if logs else None),
     }
 
 

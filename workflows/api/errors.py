@@ -13,6 +13,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig
 from django.db import DataError, IntegrityError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -24,7 +25,11 @@ from workflows.services.webhooks import json_storage_problems
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
-MAX_INBOUND_BODY_BYTES = 256 * 1024
+
+
+def inbound_max_bytes() -> int:
+    """The cap of a callback or webhook body: WF_INBOUND_MAX_BYTES (read per request)."""
+    return int(settings.WF_INBOUND_MAX_BYTES)
 JSON_CONTENT_TYPES = ("application/json",)
 
 
@@ -173,16 +178,17 @@ def _check_request_strings(request: HttpRequest, kwargs: dict[str, Any]) -> None
             raise bad_request("the URL must not contain NUL characters or unpaired surrogates")
 
 
-def request_guard(*, max_bytes: int, json_body: bool) -> Callable:
-    """An operation decorator: size cap, URL sanity, and (for `json_body`) the content type and a
-    strict JSON parse of the body, before authentication and parameter parsing."""
+def request_guard(*, max_bytes: int | Callable[[], int], json_body: bool) -> Callable:
+    """An operation decorator: size cap (a number, or a function read per request), URL
+    sanity, and (for `json_body`) the content type and a strict JSON parse of the body, before
+    authentication and parameter parsing."""
 
     def decorator(run: Callable) -> Callable:
         @wraps(run)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             try:
                 _check_request_strings(request, kwargs)
-                body = read_body(request, max_bytes)
+                body = read_body(request, max_bytes() if callable(max_bytes) else max_bytes)
                 if json_body and body.strip():
                     content_type = request.content_type or ""
                     if content_type not in JSON_CONTENT_TYPES and not content_type.endswith(

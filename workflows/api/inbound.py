@@ -1,7 +1,9 @@
 """Anonymous endpoints for other systems: wait-step callbacks and webhook triggers.
 
 No user authentication and no CSRF (the token in the URL, or the HMAC signature, is the
-credential); rate limited per client address; bodies capped at 256 KB.
+credential); rate limited per client address; bodies capped at WF_INBOUND_MAX_BYTES (2 MiB). A body over
+WF_INLINE_OUTPUT_BYTES, or one holding what a database cannot store (NUL, unpaired
+surrogates), is kept whole as a resource by the services (the storage rule).
 """
 
 from __future__ import annotations
@@ -13,14 +15,7 @@ from ninja import Header, Router, Status
 
 from workflows.api.auth import AnonThrottle
 from workflows.api.documents import run_admin_url
-from workflows.api.errors import (
-    MAX_INBOUND_BODY_BYTES,
-    ApiError,
-    bad_request,
-    parse_json,
-    read_body,
-    unstorable_strings,
-)
+from workflows.api.errors import bad_request, inbound_max_bytes, parse_json, read_body
 from workflows.api.lookups import get_flow
 from workflows.api.schemas import CallbackAcceptedOut, ErrorOut, HookRunOut
 from workflows.services.callbacks import callback_receive
@@ -43,10 +38,6 @@ def _json_object(body: bytes) -> dict[str, Any]:
     payload = parse_json(body)
     if not isinstance(payload, dict):
         raise bad_request("the body must be a JSON object")
-    problems = unstorable_strings(payload)
-    if problems:
-        raise ApiError(422, "validation_error", "the body holds strings that cannot be stored",
-                       problems)
     return payload
 
 
@@ -58,7 +49,7 @@ def _json_object(body: bytes) -> dict[str, Any]:
     summary="Resume a wait step (202; 409 used; 410 expired; 404 unknown)",
 )
 def callbacks_receive(request: HttpRequest, token: str):
-    payload = _json_object(read_body(request, MAX_INBOUND_BODY_BYTES))
+    payload = _json_object(read_body(request, inbound_max_bytes()))
     step_run = callback_receive(
         token=token, payload=payload, remote_addr=request.META.get("REMOTE_ADDR") or "",
         user_agent=request.headers.get("User-Agent") or "",
@@ -78,7 +69,7 @@ def hooks_receive(
                                      description="t=UNIX,v1=HEX (HMAC-SHA256 of UNIX.BODY)"),
     idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
 ):
-    body = read_body(request, MAX_INBOUND_BODY_BYTES)
+    body = read_body(request, inbound_max_bytes())
     flow = get_flow(slug)
     run, created = webhook_receive(
         flow=flow, body=body, signature=x_signature, idempotency_key=idempotency_key,

@@ -12,6 +12,7 @@ from ninja import Query, Router, Status
 from workflows.api.documents import (
     event_document,
     log_document,
+    log_ref_fields,
     run_document,
     runs_queryset,
     step_detail_document,
@@ -34,7 +35,14 @@ from workflows.api.schemas import (
 from workflows.errors import NotFound
 from workflows.investigation import run_explain, runs_search
 from workflows.models import Attempt, StepRun
-from workflows.selectors import run_compare, run_events, run_last_good, step_logs
+from workflows.selectors import (
+    run_compare,
+    run_events,
+    run_last_good,
+    step_log_latest,
+    step_log_resources,
+    step_logs,
+)
 from workflows.services.runs import run_cancel, run_replay, run_rerun, run_retry
 from workflows.states import ErrorKind, RunStatus
 
@@ -94,7 +102,7 @@ def runs_step(request: HttpRequest, run_id: int, key: str):
     can_view_runs(request.auth)
     step = get_step(get_run(run_id, with_steps=False), key)
     attempts = list(Attempt.objects.filter(step_run=step).order_by("number"))
-    return step_detail_document(step, attempts)
+    return step_detail_document(step, attempts, step_log_resources(step_run=step))
 
 
 @router.get("/{int:run_id}/steps/{key}/logs", response={200: LogPage, **errors(422)},
@@ -114,6 +122,7 @@ def runs_step_logs(request: HttpRequest, run_id: int, key: str,
         "next_cursor": str(last_seq) if more else None,
         "last_seq": last_seq,
         "step_status": step.status,
+        **log_ref_fields(step_log_latest(step_run=step)),
     }
 
 

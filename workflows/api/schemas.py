@@ -293,6 +293,9 @@ class AttemptOut(Schema):
     started_at: datetime
     finished_at: datetime | None
     duration_ms: int | None
+    log_ref: str | None = Field(None, description="res:// uri of this attempt's whole log "
+                                "(null while it runs or when it logged nothing).")
+    log_size: int | None = Field(None, description="Its size in bytes.")
 
 
 class StepDetailOut(Schema):
@@ -309,6 +312,9 @@ class StepDetailOut(Schema):
     output: Any = None
     error: Any = None
     reused: bool
+    log_ref: str | None = Field(None, description="res:// uri of the latest attempt's whole "
+                                "log (the database keeps a window of WF_LOG_INLINE_BYTES).")
+    log_size: int | None = Field(None, description="Its size in bytes.")
 
 
 class LogChunkOut(Schema):
@@ -326,6 +332,10 @@ class LogPage(Schema):
     )
     last_seq: int = Field(description="The seq of the last chunk returned (or `after`).")
     step_status: StepStatus = Field(description="When terminal, no more chunks will come.")
+    log_ref: str | None = Field(None, description="res:// uri of the latest attempt's whole "
+                                "log; the chunks are a window of it (head and newest tail, an "
+                                "`omitted` chunk in the gap).")
+    log_size: int | None = Field(None, description="Its size in bytes.")
 
 
 class CompareOut(Schema):

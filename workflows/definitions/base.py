@@ -65,8 +65,9 @@ MAX_DOCUMENT_DEPTH = 64
 
 TOP_LEVEL_KEYS = (
     "slug", "name", "description", "input", "concurrency", "triggers", "steps", "notify",
-    "promotion",
+    "promotion", "retention_days",
 )
+MAX_RETENTION_DAYS = 36_500
 INPUT_DECLARATION_KEYS = ("type", "required", "default", "description", "enum")
 CONCURRENCY_KEYS = ("key", "limit", "policy")
 TRIGGER_KEYS = {

@@ -6,9 +6,8 @@ docs/flow.schema.json and the OpenAPI `definition` field); they do not validate 
 rules a schema cannot say (references, needs and cycles, cron syntax, registered actions,
 connections that exist). Keep the two in step: a field a step type accepts belongs here too.
 
-`retention_days` (CONTRACT.md's example) is described so editors offer it, but this version's
-validator does not accept it yet; `notify` is checked by check/notify.py and `promotion` by
-check/promotion.py. Editors read YAML 1.2, where `on:` is a string key; PyYAML (YAML 1.1) reads
+`notify` is checked by check/notify.py, `promotion` by check/promotion.py and `retention_days`
+by check/metadata.py. Editors read YAML 1.2, where `on:` is a string key; PyYAML (YAML 1.1) reads
 a bare `on` as true, which the notify check reads back as `on` (quoting it, `"on":`, works
 everywhere).
 """
@@ -294,8 +293,8 @@ class FlowDefinition(_Part):
     steps: list[Step] = Field(min_length=1)
     notify: list[NotifyRule] | None = None
     promotion: Promotion | None = None
-    retention_days: Annotated[int, Field(ge=1)] | None = Field(
-        None, description="Default: WF_RETENTION_DAYS."
+    retention_days: Annotated[int, Field(ge=0, le=36_500)] | None = Field(
+        None, description="Days an ended run is kept (0: forever). Default: WF_RETENTION_DAYS."
     )
 
 

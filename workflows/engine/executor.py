@@ -17,14 +17,12 @@ import socket
 import threading
 import time
 import traceback
-import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DataError, transaction
 from django.utils import timezone
 
 from connections.errors import SecretDecryptionError
@@ -34,10 +32,13 @@ from connections.selectors import (
     connections_for_step,
 )
 from ops.logs import log_context_update
-from resources.services import resource_create, resource_create_stored, resource_store_stream
-from workflows.engine import progress
+from resources.models import ResourceKind
+from resources.payloads import storable_text
+from resources.services import StoredContent, resource_record, resource_store
+from workflows.engine import attempt_values, progress
+from workflows.engine.attempt_logs import LogWriter
 from workflows.engine.transitions import events_batched, run_transition, step_transition
-from workflows.models import ActorKind, Attempt, LogChunk, Run, StepRun
+from workflows.models import ActorKind, Attempt, Run, StepRun
 from workflows.references import ReferenceUnresolved, resolve
 from workflows.states import RUN_TERMINAL, AttemptStatus, EventKind, RunStatus, StepStatus
 from workflows.steps import StepCanceled, StepFailed, StepOutcome, get_step_type
@@ -50,6 +51,9 @@ WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 MAX_WORKER_LOSSES = 3
 CANCEL_GRACE_SECONDS = 5.0
 LOG_FLUSH_SECONDS = 0.25
+# A handler that logs faster than the worker writes waits once this much is pending, so a
+# 100 MB log never sits in memory (backpressure; the worker is woken at once to drain it).
+LOG_BACKLOG_CHARS = 4 * 1024 * 1024
 
 
 def worker_id() -> str:
@@ -72,22 +76,44 @@ class AttemptContext:
         self._secrets = secrets
         self._logs: list[tuple[str, str]] = []
         self._lock = threading.Lock()
+        self._drained = threading.Condition(self._lock)
+        self._backlog = 0
+        self._wake = threading.Event()  # the worker's thread has something to do now
         self._cancel = threading.Event()
-        self.resources: list[tuple[uuid.UUID, bytes, str, str]] = []
-        self.stored_resources: list[tuple[Any, str, str]] = []
+        self.stored: list[tuple[StoredContent, str]] = []  # (bytes in storage, kind)
 
     def log(self, text: str, stream: str = "stdout") -> None:
-        if text:
-            with self._lock:
-                self._logs.append((stream, str(text)))
+        """Queue `text` for the worker's thread; waits while LOG_BACKLOG_CHARS are pending
+        (never once the attempt is canceled or abandoned)."""
+        if not text:
+            return
+        text = str(text)
+        with self._lock:
+            self._logs.append((stream, text))
+            self._backlog += len(text)
+            while self._backlog >= LOG_BACKLOG_CHARS and not self._cancel.is_set():
+                self._wake.set()
+                self._drained.wait(0.5)
 
     def take_logs(self) -> list[tuple[str, str]]:
         with self._lock:
             logs, self._logs = self._logs, []
+            self._backlog = 0
+            self._wake.clear()
+            self._drained.notify_all()
         return logs
+
+    def wait_for_work(self, timeout: float) -> None:
+        """Sleep until the handler ends, its log backlog is full, or `timeout` passes."""
+        self._wake.wait(timeout)
+
+    def wake(self) -> None:
+        self._wake.set()
 
     def cancel(self) -> None:
         self._cancel.set()
+        with self._lock:
+            self._drained.notify_all()
 
     @property
     def canceled(self) -> bool:
@@ -103,22 +129,22 @@ class AttemptContext:
 
     def resource(self, content: bytes | str, *, name: str = "",
                  content_type: str = "application/octet-stream") -> str:
-        """Keep a large artifact as a resource; returns its res:// ref for the output. The bytes
-        are stored by the worker when the attempt ends (before its outcome is recorded)."""
+        """Keep an artifact as a resource; returns its res:// ref for the output."""
         data = content.encode() if isinstance(content, str) else bytes(content)
-        resource_id = uuid.uuid4()
-        with self._lock:
-            self.resources.append((resource_id, data, name, content_type))
-        return f"res://{resource_id}"
+        return self.resource_store(content=data, name=name, content_type=content_type).uri
 
-    def resource_stream(self, *, read: Callable[[int], bytes], name: str = "",
-                        content_type: str = "application/octet-stream") -> str:
-        """Stream into storage now (constant memory); the row is written with the others."""
-
-        stored = resource_store_stream(read=read)
+    def resource_store(self, *, content: Any, name: str = "",
+                       content_type: str = "application/octet-stream",
+                       max_bytes: int | None = None, max_bytes_setting: str = "",
+                       kind: str = ResourceKind.ARTIFACT) -> StoredContent:
+        """Stream `content` into storage now, from the handler's thread (constant memory; size
+        and SHA-256 computed on the way; no database work). The worker's thread records the
+        rows when the attempt ends (`store_resources`)."""
+        stored = resource_store(content=content, name=name, content_type=content_type,
+                                max_bytes=max_bytes, max_bytes_setting=max_bytes_setting)
         with self._lock:
-            self.stored_resources.append((stored, name, content_type))
-        return f"res://{stored.resource_id}"
+            self.stored.append((stored, kind))
+        return stored
 
     def secret(self, connection_name: str) -> dict[str, Any]:
         if connection_name not in self._secrets:
@@ -147,6 +173,8 @@ class Result:
     timed_out: bool = False
     lost: bool = False  # canceled or lease taken back while running
     trace: str = ""
+    error_doc: dict[str, Any] | None = None  # the failure, redacted and storable
+    output: Any = None  # a failure's output, redacted and storable
 
 
 # --- entry point -------------------------------------------------------------------------------
@@ -156,8 +184,31 @@ def advance(step_run_id: int) -> None:
     claimed = claim(step_run_id)
     while claimed is not None:
         log_context_update(step_run_id=claimed.step.pk)  # ops.logs: lines name this step
-        nxt = finish(claimed, execute(claimed))
+        nxt = finish_guarded(claimed, execute(claimed))
         claimed = claim(nxt) if isinstance(nxt, int) else nxt
+
+
+def finish_guarded(claimed: Claimed, result: Result) -> Claimed | int | None:
+    """`finish`, with the last resort of the storage rule: when the database still refuses
+    the outcome's data (DataError, or a ValueError from encoding it), the transaction rolled
+    back and the attempt is recorded as failed with OutputNotStorable in a fresh one — never
+    left running for the sweeper to call WorkerLost; the run moves on."""
+    written = claimed.attempt.pk is not None
+    try:
+        return finish(claimed, result)
+    except (DataError, ValueError) as exc:
+        logger.warning("the database refused the outcome of step run %s: %s",
+                       claimed.step.pk, exc)
+        if not written:
+            claimed.attempt.pk = None  # its INSERT was rolled back with the rest
+        claimed.attempt.output = None
+        failure = attempt_values.not_storable(
+            f"the database refused the step's outcome: {type(exc).__name__}: "
+            f"{storable_text(str(exc))[:500]}")
+        fallback = Result(error=failure)
+        fallback.error_doc = {"type": "OutputNotStorable", "message": str(failure),
+                              "traceback": ""}
+        return finish(claimed, fallback)
 
 
 # --- claim -------------------------------------------------------------------------------------
@@ -262,8 +313,12 @@ def _load_connections(names: list[str]) -> tuple[dict[str, Any], dict[str, dict[
 
 def execute(claimed: Claimed) -> Result:
     """Run the handler in a thread; heartbeat, flush logs and watch the timeout meanwhile."""
+    if claimed.setup_error is None:
+        claimed.setup_error = attempt_values.input_storable(claimed)
     if claimed.setup_error is not None:
-        return Result(error=claimed.setup_error)
+        result = Result(error=claimed.setup_error)
+        attempt_values.result_storable(claimed, result)
+        return result
     step_type = get_step_type(claimed.step.type)
     ctx = AttemptContext(
         step=claimed.resolved or {}, run_id=claimed.run.pk, step_key=claimed.step.key,
@@ -271,6 +326,7 @@ def execute(claimed: Claimed) -> Result:
         secrets=claimed.secrets,
     )
     result = Result()
+    done = threading.Event()
 
     def target() -> None:
         try:
@@ -278,6 +334,9 @@ def execute(claimed: Claimed) -> Result:
         except BaseException as exc:  # the handler's failure is data, recorded on the Attempt
             result.error = exc
             result.trace = traceback.format_exc()
+        finally:
+            done.set()
+            ctx.wake()
 
     timeout = float(claimed.definition.get("timeout_seconds") or progress.default_step_timeout())
     thread = threading.Thread(target=contextvars.copy_context().run, args=(target,),
@@ -285,15 +344,16 @@ def execute(claimed: Claimed) -> Result:
     started = time.monotonic()
     last_beat = started
     thread.start()
-    log_writer = LogWriter(claimed)
+    log_writer = LogWriter(step_run=claimed.step, run=claimed.run, attempt=claimed.attempt,
+                           redactor=claimed.redactor,
+                           ensure_attempt=lambda: _ensure_attempt(claimed))
     cancel_noticed_at: float | None = None
     while True:
-        thread.join(LOG_FLUSH_SECONDS)
+        ctx.wait_for_work(LOG_FLUSH_SECONDS)
         log_writer.write(ctx.take_logs())
-        if not thread.is_alive():
+        if done.is_set() or not thread.is_alive():
             break
-        if claimed.attempt.pk is None:
-            write_attempt(claimed)  # a slow attempt: show it while it runs
+        _ensure_attempt(claimed)  # a slow attempt: show it while it runs
         now = time.monotonic()
         if cancel_noticed_at is not None:
             if now - cancel_noticed_at > CANCEL_GRACE_SECONDS:
@@ -311,21 +371,28 @@ def execute(claimed: Claimed) -> Result:
                 ctx.cancel()
                 cancel_noticed_at = now
     log_writer.write(ctx.take_logs(), final=True)
+    log_writer.close()
     _store_resources(claimed, ctx)
     if result.timed_out:
         result.outcome = None
         result.error = StepFailed(f"the step ran past its timeout of {timeout:g}s",
                                   error_type="StepTimeout")
+    attempt_values.result_storable(claimed, result)
     return result
 
 
+def _ensure_attempt(claimed: Claimed) -> None:
+    if claimed.attempt.pk is None:
+        write_attempt(claimed)
+
+
 def _store_resources(claimed: Claimed, ctx: AttemptContext) -> None:
-    for resource_id, data, name, content_type in ctx.resources:
-        resource_create(content=data, name=name, content_type=content_type,
-                        run=claimed.run, step_run=claimed.step, resource_id=resource_id)
-    for stored, name, content_type in ctx.stored_resources:
-        resource_create_stored(stored=stored, name=name, content_type=content_type,
-                               run=claimed.run, step_run=claimed.step)
+    """Record the rows of what the handler streamed into storage (this thread owns the
+    database work)."""
+    with ctx._lock:
+        stored, ctx.stored = ctx.stored, []
+    for content, kind in stored:
+        resource_record(stored=content, run=claimed.run, step_run=claimed.step, kind=kind)
 
 
 def heartbeat(claimed: Claimed) -> bool:
@@ -336,42 +403,6 @@ def heartbeat(claimed: Claimed) -> bool:
         pk=claimed.step.pk, status=StepStatus.RUNNING, attempt_count=claimed.attempt.number,
     ).update(lease_until=lease))
 
-
-class LogWriter:
-    """Appends redacted log chunks, numbered per step run."""
-
-    def __init__(self, claimed: Claimed):
-        self.claimed = claimed
-        self.next_seq: int | None = None
-        self.stream_redactors: dict[str, Any] = {}
-
-    def write(self, logs: list[tuple[str, str]], *, final: bool = False) -> None:
-        pieces: list[tuple[str, str]] = []
-        for stream, text in logs:
-            pieces.append((stream, self._redactor(stream).redact_stream(text)))
-        if final:
-            pieces.extend((stream, r.flush()) for stream, r in self.stream_redactors.items())
-        pieces = [(s, t) for s, t in pieces if t]
-        if not pieces:
-            return
-        if self.claimed.attempt.pk is None:
-            write_attempt(self.claimed)
-        if self.next_seq is None:
-            last = (LogChunk.objects.filter(step_run_id=self.claimed.step.pk)
-                    .order_by("-seq").values_list("seq", flat=True).first())
-            self.next_seq = (last or 0) + 1
-        chunks = []
-        for stream, text in pieces:
-            chunks.append(LogChunk(step_run_id=self.claimed.step.pk,
-                                   attempt_id=self.claimed.attempt.pk, seq=self.next_seq,
-                                   stream=stream, text=text))
-            self.next_seq += 1
-        LogChunk.objects.bulk_create(chunks)
-
-    def _redactor(self, stream: str) -> Any:
-        if stream not in self.stream_redactors:
-            self.stream_redactors[stream] = self.claimed.redactor.log_redactor()
-        return self.stream_redactors[stream]
 
 
 # --- finish ------------------------------------------------------------------------------------
@@ -430,11 +461,10 @@ def _close_attempt(claimed: Claimed, status: str, *, output: Any = None,
 
 def _record_outcome(run: Run, steps: dict[str, StepRun], step: StepRun, claimed: Claimed,
                     outcome: StepOutcome) -> Claimed | None:
-    redact = claimed.redactor.redact
     number = claimed.attempt.number
     actor = worker_id()
     if outcome.kind == "completed":
-        output = redact(outcome.output)
+        output = outcome.output  # redacted and storable (attempt_values.result_storable)
         step_transition(step, StepStatus.COMPLETED, actor_kind=ActorKind.WORKER, actor=actor,
                         fields={"output": output, "error": None}, expected_attempt=number,
                         data={"attempt": number})
@@ -492,19 +522,15 @@ def _wake_later(step: StepRun, *times: Any) -> None:
 
 def _record_failure(run: Run, steps: dict[str, StepRun], step: StepRun, claimed: Claimed,
                     result: Result) -> int | None:
-    redact = claimed.redactor.redact
     exc = result.error
     number = claimed.attempt.number
     if isinstance(exc, StepCanceled):
         _close_attempt(claimed, AttemptStatus.CANCELED, error={
-            "type": "StepCanceled", "message": str(exc)})
+            "type": "StepCanceled", "message": storable_text(str(exc))})
         return None
-    error = redact({
-        "type": getattr(exc, "error_type", None) or type(exc).__name__,
-        "message": str(exc),
-        "traceback": result.trace if not isinstance(exc, StepFailed) else "",
-    })
-    output = redact(getattr(exc, "output", None))
+    # Redacted and storable by attempt_values.result_storable, outside this transaction.
+    error = result.error_doc or attempt_values.error_document(claimed, exc, result.trace)
+    output = result.output
     exit_code = getattr(exc, "exit_code", None)
     _close_attempt(claimed, AttemptStatus.FAILED, output=output, error=error, exit_code=exit_code)
     retry = claimed.definition.get("retry") or {}

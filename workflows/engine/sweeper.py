@@ -7,6 +7,7 @@ and can be run by hand (`python manage.py sweep`). Every repair writes an Event.
   broker drops tasks when a worker dies) are enqueued again;
 - timer waits that are due complete; waits and approvals past their timeout are resolved as
   the step says (`on_timeout`);
+- the log parts a dead worker left in storage become its attempt's log resource;
 - (due schedule triggers start their runs: a service, `workflows.services.maintenance`).
 """
 
@@ -22,6 +23,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from resources.logs import log_parts_assemble
 from workflows.engine import progress
 from workflows.engine.executor import MAX_WORKER_LOSSES
 from workflows.engine.transitions import event_record, step_transition
@@ -70,6 +72,8 @@ def _repair_each(rows, repair: Callable[[Run, StepRun], bool]) -> int:
 
 
 def _expired_leases(now) -> int:
+    lost: list[tuple[Run, StepRun, int]] = []
+
     def repair(run: Run, step: StepRun) -> bool:
         if step.status != StepStatus.RUNNING or not step.lease_until or step.lease_until >= now:
             return False
@@ -77,6 +81,7 @@ def _expired_leases(now) -> int:
         error = {"type": "WorkerLost",
                  "message": f"the worker ({step.worker}) stopped heartbeating; lease expired"}
         progress.attempt_finish(step, AttemptStatus.FAILED, error=error, record_missing=True)
+        lost.append((run, step, number))
         losses = Attempt.objects.filter(step_run=step, error__type="WorkerLost").count()
         if losses < MAX_WORKER_LOSSES:
             # A lost worker is not the step's failure: it does not use up a retry.
@@ -95,8 +100,21 @@ def _expired_leases(now) -> int:
             progress.run_settle(run, progress.load_steps(run))
         return True
 
-    return _repair_each(
+    repaired = _repair_each(
         StepRun.objects.filter(status=StepStatus.RUNNING, lease_until__lt=now), repair)
+    for run, step, number in lost:  # storage work, outside the repair's transaction
+        _assemble_lost_log(run, step, number)
+    return repaired
+
+
+def _assemble_lost_log(run: Run, step: StepRun, number: int) -> None:
+    """The whole log of a dead worker's attempt, from the parts it spilled to storage (what
+    it had not spilled yet is lost; the database window has it up to its last flush)."""
+    try:
+        log_parts_assemble(step_run=step, attempt_number=number, run=run)
+    except Exception:  # noqa: BLE001 - a storage failure must not stop the repair pass
+        logger.exception("could not assemble the log of step run %s attempt %s",
+                         step.pk, number)
 
 
 def _lost_enqueues(now) -> int:

@@ -10,6 +10,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from resources.payloads import resource_discard, storable_json
 from workflows import engine
 from workflows.errors import CallbackExpired, CallbackUnknown, CallbackUsed
 from workflows.models import ActorKind, StepRun
@@ -22,29 +23,47 @@ def callback_receive(
     """Resume a wait with `payload` as its output (or keep it until the wait is reached).
 
     Raises CallbackUnknown (no such token), CallbackUsed (already used: single-use),
-    CallbackExpired (the wait timed out, or its run ended first).
+    CallbackExpired (the wait timed out, or its run ended first), OutputNotStorable (422).
+
+    The payload follows the storage rule: larger than WF_INLINE_OUTPUT_BYTES, or holding what
+    a database cannot store, it is kept whole as a resource (before the transaction: storing
+    takes time and must not hold the run's lock) and the descriptor is what the wait outputs.
+    A refused callback leaves no resource behind.
     """
     if not token or len(token) > 200:
         raise CallbackUnknown("unknown callback token")
     digest = engine.token_hash(token)
+    found = StepRun.objects.filter(callback_token_hash=digest).select_related("run").first()
+    if found is None or not hmac.compare_digest(engine.callback_token(found.callback_nonce),
+                                                token):
+        raise CallbackUnknown("unknown callback token")
+    _check(found.run, found)  # refuse early what the locked check would refuse anyway
+    payload = storable_json(payload, run=found.run, step_run=found,
+                            name=f"{found.key}-callback.json")
+    try:
+        return _receive(step_run=found, payload=payload, remote_addr=remote_addr,
+                        user_agent=user_agent)
+    except BaseException:
+        resource_discard(payload)
+        raise
+
+
+def _check(run: Any, step_run: StepRun) -> None:
+    if step_run.callback_received_at is not None:
+        raise CallbackUsed("this callback was already used")
+    if run.status in RUN_TERMINAL or step_run.status in (
+        StepStatus.FAILED, StepStatus.CANCELED, StepStatus.SKIPPED, StepStatus.COMPLETED
+    ):
+        raise CallbackExpired("the wait this callback belongs to has ended")
+    if step_run.timeout_at and step_run.timeout_at <= timezone.now():
+        raise CallbackExpired("the wait this callback belongs to timed out")
+
+
+def _receive(*, step_run: StepRun, payload: Any, remote_addr: str, user_agent: str) -> StepRun:
     with transaction.atomic():
-        step_run = (
-            StepRun.objects.filter(callback_token_hash=digest).select_related("run").first()
-        )
-        if step_run is None or not hmac.compare_digest(
-            engine.callback_token(step_run.callback_nonce), token
-        ):
-            raise CallbackUnknown("unknown callback token")
         run = engine.lock_run(step_run.run_id)
         step_run.refresh_from_db()
-        if step_run.callback_received_at is not None:
-            raise CallbackUsed("this callback was already used")
-        if run.status in RUN_TERMINAL or step_run.status in (
-            StepStatus.FAILED, StepStatus.CANCELED, StepStatus.SKIPPED, StepStatus.COMPLETED
-        ):
-            raise CallbackExpired("the wait this callback belongs to has ended")
-        if step_run.timeout_at and step_run.timeout_at <= timezone.now():
-            raise CallbackExpired("the wait this callback belongs to timed out")
+        _check(run, step_run)
         now = timezone.now()
         # Who posted it (address and user agent) is kept for the step panel; the token and
         # its URL never are.

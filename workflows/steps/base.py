@@ -7,7 +7,6 @@ attempt ended by returning a `StepOutcome` or raising `StepFailed`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -76,10 +75,15 @@ class StepContext(Protocol):
                  content_type: str = "application/octet-stream") -> str:
         """Store a large artifact as a resource; returns its res:// ref for the output."""
 
-    def resource_stream(self, *, read: Callable[[int], bytes], name: str = "",
-                        content_type: str = "application/octet-stream") -> str:
-        """Stream what `read(n)` returns into a resource with constant memory (size and
-        SHA-256 computed on the way); returns its res:// ref for the output."""
+    def resource_store(self, *, content: Any, name: str = "",
+                       content_type: str = "application/octet-stream",
+                       max_bytes: int | None = None, max_bytes_setting: str = "",
+                       kind: str = "artifact") -> Any:
+        """Stream `content` (bytes, a file-like object with read(n), an iterator of chunks)
+        into a resource with constant memory, size and SHA-256 computed on the way; over
+        `max_bytes` it raises ResourceTooLarge and keeps nothing. Returns the stored content
+        (`.uri`, `.size`, `.sha256`, `.content_type`); the row is recorded when the attempt
+        ends."""
 
 
 Problem = dict[str, str]

@@ -1,16 +1,32 @@
 """The http step: one request, optionally with an http (or generic) connection's base URL,
 headers and credentials. A step naming a connection sends only to URLs under the connection's
 base_url (connections/scope.py): a literal URL elsewhere is refused at release, one built from a
-reference fails the attempt as ConnectionScopeViolation, never retried, with nothing sent."""
+reference fails the attempt as ConnectionScopeViolation, never retried, with nothing sent.
+
+The response is streamed (`client.stream()`), never held whole: a text or JSON body of at most
+WF_INLINE_OUTPUT_BYTES stays inline (JSON parsed; a non-finite number such as `1e400` is kept
+and the storage rule offloads the output); a larger, binary or undecodable body is streamed into
+a resource (size and SHA-256 computed on the way) and `body` is its descriptor. A body over
+WF_HTTP_MAX_BYTES fails the attempt with ResponseTooLarge naming the cap; nothing is cut
+silently. Every request goes out through `send()`, the one place to add an outbound policy.
+"""
 
 from __future__ import annotations
 
+import codecs
+import contextlib
+import itertools
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
+from django.conf import settings
 
 from connections.scope import is_absolute, join_url, url_scope_problem
+from resources.models import ResourceKind
+from resources.payloads import describe_resource, is_json_type
+from resources.services import ResourceTooLarge
 from workflows.steps.base import (
     Problem,
     StepContext,
@@ -31,7 +47,19 @@ class ConnectionScopeViolation(StepFailed):
 
     def __init__(self, message: str):
         super().__init__(message, error_type="ConnectionScopeViolation", retryable=False)
-MAX_BODY_BYTES = 1_000_000
+
+
+class ResponseTooLarge(StepFailed):
+    """The response body passed WF_HTTP_MAX_BYTES; nothing of it was kept. Not retried: the
+    same response would come back."""
+
+    def __init__(self, message: str):
+        super().__init__(message, error_type="ResponseTooLarge", retryable=False)
+
+
+TEXT_TYPES = ("text/", "application/xml", "application/javascript", "application/x-www-form")
+PREVIEW_BYTES = 800
+READ_BYTES = 64 * 1024
 
 
 def connection_request_settings(config: dict[str, Any], secret: dict[str, Any]) -> dict[str, Any]:
@@ -123,24 +151,97 @@ class HttpStep(StepType):
             body = request["body"]
             kwargs["content"] = body if isinstance(body, str) else json.dumps(body)
         try:
-            with httpx.Client(auth=auth, timeout=timeout) as client:
-                response = client.request(method, url, **kwargs)
+            with send(method, url, auth=auth, timeout=timeout, **kwargs) as response:
+                body, size = read_body(ctx, response, what=f"{method} {url}")
         except httpx.HTTPError as exc:
             raise StepFailed(f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__) from exc
-        content = response.content[:MAX_BODY_BYTES]
-        body: Any
-        try:
-            body = json.loads(content) if content else None
-        except ValueError:
-            body = content.decode(response.encoding or "utf-8", errors="replace")
         output = {"status": response.status_code, "headers": dict(response.headers), "body": body}
-        ctx.log(f"-> {response.status_code} ({len(response.content)} bytes)\n")
+        ctx.log(f"-> {response.status_code} ({size} bytes)\n")
         accepted = ctx.step.get("accept_statuses") or []
         if (response.status_code >= 400 and ctx.step.get("fail_on_status", True)
                 and response.status_code not in accepted):
             raise StepFailed(f"HTTP {response.status_code} from {method} {url}",
                              error_type="HTTPStatusError", output=output)
         return StepOutcome.completed(output)
+
+
+@contextlib.contextmanager
+def send(method: str, url: str, *, auth: Any, timeout: float,
+         **kwargs: Any) -> Iterator[httpx.Response]:
+    """The one place an http step's request goes out: the response is open for streaming
+    inside the block (headers read, body not yet). Redirects are not followed."""
+    with httpx.Client(auth=auth, timeout=timeout) as client, \
+            client.stream(method, url, **kwargs) as response:
+        yield response
+
+
+def _is_text_type(content_type: str) -> bool:
+    base = content_type.split(";", 1)[0].strip().lower()
+    return not base or is_json_type(base) or base.startswith(TEXT_TYPES)
+
+
+def _text_of(data: bytes, encoding: str, *, final: bool = True) -> str | None:
+    """`data` decoded strictly, or None when it is not text a database column can hold
+    (undecodable, or holding NUL or other control bytes than whitespace). With `final=False`
+    `data` is a prefix: a character cut at its end is not an error."""
+    try:
+        text = codecs.getincrementaldecoder(encoding or "utf-8")().decode(data, final)
+    except (UnicodeDecodeError, LookupError):
+        return None
+    if any(ch < " " and ch not in "\t\n\r\f" for ch in text):
+        return None
+    return text
+
+
+def read_body(ctx: StepContext, response: httpx.Response, *, what: str) -> tuple[Any, int]:
+    """(body, size in bytes): inline text or parsed JSON up to WF_INLINE_OUTPUT_BYTES, else the
+    descriptor of a resource the body was streamed into (see the module docstring)."""
+    cap = int(settings.WF_HTTP_MAX_BYTES)
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cap:
+        raise ResponseTooLarge(f"the response to {what} is {int(declared)} bytes, more than "
+                               f"the cap of {cap} bytes (WF_HTTP_MAX_BYTES); nothing was kept")
+    limit = int(settings.WF_INLINE_OUTPUT_BYTES)
+    content_type = response.headers.get("content-type", "")
+    chunks = response.iter_bytes(READ_BYTES)
+    head = b""
+    for chunk in chunks:
+        head += chunk
+        if len(head) > limit:
+            break
+    whole = len(head) <= limit
+    if whole and not head:
+        return None, 0
+    text = _text_of(head, response.charset_encoding or "utf-8") \
+        if whole and _is_text_type(content_type) else None
+    if text is not None:
+        try:
+            return json.loads(text), len(head)  # 1e400 → inf: the storage rule offloads it
+        except ValueError:
+            return text, len(head)
+    reason = "size" if _text_of(head[:PREVIEW_BYTES * 2], "utf-8", final=False) is not None \
+        and _is_text_type(content_type) else "binary"
+    try:
+        stored = ctx.resource_store(
+            content=itertools.chain([head], chunks), name=_file_name(response),
+            content_type=content_type or "application/octet-stream", max_bytes=cap,
+            max_bytes_setting="WF_HTTP_MAX_BYTES", kind=ResourceKind.VALUE)
+    except ResourceTooLarge as exc:
+        raise ResponseTooLarge(f"the response to {what} is larger than the cap of "
+                               f"{exc.limit} bytes (WF_HTTP_MAX_BYTES); nothing was "
+                               f"kept") from None
+    return describe_resource(stored, preview=_preview(head) if reason == "size" else None,
+                             reason=reason), stored.size
+
+
+def _preview(head: bytes) -> str:
+    text = head[:PREVIEW_BYTES].decode("utf-8", "ignore")[:200]
+    return text + "…"
+
+
+def _file_name(response: httpx.Response) -> str:
+    name = response.url.path.rsplit("/", 1)[-1] or "response"
+    return f"body-{name}"[:200]
 
 
 def probe(*, config: dict[str, Any], secret: dict[str, Any]) -> tuple[bool, str]:

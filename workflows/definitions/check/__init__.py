@@ -15,6 +15,7 @@ from workflows.definitions.check.metadata import (
     check_concurrency,
     check_name,
     check_optional_text,
+    check_retention_days,
     check_slug,
     check_top_level_keys,
 )
@@ -64,6 +65,9 @@ def validate_definition(
     normalized["concurrency"] = check_concurrency(
         problems, definition.get("concurrency"), inputs=inputs
     )
+    retention_days = check_retention_days(problems, definition.get("retention_days"))
+    if retention_days is not None:
+        normalized["retention_days"] = retention_days
     normalized["triggers"] = check_triggers(problems, definition.get("triggers"), inputs=inputs)
     normalized["steps"] = check_steps(
         problems, definition.get("steps"), inputs=inputs, connection_uses=connection_uses

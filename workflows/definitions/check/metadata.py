@@ -8,6 +8,7 @@ from workflows.definitions.base import (
     CONCURRENCY_KEYS,
     DEFAULT_CONCURRENCY,
     MAX_NAME_LENGTH,
+    MAX_RETENTION_DAYS,
     MAX_SLUG_LENGTH,
     SLUG_PATTERN,
     TOP_LEVEL_KEYS,
@@ -58,6 +59,18 @@ def check_optional_text(problems: list[Problem], value: Any, path: str) -> Any:
         return ""
     if not isinstance(value, str):
         add(problems, path, f"must be a string, got {type_name(value)}")
+    return value
+
+
+def check_retention_days(problems: list[Problem], value: Any) -> int | None:
+    """`retention_days`: a whole number of days ≥ 0 (0 keeps the flow's runs forever); None
+    when absent (WF_RETENTION_DAYS applies)."""
+    if value is None:
+        return None
+    if not is_int(value) or not 0 <= value <= MAX_RETENTION_DAYS:
+        add(problems, "retention_days",
+            f"must be a whole number of days from 0 (keep forever) to {MAX_RETENTION_DAYS}")
+        return None
     return value
 
 

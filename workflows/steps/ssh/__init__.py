@@ -16,7 +16,9 @@ command's process group through a second channel (session.py). `pty: true` gives
 terminal: stderr merged into stdout, CRLF turned into LF, and closing the session also hangs the
 terminal up, so background jobs must detach themselves (`setsid nohup ... &`).
 
-Output `{exit_code, stdout_tail}` (the last TAIL_CHARS characters of stdout) plus `files:
+Output `{exit_code, stdout_tail}` (the last TAIL_CHARS characters of stdout, as a database
+can store them: NUL shown as ␀, undecodable bytes as U+FFFD; the whole log resource keeps the
+bytes) plus `files:
 {name: res://…}` when the step downloads; a non-zero exit is a failed attempt (`NonZeroExit`)
 carrying the same output, a dropped connection a retryable `SSHConnectionLost`.
 """
@@ -30,6 +32,7 @@ import paramiko
 from connections.jumps import JumpChainInvalid, jump_chain, jump_chain_names
 from connections.models import Connection
 from connections.selectors import secret_values
+from resources.payloads import storable_text
 from workflows.steps.base import (
     Problem,
     StepCanceled,
@@ -190,25 +193,25 @@ class SshStep(StepType):
             try:
                 exit_code = command.wait()
             except SSHConnectionLost as exc:
-                exc.output = {"exit_code": None, "stdout_tail": tail.value()}
+                exc.output = {"exit_code": None, "stdout_tail": storable_text(tail.value())}
                 raise
-            output = {"exit_code": exit_code, "stdout_tail": tail.value()}
+            output = {"exit_code": exit_code, "stdout_tail": storable_text(tail.value())}
             if step.get("download") and transport.is_active():
                 output["files"] = sftp.download(
-                    transport, step["download"], store=ctx.resource_stream, log=system,
+                    transport, step["download"], store=ctx.resource_store, log=system,
                     best_effort=exit_code != 0,
                 )
         except paramiko.SSHException as exc:
             if not chain.target.get_transport() or not chain.transport.is_active():
                 raise SSHConnectionLost(
                     f"the SSH connection dropped: {exc}",
-                    output={"exit_code": None, "stdout_tail": tail.value()},
+                    output={"exit_code": None, "stdout_tail": storable_text(tail.value())},
                 ) from exc
             raise StepFailed(f"SSH error: {exc}", error_type="SSHError", output=output) from exc
         except OSError as exc:
             raise SSHConnectionLost(
                 f"the SSH connection dropped: {exc}",
-                output={"exit_code": None, "stdout_tail": tail.value()},
+                output={"exit_code": None, "stdout_tail": storable_text(tail.value())},
             ) from exc
         finally:
             chain.close()

@@ -101,17 +101,20 @@ def kill_script(pgid: int, grace_seconds: float = KILL_GRACE_SECONDS) -> str:
 
 class StreamText:
     """Bytes of one stream in, text out: incremental UTF-8 (a character split across reads
-    survives; invalid bytes become U+FFFD; NUL, which no database text column takes, too).
+    survives). Bytes that are not UTF-8 are kept as `surrogateescape` code points and NUL as
+    it is, so the whole log resource gets the original bytes back (resources/logs.py); what
+    goes to a database column passes through `storable_text` (NUL shown as ␀, the rest as
+    U+FFFD).
     With `crlf=True` (a pty writes CRLF) CRLF becomes LF, a CR at the end of a read held until
     the next one shows whether an LF follows; otherwise line ends are left as they are."""
 
     def __init__(self, *, crlf: bool = True) -> None:
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
         self._crlf = crlf
         self._held_cr = False
 
     def feed(self, data: bytes, *, final: bool = False) -> str:
-        text = self._decoder.decode(data, final).replace("\x00", "\ufffd")
+        text = self._decoder.decode(data, final)
         if not self._crlf:
             return text
         if self._held_cr:

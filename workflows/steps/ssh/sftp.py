@@ -201,8 +201,9 @@ class _Reader:
 def download(transport: paramiko.Transport, items: list[dict[str, Any]], *,
              store: Callable[..., str], log: Callable[[str], None],
              best_effort: bool = False) -> dict[str, str]:
-    """Stream each remote file into a resource; {name: ref}. `store(read=, name=,
-    content_type=)` writes the bytes and returns the ref. With `best_effort` (the command
+    """Stream each remote file into a resource; {name: ref}. `store(content=, name=,
+    content_type=)` (the context's `resource_store`) writes the bytes and returns what it
+    stored. With `best_effort` (the command
     failed), a file that cannot be fetched is skipped with a note instead of failing."""
     limit = max_bytes()
     files: dict[str, str] = {}
@@ -255,8 +256,8 @@ def _download_one(sftp: paramiko.SFTPClient, path: str, name: str, limit: int,
     content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
     try:
         with sftp.open(path, "rb") as remote:
-            ref = store(read=_Reader(remote, size, limit, path).read, name=name,
-                        content_type=content_type)
+            ref = store(content=_Reader(remote, size, limit, path), name=name,
+                        content_type=content_type).uri
     except OSError as exc:
         raise StepFailed(f"download {path}: {exc.strerror or exc}", error_type="DownloadFailed",
                          retryable=False) from None
