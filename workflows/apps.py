@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 
 
 class WorkflowsConfig(AppConfig):
@@ -8,3 +9,10 @@ class WorkflowsConfig(AppConfig):
     def ready(self) -> None:
         # Register the built-in step types and core actions.
         from workflows import steps  # noqa: F401
+
+
+class WorkflowsAdminConfig(admin_apps.AdminConfig):
+    """django.contrib.admin with the workflows home as its index (workflows/admin_site.py)."""
+
+    default = False  # named in INSTALLED_APPS; `workflows` itself is WorkflowsConfig
+    default_site = "workflows.admin_site.WorkflowsAdminSite"
