@@ -25,6 +25,7 @@ from django.utils.html import format_html
 from workflows.admin_base import PagesMixin, ReadOnlyAdmin
 from workflows.admin_views import flow_page, run_page, step_panel
 from workflows.admin_views.edge import run_url
+from workflows.admin_views.run_list import FinishedFilter, RunListColumns
 from workflows.models import (
     Attempt,
     Event,
@@ -167,11 +168,13 @@ class CreatedRangeFilter(admin.ListFilter):
 
 
 @admin.register(Run)
-class RunAdmin(PagesMixin, ReadOnlyAdmin):
-    list_display = ["run", "flow", _status, "version_label", "trigger_kind", "trigger_actor",
-                    "created_at", "duration"]
+class RunAdmin(RunListColumns, PagesMixin, ReadOnlyAdmin):
+    """The runs list (columns and quick filters in admin_views/run_list.py) and the run page."""
+
+    list_display = ["run", "flow", _status, "failed_step", "error_line", "input_short",
+                    "version_label", "trigger_kind", "created_at", "finished", "duration"]
     list_display_links = ["run"]
-    list_filter = ["status", "trigger_kind", "flow", CreatedRangeFilter]
+    list_filter = [FinishedFilter, "status", "trigger_kind", "flow", CreatedRangeFilter]
     list_select_related = ["flow", "version"]
     search_fields = ["id"]  # shows the box; get_search_results does the searching
     search_help_text = "A run id, a flow slug, or text from a step's error message."

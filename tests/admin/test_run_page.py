@@ -3,10 +3,12 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.contrib.auth.models import User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from approvals.services import approval_approve
 from tests.admin.conftest import echo_definition, retry_definition, start
 from tests.admin.helpers import cells, messages_of, run_url
 from tests.factories import drain, make_flow
@@ -32,10 +34,13 @@ def test_the_run_page_is_the_run_admin_change_view(admin_client, failed_run):
     assert 'id="step-panel"' in page
 
 
-def test_the_timeline_lists_every_event_with_its_transition(admin_client, failed_run):
-    page = admin_client.get(run_url(failed_run)).content.decode()
+def test_the_full_timeline_lists_every_event_with_its_transition(admin_client, failed_run):
+    page = admin_client.get(run_url(failed_run) + "?timeline=full").content.decode()
     events = Event.objects.filter(run=failed_run)
     assert page.count('class="tl-item"') == events.count()
+    assert 'data-timeline-mode="full"' in page
+    fragment = admin_client.get(live_url(failed_run) + "&timeline=full", HTTP_HX_REQUEST="true")
+    assert 'data-timeline-mode="full"' in fragment.content.decode()
     assert re.search(r'<span class="tl-step">flaky</span>\s*<span class="tl-from">running</span>'
                      r' → <strong class="tl-to">failed</strong>', page)
     assert "upstream said no" in page
@@ -226,3 +231,33 @@ def test_the_run_page_for_a_rehearsal(admin_client):
     run = start(flow, draft=True)
     page = admin_client.get(run_url(run)).content.decode()
     assert "draft rehearsal" in page and 'data-run-status="completed"' in page
+
+
+def test_a_live_run_page_keeps_its_timeline_mode_when_it_polls(admin_client, waiting_run):
+    page = admin_client.get(run_url(waiting_run) + "?timeline=full").content.decode()
+    polled = re.search(r'id="run-live"[^>]*hx-get="([^"]+)"', page).group(1)
+    assert "timeline=full" in polled
+
+
+def test_the_compact_timeline_hides_queued_running_and_needs_satisfied_moves(
+        admin_client, failed_run):
+    page = admin_client.get(run_url(failed_run)).content.decode()
+    assert 'data-timeline-mode="compact"' in page
+    shown = re.findall(r'class="tl-item" data-event="([a-z_]+)"', page)
+    routine = {"run_queued", "run_running", "step_queued", "step_running"}
+    assert shown and not routine & set(shown)
+    assert "step_failed" in shown and "run_failed" in shown
+    total = Event.objects.filter(run=failed_run).count()
+    assert len(shown) < total and f"{len(shown)} of {total} events" in page
+    assert f'href="{run_url(failed_run)}?timeline=full#timeline"' in page
+    # Each event shows its date and the time since the one before.
+    assert page.count('class="tl-date"') == len(shown)
+    assert page.count('class="tl-delta wf-muted"') == len(shown)
+
+
+def test_a_decision_reads_as_a_sentence_on_the_timeline(admin_client, waiting_run):
+    rita = User.objects.create_user("rita", is_staff=True, is_superuser=True)
+    approval_approve(approval=waiting_run.approvals.get(), actor=rita, comment="ship it")
+    drain()
+    page = admin_client.get(run_url(waiting_run)).content.decode()
+    assert re.search(r'data-decision="approval_approved">approved by rita: ship it<', page)

@@ -35,6 +35,7 @@ from workflows.admin_views.edge import (
     safe_next,
 )
 from workflows.admin_views.flow_page import diff_summary
+from workflows.admin_views.timeline import FULL, timeline_mode, timeline_rows
 from workflows.models import Run
 from workflows.services.runs import run_cancel, run_replay, run_retry
 from workflows.states import RUN_TERMINAL
@@ -81,15 +82,12 @@ def run_live_context(request: HttpRequest, run: Run) -> dict[str, Any]:
             "panel_url": reverse("admin:workflows_run_step", args=[run.pk, step.key]),
             "error": (step.error or {}).get("message", "") if step.error else "",
         })
-    timeline = []
-    for event in events:
-        timeline.append({
-            "event": event, "step": event.step_run.key if event.step_run_id else "",
-            "dot": event.to_status or "event",
-        })
-    live_query = urlencode({"v": last_event})
+    mode = timeline_mode(request)
+    timeline, timeline_total = timeline_rows(events, full=mode == FULL)
+    live_query = urlencode({"v": last_event, **({"timeline": FULL} if mode == FULL else {})})
     return {
         "run": run, "step_rows": rows, "timeline": timeline, "pending": pending,
+        "timeline_mode": mode, "timeline_total": timeline_total,
         "terminal": terminal, "live": not terminal,
         "live_url": reverse("admin:workflows_run_live", args=[run.pk]) + "?" + live_query,
         "last_event": last_event,
