@@ -109,6 +109,17 @@ def test_compare_with_the_last_good_run(admin_client):
     none = admin_client.get(reverse("admin:workflows_run_compare", args=[good.pk])
                             + "?to=last_good").content.decode()
     assert "No earlier completed run" in none
+    # The failing step comes first and open; changed keys are marked value by value.
+    steps = re.findall(r'data-compare-step="(\w+)"', body)
+    assert steps[0] == "flaky" and 'data-compare-step="flaky" data-failing open' in body
+    assert re.search(r'data-path="steps.flaky.action"><th><code>steps.flaky.action</code></th>'
+                     r'<td><del class="cmp-before">&quot;core.echo&quot;</del></td>'
+                     r'<td><ins class="cmp-after">&quot;core.fail&quot;</ins>', body)
+    assert 'data-path="topic"' in body
+    assert re.search(r'data-compare-step="fetch".*?data-path="output.topic">.*?'
+                     r'<del class="cmp-before">&quot;a&quot;</del>.*?'
+                     r'<ins class="cmp-after">&quot;b&quot;</ins>', body, re.S)
+    assert 'data-path="error"' in body  # the step had no error before, one now
 
 
 # --- actions -------------------------------------------------------------------------------------

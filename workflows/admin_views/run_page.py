@@ -36,6 +36,7 @@ from workflows.admin_views.edge import (
 )
 from workflows.admin_views.flow_page import diff_summary
 from workflows.admin_views.timeline import FULL, timeline_mode, timeline_rows
+from workflows.definitions import definition_value_changes
 from workflows.models import Run
 from workflows.services.runs import run_cancel, run_replay, run_retry
 from workflows.states import RUN_TERMINAL
@@ -173,7 +174,8 @@ def run_replay_view(request: HttpRequest, model_admin: Any, run_id: Any) -> Http
 
 
 def run_compare_fragment(request: HttpRequest, model_admin: Any, run_id: Any) -> HttpResponse:
-    """What differs from the last good run (or `?to=ID`): version, input, steps."""
+    """What differs from the last good run (or `?to=ID`): version, input, steps, each at the
+    value level (path, before, after); the step this run failed at comes first, open."""
     run = get_run(request, model_admin, run_id)
     to = request.GET.get("to", "last_good")
     if to == "last_good":
@@ -184,26 +186,43 @@ def run_compare_fragment(request: HttpRequest, model_admin: Any, run_id: Any) ->
     if other is not None:
         other = selectors.run_with_version(run_id=other.pk)
         diff = selectors.run_compare(run=run, other=other)
-        steps = []
-        for entry in diff["steps"]:
-            row = {"key": entry["key"], "only_in": entry.get("only_in")}
-            if "status" in entry:
-                row["status"] = entry["status"]
-            duration = entry.get("duration_ms") or {}
-            row["duration_from"] = duration_label(duration.get("from"))
-            row["duration_to"] = duration_label(duration.get("to"))
-            if "output" in entry:
-                row["output_from"] = json_html(entry["output"]["from"])
-                row["output_to"] = json_html(entry["output"]["to"])
-            if "error" in entry:
-                row["error_from"] = json_html(entry["error"]["from"])
-                row["error_to"] = json_html(entry["error"]["to"])
-            row["same"] = not any(k in entry for k in ("status", "output", "error", "only_in"))
-            steps.append(row)
+        failing = (run.error or {}).get("step") if run.error else None
+        steps = [compare_step_row(entry, failing=failing) for entry in diff["steps"]]
+        steps.sort(key=lambda row: not row["failing"])  # stable: the rest keep their order
         context.update(
             diff=diff, steps=steps, other_url=run_url(other.pk),
             version_lines=diff_summary(diff["version"]["definition"]),
-            inputs=[{"name": k, "from": json.dumps(v["from"]), "to": json.dumps(v["to"])}
-                    for k, v in diff["input"].items()],
+            version_values=value_rows(diff["version"]["definition"].get("values", [])),
+            inputs=value_rows(definition_value_changes(other.input, run.input)),
         )
     return TemplateResponse(request, "workflows/_compare.html", context)
+
+
+def value_rows(changes: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """{path, before, after} with the values as compact JSON for a table."""
+    return [{"path": c["path"] or "(whole value)", "before": compact_json(c["before"]),
+             "after": compact_json(c["after"])} for c in changes]
+
+
+def compact_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def compare_step_row(entry: dict[str, Any], *, failing: str | None) -> dict[str, Any]:
+    """One step of a comparison: status and duration, and every changed value of its output
+    and error as {path, before, after} (paths start at `output` / `error`)."""
+    row: dict[str, Any] = {"key": entry["key"], "only_in": entry.get("only_in"),
+                           "failing": entry["key"] == failing}
+    if "status" in entry:
+        row["status"] = entry["status"]
+    duration = entry.get("duration_ms") or {}
+    row["duration_from"] = duration_label(duration.get("from"))
+    row["duration_to"] = duration_label(duration.get("to"))
+    changes: list[dict[str, Any]] = []
+    for part in ("output", "error"):
+        if part in entry:
+            changes += definition_value_changes({part: entry[part]["from"]},
+                                                {part: entry[part]["to"]})
+    row["values"] = value_rows(changes)
+    row["same"] = not any(k in entry for k in ("status", "output", "error", "only_in"))
+    return row
