@@ -219,6 +219,8 @@ class RunAdmin(RunListColumns, PagesMixin, ReadOnlyAdmin):
                  name="workflows_run_retry"),
             path("<str:run_id>/replay/", self._page(run_page.run_replay_view),
                  name="workflows_run_replay"),
+            path("<str:run_id>/rerun/", self._page(run_page.run_rerun_view),
+                 name="workflows_run_rerun"),
             path("<str:run_id>/compare/", self._page(run_page.run_compare_fragment),
                  name="workflows_run_compare"),
             path("<str:run_id>/steps/<str:key>/", self._page(step_panel.step_panel),

@@ -13,13 +13,16 @@ from datetime import timedelta
 from typing import Any
 
 from django.contrib.admin import AdminSite
-from django.http import HttpRequest, HttpResponse
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from approvals.selectors import approval_ids_decidable_pending, approvals_pending
 from workflows import home_selectors
 from workflows.admin_views.edge import flow_url, run_url
+from workflows.errors import WorkflowError
+from workflows.investigation import lookup_resolve
 
 FAILED_WINDOW = timedelta(hours=24)
 MY_APPROVALS_LIMIT = 20
@@ -58,8 +61,21 @@ def home_page(request: HttpRequest, site: AdminSite) -> HttpResponse:
 
 
 def lookup_page(request: HttpRequest, site: AdminSite) -> HttpResponse:
-    """Where the lookup box goes: straight to the run a key names, or the candidates."""
+    """Where the lookup box goes (`lookup_resolve`): straight to the run an exact key names
+    (run id, approval id or URL, callback URL or token, webhook delivery key), else the
+    candidates run search finds for the text."""
     query = (request.GET.get("q") or "").strip()
-    context = site_context(request, site, "Find a run", lookup_q=query, query=query,
-                           candidates=[])
+    try:
+        found = lookup_resolve(actor=request.user, text=query)
+    except WorkflowError as exc:
+        if exc.http_status == 403:
+            raise PermissionDenied(str(exc)) from exc
+        found = {"run": None, "kind": "search", "candidates": [], "message": str(exc)}
+    if found["run"] is not None:
+        return HttpResponseRedirect(run_url(found["run"].pk))
+    context = site_context(
+        request, site, "Find a run", lookup_q=query, query=query, kind=found["kind"],
+        message=found.get("message", ""),
+        candidates=[{"run": run, "url": run_url(run.pk)} for run in found["candidates"]],
+    )
     return TemplateResponse(request, "workflows/lookup.html", context)

@@ -6,7 +6,9 @@
   timeline); unchanged (same last event) answers 204.
 - `run_compare_fragment`: what differs from the last good run (or `?to=ID`).
 - run actions, each calling the same service as the API: `run_cancel_view`, `run_retry_view`,
-  `run_replay_view`.
+  `run_replay_view`, `run_rerun_view` (this input on the live version).
+- the "what happens next" box of a failed run and the actions' confirmations: `run_next.py`;
+  the timeline's compact and full modes: `timeline.py`.
 """
 
 from __future__ import annotations
@@ -35,11 +37,13 @@ from workflows.admin_views.edge import (
     safe_next,
 )
 from workflows.admin_views.flow_page import diff_summary
+from workflows.admin_views.run_next import action_confirmations, next_context
 from workflows.admin_views.timeline import FULL, timeline_mode, timeline_rows
 from workflows.definitions import definition_value_changes
+from workflows.investigation import run_next_steps
 from workflows.models import Run
-from workflows.services.runs import run_cancel, run_replay, run_retry
-from workflows.states import RUN_TERMINAL
+from workflows.services.runs import run_cancel, run_replay, run_rerun, run_retry
+from workflows.states import RUN_TERMINAL, RunStatus
 from workflows.templatetags.wf_render import duration_label, json_html, since, status_label
 
 CHAIN_MAX_HOPS = 25
@@ -83,19 +87,27 @@ def run_live_context(request: HttpRequest, run: Run) -> dict[str, Any]:
             "panel_url": reverse("admin:workflows_run_step", args=[run.pk, step.key]),
             "error": (step.error or {}).get("message", "") if step.error else "",
         })
+    next_box = next_context(run=run) if run.status == RunStatus.FAILED else None
+    confirms = action_confirmations(
+        run=run, steps=steps,
+        next_steps=next_box["steps"] if next_box else (
+            run_next_steps(run=run) if terminal and roles["can_operate"] else None))
     mode = timeline_mode(request)
     timeline, timeline_total = timeline_rows(events, full=mode == FULL)
     live_query = urlencode({"v": last_event, **({"timeline": FULL} if mode == FULL else {})})
     return {
         "run": run, "step_rows": rows, "timeline": timeline, "pending": pending,
         "timeline_mode": mode, "timeline_total": timeline_total,
+        "next": next_box, "confirms": confirms,
+        "can_rerun": roles["can_operate"] and bool(confirms.get("rerun")),
         "terminal": terminal, "live": not terminal,
         "live_url": reverse("admin:workflows_run_live", args=[run.pk]) + "?" + live_query,
         "last_event": last_event,
         "can_cancel": roles["can_operate"] and not terminal,
         "can_retry": roles["can_operate"] and terminal,
         "can_replay": roles["can_operate"],
-        "retry_steps": [s.key for s in steps],
+        "retry_steps": [{"key": s.key, "confirm": confirms.get("retry_from", {}).get(s.key, "")}
+                        for s in steps],
         "run_error": json_html(run.error) if run.error else None,
         "run_output": json_html(run.output) if run.output is not None else None,
         "duration": duration_label(run.duration_ms),
@@ -170,6 +182,20 @@ def run_replay_view(request: HttpRequest, model_admin: Any, run_id: Any) -> Http
     if refusal:
         return refusal
     messages.success(request, f"Run {new.pk} replays run {run.pk} from the start.")
+    return HttpResponseRedirect(run_url(new.pk))
+
+
+@require_POST
+def run_rerun_view(request: HttpRequest, model_admin: Any, run_id: Any) -> HttpResponse:
+    """Run this input on the live version: a new run linked by rerun_of."""
+    run = get_run(request, model_admin, run_id)
+    back = safe_next(request, run_url(run.pk))
+    new, refusal = call_service(request, model_admin, run_rerun, back=back, run=run,
+                                actor=request.user)
+    if refusal:
+        return refusal
+    messages.success(request, f"Run {new.pk} runs the input of run {run.pk} on the live "
+                              f"version, v{new.version.number}.")
     return HttpResponseRedirect(run_url(new.pk))
 
 
