@@ -11,7 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from connections.crypto import decrypt_text, encrypt_text
-from workflows.states import AttemptStatus, RunStatus, StepStatus
+from workflows.states import AttemptStatus, ErrorKind, RunStatus, StepStatus
 
 
 def new_webhook_secret() -> str:
@@ -104,6 +104,7 @@ class TriggerKind(models.TextChoices):
     WEBHOOK = "webhook"
     RETRY = "retry"
     REPLAY = "replay"
+    RERUN = "rerun"
 
 
 class ActorKind(models.TextChoices):
@@ -113,6 +114,11 @@ class ActorKind(models.TextChoices):
     WEBHOOK = "webhook"
     SCHEDULE = "schedule"
     CALLBACK = "callback"
+
+
+# A webhook delivery's `Idempotency-Key` is kept as the run's idempotency key with this prefix
+# (so it never collides with a key an API caller chose); run search finds runs by it.
+WEBHOOK_KEY_PREFIX = "webhook:"
 
 
 class Run(models.Model):
@@ -128,6 +134,9 @@ class Run(models.Model):
     input = models.JSONField(default=dict, blank=True)
     output = models.JSONField(null=True, blank=True)
     error = models.JSONField(null=True, blank=True)
+    # Set with status=failed (states.error_kind_of): rejected, timeout or error; else "".
+    error_kind = models.CharField(max_length=16, choices=ErrorKind.choices, blank=True,
+                                  default="")
     # NULL, not "", means "none": the unique constraint and the concurrency query rely on it.
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     concurrency_key = models.CharField(max_length=300, null=True, blank=True)  # noqa: DJ001
@@ -136,6 +145,10 @@ class Run(models.Model):
     )
     replay_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replays"
+    )
+    # The same input started again on the flow's live version (services.runs.run_rerun).
+    rerun_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns"
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -152,6 +165,10 @@ class Run(models.Model):
             models.Index(fields=["flow", "status", "-id"], name="run_flow_status"),
             models.Index(fields=["status", "-id"], name="run_status"),
             models.Index(fields=["flow", "concurrency_key", "status"], name="run_concurrency"),
+            models.Index(fields=["error_kind", "-id"], name="run_error_kind"),
+            models.Index(fields=["finished_at"], name="run_finished_at"),
+            # Run search (`q`) matches an idempotency / webhook delivery key across flows.
+            models.Index(fields=["idempotency_key"], name="run_idempotency_key"),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -207,6 +224,11 @@ class StepRun(models.Model):
     callback_token_hash = models.CharField(max_length=64, null=True, blank=True, unique=True)
     callback_payload = models.JSONField(null=True, blank=True)
     callback_received_at = models.DateTimeField(null=True, blank=True)
+    # When the current token was minted (run start, or a redo), and who posted it: the
+    # sender's address and user agent, never the token or its URL.
+    callback_issued_at = models.DateTimeField(null=True, blank=True)
+    callback_remote_addr = models.CharField(max_length=64, blank=True)
+    callback_user_agent = models.CharField(max_length=300, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)

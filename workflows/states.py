@@ -42,6 +42,32 @@ class AttemptStatus(models.TextChoices):
     REJECTED = "rejected"
 
 
+class ErrorKind(models.TextChoices):
+    """Why a failed run failed (`Run.error_kind`; empty for runs that did not fail). A canceled
+    run has no error kind: its status already says it. See `error_kind_of`."""
+
+    REJECTED = "rejected"  # an approval was rejected (or timed out with on_timeout: reject)
+    TIMEOUT = "timeout"  # a step, a wait or an approval ran out of time (on_timeout: fail)
+    ERROR = "error"  # anything else: the step's handler failed, a worker was lost, ...
+
+
+# Error types (`error.type`) that mean "ran out of time".
+TIMEOUT_ERROR_TYPES = frozenset({"StepTimeout", "WaitTimeout", "ApprovalTimeout"})
+
+
+def error_kind_of(step_status: str | None, error: dict | None) -> str:
+    """The error kind of a run that failed at a step in `step_status` with `error`: a rejected
+    step is `rejected` whatever its error says; a timeout type is `timeout`; else `error`."""
+    if step_status == StepStatus.REJECTED:
+        return ErrorKind.REJECTED
+    error_type = (error or {}).get("type") if isinstance(error, dict) else None
+    if error_type == "Rejected":
+        return ErrorKind.REJECTED
+    if error_type in TIMEOUT_ERROR_TYPES:
+        return ErrorKind.TIMEOUT
+    return ErrorKind.ERROR
+
+
 class EventKind(models.TextChoices):
     """What an Event records (docs/api.md lists each with its meaning). A status change without
     a kind of its own is `run_<to>` / `step_<to>` (see `EventKind.of_run` / `EventKind.of_step`).
@@ -81,6 +107,8 @@ class EventKind(models.TextChoices):
     APPROVAL_APPROVED = "approval_approved"
     APPROVAL_REJECTED = "approval_rejected"
     APPROVAL_TIMED_OUT = "approval_timed_out"
+    RUN_RERUN = "run_rerun"  # on the original run: a rerun on the live version was started
+    RUN_RERUN_OF = "run_rerun_of"  # on the new run: it reruns that run's input
 
     @classmethod
     def of_run(cls, status: str) -> EventKind:

@@ -116,6 +116,7 @@ def run_document(run: Run) -> dict[str, Any]:
         "input": run.input or {},
         "output": run.output,
         "error": run.error,
+        "error_kind": run.error_kind or None,
         "idempotency_key": run.idempotency_key,
         "created_at": run.created_at,
         "queued_at": run.queued_at,
@@ -124,6 +125,7 @@ def run_document(run: Run) -> dict[str, Any]:
         "duration_ms": run.duration_ms,
         "retry_of": run.retry_of_id,
         "replay_of": run.replay_of_id,
+        "rerun_of": run.rerun_of_id,
         "steps": [step_document(s) for s in steps],
         "admin_url": run_admin_url(run.pk),
     }

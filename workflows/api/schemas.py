@@ -14,7 +14,7 @@ from ninja import Field, Schema
 from pydantic import ConfigDict
 
 from workflows.definitions.schema import FlowDefinition
-from workflows.states import RunStatus, StepStatus
+from workflows.states import ErrorKind, RunStatus, StepStatus
 
 # --- errors -------------------------------------------------------------------------------------
 
@@ -215,6 +215,8 @@ class RunOut(Schema):
     input: dict[str, Any]
     output: Any = None
     error: Any = None
+    error_kind: ErrorKind | None = Field(
+        None, description="Why a failed run failed: rejected, timeout or error; null otherwise.")
     idempotency_key: str | None
     created_at: datetime
     queued_at: datetime | None
@@ -223,6 +225,8 @@ class RunOut(Schema):
     duration_ms: int | None
     retry_of: int | None
     replay_of: int | None
+    rerun_of: int | None = Field(
+        None, description="The run whose input this run reruns on the live version.")
     steps: list[StepOut]
     admin_url: str
 

@@ -32,8 +32,10 @@ from workflows.states import (
     STEP_DONE,
     STEP_TERMINAL,
     AttemptStatus,
+    ErrorKind,
     RunStatus,
     StepStatus,
+    error_kind_of,
 )
 from workflows.steps import get_step_type
 
@@ -219,7 +221,8 @@ def run_settle(run: Run, steps: dict[str, StepRun], *, actor_kind: str = ActorKi
         cancel_active_steps(run, steps, reason=f"run failed at step {first.key}")
         run_transition(run, RunStatus.FAILED, actor_kind=actor_kind, actor=actor,
                        reason=reason or f"step {first.key} {first.status}",
-                       fields={"error": error})
+                       fields={"error": error,
+                               "error_kind": error_kind_of(first.status, first.error)})
         run_after_terminal(run)
         return
     if all(s in STEP_TERMINAL for s in statuses):
@@ -248,7 +251,8 @@ def run_settle(run: Run, steps: dict[str, StepRun], *, actor_kind: str = ActorKi
         stuck = [s.key for s in steps.values() if s.status == StepStatus.NOT_STARTED]
         run_transition(run, RunStatus.FAILED, actor_kind=actor_kind, actor=actor,
                        reason=f"steps {stuck} can never start",
-                       fields={"error": {"message": f"steps {stuck} can never start"}})
+                       fields={"error": {"message": f"steps {stuck} can never start"},
+                               "error_kind": ErrorKind.ERROR})
         run_after_terminal(run)
         return
     if target != run.status:

@@ -62,7 +62,8 @@ def _reset(step: StepRun, actor: str, reason: str, *, queue: bool = False) -> No
     if step.type == "wait":
         nonce, digest = callback_mint()
         fields.update(callback_nonce=nonce, callback_token_hash=digest, callback_payload=None,
-                      callback_received_at=None)
+                      callback_received_at=None, callback_issued_at=timezone.now(),
+                      callback_remote_addr="", callback_user_agent="")
     if queue:
         fields["enqueued_at"] = timezone.now()
     step_transition(step, StepStatus.QUEUED if queue else StepStatus.NOT_STARTED,

@@ -46,12 +46,18 @@ def callback_receive(
         if step_run.timeout_at and step_run.timeout_at <= timezone.now():
             raise CallbackExpired("the wait this callback belongs to timed out")
         now = timezone.now()
+        # Who posted it (address and user agent) is kept for the step panel; the token and
+        # its URL never are.
+        sender = {"callback_remote_addr": remote_addr[:64],
+                  "callback_user_agent": user_agent[:300]}
         StepRun.objects.filter(pk=step_run.pk).update(
-            callback_payload=payload, callback_received_at=now
+            callback_payload=payload, callback_received_at=now, **sender
         )
         step_run.callback_payload = payload
         step_run.callback_received_at = now
-        data = {"remote_addr": remote_addr, "user_agent": user_agent[:300]}
+        for name, value in sender.items():
+            setattr(step_run, name, value)
+        data = {"remote_addr": remote_addr[:64], "user_agent": user_agent[:300]}
         if step_run.status == StepStatus.WAITING:
             engine.wait_complete(run=run, step_run=step_run, output=payload,
                           actor_kind=ActorKind.CALLBACK, actor=remote_addr,

@@ -1,4 +1,4 @@
-"""Commands on runs: start, cancel, retry, replay (DESIGN.md §5). They check permissions and
+"""Commands on runs: start, cancel, retry, replay, rerun on the live version (DESIGN.md §5). They check permissions and
 build the runs; admission, cancellation and moving runs on are the engine's (`workflows.engine`)."""
 
 from __future__ import annotations
@@ -6,10 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from workflows import engine
-from workflows.definitions import step_descendants, validate_run_input
-from workflows.errors import Conflict, NotFound
+from workflows.definitions import validate_run_input
+from workflows.errors import Conflict
+from workflows.investigation.plans import retry_reuse
 from workflows.models import ActorKind, Flow, FlowVersion, Run, StepRun, TriggerKind
 from workflows.permissions import OPERATE_RUN, actor_name, require_permission
 from workflows.references import ReferenceUnresolved, resolve
@@ -19,6 +21,7 @@ TRIGGER_ACTOR_KIND = {
     TriggerKind.MANUAL: ActorKind.USER,
     TriggerKind.RETRY: ActorKind.USER,
     TriggerKind.REPLAY: ActorKind.USER,
+    TriggerKind.RERUN: ActorKind.USER,
     TriggerKind.SCHEDULE: ActorKind.SCHEDULE,
     TriggerKind.WEBHOOK: ActorKind.WEBHOOK,
 }
@@ -72,6 +75,7 @@ def _run_create(*, flow: Flow, version: FlowVersion, definition: dict[str, Any],
                 input: dict[str, Any], actor, draft: bool, trigger_kind: str,
                 trigger_payload: dict[str, Any], idempotency_key: str | None = None,
                 retry_of: Run | None = None, replay_of: Run | None = None,
+                rerun_of: Run | None = None,
                 reuse: dict[str, StepRun] | None = None) -> Run:
     run = Run.objects.create(
         flow=flow, version=version, is_rehearsal=draft, input=input,
@@ -79,9 +83,10 @@ def _run_create(*, flow: Flow, version: FlowVersion, definition: dict[str, Any],
         trigger_kind=trigger_kind, trigger_actor=actor_name(actor) or trigger_kind,
         trigger_payload=trigger_payload, idempotency_key=idempotency_key,
         concurrency_key=_concurrency_key(definition, input), retry_of=retry_of,
-        replay_of=replay_of, created_by=actor,
+        replay_of=replay_of, rerun_of=rerun_of, created_by=actor,
     )
     reuse = reuse or {}
+    now = timezone.now()
     step_runs = []
     for position, step in enumerate(definition["steps"]):
         nonce, token_hash = engine.callback_mint() if step["type"] == "wait" else ("", None)
@@ -89,6 +94,7 @@ def _run_create(*, flow: Flow, version: FlowVersion, definition: dict[str, Any],
         step_runs.append(StepRun(
             run=run, key=step["key"], type=step["type"], position=position, needs=step["needs"],
             callback_nonce=nonce, callback_token_hash=token_hash,
+            callback_issued_at=now if token_hash else None,
             status=StepStatus.COMPLETED if original else StepStatus.NOT_STARTED,
             output=original.output if original else None,
             reused_from=original.reused_from or original if original else None,
@@ -97,11 +103,11 @@ def _run_create(*, flow: Flow, version: FlowVersion, definition: dict[str, Any],
         ))
     StepRun.objects.bulk_create(step_runs)
     actor_kind = TRIGGER_ACTOR_KIND.get(trigger_kind, ActorKind.SYSTEM)
+    source = retry_of or replay_of or rerun_of
     engine.event_record(
         run_id=run.pk, kind=EventKind.RUN_CREATED, to_status=RunStatus.CREATED, actor_kind=actor_kind,
         actor=run.trigger_actor,
-        reason=f"{trigger_kind} trigger" + (f" of run {(retry_of or replay_of).pk}"
-                                             if (retry_of or replay_of) else ""),
+        reason=f"{trigger_kind} trigger" + (f" of run {source.pk}" if source else ""),
         data={"version": version.number, "draft": draft,
               "reused_steps": sorted(reuse)} if reuse else
              {"version": version.number, "draft": draft},
@@ -137,23 +143,8 @@ def run_retry(*, run: Run, actor=None, from_step: str | None = None) -> Run:
     completed steps that do not depend on it ("redo from here")."""
     require_permission(actor, OPERATE_RUN)
     run = Run.objects.select_related("flow", "version").get(pk=run.pk)
-    if run.status not in RUN_TERMINAL:
-        raise Conflict(f"run {run.pk} is still {run.status}; cancel it first or wait for it")
-    originals = engine.load_steps(run, full=True)
+    reuse = retry_reuse(run=run, from_step=from_step)
     definition = run.definition
-    if from_step is not None:
-        if from_step not in originals:
-            raise NotFound(f"run {run.pk} has no step {from_step!r}")
-        redo = {from_step} | step_descendants(definition, from_step)
-    else:
-        redo = set()
-        if run.status == RunStatus.COMPLETED:
-            raise Conflict(f"run {run.pk} completed; name from_step to redo part of it, "
-                           "or replay it")
-    reuse = {
-        key: s for key, s in originals.items()
-        if s.status == StepStatus.COMPLETED and key not in redo
-    }
     with transaction.atomic():
         new = _run_create(
             flow=run.flow, version=run.version, definition=definition, input=run.input,
@@ -166,6 +157,48 @@ def run_retry(*, run: Run, actor=None, from_step: str | None = None) -> Run:
                          actor_kind=ActorKind.SYSTEM,
                          step_run_id=StepRun.objects.get(run=new, key=key).pk,
                          reason=f"output reused from run {run.pk}")
+        engine.run_admit(new)
+    return new
+
+
+def run_rerun(*, run: Run, actor=None) -> Run:
+    """A new run of the same input on the flow's live version, linked by rerun_of ("run this
+    input on the live version": the fix is released, the failed run's input deserves another
+    go). Nothing is reused. Recorded on both runs (events run_rerun and run_rerun_of).
+
+    Same permission as retry and replay (operate_run). Raises Conflict when the run is still
+    active or the flow has no live version; InputInvalid when the input does not fit the live
+    version's declared inputs."""
+    require_permission(actor, OPERATE_RUN)
+    run = Run.objects.select_related("flow", "version").get(pk=run.pk)
+    if run.status not in RUN_TERMINAL:
+        raise Conflict(f"run {run.pk} is still {run.status}; cancel it first or wait for it")
+    flow = run.flow
+    if flow.live_version_id is None:
+        raise Conflict(f"flow {flow.slug} has no live version; release and promote one "
+                       "before rerunning on it")
+    version = FlowVersion.objects.get(pk=flow.live_version_id)
+    definition = version.definition
+    run_input = validate_run_input(definition, run.input or {})
+    with transaction.atomic():
+        new = _run_create(
+            flow=flow, version=version, definition=definition, input=run_input, actor=actor,
+            draft=False, trigger_kind=TriggerKind.RERUN,
+            trigger_payload={"rerun_of": run.pk}, rerun_of=run,
+        )
+        name = actor_name(actor) or "system"
+        pinned = "draft" if run.is_rehearsal else f"v{run.version.number}"
+        kind = ActorKind.USER if actor is not None else ActorKind.SYSTEM
+        engine.event_record(
+            run_id=run.pk, kind=EventKind.RUN_RERUN, actor_kind=kind, actor=name,
+            reason=f"input rerun on live v{version.number} as run {new.pk}",
+            data={"run": new.pk, "version": version.number},
+        )
+        engine.event_record(
+            run_id=new.pk, kind=EventKind.RUN_RERUN_OF, actor_kind=kind, actor=name,
+            reason=f"reruns the input of run {run.pk} ({pinned}) on live v{version.number}",
+            data={"run": run.pk, "version": version.number},
+        )
         engine.run_admit(new)
     return new
 

@@ -24,12 +24,12 @@ from django.db import transaction
 from connections.crypto import encrypt_text, rotate_token
 from connections.errors import SecretDecryptionError
 from workflows.errors import InputInvalid, NotFound, WorkflowError
-from workflows.models import Flow, Run, TriggerKind, new_webhook_secret
+from workflows.models import WEBHOOK_KEY_PREFIX, Flow, Run, TriggerKind, new_webhook_secret
 from workflows.permissions import RELEASE_FLOW, require_permission
 from workflows.services.runs import run_start
 
 WEBHOOK_TOLERANCE_SECONDS = 300
-IDEMPOTENCY_PREFIX = "webhook:"
+IDEMPOTENCY_PREFIX = WEBHOOK_KEY_PREFIX
 MAX_IDEMPOTENCY_KEY_LENGTH = 200 - len(IDEMPOTENCY_PREFIX)
 
 

@@ -1,0 +1,26 @@
+"""Selectors for investigating runs (issue 12, the support desk): finding a run from any key
+someone pastes, and explaining what happens next and why it broke. They read only.
+
+    search.py      runs_search: runs across flows by status, flow, finish time, error kind, q
+    lookup.py      lookup_resolve: a run id, approval id, callback URL/token or delivery key
+    explain.py     run_explain: the last good run, the first bad one, and what changed between
+    next_steps.py  run_next_steps (pinned/live/draft, retry/replay/rerun plans), wait_step_info
+    plans.py       retry_reuse / run_retry_plan: what a retry reuses (`run_retry` builds on it)
+"""
+
+from workflows.investigation.explain import run_explain
+from workflows.investigation.lookup import lookup_resolve
+from workflows.investigation.next_steps import run_next_steps, wait_step_info
+from workflows.investigation.plans import retry_reuse, run_replay_plan, run_retry_plan
+from workflows.investigation.search import runs_search
+
+__all__ = [
+    "lookup_resolve",
+    "retry_reuse",
+    "run_explain",
+    "run_next_steps",
+    "run_replay_plan",
+    "run_retry_plan",
+    "runs_search",
+    "wait_step_info",
+]
