@@ -174,7 +174,8 @@ class RunAdmin(RunListColumns, PagesMixin, ReadOnlyAdmin):
     list_display = ["run", "flow", _status, "failed_step", "error_line", "input_short",
                     "version_label", "trigger_kind", "created_at", "finished", "duration"]
     list_display_links = ["run"]
-    list_filter = [FinishedFilter, "status", "trigger_kind", "flow", CreatedRangeFilter]
+    list_filter = [FinishedFilter, "status", "error_kind", "trigger_kind", "flow",
+                   CreatedRangeFilter]
     list_select_related = ["flow", "version"]
     search_fields = ["id"]  # shows the box; get_search_results does the searching
     search_help_text = "A run id, a flow slug, or text from a step's error message."

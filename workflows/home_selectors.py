@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Exists, F, OuterRef, Window
+from django.db.models import F, Window
 from django.db.models.functions import RowNumber
 
 from workflows.models import Flow, Run, StepRun
@@ -35,16 +35,14 @@ def error_first_line(error: dict[str, Any] | None) -> str:
 def runs_failed_recent(*, since: datetime, limit: int = FAILED_RECENT_LIMIT) -> list[dict]:
     """Runs that failed since `since`, across flows, newest failure first: one row per run with
     its flow, failed step, the first line of the error, when it ended and its error kind
-    (`rejected` for a rejection, `error` otherwise). One query."""
+    (`Run.error_kind`: `rejected` for a rejection, `timeout`, `error`). One query."""
     runs = (Run.objects.filter(status=RunStatus.FAILED, finished_at__gte=since)
             .select_related("flow").order_by("-finished_at", "-id")
-            .only("id", "status", "error", "finished_at", "flow__id", "flow__slug",
-                  "flow__name")
-            .annotate(rejected=Exists(StepRun.objects.filter(
-                run_id=OuterRef("pk"), status=StepStatus.REJECTED)))[:limit])
+            .only("id", "status", "error", "error_kind", "finished_at", "flow__id", "flow__slug",
+                  "flow__name")[:limit])
     return [
         {"id": run.pk, "flow": run.flow, "step": (run.error or {}).get("step", ""),
-         "error": error_first_line(run.error), "error_kind": "rejected" if run.rejected else "error",
+         "error": error_first_line(run.error), "error_kind": run.error_kind or "error",
          "finished_at": run.finished_at}
         for run in runs
     ]

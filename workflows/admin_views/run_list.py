@@ -74,7 +74,7 @@ class RunListColumns:
         line = error_first_line(obj.error)
         if len(line) > ERROR_CHARS:
             line = line[: ERROR_CHARS - 1] + "…"
-        kind = getattr(obj, "error_kind", "") or ""
+        kind = obj.error_kind
         if kind == "rejected":
             return format_html('<span class="wf-badge st-rejected" data-error-kind="rejected">'
                                '<span class="wf-dot st-rejected"></span>rejected</span> {}', line)

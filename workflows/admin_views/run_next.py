@@ -17,10 +17,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 from workflows.admin_views.edge import run_url
+from workflows.definitions import step_descendants
 from workflows.errors import WorkflowError
-from workflows.investigation import run_explain, run_next_steps, run_retry_plan
+from workflows.investigation import run_explain, run_next_steps
 from workflows.models import Run
-from workflows.states import RUN_TERMINAL, RunStatus
+from workflows.states import RUN_TERMINAL, RunStatus, StepStatus
 
 
 def version_diff_url(*, flow_slug: str, before: str, after: str) -> str:
@@ -38,6 +39,17 @@ def reuse_phrase(plan: dict[str, Any]) -> str:
     again = plan.get("rerun", [])
     text = f"reuses {', '.join(reused)}" if reused else "reuses no step"
     return text + (f" and runs {', '.join(again)} again" if again else "")
+
+
+def retry_from_plan(*, run: Run, steps: list[Any], from_step: str) -> dict[str, Any]:
+    """`{reuse: [{key}], rerun: [keys]}` of a retry from `from_step`, read off the step runs
+    the page already has (no query per choice): `retry_reuse`'s rule for a named step, the
+    completed steps that do not depend on it. tests/admin/test_run_next.py checks it against
+    `run_retry_plan` for every step."""
+    redo = {from_step} | step_descendants(run.definition, from_step)
+    reuse = [s.key for s in steps if s.status == StepStatus.COMPLETED and s.key not in redo]
+    return {"reuse": [{"key": key} for key in reuse],
+            "rerun": [s.key for s in steps if s.key not in reuse]}
 
 
 def action_confirmations(*, run: Run, steps: list[Any], next_steps: dict[str, Any] | None
@@ -58,11 +70,7 @@ def action_confirmations(*, run: Run, steps: list[Any], next_steps: dict[str, An
         confirms["retry_default"] = (f"Retry run {run.pk} on {pinned_note}: "
                                      f"{reuse_phrase(retry)}?")
     for step in steps:
-        try:
-            plan = run_retry_plan(run=run, from_step=step.key)
-        except WorkflowError as exc:
-            confirms["retry_from"][step.key] = str(exc)
-            continue
+        plan = retry_from_plan(run=run, steps=steps, from_step=step.key)
         confirms["retry_from"][step.key] = (f"Retry run {run.pk} from {step.key} on "
                                             f"{pinned_note}: {reuse_phrase(plan)}?")
     replay = next_steps.get("replay") or {}
