@@ -1,7 +1,11 @@
-"""/runs: a run, its events, steps and logs; cancel, retry, replay, compare."""
+"""/runs: search across flows; a run, its events, steps and logs; cancel, retry, replay, rerun
+on the live version, compare, explain."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from django.db.models import Prefetch
 from django.http import HttpRequest
 from ninja import Query, Router, Status
 
@@ -20,20 +24,52 @@ from workflows.api.schemas import (
     CancelIn,
     CompareOut,
     EventPage,
+    ExplainOut,
     LogPage,
     RetryIn,
     RunOut,
+    RunPage,
     StepDetailOut,
 )
 from workflows.errors import NotFound
-from workflows.models import Attempt
+from workflows.investigation import run_explain, runs_search
+from workflows.models import Attempt, StepRun
 from workflows.selectors import run_compare, run_events, run_last_good, step_logs
-from workflows.services.runs import run_cancel, run_replay, run_retry
+from workflows.services.runs import run_cancel, run_replay, run_rerun, run_retry
+from workflows.states import ErrorKind, RunStatus
 
 router = Router(tags=["runs"])
 
 LOG_DEFAULT_LIMIT = 500
 LOG_MAX_LIMIT = 1000
+
+
+FINISHED_AFTER = Query(None, description="Finished at or after this time (ISO 8601).")
+FINISHED_BEFORE = Query(None, description="Finished before this time (ISO 8601).")
+
+
+@router.get("", response={200: RunPage, **errors(422)},
+            summary="Search runs across flows, newest first")
+def runs_list(
+    request: HttpRequest,
+    status: RunStatus | None = None,
+    flow: str | None = Query(None, max_length=100, description="A flow slug."),
+    finished_after: datetime | None = FINISHED_AFTER,
+    finished_before: datetime | None = FINISHED_BEFORE,
+    error_kind: ErrorKind | None = None,
+    q: str | None = Query(None, max_length=500, description=(
+        "A run id, text in the input or error, an idempotency or webhook delivery key, an "
+        "approver's username, or a callback URL or token.")),
+    cursor: str | None = None,
+    limit: int = 50,
+):
+    runs = runs_search(
+        actor=request.auth, status=status, flow=flow, finished_after=finished_after,
+        finished_before=finished_before, error_kind=error_kind, q=q,
+    ).prefetch_related(Prefetch("step_runs", queryset=StepRun.objects.order_by("position"),
+                                to_attr="ordered_steps"))
+    page, next_cursor = keyset_page(runs, cursor=cursor, limit=limit)
+    return {"items": [run_document(r) for r in page], "next_cursor": next_cursor}
 
 
 @router.get("/{int:run_id}", response={200: RunOut, **errors()}, summary="Get a run")
@@ -104,6 +140,21 @@ def runs_replay(request: HttpRequest, run_id: int):
     run = get_run(run_id)
     new = run_replay(run=run, actor=request.auth)
     return Status(201, run_document(runs_queryset().get(pk=new.pk)))
+
+
+@router.post("/{int:run_id}/rerun", response={201: RunOut, **errors(409, 422)},
+             summary="A new run of the same input on the flow's live version")
+def runs_rerun(request: HttpRequest, run_id: int):
+    run = get_run(run_id, with_steps=False)
+    new = run_rerun(run=run, actor=request.auth)
+    return Status(201, run_document(runs_queryset().get(pk=new.pk)))
+
+
+@router.get("/{int:run_id}/explain", response={200: ExplainOut, **errors(409)}, by_alias=True,
+            summary="Why the run's failing step broke: the last good and first bad run")
+def runs_explain(request: HttpRequest, run_id: int):
+    can_view_runs(request.auth)
+    return run_explain(run=get_run(run_id, with_steps=False))
 
 
 @router.get("/{int:run_id}/compare", response={200: CompareOut, **errors(422)},

@@ -310,6 +310,70 @@ class CompareOut(Schema):
     steps: list[dict[str, Any]]
 
 
+class ExplainRunOut(Schema):
+    id: int
+    version: int | None = Field(description="The release number; null for a rehearsal run.")
+    rehearsal: bool
+    status: RunStatus
+    error_kind: ErrorKind | None
+    step_status: str | None = Field(description="The failing step's status in this run.")
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class ValueChangeOut(Schema):
+    path: str
+    before: Any = None
+    after: Any = None
+
+
+class VersionChangeOut(Schema):
+    from_: int | None = Field(alias="from")
+    to: int | None
+    from_label: str
+    to_label: str
+    definition_value_changes: list[ValueChangeOut] = Field(
+        description="Every changed value, the failing step's paths first.")
+
+
+class InputChangeOut(Schema):
+    key: str
+    before: Any = None
+    after: Any = None
+
+
+class ConnectionChangeOut(Schema):
+    name: str
+    action: str = Field(description="The audit action: updated, secret_set, secret_rotated, ...")
+    change: Literal["edited", "rotated"]
+    fields: list[str] = Field(description="Names of the changed fields, never their values.")
+    at: datetime
+    actor: str | None
+
+
+class ExplainChangesOut(Schema):
+    version: VersionChangeOut | None
+    input: list[InputChangeOut]
+    connections: list[ConnectionChangeOut]
+
+
+class ExplainOut(Schema):
+    model_config = ConfigDict(populate_by_name=True)
+
+    step: str = Field(description="The step that failed in the run explained.")
+    last_good_run: ExplainRunOut | None = Field(
+        description="The newest earlier run where the step ran and completed.")
+    first_bad_run: ExplainRunOut | None = Field(
+        description="The first run after the last good one where the step failed.")
+    failing_since_count: int = Field(
+        description="How many runs, from the first bad one on, the step failed in.")
+    changes: ExplainChangesOut = Field(
+        description="Between the last good and the first bad run; all empty: nothing we "
+                    "control changed (look at the outside world).")
+    summary: str
+
+
 # --- approvals ----------------------------------------------------------------------------------
 
 
