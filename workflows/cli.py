@@ -259,9 +259,24 @@ def cmd_runs_start(api: Api, args: argparse.Namespace) -> Any:
     return run
 
 
+SEARCH_PARAMS = ("flow", "error_kind", "q", "finished_after", "finished_before")
+
+
 def cmd_runs_list(api: Api, args: argparse.Namespace) -> Any:
-    return api.get(f"/flows/{seg(args.slug)}/runs", status=args.status, cursor=args.cursor,
-                   limit=args.limit)
+    """`wf runs list SLUG` lists a flow's runs as before; any search option (or no SLUG)
+    searches across flows with GET /runs."""
+    if args.flow and args.slug and args.flow != args.slug:
+        raise CliError(EXIT_USAGE, _error("usage", "give the flow as SLUG or --flow, not both"))
+    search = {name: getattr(args, name) for name in SEARCH_PARAMS}
+    if args.slug and not any(search.values()):
+        path, params = f"/flows/{seg(args.slug)}/runs", {"status": args.status}
+    else:
+        search["flow"] = search["flow"] or args.slug
+        path, params = "/runs", {"status": args.status, **search}
+    params = {name: value for name, value in params.items() if value is not None}
+    if args.all:
+        return api.all_pages(path, **params)
+    return api.get(path, cursor=args.cursor, limit=args.limit, **params)
 
 
 def cmd_runs_get(api: Api, args: argparse.Namespace) -> Any:
@@ -321,6 +336,14 @@ def cmd_runs_retry(api: Api, args: argparse.Namespace) -> Any:
 
 def cmd_runs_replay(api: Api, args: argparse.Namespace) -> Any:
     return api.post(f"/runs/{args.id}/replay")
+
+
+def cmd_runs_rerun(api: Api, args: argparse.Namespace) -> Any:
+    return api.post(f"/runs/{args.id}/rerun")
+
+
+def cmd_runs_explain(api: Api, args: argparse.Namespace) -> Any:
+    return api.get(f"/runs/{args.id}/explain")
 
 
 def cmd_runs_compare(api: Api, args: argparse.Namespace) -> Any:
@@ -441,9 +464,18 @@ def build_parser() -> Parser:
     sub.add_argument("--wait", action="store_true", help="wait until the run has ended")
     sub.add_argument("--timeout", type=float, default=600.0, help="for --wait, seconds")
     sub.add_argument("--poll", type=float, default=0.5, help=argparse.SUPPRESS)
-    sub = command(run_cmds, "list", cmd_runs_list, "a flow's runs (newest first)")
-    sub.add_argument("slug")
+    sub = command(run_cmds, "list", cmd_runs_list,
+                  "runs, newest first: a flow's (SLUG), or searched across flows")
+    sub.add_argument("slug", nargs="?", default=None, help="a flow (same as --flow)")
     sub.add_argument("--status", default=None)
+    sub.add_argument("--flow", default=None, help="a flow slug")
+    sub.add_argument("--error-kind", default=None, help="rejected, timeout or error")
+    sub.add_argument("--q", default=None,
+                     help="run id, input or error text, idempotency or delivery key, "
+                          "approver, callback URL or token")
+    sub.add_argument("--finished-after", default=None, help="ISO 8601 time (inclusive)")
+    sub.add_argument("--finished-before", default=None, help="ISO 8601 time (exclusive)")
+    sub.add_argument("--all", action="store_true", help="follow every page")
     paged(sub)
     command(run_cmds, "get", cmd_runs_get, "one run").add_argument("id", type=int)
     sub = command(run_cmds, "step", cmd_runs_step, "one step run with its attempts")
@@ -466,6 +498,11 @@ def build_parser() -> Parser:
     sub.add_argument("--from-step", default=None)
     command(run_cmds, "replay", cmd_runs_replay, "run again from the start").add_argument(
         "id", type=int)
+    command(run_cmds, "rerun", cmd_runs_rerun,
+            "run the same input on the flow's live version").add_argument("id", type=int)
+    command(run_cmds, "explain", cmd_runs_explain,
+            "why the failing step broke: last good run, first bad run, what changed"
+            ).add_argument("id", type=int)
     sub = command(run_cmds, "compare", cmd_runs_compare, "differences with another run")
     sub.add_argument("id", type=int)
     sub.add_argument("--to", required=True, help="a run id or last_good")

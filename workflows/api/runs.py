@@ -50,7 +50,7 @@ FINISHED_BEFORE = Query(None, description="Finished before this time (ISO 8601).
 
 @router.get("", response={200: RunPage, **errors(422)},
             summary="Search runs across flows, newest first")
-def runs_list(
+def runs_across_flows(
     request: HttpRequest,
     status: RunStatus | None = None,
     flow: str | None = Query(None, max_length=100, description="A flow slug."),
