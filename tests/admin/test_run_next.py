@@ -170,3 +170,9 @@ def test_rejected_runs_read_rejected_in_the_runs_list_and_filter(admin_client, u
     listed = set(int(n) for n in re.findall(r"/admin/workflows/run/(\d+)/change/", page))
     assert listed == {waiting_run.pk}
     assert 'data-error-kind="rejected"' in page
+
+
+def test_replay_of_an_active_run_names_its_version_too(admin_client, waiting_run):
+    page = admin_client.get(run_url(waiting_run)).content.decode()
+    assert (f'data-confirm="Replay run {waiting_run.pk} from the start on v1, the version it is '
+            f'pinned to, with the same input: reuses no step?"') in page
