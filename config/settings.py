@@ -64,7 +64,6 @@ if not FIELD_ENCRYPTION_KEYS and not DEBUG:
     )
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -80,6 +79,9 @@ INSTALLED_APPS = [
     "resources",
     "connections",
     "ops",
+    # The admin site is the workflows home (workflows/admin_site.py). Listed after the apps so
+    # their templates (admin/base_site.html: the site header and the lookup box) come first.
+    "workflows.apps.WorkflowsAdminConfig",
 ]
 
 MIDDLEWARE = [
@@ -183,6 +185,8 @@ MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT") or BASE_DIR / "media")
 MEDIA_URL = "media/"
 
 LOGIN_URL = "admin:login"
+# The admin's site header and page titles ("Workflows" unless set).
+WF_SITE_TITLE = os.environ.get("WF_SITE_TITLE", "").strip() or "Workflows"
 
 # --- The engine -------------------------------------------------------------------------------
 # How long a claimed step may go without a heartbeat before the sweeper takes it back.

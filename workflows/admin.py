@@ -25,6 +25,7 @@ from django.utils.html import format_html
 from workflows.admin_base import PagesMixin, ReadOnlyAdmin
 from workflows.admin_views import diff_page, flow_page, run_page, step_panel
 from workflows.admin_views.edge import run_url
+from workflows.admin_views.run_list import FinishedFilter, RunListColumns
 from workflows.models import (
     Attempt,
     Event,
@@ -169,11 +170,14 @@ class CreatedRangeFilter(admin.ListFilter):
 
 
 @admin.register(Run)
-class RunAdmin(PagesMixin, ReadOnlyAdmin):
-    list_display = ["run", "flow", _status, "version_label", "trigger_kind", "trigger_actor",
-                    "created_at", "duration"]
+class RunAdmin(RunListColumns, PagesMixin, ReadOnlyAdmin):
+    """The runs list (columns and quick filters in admin_views/run_list.py) and the run page."""
+
+    list_display = ["run", "flow", _status, "failed_step", "error_line", "input_short",
+                    "version_label", "trigger_kind", "created_at", "finished", "duration"]
     list_display_links = ["run"]
-    list_filter = ["status", "trigger_kind", "flow", CreatedRangeFilter]
+    list_filter = [FinishedFilter, "status", "error_kind", "trigger_kind", "flow",
+                   CreatedRangeFilter]
     list_select_related = ["flow", "version"]
     search_fields = ["id"]  # shows the box; get_search_results does the searching
     search_help_text = "A run id, a flow slug, or text from a step's error message."
@@ -218,6 +222,8 @@ class RunAdmin(PagesMixin, ReadOnlyAdmin):
                  name="workflows_run_retry"),
             path("<str:run_id>/replay/", self._page(run_page.run_replay_view),
                  name="workflows_run_replay"),
+            path("<str:run_id>/rerun/", self._page(run_page.run_rerun_view),
+                 name="workflows_run_rerun"),
             path("<str:run_id>/compare/", self._page(run_page.run_compare_fragment),
                  name="workflows_run_compare"),
             path("<str:run_id>/steps/<str:key>/", self._page(step_panel.step_panel),

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 
 
 class WorkflowsConfig(AppConfig):
@@ -12,3 +13,10 @@ class WorkflowsConfig(AppConfig):
 
         # Runs that end notify their flow's `notify:` rules; the engine only calls a hook.
         engine.on_run_ended(notifications.run_ended)
+
+
+class WorkflowsAdminConfig(admin_apps.AdminConfig):
+    """django.contrib.admin with the workflows home as its index (workflows/admin_site.py)."""
+
+    default = False  # named in INSTALLED_APPS; `workflows` itself is WorkflowsConfig
+    default_site = "workflows.admin_site.WorkflowsAdminSite"

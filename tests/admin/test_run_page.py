@@ -3,10 +3,12 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.contrib.auth.models import User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from approvals.services import approval_approve
 from tests.admin.conftest import echo_definition, retry_definition, start
 from tests.admin.helpers import cells, messages_of, run_url
 from tests.factories import drain, make_flow
@@ -32,10 +34,13 @@ def test_the_run_page_is_the_run_admin_change_view(admin_client, failed_run):
     assert 'id="step-panel"' in page
 
 
-def test_the_timeline_lists_every_event_with_its_transition(admin_client, failed_run):
-    page = admin_client.get(run_url(failed_run)).content.decode()
+def test_the_full_timeline_lists_every_event_with_its_transition(admin_client, failed_run):
+    page = admin_client.get(run_url(failed_run) + "?timeline=full").content.decode()
     events = Event.objects.filter(run=failed_run)
     assert page.count('class="tl-item"') == events.count()
+    assert 'data-timeline-mode="full"' in page
+    fragment = admin_client.get(live_url(failed_run) + "&timeline=full", HTTP_HX_REQUEST="true")
+    assert 'data-timeline-mode="full"' in fragment.content.decode()
     assert re.search(r'<span class="tl-step">flaky</span>\s*<span class="tl-from">running</span>'
                      r' → <strong class="tl-to">failed</strong>', page)
     assert "upstream said no" in page
@@ -57,7 +62,7 @@ def test_the_chain_links_retries_and_replays_both_ways(admin_client, failed_run)
 def test_the_live_part_of_an_ended_run_stops_polling_with_286(admin_client, failed_run):
     response = admin_client.get(live_url(failed_run), HTTP_HX_REQUEST="true")
     assert response.status_code == 286
-    assert "hx-trigger" not in response.content.decode()
+    assert "hx-trigger=\"every" not in response.content.decode()  # no more polling
 
 
 def test_the_live_part_answers_204_until_a_new_event(admin_client, waiting_run):
@@ -72,12 +77,19 @@ def test_the_live_part_answers_204_until_a_new_event(admin_client, waiting_run):
 
 
 def test_the_run_page_makes_a_bounded_number_of_queries(admin_client, failed_run):
+    # A failed run's page also reads what happens next: the live and draft versions, the retry
+    # plan and the explanation of the first bad run (run_next_steps, run_explain): about 8.
     with CaptureQueriesContext(connection) as queries:
         admin_client.get(run_url(failed_run))
-    assert len(queries) <= 14
+    assert len(queries) <= 18
     with CaptureQueriesContext(connection) as queries:
         admin_client.get(live_url(failed_run))
-    assert len(queries) <= 10
+    assert len(queries) <= 16
+    for _ in range(5):  # a longer history costs nothing more
+        start(failed_run.flow)
+    with CaptureQueriesContext(connection) as more:
+        admin_client.get(run_url(failed_run))
+    assert len(more) <= 18
 
 
 def test_compare_with_the_last_good_run(admin_client):
@@ -104,6 +116,17 @@ def test_compare_with_the_last_good_run(admin_client):
     none = admin_client.get(reverse("admin:workflows_run_compare", args=[good.pk])
                             + "?to=last_good").content.decode()
     assert "No earlier completed run" in none
+    # The failing step comes first and open; changed keys are marked value by value.
+    steps = re.findall(r'data-compare-step="(\w+)"', body)
+    assert steps[0] == "flaky" and 'data-compare-step="flaky" data-failing open' in body
+    assert re.search(r'data-path="steps.flaky.action"><th><code>steps.flaky.action</code></th>'
+                     r'<td><del class="cmp-before">&quot;core.echo&quot;</del></td>'
+                     r'<td><ins class="cmp-after">&quot;core.fail&quot;</ins>', body)
+    assert 'data-path="topic"' in body
+    assert re.search(r'data-compare-step="fetch".*?data-path="output.topic">.*?'
+                     r'<del class="cmp-before">&quot;a&quot;</del>.*?'
+                     r'<ins class="cmp-after">&quot;b&quot;</ins>', body, re.S)
+    assert 'data-path="error"' in body  # the step had no error before, one now
 
 
 # --- actions -------------------------------------------------------------------------------------
@@ -226,3 +249,33 @@ def test_the_run_page_for_a_rehearsal(admin_client):
     run = start(flow, draft=True)
     page = admin_client.get(run_url(run)).content.decode()
     assert "draft rehearsal" in page and 'data-run-status="completed"' in page
+
+
+def test_a_live_run_page_keeps_its_timeline_mode_when_it_polls(admin_client, waiting_run):
+    page = admin_client.get(run_url(waiting_run) + "?timeline=full").content.decode()
+    polled = re.search(r'id="run-live"[^>]*hx-get="([^"]+)"', page).group(1)
+    assert "timeline=full" in polled
+
+
+def test_the_compact_timeline_hides_queued_running_and_needs_satisfied_moves(
+        admin_client, failed_run):
+    page = admin_client.get(run_url(failed_run)).content.decode()
+    assert 'data-timeline-mode="compact"' in page
+    shown = re.findall(r'class="tl-item" data-event="([a-z_]+)"', page)
+    routine = {"run_queued", "run_running", "step_queued", "step_running"}
+    assert shown and not routine & set(shown)
+    assert "step_failed" in shown and "run_failed" in shown
+    total = Event.objects.filter(run=failed_run).count()
+    assert len(shown) < total and f"{len(shown)} of {total} events" in page
+    assert f'href="{run_url(failed_run)}?timeline=full#timeline"' in page
+    # Each event shows its date and the time since the one before.
+    assert page.count('class="tl-date"') == len(shown)
+    assert page.count('class="tl-delta wf-muted"') == len(shown)
+
+
+def test_a_decision_reads_as_a_sentence_on_the_timeline(admin_client, waiting_run):
+    rita = User.objects.create_user("rita", is_staff=True, is_superuser=True)
+    approval_approve(approval=waiting_run.approvals.get(), actor=rita, comment="ship it")
+    drain()
+    page = admin_client.get(run_url(waiting_run)).content.decode()
+    assert re.search(r'data-decision="approval_approved">approved by rita: ship it<', page)

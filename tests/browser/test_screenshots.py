@@ -19,6 +19,16 @@ def test_the_pages_with_a_real_history(page, live_server):
     page.set_viewport_size({"width": 1500, "height": 1000})
     admin_login(page, live_server, "ada")
 
+    # The workflows home: what waits for me, what failed today, what runs now, each flow.
+    page.goto(f"{live_server.url}/admin/")
+    failed_rows = page.locator('[data-section="failed-recent"] tr[data-run]')
+    assert failed_rows.count() == 2  # v1's and v2's failure (the retry completed)
+    assert page.locator(f'[data-section="active"] tr[data-run="{scene["running"].pk}"]'
+                        ).count() == 1
+    assert page.locator('[data-section="my-approvals"] tr[data-run]').count() == 2
+    assert page.locator('[data-section="flows"] tr[data-flow]').count() == 2
+    save_screenshot(page, "home", full_page=True)
+
     page.goto(f"{live_server.url}/admin/workflows/flow/{flow.pk}/change/")
     page.wait_for_selector("#matrix table.mx")
     # Steps down (the union of both releases), runs across, newest on the left.
@@ -50,6 +60,12 @@ def test_the_pages_with_a_real_history(page, live_server):
     page.click("[data-action=compare]")
     page.locator("#compare .cmp").wait_for()
     save_screenshot(page, "run-page", full_page=True)
+
+    # A failed run: what happens next (pinned, live, draft; why it broke), then the comparison.
+    page.goto(f"{live_server.url}/admin/workflows/run/{failed.pk}/change/")
+    page.locator('[data-section="next"] [data-explain]').wait_for()
+    page.locator("#compare-next .cmp").wait_for()
+    save_screenshot(page, "failed-run", full_page=True)
 
     page.goto(f"{live_server.url}/admin/approvals/approval/")
     page.wait_for_selector(".ap-card")

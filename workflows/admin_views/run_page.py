@@ -6,7 +6,9 @@
   timeline); unchanged (same last event) answers 204.
 - `run_compare_fragment`: what differs from the last good run (or `?to=ID`).
 - run actions, each calling the same service as the API: `run_cancel_view`, `run_retry_view`,
-  `run_replay_view`.
+  `run_replay_view`, `run_rerun_view` (this input on the live version).
+- the "what happens next" box of a failed run and the actions' confirmations: `run_next.py`;
+  the timeline's compact and full modes: `timeline.py`.
 """
 
 from __future__ import annotations
@@ -35,9 +37,13 @@ from workflows.admin_views.edge import (
     safe_next,
 )
 from workflows.admin_views.flow_page import diff_summary
+from workflows.admin_views.run_next import action_confirmations, next_context
+from workflows.admin_views.timeline import FULL, timeline_mode, timeline_rows
+from workflows.definitions import definition_value_changes
+from workflows.investigation import run_next_steps
 from workflows.models import Run
-from workflows.services.runs import run_cancel, run_replay, run_retry
-from workflows.states import RUN_TERMINAL
+from workflows.services.runs import run_cancel, run_replay, run_rerun, run_retry
+from workflows.states import RUN_TERMINAL, RunStatus
 from workflows.templatetags.wf_render import duration_label, json_html, since, status_label
 
 CHAIN_MAX_HOPS = 25
@@ -81,22 +87,27 @@ def run_live_context(request: HttpRequest, run: Run) -> dict[str, Any]:
             "panel_url": reverse("admin:workflows_run_step", args=[run.pk, step.key]),
             "error": (step.error or {}).get("message", "") if step.error else "",
         })
-    timeline = []
-    for event in events:
-        timeline.append({
-            "event": event, "step": event.step_run.key if event.step_run_id else "",
-            "dot": event.to_status or "event",
-        })
-    live_query = urlencode({"v": last_event})
+    next_box = next_context(run=run) if run.status == RunStatus.FAILED else None
+    confirms = action_confirmations(
+        run=run, steps=steps,
+        next_steps=next_box["steps"] if next_box else (
+            run_next_steps(run=run) if terminal and roles["can_operate"] else None))
+    mode = timeline_mode(request)
+    timeline, timeline_total = timeline_rows(events, full=mode == FULL)
+    live_query = urlencode({"v": last_event, **({"timeline": FULL} if mode == FULL else {})})
     return {
         "run": run, "step_rows": rows, "timeline": timeline, "pending": pending,
+        "timeline_mode": mode, "timeline_total": timeline_total,
+        "next": next_box, "confirms": confirms,
+        "can_rerun": roles["can_operate"] and bool(confirms.get("rerun")),
         "terminal": terminal, "live": not terminal,
         "live_url": reverse("admin:workflows_run_live", args=[run.pk]) + "?" + live_query,
         "last_event": last_event,
         "can_cancel": roles["can_operate"] and not terminal,
         "can_retry": roles["can_operate"] and terminal,
         "can_replay": roles["can_operate"],
-        "retry_steps": [s.key for s in steps],
+        "retry_steps": [{"key": s.key, "confirm": confirms.get("retry_from", {}).get(s.key, "")}
+                        for s in steps],
         "run_error": json_html(run.error) if run.error else None,
         "run_output": json_html(run.output) if run.output is not None else None,
         "duration": duration_label(run.duration_ms),
@@ -174,8 +185,23 @@ def run_replay_view(request: HttpRequest, model_admin: Any, run_id: Any) -> Http
     return HttpResponseRedirect(run_url(new.pk))
 
 
+@require_POST
+def run_rerun_view(request: HttpRequest, model_admin: Any, run_id: Any) -> HttpResponse:
+    """Run this input on the live version: a new run linked by rerun_of."""
+    run = get_run(request, model_admin, run_id)
+    back = safe_next(request, run_url(run.pk))
+    new, refusal = call_service(request, model_admin, run_rerun, back=back, run=run,
+                                actor=request.user)
+    if refusal:
+        return refusal
+    messages.success(request, f"Run {new.pk} runs the input of run {run.pk} on the live "
+                              f"version, v{new.version.number}.")
+    return HttpResponseRedirect(run_url(new.pk))
+
+
 def run_compare_fragment(request: HttpRequest, model_admin: Any, run_id: Any) -> HttpResponse:
-    """What differs from the last good run (or `?to=ID`): version, input, steps."""
+    """What differs from the last good run (or `?to=ID`): version, input, steps, each at the
+    value level (path, before, after); the step this run failed at comes first, open."""
     run = get_run(request, model_admin, run_id)
     to = request.GET.get("to", "last_good")
     if to == "last_good":
@@ -186,26 +212,43 @@ def run_compare_fragment(request: HttpRequest, model_admin: Any, run_id: Any) ->
     if other is not None:
         other = selectors.run_with_version(run_id=other.pk)
         diff = selectors.run_compare(run=run, other=other)
-        steps = []
-        for entry in diff["steps"]:
-            row = {"key": entry["key"], "only_in": entry.get("only_in")}
-            if "status" in entry:
-                row["status"] = entry["status"]
-            duration = entry.get("duration_ms") or {}
-            row["duration_from"] = duration_label(duration.get("from"))
-            row["duration_to"] = duration_label(duration.get("to"))
-            if "output" in entry:
-                row["output_from"] = json_html(entry["output"]["from"])
-                row["output_to"] = json_html(entry["output"]["to"])
-            if "error" in entry:
-                row["error_from"] = json_html(entry["error"]["from"])
-                row["error_to"] = json_html(entry["error"]["to"])
-            row["same"] = not any(k in entry for k in ("status", "output", "error", "only_in"))
-            steps.append(row)
+        failing = (run.error or {}).get("step") if run.error else None
+        steps = [compare_step_row(entry, failing=failing) for entry in diff["steps"]]
+        steps.sort(key=lambda row: not row["failing"])  # stable: the rest keep their order
         context.update(
             diff=diff, steps=steps, other_url=run_url(other.pk),
             version_lines=diff_summary(diff["version"]["definition"]),
-            inputs=[{"name": k, "from": json.dumps(v["from"]), "to": json.dumps(v["to"])}
-                    for k, v in diff["input"].items()],
+            version_values=value_rows(diff["version"]["definition"].get("values", [])),
+            inputs=value_rows(definition_value_changes(other.input, run.input)),
         )
     return TemplateResponse(request, "workflows/_compare.html", context)
+
+
+def value_rows(changes: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """{path, before, after} with the values as compact JSON for a table."""
+    return [{"path": c["path"] or "(whole value)", "before": compact_json(c["before"]),
+             "after": compact_json(c["after"])} for c in changes]
+
+
+def compact_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def compare_step_row(entry: dict[str, Any], *, failing: str | None) -> dict[str, Any]:
+    """One step of a comparison: status and duration, and every changed value of its output
+    and error as {path, before, after} (paths start at `output` / `error`)."""
+    row: dict[str, Any] = {"key": entry["key"], "only_in": entry.get("only_in"),
+                           "failing": entry["key"] == failing}
+    if "status" in entry:
+        row["status"] = entry["status"]
+    duration = entry.get("duration_ms") or {}
+    row["duration_from"] = duration_label(duration.get("from"))
+    row["duration_to"] = duration_label(duration.get("to"))
+    changes: list[dict[str, Any]] = []
+    for part in ("output", "error"):
+        if part in entry:
+            changes += definition_value_changes({part: entry[part]["from"]},
+                                                {part: entry[part]["to"]})
+    row["values"] = value_rows(changes)
+    row["same"] = not any(k in entry for k in ("status", "output", "error", "only_in"))
+    return row

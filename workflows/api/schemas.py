@@ -407,6 +407,8 @@ class ExplainOut(Schema):
     changes: ExplainChangesOut = Field(
         description="Between the last good and the first bad run; all empty: nothing we "
                     "control changed (look at the outside world).")
+    first_on_version: bool = Field(
+        description="The first bad run was the first run on its release.")
     summary: str
 
 

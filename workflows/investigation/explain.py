@@ -154,7 +154,8 @@ def _summary(key: str, good: Run | None, bad: Run | None, count: int,
 
 def run_explain(*, run: Run) -> dict[str, Any]:
     """`{step, last_good_run, first_bad_run, failing_since_count, changes: {version, input,
-    connections}, summary}` for the step that failed in `run` (see the module docstring).
+    connections}, first_on_version, summary}` for the step that failed in `run` (see the module
+    docstring); `first_on_version`: the first bad run was the first run on its release.
     Raises Conflict when the run did not fail."""
     if run.status != RunStatus.FAILED:
         raise Conflict(f"run {run.pk} is {run.status}, not failed: there is nothing to explain")
@@ -193,5 +194,6 @@ def run_explain(*, run: Run) -> dict[str, Any]:
         "first_bad_run": run_summary(bad, bad_step[1] if bad_step else None),
         "failing_since_count": count,
         "changes": changes,
+        "first_on_version": first_on_version,
         "summary": _summary(key, good, bad, count, changes, first_on_version),
     }

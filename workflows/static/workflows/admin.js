@@ -48,7 +48,11 @@
   document.addEventListener("submit", function (event) {
     var form = event.target;
     var button = event.submitter;
-    var question = (button && button.dataset.confirm) || form.dataset.confirm;
+    // A choice may carry its own question (the retry's "from step" options name what they reuse).
+    var choice = form.querySelector("select[data-confirm-by-option]");
+    var option = choice && choice.selectedOptions[0];
+    var question = (button && button.dataset.confirm) || (option && option.dataset.confirm) ||
+      form.dataset.confirm;
     if (question && shouldConfirm() && !window.confirm(question)) {
       event.preventDefault();
       return;

@@ -1,0 +1,81 @@
+"""The workflows home (the admin site's index, workflows/admin_site.py) and the lookup page.
+
+- `home_page`: my pending approvals (oldest first, with the time each has waited), runs failed
+  in the last 24 hours across flows, runs active now, and each flow's live release and success
+  rate. A fixed number of queries (`workflows.home_selectors`, `approvals.selectors`).
+- `lookup_page`: the one lookup box (`form[data-lookup]`, input `q`) on top of every page
+  submits here; a key that names one run goes straight to it, several list the candidates.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.contrib.admin import AdminSite
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.utils import timezone
+
+from approvals.selectors import approval_ids_decidable_pending, approvals_pending
+from workflows import home_selectors
+from workflows.admin_views.edge import flow_url, run_url
+from workflows.errors import WorkflowError
+from workflows.investigation import lookup_resolve
+
+FAILED_WINDOW = timedelta(hours=24)
+MY_APPROVALS_LIMIT = 20
+
+
+def site_context(request: HttpRequest, site: AdminSite, title: str, **extra: Any) -> dict:
+    """The admin's base context for a page of the site itself (not of one model)."""
+    return {**site.each_context(request), "title": title, "is_nav_sidebar_enabled": False,
+            **extra}
+
+
+def home_page(request: HttpRequest, site: AdminSite) -> HttpResponse:
+    """What waits for me, what failed today, what runs now, and how each flow fares."""
+    mine = approvals_pending(ids=approval_ids_decidable_pending(actor=request.user),
+                             limit=MY_APPROVALS_LIMIT)
+    now = timezone.now()
+    failed = home_selectors.runs_failed_recent(since=now - FAILED_WINDOW)
+    for row in failed:
+        row["url"] = run_url(row["id"])
+        row["flow_url"] = flow_url(row["flow"].pk)
+    active = home_selectors.runs_active()
+    for row in active:
+        row["url"] = run_url(row["run"].pk)
+    flows = home_selectors.flows_health()
+    for row in flows:
+        row["url"] = flow_url(row["flow"].pk)
+    context = site_context(
+        request, site, site.site_header,
+        window=home_selectors.SUCCESS_WINDOW,
+        my_approvals=[{"approval": a, "url": run_url(a.run_id),
+                       "instructions": (a.instructions or "").strip().splitlines()[:1]}
+                      for a in mine],
+        failed=failed, active=active, flows=flows,
+    )
+    return TemplateResponse(request, "workflows/home.html", context)
+
+
+def lookup_page(request: HttpRequest, site: AdminSite) -> HttpResponse:
+    """Where the lookup box goes (`lookup_resolve`): straight to the run an exact key names
+    (run id, approval id or URL, callback URL or token, webhook delivery key), else the
+    candidates run search finds for the text."""
+    query = (request.GET.get("q") or "").strip()
+    try:
+        found = lookup_resolve(actor=request.user, text=query)
+    except WorkflowError as exc:
+        if exc.http_status == 403:
+            raise PermissionDenied(str(exc)) from exc
+        found = {"run": None, "kind": "search", "candidates": [], "message": str(exc)}
+    if found["run"] is not None:
+        return HttpResponseRedirect(run_url(found["run"].pk))
+    context = site_context(
+        request, site, "Find a run", lookup_q=query, query=query, kind=found["kind"],
+        message=found.get("message", ""),
+        candidates=[{"run": run, "url": run_url(run.pk)} for run in found["candidates"]],
+    )
+    return TemplateResponse(request, "workflows/lookup.html", context)
