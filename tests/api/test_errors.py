@@ -80,3 +80,10 @@ def test_the_openapi_page_is_served(admin_api, client):
     assert client.get("/api/v1/docs").status_code == 200
     schema = client.get("/api/v1/openapi.json").json()
     assert "/api/v1/flows/{slug}/runs" in schema["paths"]
+
+
+@pytest.mark.parametrize("number", [b"1e400", b"-1e400", b"Infinity", b"NaN"])
+def test_non_finite_numbers_in_a_json_body_are_a_400(admin_api, flow, number):
+    response = admin_api.post("/flows/simple/runs", raw=b'{"input": {"x": ' + number + b"}}")
+    assert response.status == 400 and response.error["code"] == "bad_request"
+    assert "not valid JSON" in response.error["message"]

@@ -116,6 +116,15 @@ def test_bad_webhook_bodies_are_4xx(anon_api, hooked):
     assert not Run.objects.exists()
 
 
+def test_a_non_finite_number_in_a_webhook_body_is_a_400(anon_api, hooked):
+    body = b'{"input": {"repo": "core"}, "size": 1e400}'
+    headers = {"X-Signature": webhook_sign(secret=hooked.webhook_signing_secret(), body=body)}
+    response = anon_api.post("/hooks/hooked", raw=body, headers=headers)
+    assert response.status == 400 and response.error["code"] == "bad_request"
+    assert "too large" in response.error["message"]
+    assert not Run.objects.exists()
+
+
 def test_a_rotated_secret_refuses_the_old_one(anon_api, as_user, hooked):
     old = hooked.webhook_signing_secret()
     new = as_user("builder").post("/flows/hooked/webhook-secret").body["webhook_secret"]

@@ -44,7 +44,7 @@ from workflows.models import Flow
 from workflows.permissions import EDIT_DRAFT, has_permission
 from workflows.services.flows import flow_create, flow_promote, flow_release, flow_update_draft
 from workflows.services.runs import run_start
-from workflows.services.webhooks import webhook_url
+from workflows.services.webhooks import json_loads_strict, webhook_url
 from workflows.states import RUN_TERMINAL, RunStatus
 from workflows.templatetags.wf_render import STATUS_LABELS, ago, duration_label, status_label
 
@@ -344,7 +344,7 @@ def flow_start_view(request: HttpRequest, model_admin: Any, flow_id: Any) -> Htt
     back = flow_url(flow.pk)
     text = request.POST.get("input", "").strip() or "{}"
     try:
-        run_input = json.loads(text)
+        run_input = json_loads_strict(text)
     except ValueError as exc:
         messages.error(request, f"The input is not valid JSON: {exc}")
         return HttpResponseRedirect(back)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import time
 from typing import Any
 
@@ -154,11 +155,25 @@ def _storable(text: str) -> bool:
     return True
 
 
+def json_loads_strict(text: str | bytes) -> Any:
+    """`json.loads` for bodies from outside: NaN, Infinity and numbers too large for a float
+    (`1e400`) are refused with ValueError instead of becoming non-finite floats, which no JSON
+    column can store (PostgreSQL refuses them; the attempt would fail after the fact)."""
+    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is too large for a JSON number")
+    return value
+
+
 def _parse_payload(body: bytes) -> dict[str, Any]:
     if not body.strip():
         return {}
     try:
-        payload = json.loads(body, parse_constant=_refuse_constant)
+        payload = json_loads_strict(body)
     except (ValueError, RecursionError) as exc:
         raise WebhookPayloadInvalid(f"the body is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
