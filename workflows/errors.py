@@ -18,6 +18,7 @@ __all__ = [
     "InputInvalid",
     "NotFound",
     "NotPermitted",
+    "OutputNotStorable",
     "TransitionNotAllowed",
     "WorkflowError",
 ]
@@ -117,3 +118,15 @@ class NotFound(WorkflowError):
     code = "not_found"
     http_status = 404
     default_message = "not found"
+
+
+class OutputNotStorable(WorkflowError):
+    """A step's outcome holds a value the database cannot store (a non-finite number such as a
+    remote `1e400`, a NUL character on PostgreSQL). The executor ends the attempt as failed with
+    this error, never retried (the same request would give the same value), instead of letting
+    the write crash the worker and the sweeper re-run the step as a lost worker."""
+
+    code = "output_not_storable"
+    http_status = 422
+    error_type = "OutputNotStorable"
+    retryable = False

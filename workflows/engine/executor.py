@@ -11,6 +11,7 @@ through the broker (WF_CONTINUE_INLINE); the other ready steps are enqueued.
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import os
 import socket
@@ -24,7 +25,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DataError, transaction
 from django.utils import timezone
 
 from connections.errors import SecretDecryptionError
@@ -37,6 +38,7 @@ from ops.logs import log_context_update
 from resources.services import resource_create, resource_create_stored, resource_store_stream
 from workflows.engine import progress
 from workflows.engine.transitions import events_batched, run_transition, step_transition
+from workflows.errors import OutputNotStorable
 from workflows.models import ActorKind, Attempt, LogChunk, Run, StepRun
 from workflows.references import ReferenceUnresolved, resolve
 from workflows.states import RUN_TERMINAL, AttemptStatus, EventKind, RunStatus, StepStatus
@@ -379,7 +381,30 @@ class LogWriter:
 def finish(claimed: Claimed, result: Result) -> Claimed | int | None:
     """Record the attempt's outcome and move the run on, in one transaction. Returns what this
     worker goes on with: the next step, already claimed in the same transaction, or the id of a
-    step to claim after a retry delay, or None."""
+    step to claim after a retry delay, or None.
+
+    An outcome the database refuses (DataError, or ValueError from JSON encoding: a non-finite
+    number, NUL on PostgreSQL) rolls that transaction back; the attempt is then recorded, in a
+    fresh transaction, as failed with OutputNotStorable (not retried) and the run moves on.
+    Letting the error escape would leave the step running until the sweeper re-ran it as a lost
+    worker: the same side effect again, up to MAX_WORKER_LOSSES times."""
+    attempt_pk = claimed.attempt.pk
+    try:
+        return _finish(claimed, result)
+    except (DataError, ValueError) as exc:
+        if isinstance(result.error, OutputNotStorable):
+            raise
+        logger.warning("step %s attempt %s: outcome not storable: %s", claimed.step.pk,
+                       claimed.attempt.number, exc)
+        claimed.attempt.pk = attempt_pk  # an INSERT rolled back with the transaction
+        claimed.attempt._state.adding = attempt_pk is None
+        refused = OutputNotStorable(
+            f"the step's outcome could not be stored ({type(exc).__name__}: "
+            f"{str(exc)[:300]}); the step is not retried")
+        return _finish(claimed, Result(error=refused))
+
+
+def _finish(claimed: Claimed, result: Result) -> Claimed | int | None:
     number = claimed.attempt.number
     with transaction.atomic(), events_batched():
         run = progress.lock_run(claimed.run.pk)
@@ -435,6 +460,9 @@ def _record_outcome(run: Run, steps: dict[str, StepRun], step: StepRun, claimed:
     actor = worker_id()
     if outcome.kind == "completed":
         output = redact(outcome.output)
+        # PostgreSQL refuses NaN/Infinity in jsonb; SQLite would keep them as non-standard
+        # JSON. Refuse them on both (ValueError, handled by `finish`).
+        json.dumps(output, allow_nan=False, default=str)
         step_transition(step, StepStatus.COMPLETED, actor_kind=ActorKind.WORKER, actor=actor,
                         fields={"output": output, "error": None}, expected_attempt=number,
                         data={"attempt": number})
