@@ -119,3 +119,18 @@ def test_res_references_in_an_output_link_to_the_resource(admin_client):
     assert response.status_code == 200
     assert b"".join(response.streaming_content) == b"a,b\n1,2\n"
     assert response["Content-Disposition"].startswith("attachment")
+
+
+def test_an_output_nested_900_deep_is_kept_and_rendered_with_a_depth_cap(admin_client,
+                                                                          completed_run):
+    deep: object = "bottom"
+    for n in range(900):
+        deep = {"n": deep} if n % 2 else [deep]
+    step = completed_run.step_runs.get(key="first")
+    StepRun.objects.filter(pk=step.pk).update(output=deep)
+    step.attempts.update(output=deep)
+    response = admin_client.get(panel_url(completed_run, "first"), HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "nested deeper than 40 levels; the API has the whole value" in page
+    assert StepRun.objects.get(pk=step.pk).output == deep  # kept whole

@@ -49,6 +49,14 @@ def test_an_invalid_definition_is_a_422_listing_every_problem(as_user):
     assert not Flow.objects.exists()
 
 
+def test_a_deeply_nested_definition_is_a_422_not_a_500(as_user):
+    nested = "slug: deep\nname: Deep\nsteps: " + "[" * 800 + "]" * 800
+    response = as_user("builder").post("/flows", {"definition": nested})
+    assert response.status == 422 and response.error["code"] == "definition_invalid"
+    assert "nests deeper than 64 levels" in response.error["message"]
+    assert not Flow.objects.exists()
+
+
 def test_a_duplicate_slug_is_a_422_on_the_slug(as_user, flow):
     response = as_user("builder").post("/flows", {"definition": simple_definition("simple")})
     assert response.status == 422

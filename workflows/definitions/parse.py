@@ -41,6 +41,7 @@ def parse_definition(source: str | bytes | dict[str, Any]) -> dict[str, Any]:
         if not isinstance(source, str):
             raise DefinitionInvalid([problem(DOCUMENT, "expected YAML or JSON text")])
         try:
+            _check_yaml_depth(source)
             data = yaml.safe_load(source)
         except yaml.YAMLError as exc:
             raise DefinitionInvalid([problem(DOCUMENT, _yaml_error_message(exc))]) from exc
@@ -56,6 +57,30 @@ def parse_definition(source: str | bytes | dict[str, Any]) -> dict[str, Any]:
             ]
         )
     return _copy_tree(data)
+
+
+_OPENING = (yaml.FlowSequenceStartToken, yaml.FlowMappingStartToken,
+            yaml.BlockSequenceStartToken, yaml.BlockMappingStartToken)
+_CLOSING = (yaml.FlowSequenceEndToken, yaml.FlowMappingEndToken, yaml.BlockEndToken)
+# libyaml's scanner when present: ten times faster than the pure-Python one.
+_SCAN_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _check_yaml_depth(source: str) -> None:
+    """Refuse text nesting deeper than MAX_DOCUMENT_DEPTH before composing it: PyYAML's composer
+    recurses once per level, so 1.6 KB of `[[[[…` would be a RecursionError. The scanner is not
+    recursive. (Indentless sequences open no token, so this never counts more than the tree
+    depth that `_copy_tree` checks exactly afterwards.)"""
+    depth = 0
+    for token in yaml.scan(source, Loader=_SCAN_LOADER):
+        if isinstance(token, _OPENING):
+            depth += 1
+            if depth > MAX_DOCUMENT_DEPTH + 1:
+                raise DefinitionInvalid(
+                    [problem(DOCUMENT, f"the document nests deeper than {MAX_DOCUMENT_DEPTH} levels")]
+                )
+        elif isinstance(token, _CLOSING):
+            depth -= 1
 
 
 def _yaml_error_message(exc: yaml.YAMLError) -> str:
