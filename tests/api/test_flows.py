@@ -160,8 +160,13 @@ def test_promoting_a_missing_release_is_a_404(as_user, flow):
 
 def test_the_webhook_secret_is_shown_only_when_rotated(as_user, flow):
     old = flow.webhook_signing_secret()
-    assert as_user("operator").post("/flows/simple/webhook-secret").status == 403
-    response = as_user("builder").post("/flows/simple/webhook-secret")
+    # A builder may not start runs, so may not hold a secret that starts them either.
+    refused = as_user("builder").post("/flows/simple/webhook-secret")
+    assert refused.status == 403 and refused.error["code"] == "forbidden"
+    assert as_user("support").post("/flows/simple/webhook-secret").status == 403
+    flow.refresh_from_db()
+    assert flow.webhook_signing_secret() == old
+    response = as_user("operator").post("/flows/simple/webhook-secret")
     assert response.status == 200
     secret = response.body["webhook_secret"]
     assert secret != old and len(secret) >= 32

@@ -127,7 +127,7 @@ def test_a_non_finite_number_in_a_webhook_body_is_a_400(anon_api, hooked):
 
 def test_a_rotated_secret_refuses_the_old_one(anon_api, as_user, hooked):
     old = hooked.webhook_signing_secret()
-    new = as_user("builder").post("/flows/hooked/webhook-secret").body["webhook_secret"]
+    new = as_user("operator").post("/flows/hooked/webhook-secret").body["webhook_secret"]
     assert deliver(anon_api, hooked, {}, secret=old).status == 401
     assert deliver(anon_api, hooked, {}, secret=new).status == 202
 

@@ -26,7 +26,7 @@ from connections.crypto import encrypt_text, rotate_token
 from connections.errors import SecretDecryptionError
 from workflows.errors import InputInvalid, NotFound, WorkflowError
 from workflows.models import Flow, Run, TriggerKind, new_webhook_secret
-from workflows.permissions import RELEASE_FLOW, require_permission
+from workflows.permissions import OPERATE_RUN, require_permission
 from workflows.services.runs import run_start
 
 WEBHOOK_TOLERANCE_SECONDS = 300
@@ -223,8 +223,9 @@ def webhook_receive(*, flow: Flow, body: bytes, signature: str | None,
 
 def webhook_secret_rotate(*, flow: Flow, actor=None) -> str:
     """Give the flow a new webhook secret and return it (the only time it is shown).
-    Deliveries signed with the old secret are refused from now on."""
-    require_permission(actor, RELEASE_FLOW)
+    Deliveries signed with the old secret are refused from now on. Needs the operator role:
+    whoever holds the secret can start runs by signing deliveries."""
+    require_permission(actor, OPERATE_RUN)
     secret = new_webhook_secret()
     stored = encrypt_text(secret)
     with transaction.atomic():
