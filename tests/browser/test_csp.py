@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.browser.conftest import admin_login, make_staff
-from tests.workflows.conftest import make_flow, simple_definition
+from tests.factories import make_flow, simple_definition
 from workflows.services.runs import run_start
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ops.logs import JsonFormatter, RunContextFilter
-from tests.workflows.conftest import make_flow, simple_definition
+from tests.factories import make_flow, simple_definition
 from workflows import tasks
 from workflows.models import StepRun
 from workflows.services.runs import run_start
@@ -112,7 +112,7 @@ def test_log_format_setting_shapes_the_console(tmp_path, fmt):
 
 @pytest.mark.django_db
 def test_the_engine_called_outside_a_task_leaves_no_context_behind(json_lines):
-    from tests.workflows.conftest import drain
+    from tests.factories import drain
 
     flow = make_flow(simple_definition("untasked"))
     run_start(flow=flow, input={})

@@ -11,7 +11,7 @@ import pytest
 from connections.services import connection_create
 from resources.models import Resource
 from resources.services import resource_create
-from tests.workflows.conftest import drain, make_flow, steps_of
+from tests.factories import drain, make_flow, steps_of
 from tests.workflows.test_ssh_step import logs_of, run_ssh, ssh_connection, ssh_definition
 from workflows.definitions import validate_definition
 from workflows.errors import DefinitionInvalid
