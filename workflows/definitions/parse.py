@@ -7,10 +7,12 @@ cannot carry (YAML dates, non-text keys, NaN, NUL characters); validation starts
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
 import yaml
+from django.conf import settings
 
 from workflows.definitions.base import (
     DOCUMENT,
@@ -40,6 +42,7 @@ def parse_definition(source: str | bytes | dict[str, Any]) -> dict[str, Any]:
                 raise DefinitionInvalid([problem(DOCUMENT, f"not UTF-8 text: {exc}")]) from exc
         if not isinstance(source, str):
             raise DefinitionInvalid([problem(DOCUMENT, "expected YAML or JSON text")])
+        _check_size(len(source.encode("utf-8", "surrogatepass")))
         try:
             _check_yaml_depth(source)
             data = yaml.safe_load(source)
@@ -56,7 +59,20 @@ def parse_definition(source: str | bytes | dict[str, Any]) -> dict[str, Any]:
                 )
             ]
         )
-    return _copy_tree(data)
+    copied = _copy_tree(data)
+    if isinstance(source, dict):
+        _check_size(len(json.dumps(copied, separators=(",", ":"), default=str,
+                                   ensure_ascii=False).encode("utf-8", "surrogatepass")))
+    return copied
+
+
+def _check_size(size: int) -> None:
+    """WF_MAX_DEFINITION_BYTES bounds a definition's text (or a parsed one's compact JSON)."""
+    limit = settings.WF_MAX_DEFINITION_BYTES
+    if size > limit:
+        raise DefinitionInvalid([problem(
+            DOCUMENT, f"the definition is {size:,} bytes; WF_MAX_DEFINITION_BYTES allows at most "
+                      f"{limit:,}")])
 
 
 _OPENING = (yaml.FlowSequenceStartToken, yaml.FlowMappingStartToken,
