@@ -9,6 +9,7 @@ from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 
+from workflows import engine
 from workflows.definitions import definition_diff
 from workflows.models import (
     Attempt,
@@ -20,7 +21,7 @@ from workflows.models import (
     ScheduleState,
     StepRun,
 )
-from workflows.states import RunStatus
+from workflows.states import STEP_TERMINAL, RunStatus
 
 MATRIX_MAX_RUNS = 200
 
@@ -269,3 +270,12 @@ def step_attempts(*, step_run: StepRun) -> list[Attempt]:
 def step_attempt_numbers(*, step_run: StepRun) -> dict[int, int]:
     """Attempt number by attempt id, to mark where each attempt's logs begin."""
     return dict(Attempt.objects.filter(step_run=step_run).values_list("id", "number"))
+
+
+def step_callback_url(*, step_run: StepRun) -> str | None:
+    """The callback URL of a wait step that can still be resumed (None otherwise). Whoever
+    holds it can complete the wait: edges show it to operators only."""
+    if step_run.type != "wait" or not step_run.callback_nonce \
+            or step_run.callback_received_at is not None or step_run.status in STEP_TERMINAL:
+        return None
+    return engine.callback_url(step_run.callback_nonce)

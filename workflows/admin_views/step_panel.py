@@ -24,6 +24,7 @@ from workflows import selectors
 from workflows.admin_views.approvals import approval_card
 from workflows.admin_views.edge import get_run, poll_response, positive_int, run_url
 from workflows.models import StepRun
+from workflows.permissions import OPERATE_RUN, has_permission
 from workflows.states import RUN_TERMINAL, STEP_TERMINAL
 from workflows.templatetags.wf_render import duration_label, json_html, status_label
 
@@ -89,6 +90,9 @@ def step_state_context(request: HttpRequest, step: StepRun) -> dict[str, Any]:
         "pending": pending, "terminal": step.status in STEP_TERMINAL,
         "run_terminal": run.status in RUN_TERMINAL, "token": _state_token(step),
         "run_url": run_url(run.pk), "reused_from": step.reused_from_id,
+        # Whoever holds the URL can complete the wait: operators only (support only reads).
+        "callback_url": selectors.step_callback_url(step_run=step)
+        if has_permission(request.user, OPERATE_RUN) else None,
     }
 
 
