@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from connections.scope import is_absolute, join_url, url_scope_problem
+from workflows.steps import http_policy
 from workflows.steps.base import (
     Problem,
     StepContext,
@@ -122,7 +123,8 @@ class HttpStep(StepType):
             body = request["body"]
             kwargs["content"] = body if isinstance(body, str) else json.dumps(body)
         try:
-            with httpx.Client(auth=auth, timeout=timeout) as client:
+            with httpx.Client(auth=auth, timeout=timeout,
+                              event_hooks=http_policy.EVENT_HOOKS) as client:
                 response = client.request(method, url, **kwargs)
         except httpx.HTTPError as exc:
             raise StepFailed(f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__) from exc
@@ -151,7 +153,8 @@ def probe(*, config: dict[str, Any], secret: dict[str, Any]) -> tuple[bool, str]
         raise StepFailed("the connection has no base_url to test", error_type="ConnectionInvalid",
                          retryable=False)
     try:
-        with httpx.Client(auth=prepared["auth"], timeout=PROBE_TIMEOUT_SECONDS) as client:
+        with httpx.Client(auth=prepared["auth"], timeout=PROBE_TIMEOUT_SECONDS,
+                          event_hooks=http_policy.EVENT_HOOKS) as client:
             response = client.get(base_url, headers=prepared["headers"])
     except httpx.HTTPError as exc:
         raise StepFailed(f"GET {base_url}: {type(exc).__name__}: {exc}",
