@@ -24,6 +24,7 @@ from workflows.models import (
 from workflows.states import STEP_TERMINAL, RunStatus
 
 MATRIX_MAX_RUNS = 200
+MATRIX_MIN_RUNS = 5
 
 
 def _ms(start, end) -> int | None:
@@ -33,11 +34,14 @@ def _ms(start, end) -> int | None:
 
 
 def run_matrix(*, flow: Flow, limit: int = 50, before: int | None = None,
-               status: str | None = None) -> dict[str, Any]:
+               status: str | None = None, cell_budget: int | None = None) -> dict[str, Any]:
     """Steps down, runs across (newest first): a constant three queries whatever the history.
 
     Step rows are the union of the steps of the versions shown, in the order of the newest
     version, then steps only older versions had; a step a run's version lacks has no cell.
+    `cell_budget` (the admin's page) lowers `limit` so that steps x runs stays near it (at
+    least MATRIX_MIN_RUNS runs): a 500-step flow shows fewer runs per page, not 25,000 cells.
+    The runs actually shown per page are returned as `limit`.
     """
     limit = max(1, min(int(limit), MATRIX_MAX_RUNS))
     runs_qs = Run.objects.filter(flow=flow)
@@ -68,6 +72,10 @@ def run_matrix(*, flow: Flow, limit: int = 50, before: int | None = None,
             if step["key"] not in seen:
                 seen.add(step["key"])
                 steps.append({"key": step["key"], "type": step["type"]})
+    if cell_budget and steps and limit * len(steps) > cell_budget:
+        limit = max(MATRIX_MIN_RUNS, cell_budget // len(steps))
+        has_more = has_more or len(runs) > limit
+        runs = runs[:limit]
     cells: dict[int, dict[str, Any]] = {r["id"]: {} for r in runs}
     for s in StepRun.objects.filter(run_id__in=list(cells)).order_by().values(
         "id", "run_id", "key", "status", "attempt_count", "started_at", "finished_at",
@@ -95,6 +103,7 @@ def run_matrix(*, flow: Flow, limit: int = 50, before: int | None = None,
             for r in runs
         ],
         "next_before": runs[-1]["id"] if has_more and runs else None,
+        "limit": limit,
     }
 
 
