@@ -207,6 +207,15 @@ WF_CONTINUE_INLINE = env_bool("WF_CONTINUE_INLINE", True)
 WF_SWEEP_INTERVAL_MINUTES = env_int("WF_SWEEP_INTERVAL_MINUTES", 1)
 # The largest file an ssh step's `download` brings back as a resource (default 2 GiB).
 WF_SFTP_MAX_BYTES = env_int("WF_SFTP_MAX_BYTES", 2 * 1024**3)
+# Bounds of a flow definition: more steps, or a larger document (YAML/JSON text, or the JSON of
+# a parsed definition), is a 422 naming the limit.
+WF_MAX_STEPS = env_int("WF_MAX_STEPS", 500)
+WF_MAX_DEFINITION_BYTES = env_int("WF_MAX_DEFINITION_BYTES", 512 * 1024)
+# Outbound http steps (workflows/steps/http_policy.py): link-local and cloud metadata
+# addresses are refused by default; WF_HTTP_DENY refuses more, WF_HTTP_ALLOW lets some through
+# (comma-separated CIDRs and host names; see docs/operations.md).
+WF_HTTP_ALLOW = [v.strip() for v in os.environ.get("WF_HTTP_ALLOW", "").split(",") if v.strip()]
+WF_HTTP_DENY = [v.strip() for v in os.environ.get("WF_HTTP_DENY", "").split(",") if v.strip()]
 
 # --- Payloads, logs and retention (docs/architecture.md "Payloads") --------------------------
 # A step output, attempt input/output/error, callback body or webhook payload whose compact JSON

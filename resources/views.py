@@ -27,6 +27,18 @@ from resources.services import (
 from workflows.errors import NotFound
 
 CHUNK_BYTES = 64 * 1024
+# type/subtype with optional parameters, nothing else: a content type that does not match (it
+# held CR/LF or other junk) is served as bytes, never as something a browser might render.
+_CONTENT_TYPE = re.compile(
+    r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+"
+    r"(\s*;\s*[A-Za-z0-9!#$&^_.+-]+=(\"[^\"\x00-\x1f]*\"|[A-Za-z0-9!#$&^_.+-]+))*$")
+
+
+def served_content_type(content_type: str | None) -> str:
+    """The Content-Type a download is served with: the stored one when it is a well-formed
+    media type, else application/octet-stream."""
+    text = (content_type or "").strip()
+    return text if _CONTENT_TYPE.fullmatch(text) else "application/octet-stream"
 _RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
 
 
@@ -109,7 +121,7 @@ def resource_response(request: HttpRequest, resource: Resource, *,
         length = resource.size
         response = StreamingHttpResponse(_stream(handle, length))
     response["Content-Length"] = str(length)
-    response["Content-Type"] = header_safe(resource.content_type) or "application/octet-stream"
+    response["Content-Type"] = served_content_type(resource.content_type)
     response["Content-Disposition"] = content_disposition_header(
         as_attachment, header_safe(resource.name) or str(resource.pk))
     response["Accept-Ranges"] = "bytes"

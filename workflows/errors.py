@@ -122,10 +122,13 @@ class NotFound(WorkflowError):
 
 class OutputNotStorable(WorkflowError):
     """A value could be neither written inline nor kept as a resource (not JSON at all, nested
-    too deeply, circular, the storage refused it, or the database refused the write). The
-    engine ends the attempt as failed with this error (never retried: the same data would come
-    back) rather than leaving the step running. Raised by `resources.payloads` and by the
-    executor's last-resort guard."""
+    too deeply, circular, the storage refused it, or the database refused the write: a
+    non-finite number such as a remote `1e400`, a NUL character on PostgreSQL). The engine ends
+    the attempt as failed with this error (never retried: the same request would give the same
+    value) rather than leaving the step running for the sweeper to re-run as a lost worker.
+    Raised by `resources.payloads` and by the executor's last-resort guard."""
 
     code = "output_not_storable"
     http_status = 422
+    error_type = "OutputNotStorable"
+    retryable = False

@@ -383,6 +383,21 @@ class ScheduleState(models.Model):
         return f"{self.flow_id} schedule {self.trigger_index} ({self.cron})"
 
 
+class WebhookSignatureSeen(models.Model):
+    """A signed webhook delivery already accepted, kept until its signature's tolerance window
+    ends (`expires_at`), so a captured delivery replayed inside the window is refused
+    (services.webhooks). `digest` is SHA-256 of flow id, signature timestamp and body: the
+    identity of one signed delivery. Rows past `expires_at` are deleted as deliveries arrive."""
+
+    digest = models.CharField(max_length=64, unique=True)
+    flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="+")
+    idempotency_key = models.CharField(max_length=200, blank=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.flow_id} {self.digest[:12]}…"
+
+
 class ApiToken(models.Model):
     """A Bearer token for the HTTP API. Only the SHA-256 of the token is stored."""
 

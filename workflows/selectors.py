@@ -11,6 +11,7 @@ from django.db.models import Count, Q, QuerySet
 
 from resources.logs import log_resource_id
 from resources.models import Resource
+from workflows import engine
 from workflows.definitions import definition_diff
 from workflows.models import (
     Attempt,
@@ -23,9 +24,10 @@ from workflows.models import (
     ScheduleState,
     StepRun,
 )
-from workflows.states import RUN_TERMINAL, FlowHistoryKind, RunStatus
+from workflows.states import RUN_TERMINAL, STEP_TERMINAL, FlowHistoryKind, RunStatus
 
 MATRIX_MAX_RUNS = 200
+MATRIX_MIN_RUNS = 5
 
 
 def _ms(start, end) -> int | None:
@@ -35,11 +37,14 @@ def _ms(start, end) -> int | None:
 
 
 def run_matrix(*, flow: Flow, limit: int = 50, before: int | None = None,
-               status: str | None = None) -> dict[str, Any]:
+               status: str | None = None, cell_budget: int | None = None) -> dict[str, Any]:
     """Steps down, runs across (newest first): a constant three queries whatever the history.
 
     Step rows are the union of the steps of the versions shown, in the order of the newest
     version, then steps only older versions had; a step a run's version lacks has no cell.
+    `cell_budget` (the admin's page) lowers `limit` so that steps x runs stays near it (at
+    least MATRIX_MIN_RUNS runs): a 500-step flow shows fewer runs per page, not 25,000 cells.
+    The runs actually shown per page are returned as `limit`.
     """
     limit = max(1, min(int(limit), MATRIX_MAX_RUNS))
     runs_qs = Run.objects.filter(flow=flow)
@@ -70,6 +75,10 @@ def run_matrix(*, flow: Flow, limit: int = 50, before: int | None = None,
             if step["key"] not in seen:
                 seen.add(step["key"])
                 steps.append({"key": step["key"], "type": step["type"]})
+    if cell_budget and steps and limit * len(steps) > cell_budget:
+        limit = max(MATRIX_MIN_RUNS, cell_budget // len(steps))
+        has_more = has_more or len(runs) > limit
+        runs = runs[:limit]
     cells: dict[int, dict[str, Any]] = {r["id"]: {} for r in runs}
     for s in StepRun.objects.filter(run_id__in=list(cells)).order_by().values(
         "id", "run_id", "key", "status", "attempt_count", "started_at", "finished_at",
@@ -97,6 +106,7 @@ def run_matrix(*, flow: Flow, limit: int = 50, before: int | None = None,
             for r in runs
         ],
         "next_before": runs[-1]["id"] if has_more and runs else None,
+        "limit": limit,
     }
 
 
@@ -358,3 +368,12 @@ def step_log_latest(*, step_run: StepRun) -> Resource | None:
     """The whole log of the step run's latest attempt that has one."""
     logs = step_log_resources(step_run=step_run)
     return logs[max(logs)] if logs else None
+
+
+def step_callback_url(*, step_run: StepRun) -> str | None:
+    """The callback URL of a wait step that can still be resumed (None otherwise). Whoever
+    holds it can complete the wait: edges show it to operators only."""
+    if step_run.type != "wait" or not step_run.callback_nonce \
+            or step_run.callback_received_at is not None or step_run.status in STEP_TERMINAL:
+        return None
+    return engine.callback_url(step_run.callback_nonce)

@@ -87,6 +87,24 @@ def test_runs_page_with_before_and_filter_by_status(admin_client, monkeypatch):
     assert cells(filtered) == set() and "No runs match" in filtered
 
 
+def test_a_flow_with_many_steps_shows_fewer_runs_per_page(admin_client, monkeypatch):
+    """The matrix keeps to MATRIX_CELL_BUDGET cells (at least 5 runs): a 500-step flow's page
+    is not 25,000 cells. 12 steps with a budget of 60 shows 5 runs a page, and pages on."""
+    monkeypatch.setattr(flow_page, "MATRIX_CELL_BUDGET", 60)
+    keys = tuple(f"s{n}" for n in range(12))
+    flow = make_flow(echo_definition("wide", keys=keys))
+    runs = [start(flow) for _ in range(7)]
+    ids = [r.pk for r in reversed(runs)]
+    first = admin_client.get(flow_url(flow)).content.decode()
+    assert {c[0] for c in cells(first)} == set(ids[:5])
+    assert len(cells(first)) == 5 * 12
+    older = re.search(r'href="([^"]+)" rel="next"', first).group(1).replace("&amp;", "&")
+    second = admin_client.get(older).content.decode()
+    assert {c[0] for c in cells(second)} == set(ids[5:])
+    newer = re.search(r'href="([^"]+)" rel="prev"', second).group(1).replace("&amp;", "&")
+    assert {c[0] for c in cells(admin_client.get(newer).content.decode())} == set(ids[:5])
+
+
 def test_the_status_filter_shows_only_those_runs(admin_client):
     flow = make_flow(retry_definition())
     failed = start(flow)

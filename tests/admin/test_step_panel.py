@@ -213,3 +213,18 @@ def test_a_wait_step_shows_its_callback_issued_expiry_and_sender(admin_client, d
     assert '<dd data-wait="received"><time ' in wait
     assert "<code>203.0.113.9</code>" in wait and "<code>agent-runner/2.1</code>" in wait
     assert callback_token(step.callback_nonce) not in wait  # never the token
+
+
+def test_an_output_nested_900_deep_is_kept_and_rendered_with_a_depth_cap(admin_client,
+                                                                          completed_run):
+    deep: object = "bottom"
+    for n in range(900):
+        deep = {"n": deep} if n % 2 else [deep]
+    step = completed_run.step_runs.get(key="first")
+    StepRun.objects.filter(pk=step.pk).update(output=deep)
+    step.attempts.update(output=deep)
+    response = admin_client.get(panel_url(completed_run, "first"), HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "nested deeper than 40 levels; the API has the whole value" in page
+    assert StepRun.objects.get(pk=step.pk).output == deep  # kept whole

@@ -78,6 +78,14 @@ def test_callback_bodies_must_be_json_objects_within_the_inbound_cap(anon_api, w
     assert anon_api.post(path, {"ok": True}).status == 202
 
 
+def test_a_non_finite_number_in_a_callback_body_is_a_400_and_keeps_the_token(anon_api, waiting):
+    _, path = waiting
+    for body in (b'{"x": 1e400}', b'{"x": -Infinity}'):
+        response = anon_api.post(path, raw=body)
+        assert response.status == 400 and response.error["code"] == "bad_request"
+    assert anon_api.post(path, {"ok": True}).status == 202
+
+
 def test_an_empty_callback_body_counts_as_an_empty_object(anon_api, waiting):
     run_id, path = waiting
     assert anon_api.post(path, raw=b"", content_type="application/json").status == 202

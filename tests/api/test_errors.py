@@ -62,6 +62,23 @@ def test_an_unknown_endpoint_is_a_json_404(admin_api):
     assert_error_shape(response.body)
 
 
+@pytest.mark.parametrize("method", ["get", "post", "put", "patch", "delete", "options"])
+def test_an_unknown_endpoint_is_a_json_404_for_every_method(method):
+    """Unsafe methods too: no HTML 403 "CSRF cookie not set" from a session-less client."""
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    if method == "get":
+        response = client.get("/api/v1/no/such/thing")
+    else:
+        response = getattr(client, method)("/api/v1/no/such/thing", data=b"{}",
+                                           content_type="application/json")
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert_error_shape(response.json())
+    assert response.json()["error"]["code"] == "not_found"
+
+
 def test_a_wrong_method_is_a_json_405(admin_api, flow):
     response = admin_api.request("delete", "/flows/simple")
     assert response.status == 405
@@ -80,3 +97,10 @@ def test_the_openapi_page_is_served(admin_api, client):
     assert client.get("/api/v1/docs").status_code == 200
     schema = client.get("/api/v1/openapi.json").json()
     assert "/api/v1/flows/{slug}/runs" in schema["paths"]
+
+
+@pytest.mark.parametrize("number", [b"1e400", b"-1e400", b"Infinity", b"NaN"])
+def test_non_finite_numbers_in_a_json_body_are_a_400(admin_api, flow, number):
+    response = admin_api.post("/flows/simple/runs", raw=b'{"input": {"x": ' + number + b"}}")
+    assert response.status == 400 and response.error["code"] == "bad_request"
+    assert "not valid JSON" in response.error["message"]

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from tests.api.conftest import approval_definition
@@ -46,6 +48,48 @@ def test_an_invalid_definition_is_a_422_listing_every_problem(as_user):
     assert response.error["code"] == "definition_invalid"
     paths = {d["path"] for d in response.error["details"]}
     assert {"slug", "steps[0].action", "steps[1].key", "steps[1].type"} <= paths
+    assert not Flow.objects.exists()
+
+
+def test_a_deeply_nested_definition_is_a_422_not_a_500(as_user):
+    nested = "slug: deep\nname: Deep\nsteps: " + "[" * 800 + "]" * 800
+    response = as_user("builder").post("/flows", {"definition": nested})
+    assert response.status == 422 and response.error["code"] == "definition_invalid"
+    assert "nests deeper than 64 levels" in response.error["message"]
+    assert not Flow.objects.exists()
+
+
+def _many_steps(count: int) -> dict:
+    return simple_definition("many", steps=[
+        {"key": f"s{n}", "type": "python", "action": "core.echo", "args": {"n": n}}
+        for n in range(count)])
+
+
+def test_more_steps_than_wf_max_steps_is_a_422_naming_the_limit(as_user, settings):
+    settings.WF_MAX_STEPS = 20
+    response = as_user("builder").post("/flows", {"definition": _many_steps(21)})
+    assert response.status == 422 and response.error["code"] == "definition_invalid"
+    assert response.error["details"] == [
+        {"path": "steps", "message": "21 steps; WF_MAX_STEPS allows at most 20"}]
+    assert not Flow.objects.exists()
+    assert as_user("builder").post("/flows", {"definition": _many_steps(20)}).status == 201
+
+
+def test_the_default_limits_take_500_steps(as_user, settings):
+    assert settings.WF_MAX_STEPS == 500 and settings.WF_MAX_DEFINITION_BYTES == 512 * 1024
+    assert as_user("builder").post("/flows", {"definition": _many_steps(500)}).status == 201
+    refused = as_user("builder").put("/flows/many/draft", {"definition": _many_steps(501)})
+    assert refused.status == 422 and "WF_MAX_STEPS" in refused.error["message"]
+
+
+def test_a_definition_over_wf_max_definition_bytes_is_a_422_naming_the_limit(as_user, settings):
+    settings.WF_MAX_DEFINITION_BYTES = 2000
+    big = simple_definition("big", description="x" * 3000)
+    for definition in (big, json.dumps(big)):  # a parsed definition or its text
+        response = as_user("builder").post("/flows", {"definition": definition})
+        assert response.status == 422 and response.error["code"] == "definition_invalid"
+        assert "WF_MAX_DEFINITION_BYTES allows at most 2,000" in response.error["message"]
+        assert response.error["details"][0]["path"] == "(document)"
     assert not Flow.objects.exists()
 
 
@@ -152,8 +196,13 @@ def test_promoting_a_missing_release_is_a_404(as_user, flow):
 
 def test_the_webhook_secret_is_shown_only_when_rotated(as_user, flow):
     old = flow.webhook_signing_secret()
-    assert as_user("operator").post("/flows/simple/webhook-secret").status == 403
-    response = as_user("builder").post("/flows/simple/webhook-secret")
+    # A builder may not start runs, so may not hold a secret that starts them either.
+    refused = as_user("builder").post("/flows/simple/webhook-secret")
+    assert refused.status == 403 and refused.error["code"] == "forbidden"
+    assert as_user("support").post("/flows/simple/webhook-secret").status == 403
+    flow.refresh_from_db()
+    assert flow.webhook_signing_secret() == old
+    response = as_user("operator").post("/flows/simple/webhook-secret")
     assert response.status == 200
     secret = response.body["webhook_secret"]
     assert secret != old and len(secret) >= 32

@@ -71,3 +71,20 @@ def test_a_forged_link_is_refused(report, client):
     other = resource_create(content=b"x")
     swapped = url.replace(str(report.pk), str(other.pk))
     assert download(client, swapped).status_code == 403
+
+
+@pytest.mark.parametrize(("name", "content_type", "disposition", "served_type"), [
+    ("evil\r\nSet-Cookie: a=b.txt", "text/plain", "evil  Set-Cookie: a=b.txt", "text/plain"),
+    ("report.txt", "text/html\r\nX-Injected: 1", "report.txt", "application/octet-stream"),
+    ("\r\n", "text/plain; charset=utf-8", None, "text/plain; charset=utf-8"),
+])
+def test_a_name_or_content_type_with_cr_lf_downloads_with_safe_headers(
+        db, client, name, content_type, disposition, served_type):
+    resource = resource_create(content=b"data", name=name, content_type=content_type)
+    fetched = download(client, resource_signed_url(resource=resource))
+    assert fetched.status_code == 200
+    assert b"".join(fetched.streaming_content) == b"data"
+    assert fetched["Content-Type"] == served_type
+    assert "X-Injected" not in fetched and "Set-Cookie" not in fetched
+    assert "\n" not in fetched["Content-Disposition"]
+    assert (disposition or str(resource.pk)) in fetched["Content-Disposition"]

@@ -1,13 +1,15 @@
 import json
 import time
+from datetime import UTC, datetime
 
 import pytest
 
 from resources.models import Resource
 from resources.payloads import is_descriptor, value_load
 from tests.factories import drain, make_flow, simple_definition
-from workflows.models import Run
+from workflows.models import Run, WebhookSignatureSeen
 from workflows.services.webhooks import (
+    WEBHOOK_TOLERANCE_SECONDS,
     WebhookSignatureInvalid,
     webhook_sign,
     webhook_verify,
@@ -95,6 +97,54 @@ def test_a_replayed_idempotency_key_returns_the_same_run(anon_api, hooked):
     assert Run.objects.get().idempotency_key == "webhook:delivery-1"
 
 
+def _signed(flow, payload, timestamp=None):
+    body = json.dumps(payload).encode()
+    return body, webhook_sign(secret=flow.webhook_signing_secret(), body=body,
+                              timestamp=timestamp)
+
+
+def test_a_replayed_signature_without_idempotency_key_is_a_409(anon_api, hooked):
+    body, signature = _signed(hooked, {"n": 1})
+    first = anon_api.post("/hooks/hooked", raw=body, headers={"X-Signature": signature})
+    assert first.status == 202
+    replay = anon_api.post("/hooks/hooked", raw=body, headers={"X-Signature": signature})
+    assert replay.status == 409 and replay.error["code"] == "signature_replayed"
+    # An attacker cannot get around it by adding an (unsigned) Idempotency-Key either.
+    keyed = anon_api.post("/hooks/hooked", raw=body,
+                          headers={"X-Signature": signature, "Idempotency-Key": "fresh"})
+    assert keyed.status == 409 and keyed.error["code"] == "signature_replayed"
+    assert Run.objects.count() == 1
+    # A new delivery (another body, or signed anew) is a new run.
+    assert deliver(anon_api, hooked, {"n": 2}).status == 202
+    assert Run.objects.count() == 2
+
+
+def test_the_senders_retry_with_the_same_key_and_signature_gets_the_original_run(anon_api,
+                                                                                 hooked):
+    body, signature = _signed(hooked, {"n": 1})
+    headers = {"X-Signature": signature, "Idempotency-Key": "d-1"}
+    first = anon_api.post("/hooks/hooked", raw=body, headers=headers)
+    again = anon_api.post("/hooks/hooked", raw=body, headers=headers)
+    assert first.status == again.status == 202
+    assert again.body["id"] == first.body["id"] and again.body["created"] is False
+    stripped = anon_api.post("/hooks/hooked", raw=body, headers={"X-Signature": signature})
+    assert stripped.status == 409
+    assert Run.objects.count() == 1
+
+
+def test_a_refused_delivery_leaves_its_signature_unused_and_old_ones_expire(anon_api, hooked):
+    body, signature = _signed(hooked, {"input": {"repo": 5}})
+    assert anon_api.post("/hooks/hooked", raw=body,
+                         headers={"X-Signature": signature}).status == 422
+    assert not WebhookSignatureSeen.objects.exists()
+    old = int(time.time()) - WEBHOOK_TOLERANCE_SECONDS - 5
+    WebhookSignatureSeen.objects.create(
+        digest="0" * 64, flow=hooked, expires_at=datetime.fromtimestamp(old, tz=UTC))
+    assert deliver(anon_api, hooked, {"n": 3}).status == 202
+    assert not WebhookSignatureSeen.objects.filter(digest="0" * 64).exists()
+    assert WebhookSignatureSeen.objects.count() == 1
+
+
 def test_a_flow_without_a_webhook_trigger_is_a_404(anon_api, flow):
     response = deliver(anon_api, flow, {})
     assert response.status == 404
@@ -120,9 +170,18 @@ def test_bad_webhook_bodies_are_4xx(anon_api, hooked):
     assert not Run.objects.exists()
 
 
+def test_a_non_finite_number_in_a_webhook_body_is_a_400(anon_api, hooked):
+    body = b'{"input": {"repo": "core"}, "size": 1e400}'
+    headers = {"X-Signature": webhook_sign(secret=hooked.webhook_signing_secret(), body=body)}
+    response = anon_api.post("/hooks/hooked", raw=body, headers=headers)
+    assert response.status == 400 and response.error["code"] == "bad_request"
+    assert "too large" in response.error["message"]
+    assert not Run.objects.exists()
+
+
 def test_a_rotated_secret_refuses_the_old_one(anon_api, as_user, hooked):
     old = hooked.webhook_signing_secret()
-    new = as_user("builder").post("/flows/hooked/webhook-secret").body["webhook_secret"]
+    new = as_user("operator").post("/flows/hooked/webhook-secret").body["webhook_secret"]
     assert deliver(anon_api, hooked, {}, secret=old).status == 401
     assert deliver(anon_api, hooked, {}, secret=new).status == 202
 

@@ -29,6 +29,7 @@ from workflows.admin_views.approvals import approval_card
 from workflows.admin_views.edge import get_run, poll_response, positive_int, run_url
 from workflows.investigation import wait_step_info
 from workflows.models import StepRun
+from workflows.permissions import OPERATE_RUN, has_permission
 from workflows.states import RUN_TERMINAL, STEP_TERMINAL
 from workflows.steps import get_step_type
 from workflows.steps.base import StepType
@@ -111,6 +112,9 @@ def step_state_context(request: HttpRequest, step: StepRun) -> dict[str, Any]:
         "wait": wait, "timer_at": step.not_before if step.type == "wait" else None,
         "reused_from": source,
         "reused_url": step_url(source.run_id, source.key) if source else None,
+        # Whoever holds the URL can complete the wait: operators only (support only reads).
+        "callback_url": selectors.step_callback_url(step_run=step)
+        if has_permission(request.user, OPERATE_RUN) else None,
     }
 
 

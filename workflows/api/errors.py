@@ -7,7 +7,6 @@ large) is a 4xx, never a 500.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from functools import wraps
@@ -20,7 +19,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
 
 from workflows.errors import WorkflowError
-from workflows.services.webhooks import json_storage_problems
+from workflows.services.webhooks import json_loads_strict, json_storage_problems
 
 logger = logging.getLogger(__name__)
 
@@ -125,14 +124,11 @@ def handle_exception(request: HttpRequest, exc: Exception, *, api) -> HttpRespon
 # --- guards -------------------------------------------------------------------------------------
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def parse_json(body: bytes) -> Any:
-    """Strict JSON: no NaN or Infinity. Raises ApiError(400) on malformed input."""
+    """Strict JSON: no NaN, Infinity or numbers beyond a float (`1e400`). Raises ApiError(400)
+    on malformed input."""
     try:
-        return json.loads(body, parse_constant=_refuse_constant)
+        return json_loads_strict(body)
     except (ValueError, RecursionError) as exc:
         raise bad_request(f"the body is not valid JSON: {exc}") from None
 

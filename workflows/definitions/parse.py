@@ -7,10 +7,12 @@ cannot carry (YAML dates, non-text keys, NaN, NUL characters); validation starts
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
 import yaml
+from django.conf import settings
 
 from workflows.definitions.base import (
     DOCUMENT,
@@ -40,7 +42,9 @@ def parse_definition(source: str | bytes | dict[str, Any]) -> dict[str, Any]:
                 raise DefinitionInvalid([problem(DOCUMENT, f"not UTF-8 text: {exc}")]) from exc
         if not isinstance(source, str):
             raise DefinitionInvalid([problem(DOCUMENT, "expected YAML or JSON text")])
+        _check_size(len(source.encode("utf-8", "surrogatepass")))
         try:
+            _check_yaml_depth(source)
             data = yaml.safe_load(source)
         except yaml.YAMLError as exc:
             raise DefinitionInvalid([problem(DOCUMENT, _yaml_error_message(exc))]) from exc
@@ -55,7 +59,44 @@ def parse_definition(source: str | bytes | dict[str, Any]) -> dict[str, Any]:
                 )
             ]
         )
-    return _copy_tree(data)
+    copied = _copy_tree(data)
+    if isinstance(source, dict):
+        _check_size(len(json.dumps(copied, separators=(",", ":"), default=str,
+                                   ensure_ascii=False).encode("utf-8", "surrogatepass")))
+    return copied
+
+
+def _check_size(size: int) -> None:
+    """WF_MAX_DEFINITION_BYTES bounds a definition's text (or a parsed one's compact JSON)."""
+    limit = settings.WF_MAX_DEFINITION_BYTES
+    if size > limit:
+        raise DefinitionInvalid([problem(
+            DOCUMENT, f"the definition is {size:,} bytes; WF_MAX_DEFINITION_BYTES allows at most "
+                      f"{limit:,}")])
+
+
+_OPENING = (yaml.FlowSequenceStartToken, yaml.FlowMappingStartToken,
+            yaml.BlockSequenceStartToken, yaml.BlockMappingStartToken)
+_CLOSING = (yaml.FlowSequenceEndToken, yaml.FlowMappingEndToken, yaml.BlockEndToken)
+# libyaml's scanner when present: ten times faster than the pure-Python one.
+_SCAN_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _check_yaml_depth(source: str) -> None:
+    """Refuse text nesting deeper than MAX_DOCUMENT_DEPTH before composing it: PyYAML's composer
+    recurses once per level, so 1.6 KB of `[[[[…` would be a RecursionError. The scanner is not
+    recursive. (Indentless sequences open no token, so this never counts more than the tree
+    depth that `_copy_tree` checks exactly afterwards.)"""
+    depth = 0
+    for token in yaml.scan(source, Loader=_SCAN_LOADER):
+        if isinstance(token, _OPENING):
+            depth += 1
+            if depth > MAX_DOCUMENT_DEPTH + 1:
+                raise DefinitionInvalid(
+                    [problem(DOCUMENT, f"the document nests deeper than {MAX_DOCUMENT_DEPTH} levels")]
+                )
+        elif isinstance(token, _CLOSING):
+            depth -= 1
 
 
 def _yaml_error_message(exc: yaml.YAMLError) -> str:

@@ -37,6 +37,7 @@ from resources.payloads import storable_text
 from resources.services import StoredContent, resource_record, resource_store
 from workflows.engine import attempt_values, progress
 from workflows.engine.attempt_logs import LogWriter
+from workflows.engine.callback_tokens import callback_token
 from workflows.engine.transitions import events_batched, run_transition, step_transition
 from workflows.models import ActorKind, Attempt, Run, StepRun
 from workflows.references import ReferenceUnresolved, resolve
@@ -260,6 +261,7 @@ def claim_locked(run: Run, steps: dict[str, StepRun], step: StepRun) -> Claimed 
         connections, secrets = _load_connections(step_type.connections_to_load(definition))
         redactor = connection_redactor(
             secrets=secrets.values(), configs=[c["config"] for c in connections.values()])
+        redactor.add(_callback_tokens(steps))
         deferred = {k: v for k, v in definition.items() if k in step_type.deferred_keys}
         immediate = {k: v for k, v in definition.items() if k not in step_type.deferred_keys}
         resolved = resolve(immediate, progress.resolution_context(run, steps.values(), immediate))
@@ -291,6 +293,14 @@ def claim_locked(run: Run, steps: dict[str, StepRun], step: StepRun) -> Claimed 
     return Claimed(run=run, step=step, attempt=attempt, definition=definition, resolved=resolved,
                    connections=connections, secrets=secrets, redactor=redactor,
                    setup_error=setup_error)
+
+
+def _callback_tokens(steps: dict[str, StepRun]) -> list[str]:
+    """The run's wait-step callback tokens: redacted like secrets from what an attempt stores
+    (its input, logs, output, error), since whoever holds one can complete the wait. The step
+    itself still gets the URL; only operators see it again, on the wait step's panel."""
+    return [callback_token(s.callback_nonce) for s in steps.values()
+            if s.type == "wait" and s.callback_nonce]
 
 
 def _load_connections(names: list[str]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:

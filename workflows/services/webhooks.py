@@ -3,7 +3,12 @@
 A delivery carries `X-Signature: t=UNIX,v1=HEX`, where HEX is the hex HMAC-SHA256 of
 `f"{UNIX}.{raw body}"` keyed with the flow's webhook secret. The timestamp must be within
 WEBHOOK_TOLERANCE of now (past or future), so a captured delivery cannot be replayed later; an
-`Idempotency-Key` makes retries of one delivery start one run.
+`Idempotency-Key` makes retries of one delivery start one run. A delivery whose signature was
+already accepted inside its window is refused (409 `signature_replayed`) unless it carries the
+same Idempotency-Key as the first: then the sender's retry gets the original run. Seen
+signatures live in a table (WebhookSignatureSeen), written in the transaction that starts the run:
+durable, shared by every web process, and rolled back with a delivery that starts nothing. (The
+cache would be per-process without Redis, and may evict entries early.)
 
 The JSON body (an object) is the trigger payload. The run's input is the body's `input` object
 when it has one; otherwise the body's top-level fields that the flow declares as inputs (an
@@ -15,7 +20,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
@@ -25,8 +32,15 @@ from connections.crypto import encrypt_text, rotate_token
 from connections.errors import SecretDecryptionError
 from resources.payloads import resource_discard, resources_attach, storable_json
 from workflows.errors import InputInvalid, NotFound, WorkflowError
-from workflows.models import WEBHOOK_KEY_PREFIX, Flow, Run, TriggerKind, new_webhook_secret
-from workflows.permissions import RELEASE_FLOW, require_permission
+from workflows.models import (
+    WEBHOOK_KEY_PREFIX,
+    Flow,
+    Run,
+    TriggerKind,
+    WebhookSignatureSeen,
+    new_webhook_secret,
+)
+from workflows.permissions import OPERATE_RUN, require_permission
 from workflows.services.history import flow_history_record
 from workflows.services.runs import run_start
 from workflows.states import FlowHistoryKind
@@ -42,6 +56,14 @@ class WebhookSignatureInvalid(WorkflowError):
 
     code = "signature_invalid"
     http_status = 401
+
+
+class WebhookSignatureReplayed(WorkflowError):
+    """The delivery repeats a signature already accepted within its tolerance window, without
+    the Idempotency-Key the first delivery had: a captured delivery replayed."""
+
+    code = "signature_replayed"
+    http_status = 409
 
 
 class WebhookNotEnabled(NotFound):
@@ -157,11 +179,25 @@ def _storable(text: str) -> bool:
     return True
 
 
+def json_loads_strict(text: str | bytes) -> Any:
+    """`json.loads` for bodies from outside: NaN, Infinity and numbers too large for a float
+    (`1e400`) are refused with ValueError instead of becoming non-finite floats, which no JSON
+    column can store (PostgreSQL refuses them; the attempt would fail after the fact)."""
+    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is too large for a JSON number")
+    return value
+
+
 def _parse_payload(body: bytes) -> dict[str, Any]:
     if not body.strip():
         return {}
     try:
-        payload = json.loads(body, parse_constant=_refuse_constant)
+        payload = json_loads_strict(body)
     except (ValueError, RecursionError) as exc:
         raise WebhookPayloadInvalid(f"the body is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
@@ -179,7 +215,7 @@ def webhook_receive(*, flow: Flow, body: bytes, signature: str | None,
     """Verify a delivery and start a run of the live release; return (run, created).
 
     Raises WebhookNotEnabled (no webhook trigger in the live release), WebhookSignatureInvalid,
-    WebhookPayloadInvalid, InputInvalid, OutputNotStorable. A repeated Idempotency-Key returns
+    WebhookSignatureReplayed, WebhookPayloadInvalid, InputInvalid, OutputNotStorable. A repeated Idempotency-Key returns
     the run the first delivery started (created=False), whatever the new body says.
 
     The payload follows the storage rule: larger than WF_INLINE_OUTPUT_BYTES, or holding what
@@ -189,7 +225,8 @@ def webhook_receive(*, flow: Flow, body: bytes, signature: str | None,
     """
     if not webhook_enabled(flow=flow):
         raise WebhookNotEnabled(f"flow {flow.slug} has no webhook trigger in its live release")
-    webhook_verify(secret=flow.webhook_signing_secret(), body=body, header=signature, now=now)
+    timestamp = webhook_verify(secret=flow.webhook_signing_secret(), body=body,
+                               header=signature, now=now)
     payload = _parse_payload(body)
     if "input" in payload:
         run_input = payload["input"] if payload["input"] is not None else {}
@@ -207,10 +244,14 @@ def webhook_receive(*, flow: Flow, body: bytes, signature: str | None,
             f"Idempotency-Key is longer than {MAX_IDEMPOTENCY_KEY_LENGTH} characters")
     stored = storable_json(payload, name=f"{flow.slug}-webhook.json")
     try:
-        run, created = run_start(
-            flow=flow, input=run_input, actor=None, trigger_kind=TriggerKind.WEBHOOK,
-            trigger_payload=stored, idempotency_key=IDEMPOTENCY_PREFIX + key if key else None,
-        )
+        with transaction.atomic():
+            _signature_remember(flow=flow, body=body, timestamp=timestamp, idempotency_key=key,
+                                now=now)
+            run, created = run_start(
+                flow=flow, input=run_input, actor=None, trigger_kind=TriggerKind.WEBHOOK,
+                trigger_payload=stored,
+                idempotency_key=IDEMPOTENCY_PREFIX + key if key else None,
+            )
     except BaseException:
         resource_discard(stored)
         raise
@@ -221,11 +262,32 @@ def webhook_receive(*, flow: Flow, body: bytes, signature: str | None,
     return run, created
 
 
+def _signature_remember(*, flow: Flow, body: bytes, timestamp: int, idempotency_key: str,
+                        now: float | None) -> None:
+    """Record this signed delivery until its window ends, or raise WebhookSignatureReplayed if
+    it was seen with another (or no) Idempotency-Key. Call inside the transaction that starts
+    the run: a delivery that starts nothing leaves no row. Concurrent copies meet on the unique
+    digest (get_or_create retries the read after the other's commit)."""
+    moment = datetime.fromtimestamp(time.time() if now is None else now, tz=UTC)
+    WebhookSignatureSeen.objects.filter(expires_at__lt=moment).delete()
+    digest = hashlib.sha256(f"{flow.pk}.{timestamp}.".encode() + body).hexdigest()
+    expires = datetime.fromtimestamp(timestamp + WEBHOOK_TOLERANCE_SECONDS + 1, tz=UTC)
+    seen, created = WebhookSignatureSeen.objects.get_or_create(
+        digest=digest,
+        defaults={"flow": flow, "idempotency_key": idempotency_key, "expires_at": expires},
+    )
+    if not created and (not idempotency_key or seen.idempotency_key != idempotency_key):
+        raise WebhookSignatureReplayed(
+            "this signed delivery was already accepted; a retry must carry the same "
+            "Idempotency-Key as the first delivery, or be signed anew")
+
+
 def webhook_secret_rotate(*, flow: Flow, actor=None) -> str:
     """Give the flow a new webhook secret and return it (the only time it is shown).
-    Deliveries signed with the old secret are refused from now on. Recorded in the flow's
+    Deliveries signed with the old secret are refused from now on. Needs the operator role:
+    whoever holds the secret can start runs by signing deliveries. Recorded in the flow's
     history (`webhook_secret_rotated`, never the secret)."""
-    require_permission(actor, RELEASE_FLOW)
+    require_permission(actor, OPERATE_RUN)
     secret = new_webhook_secret()
     stored = encrypt_text(secret)
     with transaction.atomic():

@@ -27,6 +27,7 @@ from connections.scope import is_absolute, join_url, url_scope_problem
 from resources.models import ResourceKind
 from resources.payloads import describe_resource, is_json_type
 from resources.services import ResourceTooLarge
+from workflows.steps import http_policy
 from workflows.steps.base import (
     Problem,
     StepContext,
@@ -169,8 +170,10 @@ class HttpStep(StepType):
 def send(method: str, url: str, *, auth: Any, timeout: float,
          **kwargs: Any) -> Iterator[httpx.Response]:
     """The one place an http step's request goes out: the response is open for streaming
-    inside the block (headers read, body not yet). Redirects are not followed."""
-    with httpx.Client(auth=auth, timeout=timeout) as client, \
+    inside the block (headers read, body not yet). Redirects are not followed. The outbound
+    address policy (http_policy) checks the destination before anything is sent."""
+    with httpx.Client(auth=auth, timeout=timeout,
+                      event_hooks=http_policy.EVENT_HOOKS) as client, \
             client.stream(method, url, **kwargs) as response:
         yield response
 
@@ -253,7 +256,8 @@ def probe(*, config: dict[str, Any], secret: dict[str, Any]) -> tuple[bool, str]
         raise StepFailed("the connection has no base_url to test", error_type="ConnectionInvalid",
                          retryable=False)
     try:
-        with httpx.Client(auth=prepared["auth"], timeout=PROBE_TIMEOUT_SECONDS) as client:
+        with httpx.Client(auth=prepared["auth"], timeout=PROBE_TIMEOUT_SECONDS,
+                          event_hooks=http_policy.EVENT_HOOKS) as client:
             response = client.get(base_url, headers=prepared["headers"])
     except httpx.HTTPError as exc:
         raise StepFailed(f"GET {base_url}: {type(exc).__name__}: {exc}",

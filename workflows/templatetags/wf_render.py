@@ -36,6 +36,9 @@ register = template.Library()
 FOLD_STRING_CHARS = 160
 FOLD_CONTAINER_ITEMS = 12
 JSON_MAX_STRING_CHARS = 50_000
+# Containers nested deeper than this render as a placeholder: a stored output may nest ~900
+# levels (what the JSON parser accepts), which would exhaust the recursion limit here.
+JSON_MAX_DEPTH = 40
 RES_URI = re.compile(r"^res://([0-9a-fA-F-]{32,36})$")
 
 STATUS_LABELS = {
@@ -165,7 +168,9 @@ def resource_links(resource_id: str) -> SafeString:
 @register.filter
 def json_html(value: Any) -> SafeString:
     """Pretty JSON as HTML: long strings and big objects fold into <details>, `res://`
-    references link to the resource. Strings longer than JSON_MAX_STRING_CHARS are cut."""
+    references link to the resource. Strings longer than JSON_MAX_STRING_CHARS are cut, and
+    containers nested deeper than JSON_MAX_DEPTH are shown as a placeholder (the value itself is
+    kept; the API returns it whole)."""
     if value is None:
         return mark_safe('<div class="wf-json"><span class="j-null">null</span></div>')
     return mark_safe('<div class="wf-json">' + _json_node(value, 0) + "</div>")
@@ -217,6 +222,10 @@ def resource_card(descriptor: dict[str, Any]) -> SafeString:
 
 
 def _json_node(value: Any, depth: int) -> str:
+    if depth >= JSON_MAX_DEPTH and isinstance(value, dict | list | tuple) and value:
+        shape = "{…}" if isinstance(value, dict) else "[…]"
+        return (f'<span class="j-meta" data-depth-cut>{shape} nested deeper than '
+                f"{JSON_MAX_DEPTH} levels; the API has the whole value</span>")
     if is_descriptor(value):
         return str(resource_card(value))
     if isinstance(value, dict):

@@ -54,3 +54,14 @@ def test_nul_characters_from_yaml_escapes_are_refused_with_their_path():
     with pytest.raises(DefinitionInvalid) as info:
         validate_definition(parse_definition(text))
     assert {"path": "name", "message": "text cannot contain NUL characters"} in info.value.problems
+
+
+@pytest.mark.parametrize("source", [
+    "slug: deep\nsteps: " + "[" * 800 + "]" * 800,             # 1.6 KB of flow YAML
+    '{"slug": "deep", "steps": ' + "[" * 800 + "]" * 800 + "}",  # the same as JSON text
+    "slug: deep\nsteps:\n" + "".join("  " * i + "- a:\n" for i in range(1, 80)),
+])
+def test_deeply_nested_text_is_refused_before_the_parser_recurses(source):
+    with pytest.raises(DefinitionInvalid) as caught:
+        parse_definition(source)
+    assert caught.value.problems[0]["message"] == "the document nests deeper than 64 levels"

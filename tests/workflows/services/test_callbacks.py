@@ -31,7 +31,8 @@ def test_a_callback_resumes_the_wait_with_its_body_as_output():
     run.refresh_from_db()
     assert run.status == "waiting"
     url = steps_of(run)["a"].output["url"]
-    assert url.endswith(token_of(run))
+    # The step got the URL; what is stored has the token redacted (it is a credential).
+    assert url.endswith("/api/v1/callbacks/***") and token_of(run) not in url
     callback_receive(token=token_of(run), payload={"pr_url": "http://pr/1"},
                      remote_addr="10.0.0.1", user_agent="curl")
     drain()

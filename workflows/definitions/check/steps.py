@@ -12,6 +12,8 @@ import copy
 import logging
 from typing import Any
 
+from django.conf import settings
+
 from workflows.definitions.base import (
     MAX_ATTEMPTS,
     MAX_STEP_KEY_LENGTH,
@@ -50,6 +52,12 @@ def check_steps(
         return []
     if not raw:
         add(problems, "steps", "a flow needs at least one step")
+        return []
+    if len(raw) > settings.WF_MAX_STEPS:
+        # Not checked further: the document is refused anyway, and checking 10,000 steps is
+        # what made such a definition slow.
+        add(problems, "steps", f"{len(raw):,} steps; WF_MAX_STEPS allows at most "
+                               f"{settings.WF_MAX_STEPS:,}")
         return []
 
     # Keys first: needs may name any step, before or after.

@@ -1,0 +1,87 @@
+"""An attempt whose outcome the database cannot store ends as failed (OutputNotStorable), once:
+never crashes the worker, never comes back as a lost worker (issue 10, the `1e400` defect).
+Runs on SQLite and on PostgreSQL (the PostgreSQL pass of the suite)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from django.utils import timezone
+
+from tests.factories import drain, make_flow, simple_definition, steps_of
+from workflows.engine import sweeper
+from workflows.models import Attempt, Event
+from workflows.services.runs import run_start
+
+pytestmark = pytest.mark.django_db
+
+
+class Counter(BaseHTTPRequestHandler):
+    received: list[str] = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        Counter.received.append(self.path)
+        body = b'{"x": 1e400}' if self.path == "/huge" else b'{"s": "a\\u0000b"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def server():
+    Counter.received = []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Counter)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _run(url: str):
+    flow = make_flow(simple_definition(steps=[
+        {"key": "fetch", "type": "http", "request": {"method": "GET", "url": url},
+         "retry": {"max_attempts": 1}},
+        {"key": "after", "type": "python", "action": "core.echo", "args": {"ok": True}},
+    ]))
+    run, _ = run_start(flow=flow, input={})
+    drain()
+    return run
+
+
+def test_a_non_finite_number_in_a_reply_fails_the_attempt_once_and_the_run_moves_on(server):
+    run = _run(f"{server}/huge")
+    # Any lease the worker could have left behind is long expired: the sweeper finds nothing.
+    assert sweeper.sweep(now=timezone.now() + timedelta(days=1))["expired_leases"] == 0
+    drain()
+    run.refresh_from_db()
+    assert Counter.received == ["/huge"]
+    assert run.status == "failed"
+    fetch = steps_of(run)["fetch"]
+    assert fetch.status == "failed" and fetch.error["type"] == "OutputNotStorable"
+    attempts = list(Attempt.objects.filter(step_run=fetch))
+    assert [(a.number, a.status, a.error["type"]) for a in attempts] == [
+        (1, "failed", "OutputNotStorable")]
+    assert not Attempt.objects.filter(error__type="WorkerLost").exists()
+    assert not Event.objects.filter(run=run, reason__icontains="lost").exists()
+    assert steps_of(run)["after"].status in ("not_started", "skipped", "canceled")
+
+
+def test_a_reply_the_database_may_refuse_never_reruns_the_step(server):
+    """NUL is storable on SQLite and refused by PostgreSQL: the run ends either way, after one
+    request."""
+    run = _run(f"{server}/nul")
+    sweeper.sweep(now=timezone.now() + timedelta(days=1))
+    drain()
+    run.refresh_from_db()
+    assert Counter.received == ["/nul"]
+    assert run.status in ("completed", "failed")
+    assert not Attempt.objects.filter(error__type="WorkerLost").exists()

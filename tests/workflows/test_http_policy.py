@@ -1,0 +1,126 @@
+"""Outbound safety of http steps (issue 10 item 9): link-local and cloud metadata addresses
+are refused by default, WF_HTTP_DENY and WF_HTTP_ALLOW cover the rest, the refusal is a typed,
+non-retried error and nothing is sent. Loopback stays reachable by default."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+
+from tests.factories import drain, make_flow, simple_definition, steps_of
+from workflows.models import Attempt
+from workflows.services.runs import run_start
+from workflows.steps.http_policy import EVENT_HOOKS, DestinationRefused, destination_problem
+
+
+class Target(BaseHTTPRequestHandler):
+    paths: list[str] = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        Target.paths.append(self.path)
+        if self.path == "/redirect":
+            self.send_response(302)
+            self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+
+@pytest.fixture
+def server():
+    Target.paths = []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Target)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield httpd.server_address[1]
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.mark.parametrize("host", ["169.254.169.254", "169.254.0.1", "fd00:ec2::254",
+                                  "::ffff:169.254.169.254", "fe80::1"])
+def test_link_local_and_metadata_addresses_are_refused_by_default(settings, host):
+    settings.WF_HTTP_ALLOW, settings.WF_HTTP_DENY = [], []
+    reason = destination_problem(host, 80)
+    assert reason and "link-local or cloud metadata" in reason and "WF_HTTP_ALLOW" in reason
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "10.1.2.3", "192.168.0.7"])
+def test_loopback_and_private_addresses_are_reachable_by_default(settings, host):
+    settings.WF_HTTP_ALLOW, settings.WF_HTTP_DENY = [], []
+    assert destination_problem(host, 80) is None
+
+
+def test_deny_takes_cidrs_addresses_and_host_names_and_resolves_names(settings):
+    settings.WF_HTTP_ALLOW = []
+    settings.WF_HTTP_DENY = ["127.0.0.0/8"]
+    assert "resolves to 127.0.0.1, in WF_HTTP_DENY" in destination_problem("localhost", 80)
+    settings.WF_HTTP_DENY = ["10.0.0.5", ".internal.example"]
+    assert destination_problem("10.0.0.5", 80)
+    assert destination_problem("10.0.0.6", 80) is None
+    assert "in WF_HTTP_DENY" in destination_problem("api.internal.example", 80)
+    assert "in WF_HTTP_DENY" in destination_problem("internal.example", 80)
+    assert destination_problem("127.0.0.1", 80) is None
+
+
+def test_allow_lifts_the_built_in_refusal_and_makes_an_allowlist(settings):
+    settings.WF_HTTP_DENY = []
+    settings.WF_HTTP_ALLOW = ["169.254.10.0/24", "localhost"]
+    assert destination_problem("169.254.10.9", 80) is None
+    assert destination_problem("localhost", 80) is None
+    assert "not in WF_HTTP_ALLOW" in destination_problem("169.254.169.254", 80)
+    assert "not in WF_HTTP_ALLOW" in destination_problem("127.0.0.1", 80)
+    settings.WF_HTTP_DENY = ["169.254.10.9"]
+    assert "WF_HTTP_DENY" in destination_problem("169.254.10.9", 80)  # deny wins
+
+
+def _run(url: str, slug: str = "simple"):
+    flow = make_flow(simple_definition(slug, steps=[
+        {"key": "fetch", "type": "http", "request": {"method": "GET", "url": url},
+         "retry": {"max_attempts": 3, "backoff_seconds": 0}, "timeout_seconds": 5},
+    ]))
+    run, _ = run_start(flow=flow, input={})
+    drain()
+    run.refresh_from_db()
+    return run
+
+
+@pytest.mark.django_db
+def test_an_http_step_to_the_metadata_address_fails_once_without_retry(settings):
+    settings.WF_HTTP_ALLOW, settings.WF_HTTP_DENY = [], []
+    run = _run("http://169.254.169.254/latest/meta-data/iam/")
+    assert run.status == "failed"
+    fetch = steps_of(run)["fetch"]
+    assert fetch.error["type"] == "DestinationRefused"
+    assert "169.254.169.254" in fetch.error["message"] and "nothing was sent" in \
+        fetch.error["message"]
+    assert Attempt.objects.filter(step_run=fetch).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_denied_loopback_server_receives_nothing(settings, server):
+    settings.WF_HTTP_ALLOW, settings.WF_HTTP_DENY = [], ["127.0.0.1"]
+    run = _run(f"http://127.0.0.1:{server}/x")
+    assert steps_of(run)["fetch"].error["type"] == "DestinationRefused"
+    assert Target.paths == []
+    settings.WF_HTTP_DENY = []
+    assert _run(f"http://127.0.0.1:{server}/x", "again").status == "completed"
+    assert Target.paths == ["/x"]
+
+
+def test_every_redirect_hop_is_checked(settings, server):
+    settings.WF_HTTP_ALLOW, settings.WF_HTTP_DENY = [], []
+    with httpx.Client(event_hooks=EVENT_HOOKS, follow_redirects=True, timeout=5) as client, \
+            pytest.raises(DestinationRefused, match="169.254.169.254"):
+        client.get(f"http://127.0.0.1:{server}/redirect")
+    assert Target.paths == ["/redirect"]
