@@ -204,6 +204,9 @@ WF_INLINE_DELAY_SECONDS = env_float("WF_INLINE_DELAY_SECONDS", 30.0)
 # Continue with the next ready step in the same worker instead of a round trip through the
 # broker (see docs/architecture.md).
 WF_CONTINUE_INLINE = env_bool("WF_CONTINUE_INLINE", True)
+# PostgreSQL: send a step's finishing writes in psycopg's pipeline mode (one round trip for
+# the writes that do not depend on each other; see docs/performance.md).
+WF_PIPELINE = env_bool("WF_PIPELINE", True)
 WF_SWEEP_INTERVAL_MINUTES = env_int("WF_SWEEP_INTERVAL_MINUTES", 1)
 # The largest file an ssh step's `download` brings back as a resource (default 2 GiB).
 WF_SFTP_MAX_BYTES = env_int("WF_SFTP_MAX_BYTES", 2 * 1024**3)

@@ -351,3 +351,23 @@ def test_reviewers_see_the_approval_flow_but_cannot_start_it(as_user):
     make_flow(approval_definition())
     assert as_user("reviewer").get("/flows/reviewed").status == 200
     assert as_user("reviewer").post("/flows/reviewed/runs", {"input": {}}).status == 403
+
+
+def test_starting_a_run_through_the_api_costs_a_fixed_few_statements(as_user, tokens):
+    """The token (one indexed lookup), the flow, the operator's permissions (one read), the
+    start (at most six) and no re-read for the answer, whatever the flow's size."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    steps = [{"key": f"s{i}", "type": "python", "action": "core.echo", "args": {"i": i}}
+             for i in range(30)]
+    make_flow(simple_definition("wide", steps=steps))
+    api = as_user("operator")
+    assert api.post("/flows/wide/runs", {"input": {}}).status == 201  # last_used_at written
+    with CaptureQueriesContext(connection) as queries:
+        response = api.post("/flows/wide/runs", {"input": {}})
+    assert response.status == 201
+    assert len(queries) <= 9, [q["sql"][:70] for q in queries]
+    assert response.body["status"] == "queued"
+    assert [s["status"] for s in response.body["steps"]] == ["queued"] + ["not_started"] * 29
+    assert response.body["steps"][0]["key"] == "s0" and response.body["queued_at"]

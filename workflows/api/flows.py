@@ -18,7 +18,7 @@ from workflows.api.documents import (
     runs_queryset,
 )
 from workflows.api.errors import invalid
-from workflows.api.lookups import can_view_flows, can_view_runs, get_flow
+from workflows.api.lookups import can_view_flows, can_view_runs, get_flow, get_flow_row
 from workflows.api.pagination import clamp_limit, keyset_page
 from workflows.api.schemas import (
     DefinitionIn,
@@ -166,13 +166,15 @@ def flows_diff(request: HttpRequest, slug: str,
 @router.post("/{slug}/runs", response={200: RunOut, 201: RunOut, **errors(409, 422)},
              summary="Start a run (201; 200 with the same run for a repeated idempotency key)")
 def runs_start(request: HttpRequest, slug: str, payload: RunStartIn):
-    flow = get_flow(slug)
+    flow = get_flow_row(slug)
     run, created = run_start(
         flow=flow, input=payload.input, actor=request.auth,
         idempotency_key=payload.idempotency_key, draft=payload.draft,
     )
-    document = run_document(runs_queryset().get(pk=run.pk))
-    return Status(201 if created else 200, document)
+    if created:  # the answer is what was just written, not read back
+        run.ordered_steps = list(run.created_steps.values())
+        return Status(201, run_document(run))
+    return Status(200, run_document(runs_queryset().get(pk=run.pk)))
 
 
 @router.get("/{slug}/runs", response={200: RunPage, **errors(422)},

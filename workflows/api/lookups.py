@@ -36,6 +36,16 @@ def get_flow(slug: str) -> Flow:
     return flow
 
 
+def get_flow_row(slug: str) -> Flow:
+    """The flow alone (no versions): for commands that only need its row."""
+    if not SLUG_RE.fullmatch(slug or ""):
+        raise NotFound(f"no flow {slug!r}")
+    flow = Flow.objects.filter(slug=slug).first()
+    if flow is None:
+        raise NotFound(f"no flow {slug!r}")
+    return flow
+
+
 def get_run(run_id: int, *, with_steps: bool = True) -> Run:
     """The run (with flow and version; with its ordered steps unless `with_steps` is False)."""
     if not 0 < run_id <= MAX_ID:

@@ -24,6 +24,7 @@ from workflows.engine.progress import (
     lock_run,
     queue_ready,
     run_settle,
+    version_get,
     wait_complete,
 )
 from workflows.engine.rewind import rewind_target, run_rewind
@@ -52,6 +53,7 @@ __all__ = [
     "lock_run",
     "queue_ready",
     "run_settle",
+    "version_get",
     "wait_complete",
     # rewind (redo)
     "rewind_target",

@@ -16,7 +16,7 @@ from __future__ import annotations
 from workflows.engine import progress
 from workflows.engine.transitions import event_record, run_transition
 from workflows.errors import TransitionNotAllowed
-from workflows.models import ActorKind, Flow, Run
+from workflows.models import ActorKind, Flow, Run, StepRun
 from workflows.permissions import actor_name
 from workflows.states import RUN_TERMINAL, EventKind, RunStatus
 
@@ -25,12 +25,14 @@ ACTIVE_RUN_STATUSES = (
 )
 
 
-def run_admit(run: Run) -> None:
+def run_admit(run: Run, *, steps: dict[str, StepRun] | None = None) -> None:
     """Apply the flow's concurrency policy, holding the flow row lock so two starts cannot both
-    take the last slot."""
+    take the last slot. A run with no concurrency key takes no lock (it may have been written
+    `queued` already by its creator, see `services.runs`). `steps`: the run's step runs as just
+    written, if the caller has them (saves reading them back)."""
     concurrency = run.definition.get("concurrency") or {}
     if run.concurrency_key is None:
-        _admit(run)
+        _admit(run, steps)
         return
     Flow.objects.select_for_update().filter(pk=run.flow_id).first()
     active = list(
@@ -55,9 +57,11 @@ def run_admit(run: Run) -> None:
     event_record(run_id=run.pk, kind=EventKind.RUN_HELD, reason=f"waiting: {reason}")
 
 
-def _admit(run: Run) -> None:
-    run_transition(run, RunStatus.QUEUED, reason="admitted")
-    steps = progress.load_steps(run)
+def _admit(run: Run, steps: dict[str, StepRun] | None = None) -> None:
+    if run.status == RunStatus.CREATED:
+        run_transition(run, RunStatus.QUEUED, reason="admitted")
+    if steps is None or any(s.pk is None for s in steps.values()):
+        steps = progress.load_steps(run)
     queued = progress.queue_ready(run, steps)
     progress.run_settle(run, steps)
     progress.enqueue([s.pk for s in queued])

@@ -38,7 +38,12 @@ from resources.services import StoredContent, resource_record, resource_store
 from workflows.engine import attempt_values, progress
 from workflows.engine.attempt_logs import LogWriter
 from workflows.engine.callback_tokens import callback_token
-from workflows.engine.transitions import events_batched, run_transition, step_transition
+from workflows.engine.transitions import (
+    pipelined_or_portable,
+    row_insert,
+    run_transition,
+    step_transition,
+)
 from workflows.models import ActorKind, Attempt, Run, StepRun
 from workflows.references import ReferenceUnresolved, resolve
 from workflows.states import RUN_TERMINAL, AttemptStatus, EventKind, RunStatus, StepStatus
@@ -230,15 +235,18 @@ def claim(step_run_id: int) -> Claimed | None:
         if delay > settings.WF_INLINE_DELAY_SECONDS:
             return None  # the sweeper hands it to a worker when it is due
         time.sleep(delay)
-    with transaction.atomic(), events_batched():
-        run = progress.lock_run(step.run_id)
+    run_id = step.run_id
+
+    def locked() -> Claimed | None:
+        run, steps = progress.lock_run_and_load_steps(run_id)
         if run.status in RUN_TERMINAL:
             return None
-        steps = progress.load_steps(run)
         step = next((s for s in steps.values() if s.pk == step_run_id), None)
         if step is None or step.status != StepStatus.QUEUED:
             return None
         return claim_locked(run, steps, step)
+
+    return pipelined_or_portable(locked)
 
 
 def claim_locked(run: Run, steps: dict[str, StepRun], step: StepRun) -> Claimed | None:
@@ -422,9 +430,11 @@ def finish(claimed: Claimed, result: Result) -> Claimed | int | None:
     worker goes on with: the next step, already claimed in the same transaction, or the id of a
     step to claim after a retry delay, or None."""
     number = claimed.attempt.number
-    with transaction.atomic(), events_batched():
-        run = progress.lock_run(claimed.run.pk)
-        steps = progress.load_steps(run)
+    written = claimed.attempt.pk
+
+    def locked() -> Claimed | int | None:
+        claimed.attempt.pk = written  # a first try that rolled back (WritesRaced) wrote none
+        run, steps = progress.lock_run_and_load_steps(claimed.run.pk)
         step = steps[claimed.step.key]
         if step.status != StepStatus.RUNNING or step.attempt_count != number:
             # Canceled meanwhile, or the lease was taken back: this late outcome is not applied.
@@ -436,6 +446,8 @@ def finish(claimed: Claimed, result: Result) -> Claimed | int | None:
         if result.outcome is not None and result.error is None:
             return _record_outcome(run, steps, step, claimed, result.outcome)
         return _record_failure(run, steps, step, claimed, result)
+
+    return pipelined_or_portable(locked)
 
 
 def write_attempt(claimed: Claimed, *, may_exist: bool = False, **fields: Any) -> None:
@@ -450,7 +462,7 @@ def write_attempt(claimed: Claimed, *, may_exist: bool = False, **fields: Any) -
     if attempt.pk is None:
         for name, value in fields.items():
             setattr(attempt, name, value)
-        attempt.save(force_insert=True)
+        row_insert(attempt)  # pipeline mode: its id is read with the other answers
         return
     if fields:
         Attempt.objects.filter(

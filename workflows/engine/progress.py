@@ -13,11 +13,16 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from workflows.engine.callback_tokens import callback_url
-from workflows.engine.transitions import run_transition, step_transition
+from workflows.engine.transitions import (
+    pipelining,
+    run_transition,
+    step_transition,
+    steps_transition,
+)
 from workflows.models import ActorKind, Attempt, FlowVersion, Run, StepRun
 from workflows.references import (
     ReferenceSyntaxError,
@@ -56,14 +61,22 @@ def lock_run(run_id: int) -> Run:
     """Lock and return the run row, with its pinned version. Must be called inside
     transaction.atomic(). Released versions are immutable, so each process keeps the ones it
     has read (a draft, which can change, is read every time)."""
-    run = Run.objects.select_for_update().defer(*RUN_DEFERRED).get(pk=run_id)
-    version = _released_versions.get(run.version_id)
+    return _pin_version(Run.objects.select_for_update().defer(*RUN_DEFERRED).get(pk=run_id))
+
+
+def _pin_version(run: Run) -> Run:
+    run.version = version_get(run.version_id)
+    return run
+
+
+def version_get(version_id: int) -> FlowVersion:
+    """The flow version; a released one (immutable) from this process's cache once read."""
+    version = _released_versions.get(version_id)
     if version is None:
-        version = FlowVersion.objects.get(pk=run.version_id)
+        version = FlowVersion.objects.get(pk=version_id)
         if version.number is not None:
             _released_versions[version.pk] = version
-    run.version = version
-    return run
+    return version
 
 
 # What moving a run on needs to know of each step. Outputs, errors and payloads are loaded
@@ -73,6 +86,46 @@ STATE_FIELDS = (
     "id", "run_id", "key", "type", "status", "attempt_count", "retry_base", "callback_nonce",
     "callback_received_at", "started_at",
 )
+
+
+def lock_run_and_load_steps(run_id: int) -> tuple[Run, dict[str, StepRun]]:
+    """`lock_run` then `load_steps` (state fields). In pipeline mode both statements (and the
+    BEGIN before them) go in one round trip: the server runs the read after the lock is
+    granted, so it sees every step change committed by the previous holder of the lock. (One
+    statement that locks the run and reads its steps would not: under READ COMMITTED its
+    snapshot predates the wait for the lock.)"""
+    if not pipelining():
+        run = lock_run(run_id)
+        return run, load_steps(run)
+    run_rows = Run.objects.select_for_update().defer(*RUN_DEFERRED).filter(pk=run_id)
+    step_rows = StepRun.objects.filter(run_id=run_id).order_by("position").only(*STATE_FIELDS)
+    runs, steps = _fetch_together(run_rows, step_rows)
+    if not runs:
+        raise Run.DoesNotExist(f"run {run_id} does not exist")
+    run = runs[0]
+    return _pin_version(run), {s.key: s for s in steps}
+
+
+def _fetch_together(*querysets: Any) -> list[list[Any]]:
+    """Send the querysets' SELECTs before reading any answer (pipeline mode: one round trip),
+    then build their model instances as the ORM would (no select_related)."""
+    sent = []
+    for qs in querysets:
+        compiler = qs.query.get_compiler(qs.db)
+        statement, params = compiler.as_sql()
+        cursor = connection.cursor()
+        cursor.execute(statement, params)
+        sent.append((qs, compiler, cursor))
+    results = []
+    for qs, compiler, cursor in sent:
+        rows = cursor.fetchall()
+        cursor.close()
+        fields = compiler.klass_info["select_fields"]
+        names = [compiler.select[i][0].target.attname for i in fields]
+        start, end = fields[0], fields[-1] + 1
+        results.append([qs.model.from_db(qs.db, names, row[start:end])
+                        for row in compiler.results_iter(results=[rows])])
+    return results
 
 
 def load_steps(run: Run, *, full: bool = False) -> dict[str, StepRun]:
@@ -181,13 +234,10 @@ def ready_steps(run: Run, steps: dict[str, StepRun], *, actor_kind: str = ActorK
 
 def queue_steps(ready: list[StepRun], *, actor_kind: str = ActorKind.SYSTEM, actor: str = "",
                 reason: str = "") -> list[StepRun]:
-    """not_started → queued for each of `ready`. Returns them."""
-    now = timezone.now()
-    for step in ready:
-        step_transition(step, StepStatus.QUEUED, actor_kind=actor_kind, actor=actor,
-                        reason=reason or READY_REASON,
-                        fields={"enqueued_at": now, "not_before": None})
-    return ready
+    """not_started → queued for each of `ready`, in one UPDATE. Returns the ones queued."""
+    return steps_transition(ready, StepStatus.QUEUED, actor_kind=actor_kind, actor=actor,
+                            reason=reason or READY_REASON,
+                            fields={"enqueued_at": timezone.now(), "not_before": None})
 
 
 READY_REASON = "needs satisfied"

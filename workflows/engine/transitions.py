@@ -13,7 +13,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from django.db import transaction
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import QuerySet, sql
 from django.utils import timezone
 
 from workflows.errors import TransitionNotAllowed
@@ -59,9 +61,128 @@ def events_batched() -> Iterator[None]:
     try:
         yield
         if _pending.events:
-            Event.objects.bulk_create(_pending.events)
+            if getattr(_pending, "checks", None) is not None:
+                _insert_pipelined(_pending.events)
+            else:
+                Event.objects.bulk_create(_pending.events)
     finally:
         _pending.events = None
+
+
+class WritesRaced(Exception):
+    """A write sent in pipeline mode did not change the rows it expected to (a row changed
+    under us). Raised before the transaction commits, so it rolls back: the caller redoes the
+    transaction on the portable path, where the lost race is handled as usual."""
+
+
+def pipeline_available() -> bool:
+    return connection.vendor == "postgresql" and settings.WF_PIPELINE
+
+
+@contextmanager
+def writes_pipelined() -> Iterator[None]:
+    """`events_batched`, and on PostgreSQL psycopg's pipeline mode for the block: statements
+    are sent without waiting for their answers, so writes that do not depend on each other
+    share one round trip (a read still waits, after the writes sent before it, which the server
+    applies first). Use it inside the transaction, under the run's row lock.
+
+    The conditional UPDATEs of `step_transition` / `run_transition` cannot report "not
+    applied" before their answer arrives, so inside this block they return True and their row
+    counts are checked when the block ends, before the commit: a mismatch raises WritesRaced
+    (the transaction rolls back, nothing is written). Under the run lock, with the step states
+    just read, that does not happen unless a row changed without the lock; callers catch it
+    and redo the transaction without the pipeline (`pipelined_or_portable`).
+    Elsewhere (SQLite, WF_PIPELINE off, or already inside such a block) it is `events_batched`.
+    """
+    if not pipeline_available() or getattr(_pending, "checks", None) is not None:
+        with events_batched():
+            yield
+        return
+    connection.ensure_connection()
+    _pending.checks = []
+    _pending.returning = []
+    try:
+        # Errors the server reports for pipelined statements surface as psycopg's own types
+        # when the pipeline ends; wrap_database_errors makes them Django's (DataError,
+        # IntegrityError...) as on the portable path, so callers catch one set of types.
+        with connection.wrap_database_errors, connection.connection.pipeline(), \
+                events_batched():
+            yield  # leaving the pipeline sends the writes' Sync and reads every answer
+        for cursor, expected, what in _pending.checks:
+            if cursor.rowcount != expected:
+                raise WritesRaced(f"{what}: {cursor.rowcount} rows changed, {expected} expected")
+        for cursor, obj in _pending.returning:
+            obj.pk = cursor.fetchone()[0]
+            obj._state.adding = False
+            obj._state.db = connection.alias
+    finally:
+        for cursor, _, _ in _pending.checks:
+            cursor.close()
+        _pending.checks = _pending.returning = None
+
+
+def pipelined_or_portable(body: Callable[[], Any]) -> Any:
+    """Run `body` in `transaction.atomic()` with `writes_pipelined()`; if a pipelined write
+    raced (WritesRaced, rolled back), run it once more without the pipeline. `body` must be
+    safe to run twice: it reads what it needs inside the transaction."""
+    if pipeline_available():
+        try:
+            with transaction.atomic(), writes_pipelined():
+                return body()
+        except WritesRaced:
+            pass
+    with transaction.atomic(), events_batched():
+        return body()
+
+
+def _update_pipelined(rows: QuerySet, values: dict[str, Any], what: str,
+                      expected: int = 1) -> None:
+    """Send `rows.update(**values)` in pipeline mode; its row count is checked when the
+    `writes_pipelined` block ends."""
+    query = rows.query.chain(sql.UpdateQuery)
+    query.add_update_values(values)
+    query.annotations = {}
+    statement, params = query.get_compiler(rows.db).as_sql()
+    cursor = connection.cursor()
+    cursor.execute(statement, params)
+    _pending.checks.append((cursor, expected, what))
+
+
+def _insert_pipelined(objs: list[Any]) -> None:
+    """INSERT `objs` (one model) in one statement in pipeline mode, without RETURNING: nobody
+    reads their primary keys, and waiting for them would cost a round trip."""
+    model = type(objs[0])
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    query = sql.InsertQuery(model)
+    query.insert_values(fields, objs)
+    cursor = connection.cursor()
+    for statement, params in query.get_compiler(connection.alias).as_sql():
+        cursor.execute(statement, params)
+    _pending.checks.append((cursor, len(objs), f"insert {len(objs)} {model.__name__}"))
+
+
+def pipelining() -> bool:
+    """True inside a `writes_pipelined` block on PostgreSQL."""
+    return getattr(_pending, "checks", None) is not None
+
+
+def row_insert(obj: Any) -> None:
+    """`obj.save(force_insert=True)`; in pipeline mode the INSERT is sent with RETURNING and
+    its primary key read when the block ends (or at the next read), not waited for now."""
+    if not pipelining():
+        obj.save(force_insert=True)
+        return
+    model = type(obj)
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    query = sql.InsertQuery(model)
+    query.insert_values(fields, [obj])  # the compiler calls each field's pre_save
+    compiler = query.get_compiler(connection.alias)
+    compiler.returning_fields = [model._meta.pk]
+    [(statement, params)] = compiler.as_sql()
+    cursor = connection.cursor()
+    cursor.execute(statement, params)
+    _pending.checks.append((cursor, 1, f"insert {model.__name__}"))
+    _pending.returning.append((cursor, obj))
 
 
 def event_record(
@@ -108,8 +229,10 @@ def run_transition(
             values.setdefault("started_at", now)
     # savepoint=False: a failure here must abort the caller's whole transaction anyway.
     with transaction.atomic(savepoint=False):
-        updated = Run.objects.filter(pk=run.pk, status=from_status).update(status=to, **values)
-        if not updated:
+        rows = Run.objects.filter(pk=run.pk, status=from_status)
+        if pipelining():  # checked before the commit (writes_pipelined)
+            _update_pipelined(rows, {"status": to, **values}, f"run {run.pk} {from_status}->{to}")
+        elif not rows.update(status=to, **values):
             return False
         event_record(
             run_id=run.pk, kind=kind or EventKind.of_run(to), from_status=from_status, to_status=to,
@@ -157,8 +280,10 @@ def step_transition(
         rows = StepRun.objects.filter(pk=step_run.pk, status=from_status)
         if expected_attempt is not None:
             rows = rows.filter(attempt_count=expected_attempt)
-        updated = rows.update(status=to, **values)
-        if not updated:
+        if pipelining():  # checked before the commit (writes_pipelined)
+            _update_pipelined(rows, {"status": to, **values},
+                              f"step run {step_run.pk} {from_status}->{to}")
+        elif not rows.update(status=to, **values):
             return False
         if via:
             event_record(
@@ -175,3 +300,59 @@ def step_transition(
     for name, value in values.items():
         setattr(step_run, name, value)
     return True
+
+
+def steps_transition(
+    steps: list[StepRun], to: str, *, actor_kind: str = ActorKind.SYSTEM, actor: str = "",
+    reason: str = "", fields: dict[str, Any] | None = None,
+) -> list[StepRun]:
+    """`step_transition` of several step runs of one run, all in the same status, in one
+    UPDATE (and one Event each). Returns the ones moved. If some changed under us, only the
+    rows the UPDATE moved (read back by the time it set) get their Event and their new status
+    in memory; the others are left as they are, as `step_transition` would."""
+    if not steps:
+        return []
+    if len(steps) == 1:
+        moved = step_transition(steps[0], to, actor_kind=actor_kind, actor=actor,
+                                reason=reason, fields=fields)
+        return steps if moved else []
+    from_status = steps[0].status
+    for step in steps:
+        if step.status != from_status:
+            raise ValueError("steps_transition moves step runs of one status")
+        if not step_transition_allowed(from_status, to):
+            raise TransitionNotAllowed(f"step {step.key}", from_status, to)
+    now = timezone.now()
+    values: dict[str, Any] = dict(fields or {})
+    if to == StepStatus.RUNNING:
+        values.setdefault("started_at", now)
+    if to in STEP_TERMINAL:
+        values.setdefault("finished_at", now)
+        values.setdefault("lease_until", None)
+    values["updated_at"] = now
+    ids = [s.pk for s in steps]
+    with transaction.atomic(savepoint=False):
+        rows = StepRun.objects.filter(pk__in=ids, status=from_status)
+        if pipelining():  # checked before the commit (writes_pipelined)
+            _update_pipelined(rows, {"status": to, **values},
+                              f"step runs {ids} {from_status}->{to}", expected=len(ids))
+            moved = steps
+        else:
+            updated = rows.update(status=to, **values)
+            if updated == len(ids):
+                moved = steps
+            else:
+                done = set(StepRun.objects.filter(pk__in=ids, status=to, updated_at=now)
+                           .values_list("pk", flat=True))
+                moved = [s for s in steps if s.pk in done]
+        for step in moved:
+            event_record(
+                run_id=step.run_id, step_run_id=step.pk, kind=EventKind.of_step(to),
+                from_status=from_status, to_status=to, actor_kind=actor_kind, actor=actor,
+                reason=reason,
+            )
+    for step in moved:
+        step.status = to
+        for name, value in values.items():
+            setattr(step, name, value)
+    return moved

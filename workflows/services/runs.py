@@ -50,18 +50,18 @@ def run_start(
         if flow.live_version_id is None:
             raise Conflict(f"flow {flow.slug} has no live release; release and promote one, "
                            "or start a rehearsal run on the draft")
-        version = FlowVersion.objects.get(pk=flow.live_version_id)
+        version = engine.version_get(flow.live_version_id)  # released: cached per process
     definition = version.definition
     full_input = validate_run_input(definition, input if input is not None else {})
     try:
-        with transaction.atomic():
+        with transaction.atomic(), engine.events_batched():
             run = _run_create(
                 flow=flow, version=version, definition=definition, input=full_input,
                 actor=actor, draft=draft,
                 trigger_kind=trigger_kind, trigger_payload=trigger_payload or {},
                 idempotency_key=idempotency_key or None,
             )
-            engine.run_admit(run)
+            engine.run_admit(run, steps=run.created_steps)
     except IntegrityError:
         if idempotency_key:
             existing = Run.objects.filter(flow=flow, idempotency_key=idempotency_key).first()
@@ -77,13 +77,19 @@ def _run_create(*, flow: Flow, version: FlowVersion, definition: dict[str, Any],
                 retry_of: Run | None = None, replay_of: Run | None = None,
                 rerun_of: Run | None = None,
                 reuse: dict[str, StepRun] | None = None) -> Run:
+    concurrency_key = _concurrency_key(definition, input)
+    # No concurrency limit: nothing to wait for, so the run is written queued (its run_created
+    # and run_queued events both below); `engine.run_admit` then only queues its first steps.
+    admitted = concurrency_key is None
     run = Run.objects.create(
         flow=flow, version=version, is_rehearsal=draft, input=input,
         rehearsal_definition=definition if draft else None,
         trigger_kind=trigger_kind, trigger_actor=actor_name(actor) or trigger_kind,
         trigger_payload=trigger_payload, idempotency_key=idempotency_key,
-        concurrency_key=_concurrency_key(definition, input), retry_of=retry_of,
+        concurrency_key=concurrency_key, retry_of=retry_of,
         replay_of=replay_of, rerun_of=rerun_of, created_by=actor,
+        status=RunStatus.QUEUED if admitted else RunStatus.CREATED,
+        queued_at=timezone.now() if admitted else None,
     )
     reuse = reuse or {}
     now = timezone.now()
@@ -112,6 +118,11 @@ def _run_create(*, flow: Flow, version: FlowVersion, definition: dict[str, Any],
               "reused_steps": sorted(reuse)} if reuse else
              {"version": version.number, "draft": draft},
     )
+    if admitted:
+        engine.event_record(run_id=run.pk, kind=EventKind.RUN_QUEUED, from_status=RunStatus.CREATED,
+                            to_status=RunStatus.QUEUED, reason="admitted")
+    # What was just written, in definition order: admission and the API answer use it as is.
+    run.created_steps = {s.key: s for s in step_runs}
     return run
 
 
