@@ -6,7 +6,7 @@ from __future__ import annotations
 from unittest import mock
 
 import pytest
-from django.db import connection, transaction
+from django.db import DataError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from tests.factories import echo, kinds, make_flow, simple_definition
@@ -98,6 +98,19 @@ def test_a_race_in_pipeline_mode_is_redone_on_the_portable_path():
     assert pipelined_or_portable(body) is False  # the portable path reports the lost race
     assert len(tries) == 2
     assert Event.objects.count() == events
+
+
+def test_a_pipelined_write_the_database_refuses_raises_djangos_data_error():
+    # The executor's last resort (finish_guarded) catches django.db.DataError: a refusal that
+    # surfaces when the pipeline ends must be that type too, not psycopg's own.
+    postgresql_only()
+    flow = sequential_flow(2)
+    run, _ = run_start(flow=flow, input={})
+    step = StepRun.objects.get(run=run, key="s00")
+    with pytest.raises(DataError), transaction.atomic(), writes_pipelined():
+        assert step_transition(step, StepStatus.RUNNING,
+                               fields={"output": {"text": "nul\x00byte"}})  # jsonb refuses \\u0000
+    assert StepRun.objects.get(pk=step.pk).status == StepStatus.QUEUED
 
 
 # --- starting a run --------------------------------------------------------------------------
