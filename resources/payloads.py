@@ -8,7 +8,9 @@ is small. Anything else is kept whole as a resource and replaced inline by a sma
 
 `reason` says why: `size` (the compact JSON is over WF_INLINE_OUTPUT_BYTES), `unstorable` (it holds
 NUL, an unpaired surrogate or a non-finite number such as the `1e400` a remote JSON reply may
-hold), `binary` (the value is bytes). `preview` is at most PREVIEW_CHARS characters of the JSON
+hold), `binary` (the value is bytes), `depth` (containers nest more than INLINE_MAX_DEPTH levels:
+decoding such a row back, deep in a web request's stack, could exhaust Python's recursion limit;
+the admin renders 40 levels, the definitions allow 64). `preview` is at most PREVIEW_CHARS characters of the JSON
 (or of the bytes, when they are text), itself storable; null for binary content.
 
 The resource of a JSON value is UTF-8 JSON (pure ASCII with `\\uXXXX` escapes when it holds an
@@ -55,6 +57,7 @@ __all__ = [
 ]
 
 PREVIEW_CHARS = 200
+INLINE_MAX_DEPTH = 64
 DESCRIPTOR_KEYS = frozenset({"$resource", "size", "sha256", "content_type", "preview", "reason"})
 JSON_CONTENT_TYPE = "application/json"
 _TAGS = ("$float", "$bytes", "$dict")
@@ -249,6 +252,25 @@ def resource_discard(descriptor: Any) -> None:
         pass
 
 
+def _deeper_than(value: Any, limit: int) -> bool:
+    """True when `value` nests containers more than `limit` levels deep (walked without
+    recursion, stopping at the first branch past the limit)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children
+                     if isinstance(child, dict | list | tuple))
+    return False
+
+
 def _offload(content: bytes, *, preview: str | None, reason: str, name: str, content_type: str,
              run: Any, step_run: Any, attempt: Any) -> dict[str, Any]:
     try:
@@ -306,9 +328,11 @@ def storable_json(value: Any, *, run: Any = None, step_run: Any = None, attempt:
                 reason = "unstorable"
             elif len(data) > limit:
                 reason = "size"
+            elif _deeper_than(value, INLINE_MAX_DEPTH):
+                reason = "depth"
             else:
                 return value
-    if reason == "size" and '"$' not in text:
+    if reason in ("size", "depth") and '"$' not in text:
         content = data  # plain JSON: nothing needs a tag
     else:
         try:
@@ -317,7 +341,7 @@ def storable_json(value: Any, *, run: Any = None, step_run: Any = None, attempt:
             raise OutputNotStorable(f"{name}: the value is nested too deeply to store") from exc
         except (TypeError, ValueError) as exc:
             raise OutputNotStorable(f"{name}: the value is not JSON: {exc}") from exc
-    preview_source = text if reason == "size" else content[:PREVIEW_CHARS * 8].decode(
+    preview_source = text if reason in ("size", "depth") else content[:PREVIEW_CHARS * 8].decode(
         "utf-8", "ignore")
     return _offload(content, preview=_preview(preview_source), reason=reason, name=name,
                     content_type=content_type or JSON_CONTENT_TYPE, **where)
@@ -337,7 +361,8 @@ def value_load(ref: Any, *, max_bytes: int | None = None) -> Any:
         data = handle.read(limit + 1)
     if not is_json_type(resource.content_type):
         return data
-    return _untagged(json.loads(data))
+    value = json.loads(data)
+    return _untagged(value) if b'"$' in data else value  # no tag, nothing to undo
 
 
 def is_json_type(content_type: str) -> bool:

@@ -5,6 +5,7 @@ import re
 import pytest
 from django.urls import reverse
 
+from resources.payloads import is_descriptor, value_load
 from resources.services import resource_create
 from tests.admin.conftest import echo_definition, start
 from tests.factories import make_flow
@@ -215,16 +216,33 @@ def test_a_wait_step_shows_its_callback_issued_expiry_and_sender(admin_client, d
     assert callback_token(step.callback_nonce) not in wait  # never the token
 
 
-def test_an_output_nested_900_deep_is_kept_and_rendered_with_a_depth_cap(admin_client,
-                                                                          completed_run):
-    deep: object = "bottom"
-    for n in range(900):
-        deep = {"n": deep} if n % 2 else [deep]
-    step = completed_run.step_runs.get(key="first")
-    StepRun.objects.filter(pk=step.pk).update(output=deep)
-    step.attempts.update(output=deep)
-    response = admin_client.get(panel_url(completed_run, "first"), HTTP_HX_REQUEST="true")
+def test_an_output_nested_900_deep_is_kept_and_rendered_with_a_depth_cap(admin_client, db):
+    from tests.admin.conftest import start as start_run
+    from workflows.steps.actions import action, get_action
+
+    def deep_value(levels: int) -> object:
+        deep: object = "bottom"
+        for n in range(levels):
+            deep = {"n": deep} if n % 2 else [deep]
+        return deep
+
+    if get_action("test.returns_deep") is None:
+        @action("test.returns_deep")
+        def returns_deep(ctx, levels=900, **_):
+            return deep_value(levels)
+
+    # Through the engine, the storage rule keeps a 900-deep output whole as a resource.
+    flow = make_flow({"slug": "deep", "name": "Deep", "steps": [
+        {"key": "first", "type": "python", "action": "test.returns_deep"}]})
+    run = start_run(flow)
+    step = run.step_runs.get(key="first")
+    assert step.status == "completed" and is_descriptor(step.output)
+    assert step.output["reason"] == "depth"
+    assert value_load(step.output) == deep_value(900)
+    response = admin_client.get(panel_url(run, "first"), HTTP_HX_REQUEST="true")
     assert response.status_code == 200
-    page = response.content.decode()
+    # A row written inline deeper than the panel shows (40 levels) renders with a cut.
+    StepRun.objects.filter(pk=step.pk).update(output=deep_value(60))
+    page = admin_client.get(panel_url(run, "first"), HTTP_HX_REQUEST="true").content.decode()
     assert "nested deeper than 40 levels; the API has the whole value" in page
-    assert StepRun.objects.get(pk=step.pk).output == deep  # kept whole
+    assert StepRun.objects.get(pk=step.pk).output == deep_value(60)  # kept whole

@@ -215,10 +215,13 @@ def test_a_large_or_odd_payload_is_kept_as_a_resource_of_its_run(anon_api, hooke
     assert is_descriptor(run.trigger_payload) and value_load(run.trigger_payload) == payload
     kept = Resource.objects.get(pk=run.trigger_payload["$resource"].removeprefix("res://"))
     assert kept.run_id == run.pk  # attached: pruned with its run
-    # A repeated delivery starts nothing and keeps nothing.
+    # A repeated delivery (the sender's retry: same signature, same Idempotency-Key) starts
+    # nothing and keeps nothing. Signed at another second than the delivery above, or it would
+    # be a replay of it.
     before = Resource.objects.count()
-    again = deliver(anon_api, hooked, payload, key="same")
-    first = deliver(anon_api, hooked, payload, key="same")
+    signed_at = int(time.time()) - 5
+    again = deliver(anon_api, hooked, payload, key="same", timestamp=signed_at)
+    first = deliver(anon_api, hooked, payload, key="same", timestamp=signed_at)
     assert again.body["id"] == first.body["id"] and first.body["created"] is False
     assert Resource.objects.count() == before + 1
     drain()

@@ -1,9 +1,11 @@
-"""An attempt whose outcome the database cannot store ends as failed (OutputNotStorable), once:
-never crashes the worker, never comes back as a lost worker (issue 10, the `1e400` defect).
+"""A reply holding what a database cannot store inline (`1e400`, NUL) never crashes the worker
+and never comes back as a lost worker: the step runs once and the run ends (issue 10, the
+`1e400` defect; the storage rule keeps such values as resources).
 Runs on SQLite and on PostgreSQL (the PostgreSQL pass of the suite)."""
 
 from __future__ import annotations
 
+import math
 import threading
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -11,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.utils import timezone
 
+from resources.payloads import is_descriptor, value_load
 from tests.factories import drain, make_flow, simple_definition, steps_of
 from workflows.engine import sweeper
 from workflows.models import Attempt, Event
@@ -57,22 +60,29 @@ def _run(url: str):
     return run
 
 
-def test_a_non_finite_number_in_a_reply_fails_the_attempt_once_and_the_run_moves_on(server):
+def test_a_non_finite_number_in_a_reply_is_kept_losslessly_and_the_step_runs_once(server):
+    # The storage rule keeps `1e400` as a resource (a database cannot store it inline) instead
+    # of letting the write crash the worker and the sweeper re-run the step as a lost worker.
     run = _run(f"{server}/huge")
     # Any lease the worker could have left behind is long expired: the sweeper finds nothing.
     assert sweeper.sweep(now=timezone.now() + timedelta(days=1))["expired_leases"] == 0
     drain()
     run.refresh_from_db()
     assert Counter.received == ["/huge"]
-    assert run.status == "failed"
+    assert run.status == "completed"
     fetch = steps_of(run)["fetch"]
-    assert fetch.status == "failed" and fetch.error["type"] == "OutputNotStorable"
     attempts = list(Attempt.objects.filter(step_run=fetch))
-    assert [(a.number, a.status, a.error["type"]) for a in attempts] == [
-        (1, "failed", "OutputNotStorable")]
+    assert [(a.number, a.status) for a in attempts] == [(1, "completed")]
+    output = fetch.output
+    if is_descriptor(output):
+        output = value_load(output)
+    body = output["body"]
+    if is_descriptor(body):
+        body = value_load(body)
+    assert body == {"x": math.inf}
     assert not Attempt.objects.filter(error__type="WorkerLost").exists()
     assert not Event.objects.filter(run=run, reason__icontains="lost").exists()
-    assert steps_of(run)["after"].status in ("not_started", "skipped", "canceled")
+    assert steps_of(run)["after"].status == "completed"
 
 
 def test_a_reply_the_database_may_refuse_never_reruns_the_step(server):
