@@ -2,6 +2,10 @@
 one JSON document on stdout per command (indent 2, sorted keys), so scripts and agents can rely
 on its output.
 
+Longer than the ~500 lines we aim for: every command is a thin call of one endpoint plus its line
+in the argument table at the bottom; one module keeps that table and the commands it names side
+by side (the console script's entry point is `main`).
+
 Configuration: `--url` / `--token`, or WF_URL / WF_TOKEN (default URL http://127.0.0.1:8000).
 
 Exit codes: 0 success; 1 authentication or permission refused (401, 403); 2 usage; 3 not

@@ -3,6 +3,10 @@
 Field names here are public: add fields freely, never rename or remove one (the snapshot test
 against docs/openapi.json enforces it). Free-form JSON values (definitions, input, output, event
 data) are `dict`/`Any` fields inside these schemas.
+
+Longer than the ~500 lines we aim for: it is the API's whole public vocabulary in one place, read
+top to bottom when the surface changes (one class per document, no logic); splitting it by
+router would scatter shared documents (RunOut, ErrorOut) across modules.
 """
 
 from __future__ import annotations

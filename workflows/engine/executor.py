@@ -6,6 +6,11 @@ type's handler in a thread while this thread heartbeats the lease, flushes logs 
 timeout, then records the outcome and queues the next ready steps in one transaction. When the
 outcome makes another step ready, the same worker goes on with it instead of a round trip
 through the broker (WF_CONTINUE_INLINE); the other ready steps are enqueued.
+
+Longer than the ~500 lines we aim for: claim, supervision and outcome share the Claimed/Result
+types and one transaction protocol (lock, recheck, write, claim the next), and reading them
+together is how the exactly-once argument is checked. What stands apart already lives apart:
+attempt values (attempt_values.py), logs (attempt_logs.py), transitions, progress.
 """
 
 from __future__ import annotations
