@@ -279,3 +279,13 @@ def test_a_decision_reads_as_a_sentence_on_the_timeline(admin_client, waiting_ru
     drain()
     page = admin_client.get(run_url(waiting_run)).content.decode()
     assert re.search(r'data-decision="approval_approved">approved by rita: ship it<', page)
+
+
+def test_a_failure_without_a_traceback_shows_none_on_the_run_page(admin_client, failed_run):
+    failed_run.refresh_from_db()
+    assert failed_run.status == "failed" and failed_run.error.get("traceback") == ""
+    page = admin_client.get(run_url(failed_run)).content.decode()
+    error = page[page.index('<div class="run-error">'):]
+    error = error[:error.index("</div>")]
+    assert "ActionFailed" in error or "message" in error
+    assert "traceback" not in error

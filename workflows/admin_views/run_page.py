@@ -69,6 +69,14 @@ def version_label(run: Run) -> str:
     return f"v{run.version.number}"
 
 
+def error_shown(error: Any) -> Any:
+    """A run's error as the page shows it: without an empty traceback (a failure the step
+    reported itself has none; the step panel shows one only when there is one)."""
+    if isinstance(error, dict) and not error.get("traceback"):
+        return {k: v for k, v in error.items() if k != "traceback"}
+    return error
+
+
 def run_live_context(request: HttpRequest, run: Run) -> dict[str, Any]:
     steps = list(selectors.run_steps(run=run))
     events = list(selectors.run_events(run=run))
@@ -108,7 +116,7 @@ def run_live_context(request: HttpRequest, run: Run) -> dict[str, Any]:
         "can_replay": roles["can_operate"],
         "retry_steps": [{"key": s.key, "confirm": confirms.get("retry_from", {}).get(s.key, "")}
                         for s in steps],
-        "run_error": json_html(run.error) if run.error else None,
+        "run_error": json_html(error_shown(run.error)) if run.error else None,
         "run_output": json_html(run.output) if run.output is not None else None,
         "duration": duration_label(run.duration_ms),
         "running_for": since(run.started_at) if run.started_at and not terminal else "",
