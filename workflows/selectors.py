@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Q, QuerySet, Subquery
 
 from resources.logs import log_resource_id
 from resources.models import Resource
@@ -345,11 +345,13 @@ def flow_runs_in_flight_elsewhere(*, flow: Flow, version: FlowVersion) -> int:
 
 def flow_latest_run_statuses(*, flow: Flow) -> tuple[int | None, dict[str, str]]:
     """The newest run of `flow` and its step statuses by key (the flow page's graph colours):
-    two small queries; (None, {}) when the flow has no run."""
-    run_id = Run.objects.filter(flow=flow).order_by("-id").values_list("id", flat=True).first()
-    if run_id is None:
+    one query; (None, {}) when the flow has no run."""
+    newest = Run.objects.filter(flow=flow).order_by("-id").values("id")[:1]
+    rows = list(StepRun.objects.filter(run_id=Subquery(newest))
+                .values_list("run_id", "key", "status"))
+    if not rows:  # no run (every run has its step runs)
         return None, {}
-    return run_id, dict(StepRun.objects.filter(run_id=run_id).values_list("key", "status"))
+    return rows[0][0], {key: status for _, key, status in rows}
 
 
 def step_log_resources(*, step_run: StepRun) -> dict[int, Resource]:

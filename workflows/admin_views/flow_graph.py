@@ -10,10 +10,14 @@ from workflows.models import Flow, FlowVersion
 from workflows.templatetags.wf_graph import render_graph
 
 
-def flow_graph_context(flow: Flow, *, live: FlowVersion | None,
-                       draft: FlowVersion | None) -> dict[str, Any]:
+def flow_graph_context(flow: Flow, *, live: FlowVersion | None, draft: FlowVersion | None,
+                       newest: tuple[int | None, dict[str, str]] | None = None
+                       ) -> dict[str, Any]:
+    """`newest`: the newest run's id and step statuses when the caller has them already (the
+    matrix of the newest runs); otherwise two queries find them."""
     shown = live or draft
-    run_id, statuses = selectors.flow_latest_run_statuses(flow=flow)
+    run_id, statuses = newest if newest is not None else \
+        selectors.flow_latest_run_statuses(flow=flow)
     caption = "steps and what they need"
     if run_id is not None:
         caption += f"; coloured by run #{run_id}, click a step for its details there"

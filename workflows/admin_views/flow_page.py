@@ -87,7 +87,7 @@ def flow_page(request: HttpRequest, model_admin: Any, flow_id: Any, *,
         draft_diff=draft_diff, draft_text=draft_text or "", draft_problems=draft_problems or [],
         triggers=describe_triggers(flow, current), inputs=describe_inputs(current),
         **start_context(request, flow, live=live, draft=draft, bound=start_bound),
-        **flow_graph_context(flow, live=live, draft=draft),
+        **flow_graph_context(flow, live=live, draft=draft, newest=matrix["newest"]),
         counts=count_items(counts, flow, matrix["status"]), matrix=matrix,
         subtitle=flow.slug, draft_edited=ago(draft.updated_at) if draft else "",
         live_released=ago(live.released_at) if live else "", **release_history, **roles,
@@ -163,7 +163,9 @@ def describe_inputs(definition: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def describe_triggers(flow: Flow, definition: dict[str, Any]) -> list[dict[str, Any]]:
-    states = selectors.flow_schedule_states(flow=flow)
+    scheduled = any(isinstance(t, dict) and t.get("type") == "schedule"
+                    for t in definition.get("triggers") or [])
+    states = selectors.flow_schedule_states(flow=flow) if scheduled else {}
     triggers = [{"type": "manual", "detail": "from the admin, the API or the CLI"}]
     for index, trigger in enumerate(definition.get("triggers") or []):
         if not isinstance(trigger, dict):
@@ -298,6 +300,10 @@ def matrix_context(request: HttpRequest, flow: Flow, *,
         "poll_url": reverse("admin:workflows_flow_matrix", args=[flow.pk]) + "?"
         + urlencode(poll_query),
         "older_url": older_url, "newer_url": newer_url, "status": status, "before": before,
+        # The flow's newest run and its step statuses, when this page shows the newest runs
+        # unfiltered (the graph colours by them without asking again); else None.
+        "newest": ((runs[0]["id"], {k: c["status"] for k, c in runs[0]["cells"].items()})
+                   if runs else (None, {})) if before is None and not status else None,
         "empty": not runs, "filtered": bool(status or before),
     }
 
