@@ -295,19 +295,22 @@ def step_attempt_numbers(*, step_run: StepRun) -> dict[int, int]:
 # --- release history, diffs and promotion (issue 13) --------------------------------------------
 
 
-def flow_history(*, flow: Flow, limit: int) -> list[FlowHistory]:
-    """The newest `limit` history entries, newest first."""
-    return list(FlowHistory.objects.filter(flow=flow).order_by("-id")[:limit])
-
-
-def flow_went_live(*, flow: Flow, numbers: list[int]) -> dict[int, FlowHistory]:
-    """For each release number in `numbers`, the last entry that made it live (promoted or
-    rolled back), by number. One query."""
-    entries = FlowHistory.objects.filter(
-        flow=flow, to_version__in=numbers,
-        kind__in=[FlowHistoryKind.PROMOTED, FlowHistoryKind.ROLLED_BACK],
-    ).order_by("id")
-    return {entry.to_version: entry for entry in entries}
+def flow_history(*, flow: Flow, limit: int, numbers: list[int]
+                 ) -> tuple[list[FlowHistory], dict[int, FlowHistory]]:
+    """The newest `limit` history entries (newest first) and, for each release number in
+    `numbers`, the last entry that made it live (promoted or rolled back). One query: the
+    union of both sets, ordered newest first; its first `limit` rows are the newest `limit`
+    entries, since every one of those is in it."""
+    newest = FlowHistory.objects.filter(flow=flow).order_by("-id").values("id")[:limit]
+    rows = list(FlowHistory.objects.filter(flow=flow).filter(
+        Q(pk__in=newest) | Q(to_version__in=numbers,
+                             kind__in=[FlowHistoryKind.PROMOTED, FlowHistoryKind.ROLLED_BACK])
+    ).order_by("-id"))
+    went_live: dict[int, FlowHistory] = {}
+    for entry in rows:  # newest first: the first one seen per number is the last to go live
+        if entry.kind in (FlowHistoryKind.PROMOTED, FlowHistoryKind.ROLLED_BACK):
+            went_live.setdefault(entry.to_version, entry)
+    return rows[:limit], {n: e for n, e in went_live.items() if n in numbers}
 
 
 def flow_versions(*, flow: Flow) -> list[FlowVersion]:

@@ -107,9 +107,9 @@ HISTORY_LABELS = {
 
 
 def release_context(flow: Flow, releases: list) -> dict[str, Any]:
-    """The Releases table's extra columns and the flow history section: three queries."""
-    went_live = selectors.flow_went_live(flow=flow, numbers=[r.number for r in releases])
+    """The Releases table's extra columns and the flow history section: two queries."""
     numbers = [r.number for r in releases]
+    entries, went_live = selectors.flow_history(flow=flow, limit=HISTORY_ROWS, numbers=numbers)
     rows = []
     for index, release in enumerate(releases):
         entry = went_live.get(release.number)
@@ -128,7 +128,7 @@ def release_context(flow: Flow, releases: list) -> dict[str, Any]:
         "actor": e.actor_name or "system",
         "versions": _versions_label(e.from_version, e.to_version),
         "approval": (e.data or {}).get("approval"),
-    } for e in selectors.flow_history(flow=flow, limit=HISTORY_ROWS)]
+    } for e in entries]
     return {"release_rows": rows, "history": history,
             "pending_promotion": promotion_request_pending(flow=flow),
             "draft_diff_url": diff_url(flow, "live", "draft") if flow.live_version_id else None}
