@@ -4,12 +4,12 @@ sha256, signed download, preview or inline image) and links each attempt's whole
 from __future__ import annotations
 
 import hashlib
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from django.urls import reverse
 
+from tests.conftest import local_http_server
 from tests.factories import drain, make_flow, steps_of
 from workflows.services.runs import run_start
 from workflows.steps.actions import action, get_action
@@ -67,10 +67,8 @@ class ImageHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def image_server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), ImageHandler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    with local_http_server(ImageHandler) as url:
+        yield url
 
 
 def test_an_image_body_is_shown_inline_with_its_signed_link(admin_client, client, image_server):

@@ -5,14 +5,14 @@ wait step's URL, on its panel (issue 10: support users could complete a wait ste
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from django.test import Client
 from django.urls import reverse
 
 from tests.admin.conftest import make_user
+from tests.conftest import local_http_server
 from tests.factories import drain, make_flow, simple_definition, steps_of
 from workflows.engine.callback_tokens import callback_token
 from workflows.models import Attempt, Event, LogChunk, Run
@@ -39,11 +39,8 @@ class Recorder(BaseHTTPRequestHandler):
 @pytest.fixture
 def server():
     Recorder.paths = []
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with local_http_server(Recorder) as url:
+        yield url
 
 
 @pytest.fixture

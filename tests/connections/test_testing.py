@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from django.urls import reverse
@@ -14,6 +13,7 @@ from django.urls import reverse
 from connections.models import ConnectionAudit
 from connections.services import connection_create
 from connections.testing import ConnectionNotTestable, connection_test
+from tests.conftest import local_http_server
 from tests.workflows.test_ssh_step import ssh_connection
 from workflows.errors import NotPermitted
 
@@ -36,10 +36,8 @@ class Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def http_server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    with local_http_server(Handler) as url:
+        yield url
 
 
 def assert_no_secret(answer: dict, *secrets: str) -> None:

@@ -4,12 +4,12 @@ non-retried error and nothing is sent. Loopback stays reachable by default."""
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import httpx
 import pytest
 
+from tests.conftest import local_http_server
 from tests.factories import drain, make_flow, simple_definition, steps_of
 from workflows.models import Attempt
 from workflows.services.runs import run_start
@@ -40,11 +40,8 @@ class Target(BaseHTTPRequestHandler):
 @pytest.fixture
 def server():
     Target.paths = []
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Target)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield httpd.server_address[1]
-    httpd.shutdown()
-    httpd.server_close()
+    with local_http_server(Target) as url:
+        yield int(url.rsplit(":", 1)[1])
 
 
 @pytest.mark.parametrize("host", ["169.254.169.254", "169.254.0.1", "fd00:ec2::254",

@@ -1,12 +1,12 @@
 """The http step against a real HTTP server on loopback."""
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from connections.services import connection_create
+from tests.conftest import local_http_server
 from tests.factories import drain, make_flow, simple_definition, steps_of
 from workflows.models import Attempt
 from workflows.services.runs import run_start
@@ -49,11 +49,8 @@ class Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    with local_http_server(Handler) as url:
+        yield url
 
 
 def run_steps(*steps, input=None, declared=None):

@@ -6,14 +6,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from resources.models import Resource, ResourceKind
 from resources.payloads import is_descriptor, value_load
 from resources.selectors import resource_from_uri
+from tests.conftest import local_http_server
 from tests.factories import drain, make_flow, simple_definition, steps_of
 from workflows.engine import callback_token
 from workflows.models import Attempt, LogChunk
@@ -58,11 +58,8 @@ class Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    with local_http_server(Handler) as url:
+        yield url
 
 
 def run_steps(*steps):

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from connections.services import connection_create
+from tests.conftest import local_http_server
 from tests.factories import drain, make_flow, steps_of
 from tests.workflows.test_ssh_step import logs_of, ssh_connection
 from workflows.models import Attempt, Event, LogChunk, Run
@@ -63,14 +63,8 @@ class EchoHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def echo_server() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), EchoHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with local_http_server(EchoHandler) as url:
+        yield url
 
 
 def stored_texts(run: Run) -> dict[str, str]:

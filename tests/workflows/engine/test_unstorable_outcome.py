@@ -6,14 +6,14 @@ Runs on SQLite and on PostgreSQL (the PostgreSQL pass of the suite)."""
 from __future__ import annotations
 
 import math
-import threading
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from django.utils import timezone
 
 from resources.payloads import is_descriptor, value_load
+from tests.conftest import local_http_server
 from tests.factories import drain, make_flow, simple_definition, steps_of
 from workflows.engine import sweeper
 from workflows.models import Attempt, Event
@@ -41,12 +41,8 @@ class Counter(BaseHTTPRequestHandler):
 @pytest.fixture
 def server():
     Counter.received = []
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Counter)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with local_http_server(Counter) as url:
+        yield url
 
 
 def _run(url: str):

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from connections.models import Connection
 from connections.services import connection_create, connection_update
+from tests.conftest import local_http_server
 from tests.factories import make_flow
 from tests.history import broken_release_history, release_live, run_to_end
 from workflows.errors import Conflict
@@ -103,11 +103,8 @@ class OnlyTheRightToken(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def api_server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), OnlyTheRightToken)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    with local_http_server(OnlyTheRightToken) as url:
+        yield url
 
 
 def test_a_rotated_connection_of_the_step_is_named_without_its_secret(api_server):
