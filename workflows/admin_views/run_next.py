@@ -17,11 +17,11 @@ from typing import Any
 
 from workflows.admin_views.diff_page import diff_url
 from workflows.admin_views.edge import run_url
-from workflows.definitions import step_descendants
 from workflows.errors import WorkflowError
 from workflows.investigation import run_explain, run_next_steps
+from workflows.investigation.plans import reusable
 from workflows.models import Flow, Run
-from workflows.states import RUN_TERMINAL, RunStatus, StepStatus
+from workflows.states import RUN_TERMINAL, RunStatus
 
 
 def version_diff_url(*, flow: Flow, before: str, after: str) -> str:
@@ -43,11 +43,9 @@ def reuse_phrase(plan: dict[str, Any]) -> str:
 
 def retry_from_plan(*, run: Run, steps: list[Any], from_step: str) -> dict[str, Any]:
     """`{reuse: [{key}], rerun: [keys]}` of a retry from `from_step`, read off the step runs
-    the page already has (no query per choice): `retry_reuse`'s rule for a named step, the
-    completed steps that do not depend on it. tests/admin/test_run_next.py checks it against
-    `run_retry_plan` for every step."""
-    redo = {from_step} | step_descendants(run.definition, from_step)
-    reuse = [s.key for s in steps if s.status == StepStatus.COMPLETED and s.key not in redo]
+    the page already has (no query per choice) with the rule retries apply (`reusable`).
+    tests/admin/test_run_next.py checks it against `run_retry_plan` for every step."""
+    reuse = [s.key for s in reusable(steps, definition=run.definition, from_step=from_step)]
     return {"reuse": [{"key": key} for key in reuse],
             "rerun": [s.key for s in steps if s.key not in reuse]}
 

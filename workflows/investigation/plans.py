@@ -1,18 +1,29 @@
 """What a retry would do, before it is done: the rule `services.runs.run_retry` applies and the
 confirmations show ("runs v1 again, reuses fetch and build").
 
-`retry_reuse` is the one place the rule lives; `run_retry` builds its run from it and
-`run_retry_plan` shapes it for a page.
+`reusable` is the one place the rule lives, over step runs already loaded; `retry_reuse` adds
+the run's checks and the query (`run_retry` builds its run from it, `run_retry_plan` shapes it
+for a page), and the run page applies `reusable` to the step runs it has for each "from step"
+choice.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from workflows.definitions import step_descendants
 from workflows.errors import Conflict, NotFound
 from workflows.models import Run, StepRun
 from workflows.states import RUN_TERMINAL, RunStatus, StepStatus
+
+
+def reusable(steps: Iterable[Any], *, definition: dict[str, Any],
+             from_step: str | None = None) -> list[Any]:
+    """The steps of `steps` (step runs, in order) a retry reuses: the completed ones, or with
+    `from_step` only the completed ones that do not depend on it."""
+    redo = ({from_step} | step_descendants(definition, from_step)) if from_step else set()
+    return [s for s in steps if s.status == StepStatus.COMPLETED and s.key not in redo]
 
 
 def retry_reuse(*, run: Run, from_step: str | None = None) -> dict[str, StepRun]:
@@ -25,19 +36,13 @@ def retry_reuse(*, run: Run, from_step: str | None = None) -> dict[str, StepRun]
     if run.status not in RUN_TERMINAL:
         raise Conflict(f"run {run.pk} is still {run.status}; cancel it first or wait for it")
     originals = {s.key: s for s in StepRun.objects.filter(run_id=run.pk).order_by("position")}
-    if from_step is not None:
-        if from_step not in originals:
-            raise NotFound(f"run {run.pk} has no step {from_step!r}")
-        redo = {from_step} | step_descendants(run.definition, from_step)
-    else:
-        redo = set()
-        if run.status == RunStatus.COMPLETED:
-            raise Conflict(f"run {run.pk} completed; name from_step to redo part of it, "
-                           "or replay it")
-    return {
-        key: s for key, s in originals.items()
-        if s.status == StepStatus.COMPLETED and key not in redo
-    }
+    if from_step is not None and from_step not in originals:
+        raise NotFound(f"run {run.pk} has no step {from_step!r}")
+    if from_step is None and run.status == RunStatus.COMPLETED:
+        raise Conflict(f"run {run.pk} completed; name from_step to redo part of it, "
+                       "or replay it")
+    return {s.key: s for s in reusable(originals.values(), definition=run.definition,
+                                       from_step=from_step)}
 
 
 def run_retry_plan(*, run: Run, from_step: str | None = None) -> dict[str, Any]:
