@@ -3,8 +3,10 @@
 Downloads stream from Django storage in 64 KiB chunks with a Content-Length, and honour a single
 `Range: bytes=…` (206 with Content-Range; 416 when it cannot be satisfied; several ranges are
 answered with the whole content, as RFC 9110 allows). `If-Range` is compared with the ETag, which
-is the resource's SHA-256. Header values come from `header_safe`, so a name or content type holding
-CR/LF (stored before names were cleaned) cannot break the response.
+is the resource's SHA-256. The file name comes from `header_safe` and the content type from
+`served_content_type` (a stored type that is not a well-formed media type is served as
+octet-stream), so values holding CR/LF (stored before names were cleaned) cannot break the
+response or make a browser render what it should download.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ def served_content_type(content_type: str | None) -> str:
     media type, else application/octet-stream."""
     text = (content_type or "").strip()
     return text if _CONTENT_TYPE.fullmatch(text) else "application/octet-stream"
+
+
 _RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
 
 
