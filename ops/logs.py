@@ -42,10 +42,6 @@ def log_context_update(**fields: Any) -> None:
         _context.set({**current, **fields})
 
 
-def current_log_context() -> dict[str, Any]:
-    return dict(_context.get())
-
-
 class RunContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         context = _context.get()

@@ -334,11 +334,6 @@ def flow_version_by_label(*, flow: Flow, label: str) -> FlowVersion | None:
     return FlowVersion.objects.filter(flow=flow, number=int(digits)).first()
 
 
-def flow_previous_release(*, flow: Flow, number: int) -> FlowVersion | None:
-    return (FlowVersion.objects.filter(flow=flow, number__lt=number).defer("definition")
-            .order_by("-number").first())
-
-
 def flow_runs_in_flight_elsewhere(*, flow: Flow, version: FlowVersion) -> int:
     """How many of the flow's runs are still in flight on a release other than `version`
     (rehearsals excluded): promoting `version` leaves them pinned where they are."""
