@@ -79,48 +79,48 @@ def approval_card(request: HttpRequest, approval: Approval, *, run: Run | None =
     default = approval.redo_to
     if not default and step_key in keys and keys.index(step_key) > 0:
         default = keys[keys.index(step_key) - 1]
-    pending = approval.status == ApprovalStatus.PENDING
-    if not pending:
-        can_decide = False  # a decided approval offers no action, whoever reads it
     return {
-        "approval": approval, "pending": pending,
-        "can_decide": approval_can_decide(approval=approval, actor=request.user)
-        if can_decide is None else can_decide,
+        **_card_base(request, approval, can_decide=can_decide,
+                     next_url=next_url or page_url(request, run_url(run.pk))),
         "redo_choices": choices, "redo_default": default,
         "data_items": data_items(approval.data),
-        "age": since(approval.created_at, depth=2),
-        "timeout_in": timeuntil(approval.timeout_at, depth=2)
-        if pending and approval.timeout_at else "",
-        "overdue": bool(pending and approval.timeout_at
-                        and approval.timeout_at <= timezone.now()),
-        "next": next_url or page_url(request, run_url(run.pk)),
-        "assignees": approval.assignees or {},
     }
 
 
 def _promotion_card(request: HttpRequest, approval: Approval, *, next_url: str | None,
                     can_decide: bool | None) -> dict[str, Any]:
-    pending = approval.status == ApprovalStatus.PENDING
     data = approval.data or {}
     before = data.get("from_version")
     changes = [{"path": c["path"], "before": shown(c["before"]), "after": shown(c["after"])}
                for c in data.get("changes") or []]
     return {
-        "approval": approval, "promotion": True, "pending": pending,
-        "can_decide": pending and (approval_can_decide(approval=approval, actor=request.user)
-                                   if can_decide is None else can_decide),
+        **_card_base(request, approval, can_decide=can_decide,
+                     next_url=next_url or inbox_url()),
+        "promotion": True,
         "own_request": approval.requested_by_id is not None
         and approval.requested_by_id == request.user.pk,
         "redo_choices": [], "redo_default": "",
         "changes": changes, "from_version": before,
         "diff_url": diff_url(approval.flow_id, str(before) if before else "draft",
                              str(approval.version.number)) if before else None,
+    }
+
+
+def _card_base(request: HttpRequest, approval: Approval, *, can_decide: bool | None,
+               next_url: str) -> dict[str, Any]:
+    """What every card shows: the decision rights (none once decided, whoever reads it), how
+    long it has waited, its timeout while pending, who it is for, where to go after."""
+    pending = approval.status == ApprovalStatus.PENDING
+    return {
+        "approval": approval, "pending": pending,
+        "can_decide": pending and (approval_can_decide(approval=approval, actor=request.user)
+                                   if can_decide is None else can_decide),
         "age": since(approval.created_at, depth=2),
         "timeout_in": timeuntil(approval.timeout_at, depth=2)
         if pending and approval.timeout_at else "",
         "overdue": bool(pending and approval.timeout_at
                         and approval.timeout_at <= timezone.now()),
-        "next": next_url or inbox_url(),
+        "next": next_url,
         "assignees": approval.assignees or {},
     }
 
