@@ -207,6 +207,10 @@ WF_CONTINUE_INLINE = env_bool("WF_CONTINUE_INLINE", True)
 # PostgreSQL: send a step's finishing writes in psycopg's pipeline mode (one round trip for
 # the writes that do not depend on each other; see docs/performance.md).
 WF_PIPELINE = env_bool("WF_PIPELINE", True)
+# PostgreSQL: prepare the engine's hot statements (parsed and planned once per connection).
+# Turn off behind a connection pooler that cannot keep prepared statements (PgBouncer in
+# transaction mode before 1.21).
+WF_PREPARE_STATEMENTS = env_bool("WF_PREPARE_STATEMENTS", True)
 WF_SWEEP_INTERVAL_MINUTES = env_int("WF_SWEEP_INTERVAL_MINUTES", 1)
 # The largest file an ssh step's `download` brings back as a resource (default 2 GiB).
 WF_SFTP_MAX_BYTES = env_int("WF_SFTP_MAX_BYTES", 2 * 1024**3)

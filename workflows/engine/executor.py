@@ -40,7 +40,7 @@ from ops.logs import log_context_update
 from resources.models import ResourceKind
 from resources.payloads import storable_text
 from resources.services import StoredContent, resource_record, resource_store
-from workflows.engine import attempt_values, progress
+from workflows.engine import attempt_values, handler_threads, progress, statements
 from workflows.engine.attempt_logs import LogWriter
 from workflows.engine.callback_tokens import callback_token
 from workflows.engine.transitions import (
@@ -224,23 +224,31 @@ def finish_guarded(claimed: Claimed, result: Result) -> Claimed | int | None:
 
 # --- claim -------------------------------------------------------------------------------------
 
+# What a task reads first of the step it names (compiled once: statements.Select).
+_claim_check = statements.Select(
+    lambda pk: StepRun.objects.filter(pk=pk)
+    .values_list("status", "not_before", "run_id", "run__flow__slug"))
+
+
 def claim(step_run_id: int) -> Claimed | None:
     """queued → running with a lease, and a new Attempt holding the resolved input.
     Returns None when the step run is not (or no longer) queued: a duplicate or stale task."""
     while True:
-        step = StepRun.objects.filter(pk=step_run_id).only(
-            "id", "status", "not_before", "run_id").first()
-        if step is None or step.status != StepStatus.QUEUED:
+        rows = _claim_check(step_run_id)
+        if not rows:
             return None
-        if step.not_before is None:
+        status, not_before, run_id, flow = rows[0]
+        log_context_update(run_id=run_id, flow=flow)  # ops.logs: lines name the run
+        if status != StepStatus.QUEUED:
+            return None
+        if not_before is None:
             break
-        delay = (step.not_before - timezone.now()).total_seconds()
+        delay = (not_before - timezone.now()).total_seconds()
         if delay <= 0:
             break
         if delay > settings.WF_INLINE_DELAY_SECONDS:
             return None  # the sweeper hands it to a worker when it is due
         time.sleep(delay)
-    run_id = step.run_id
 
     def locked() -> Claimed | None:
         run, steps = progress.lock_run_and_load_steps(run_id)
@@ -362,11 +370,10 @@ def execute(claimed: Claimed) -> Result:
             ctx.wake()
 
     timeout = float(claimed.definition.get("timeout_seconds") or progress.default_step_timeout())
-    thread = threading.Thread(target=contextvars.copy_context().run, args=(target,),
-                              name=f"step-{claimed.step.pk}", daemon=True)  # log context too
+    context = contextvars.copy_context()  # the handler's log lines name the step too
     started = time.monotonic()
     last_beat = started
-    thread.start()
+    handler_threads.run(lambda: context.run(target), name=f"step-{claimed.step.pk}")
     log_writer = LogWriter(step_run=claimed.step, run=claimed.run, attempt=claimed.attempt,
                            redactor=claimed.redactor,
                            ensure_attempt=lambda: _ensure_attempt(claimed))
@@ -374,7 +381,7 @@ def execute(claimed: Claimed) -> Result:
     while True:
         ctx.wait_for_work(LOG_FLUSH_SECONDS)
         log_writer.write(ctx.take_logs())
-        if done.is_set() or not thread.is_alive():
+        if done.is_set():
             break
         _ensure_attempt(claimed)  # a slow attempt: show it while it runs
         now = time.monotonic()
@@ -542,7 +549,7 @@ def _wake_later(step: StepRun, *times: Any) -> None:
         from django_q.tasks import async_task
 
         async_task("workflows.tasks.wake_step", step.pk, task_name=f"wake-{step.pk}",
-                   group="workflow-steps")
+                   group="workflow-steps", save=False)  # as progress.enqueue
 
     transaction.on_commit(send)
 

@@ -14,11 +14,12 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
+from workflows.engine import statements
 from workflows.engine.callback_tokens import callback_url
 from workflows.engine.transitions import (
-    pipelining,
     run_transition,
     step_transition,
     steps_transition,
@@ -55,13 +56,14 @@ RUN_DEFERRED = ("trigger_payload", "output", "error")
 def forget_versions() -> None:
     """Drop the cache of released versions (tests roll back and reuse primary keys)."""
     _released_versions.clear()
+    _derived.clear()
 
 
 def lock_run(run_id: int) -> Run:
     """Lock and return the run row, with its pinned version. Must be called inside
     transaction.atomic(). Released versions are immutable, so each process keeps the ones it
     has read (a draft, which can change, is read every time)."""
-    return _pin_version(Run.objects.select_for_update().defer(*RUN_DEFERRED).get(pk=run_id))
+    return _pin_version(_first_run(_locked_run.read(_send_lock(run_id)), run_id))
 
 
 def _pin_version(run: Run) -> Run:
@@ -88,52 +90,43 @@ STATE_FIELDS = (
 )
 
 
-def lock_run_and_load_steps(run_id: int) -> tuple[Run, dict[str, StepRun]]:
-    """`lock_run` then `load_steps` (state fields). In pipeline mode both statements (and the
-    BEGIN before them) go in one round trip: the server runs the read after the lock is
-    granted, so it sees every step change committed by the previous holder of the lock. (One
-    statement that locks the run and reads its steps would not: under READ COMMITTED its
-    snapshot predates the wait for the lock.)"""
-    if not pipelining():
-        run = lock_run(run_id)
-        return run, load_steps(run)
-    run_rows = Run.objects.select_for_update().defer(*RUN_DEFERRED).filter(pk=run_id)
-    step_rows = StepRun.objects.filter(run_id=run_id).order_by("position").only(*STATE_FIELDS)
-    runs, steps = _fetch_together(run_rows, step_rows)
+# The two statements every step sends first, compiled once (statements.Select).
+_locked_run = statements.Select(
+    lambda run_id: Run.objects.select_for_update().defer(*RUN_DEFERRED).filter(pk=run_id))
+_step_states = statements.Select(
+    lambda run_id: StepRun.objects.filter(run_id=run_id).order_by("position")
+    .only(*STATE_FIELDS))
+
+
+def _send_lock(run_id: int) -> Any:
+    if connection.get_autocommit():
+        raise TransactionManagementError("locking a run needs a transaction")
+    return _locked_run.send(run_id)
+
+
+def _first_run(runs: list[Run], run_id: int) -> Run:
     if not runs:
         raise Run.DoesNotExist(f"run {run_id} does not exist")
-    run = runs[0]
-    return _pin_version(run), {s.key: s for s in steps}
+    return runs[0]
 
 
-def _fetch_together(*querysets: Any) -> list[list[Any]]:
-    """Send the querysets' SELECTs before reading any answer (pipeline mode: one round trip),
-    then build their model instances as the ORM would (no select_related)."""
-    sent = []
-    for qs in querysets:
-        compiler = qs.query.get_compiler(qs.db)
-        statement, params = compiler.as_sql()
-        cursor = connection.cursor()
-        cursor.execute(statement, params)
-        sent.append((qs, compiler, cursor))
-    results = []
-    for qs, compiler, cursor in sent:
-        rows = cursor.fetchall()
-        cursor.close()
-        fields = compiler.klass_info["select_fields"]
-        names = [compiler.select[i][0].target.attname for i in fields]
-        start, end = fields[0], fields[-1] + 1
-        results.append([qs.model.from_db(qs.db, names, row[start:end])
-                        for row in compiler.results_iter(results=[rows])])
-    return results
+def lock_run_and_load_steps(run_id: int) -> tuple[Run, dict[str, StepRun]]:
+    """`lock_run` then `load_steps` (state fields). Both statements are sent before either
+    answer is read: in pipeline mode they (and the BEGIN before them) go in one round trip,
+    and the server runs the read after the lock is granted, so it sees every step change
+    committed by the previous holder of the lock. (One statement that locks the run and reads
+    its steps would not: under READ COMMITTED its snapshot predates the wait for the lock.)"""
+    lock = _send_lock(run_id)
+    states = _step_states.send(run_id)
+    run = _pin_version(_first_run(_locked_run.read(lock), run_id))
+    return run, {s.key: s for s in _step_states.read(states)}
 
 
 def load_steps(run: Run, *, full: bool = False) -> dict[str, StepRun]:
     """The run's step runs by key, in definition order (state fields only unless `full`)."""
-    rows = StepRun.objects.filter(run_id=run.pk).order_by("position")
     if not full:
-        rows = rows.only(*STATE_FIELDS)
-    return {s.key: s for s in rows}
+        return {s.key: s for s in _step_states(run.pk)}
+    return {s.key: s for s in StepRun.objects.filter(run_id=run.pk).order_by("position")}
 
 
 def step_outputs(run: Run, keys: Iterable[str]) -> dict[str, Any]:
@@ -160,8 +153,28 @@ def referenced_steps(value: Any) -> set[str]:
     return keys
 
 
+# What is derived from a definition, kept while the same definition object is in use (a
+# released version is one object per process: see version_get). Keyed by id() and checked
+# by identity, so a new object (a draft read again) is never served an old entry.
+_derived: dict[tuple[int, str], tuple[dict, Any]] = {}
+_DERIVED_MAX = 512
+
+
+def _derive(definition: dict, what: str, compute: Callable[[dict], Any]) -> Any:
+    entry = _derived.get((id(definition), what))
+    if entry is not None and entry[0] is definition:
+        return entry[1]
+    value = compute(definition)
+    if len(_derived) >= _DERIVED_MAX:
+        _derived.clear()
+    _derived[(id(definition), what)] = (definition, value)
+    return value
+
+
 def step_definitions(run: Run) -> dict[str, dict[str, Any]]:
-    return {step["key"]: step for step in run.definition["steps"]}
+    """{key: step definition} of the run's definition. Shared: callers must not change it."""
+    return _derive(run.definition, "steps",
+                   lambda d: {step["key"]: step for step in d["steps"]})
 
 
 def resolution_context(run: Run, steps: Iterable[StepRun], value: Any) -> dict[str, Any]:
@@ -181,8 +194,12 @@ def resolution_context(run: Run, steps: Iterable[StepRun], value: Any) -> dict[s
 
 
 def _connection_names(run: Run) -> list[str]:
+    return _derive(run.definition, "connection names", _names_of_connections)
+
+
+def _names_of_connections(definition: dict) -> list[str]:
     names: set[str] = set()
-    for step in run.definition["steps"]:
+    for step in definition["steps"]:
         step_type = get_step_type(step["type"])
         if step_type is not None:
             names.update(step_type.connection_names(step))
@@ -198,9 +215,12 @@ def enqueue(step_run_ids: list[int]) -> None:
         # Lazy: django-q2 is loaded only when a task is actually sent (not a cycle).
         from django_q.tasks import async_task
 
+        # save=False: a task's success is recorded in our tables, not django-q2's (whose
+        # bookkeeping of successes, a locked read of up to Q_SAVE_LIMIT rows per task, cost
+        # more than the step itself); failures of the task itself are still saved.
         for step_run_id in step_run_ids:
             async_task("workflows.tasks.advance_step", step_run_id,
-                       task_name=f"step-{step_run_id}", group="workflow-steps")
+                       task_name=f"step-{step_run_id}", group="workflow-steps", save=False)
 
     transaction.on_commit(send)
 

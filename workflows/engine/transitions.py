@@ -15,9 +15,9 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import QuerySet, sql
 from django.utils import timezone
 
+from workflows.engine import statements
 from workflows.errors import TransitionNotAllowed
 from workflows.models import ActorKind, Event, Run, StepRun
 from workflows.states import (
@@ -61,10 +61,7 @@ def events_batched() -> Iterator[None]:
     try:
         yield
         if _pending.events:
-            if getattr(_pending, "checks", None) is not None:
-                _insert_pipelined(_pending.events)
-            else:
-                Event.objects.bulk_create(_pending.events)
+            _events_insert(_pending.events)
     finally:
         _pending.events = None
 
@@ -112,9 +109,7 @@ def writes_pipelined() -> Iterator[None]:
             if cursor.rowcount != expected:
                 raise WritesRaced(f"{what}: {cursor.rowcount} rows changed, {expected} expected")
         for cursor, obj in _pending.returning:
-            obj.pk = cursor.fetchone()[0]
-            obj._state.adding = False
-            obj._state.db = connection.alias
+            _set_inserted_pk(obj, cursor.fetchone()[0])
     finally:
         for cursor, _, _ in _pending.checks:
             cursor.close()
@@ -135,30 +130,30 @@ def pipelined_or_portable(body: Callable[[], Any]) -> Any:
         return body()
 
 
-def _update_pipelined(rows: QuerySet, values: dict[str, Any], what: str,
-                      expected: int = 1) -> None:
-    """Send `rows.update(**values)` in pipeline mode; its row count is checked when the
-    `writes_pipelined` block ends."""
-    query = rows.query.chain(sql.UpdateQuery)
-    query.add_update_values(values)
-    query.annotations = {}
-    statement, params = query.get_compiler(rows.db).as_sql()
-    cursor = connection.cursor()
-    cursor.execute(statement, params)
-    _pending.checks.append((cursor, expected, what))
+def _conditional_update(model: type, where: dict[str, Any], values: dict[str, Any], what: str,
+                        expected: int = 1) -> int:
+    """`UPDATE model SET values WHERE where` (statements.update). Returns the rows changed; in
+    pipeline mode that is not known yet, so it returns `expected` and the count is checked when
+    the `writes_pipelined` block ends."""
+    cursor = statements.update(model, where, values)
+    if pipelining():
+        _pending.checks.append((cursor, expected, what))
+        return expected
+    try:
+        return cursor.rowcount
+    finally:
+        cursor.close()
 
 
-def _insert_pipelined(objs: list[Any]) -> None:
-    """INSERT `objs` (one model) in one statement in pipeline mode, without RETURNING: nobody
-    reads their primary keys, and waiting for them would cost a round trip."""
-    model = type(objs[0])
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
-    query = sql.InsertQuery(model)
-    query.insert_values(fields, objs)
-    cursor = connection.cursor()
-    for statement, params in query.get_compiler(connection.alias).as_sql():
-        cursor.execute(statement, params)
-    _pending.checks.append((cursor, len(objs), f"insert {len(objs)} {model.__name__}"))
+def _events_insert(events: list[Event]) -> None:
+    """INSERT the events, without RETURNING: nobody reads their primary keys (in pipeline mode
+    waiting for them would cost a round trip). Pipelined, the row count is checked at the end
+    of the block like the conditional UPDATEs'."""
+    for cursor, count in statements.insert_batches(events):
+        if pipelining():
+            _pending.checks.append((cursor, count, f"insert {count} events"))
+        else:
+            cursor.close()
 
 
 def pipelining() -> bool:
@@ -167,22 +162,27 @@ def pipelining() -> bool:
 
 
 def row_insert(obj: Any) -> None:
-    """`obj.save(force_insert=True)`; in pipeline mode the INSERT is sent with RETURNING and
-    its primary key read when the block ends (or at the next read), not waited for now."""
-    if not pipelining():
+    """`obj.save(force_insert=True)`, in one compiled statement (statements.insert); in
+    pipeline mode the INSERT is sent with RETURNING and its primary key read when the block
+    ends (or at the next read), not waited for now."""
+    if not statements.can_return_from_insert():
         obj.save(force_insert=True)
         return
-    model = type(obj)
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
-    query = sql.InsertQuery(model)
-    query.insert_values(fields, [obj])  # the compiler calls each field's pre_save
-    compiler = query.get_compiler(connection.alias)
-    compiler.returning_fields = [model._meta.pk]
-    [(statement, params)] = compiler.as_sql()
-    cursor = connection.cursor()
-    cursor.execute(statement, params)
-    _pending.checks.append((cursor, 1, f"insert {model.__name__}"))
-    _pending.returning.append((cursor, obj))
+    cursor = statements.insert([obj], returning=True)
+    if pipelining():
+        _pending.checks.append((cursor, 1, f"insert {type(obj).__name__}"))
+        _pending.returning.append((cursor, obj))
+        return
+    try:
+        _set_inserted_pk(obj, cursor.fetchone()[0])
+    finally:
+        cursor.close()
+
+
+def _set_inserted_pk(obj: Any, pk: Any) -> None:
+    obj.pk = pk
+    obj._state.adding = False
+    obj._state.db = connection.alias
 
 
 def event_record(
@@ -229,10 +229,8 @@ def run_transition(
             values.setdefault("started_at", now)
     # savepoint=False: a failure here must abort the caller's whole transaction anyway.
     with transaction.atomic(savepoint=False):
-        rows = Run.objects.filter(pk=run.pk, status=from_status)
-        if pipelining():  # checked before the commit (writes_pipelined)
-            _update_pipelined(rows, {"status": to, **values}, f"run {run.pk} {from_status}->{to}")
-        elif not rows.update(status=to, **values):
+        if not _conditional_update(Run, {"pk": run.pk, "status": from_status},
+                                   {"status": to, **values}, f"run {run.pk} {from_status}->{to}"):
             return False
         event_record(
             run_id=run.pk, kind=kind or EventKind.of_run(to), from_status=from_status, to_status=to,
@@ -277,13 +275,11 @@ def step_transition(
     values["updated_at"] = now
     # savepoint=False: a failure here must abort the caller's whole transaction anyway.
     with transaction.atomic(savepoint=False):
-        rows = StepRun.objects.filter(pk=step_run.pk, status=from_status)
+        where = {"pk": step_run.pk, "status": from_status}
         if expected_attempt is not None:
-            rows = rows.filter(attempt_count=expected_attempt)
-        if pipelining():  # checked before the commit (writes_pipelined)
-            _update_pipelined(rows, {"status": to, **values},
-                              f"step run {step_run.pk} {from_status}->{to}")
-        elif not rows.update(status=to, **values):
+            where["attempt_count"] = expected_attempt
+        if not _conditional_update(StepRun, where, {"status": to, **values},
+                                   f"step run {step_run.pk} {from_status}->{to}"):
             return False
         if via:
             event_record(
@@ -332,19 +328,15 @@ def steps_transition(
     values["updated_at"] = now
     ids = [s.pk for s in steps]
     with transaction.atomic(savepoint=False):
-        rows = StepRun.objects.filter(pk__in=ids, status=from_status)
-        if pipelining():  # checked before the commit (writes_pipelined)
-            _update_pipelined(rows, {"status": to, **values},
-                              f"step runs {ids} {from_status}->{to}", expected=len(ids))
+        updated = _conditional_update(StepRun, {"pk": ids, "status": from_status},
+                                      {"status": to, **values},
+                                      f"step runs {ids} {from_status}->{to}", expected=len(ids))
+        if updated == len(ids):  # always, pipelined: checked before the commit
             moved = steps
         else:
-            updated = rows.update(status=to, **values)
-            if updated == len(ids):
-                moved = steps
-            else:
-                done = set(StepRun.objects.filter(pk__in=ids, status=to, updated_at=now)
-                           .values_list("pk", flat=True))
-                moved = [s for s in steps if s.pk in done]
+            done = set(StepRun.objects.filter(pk__in=ids, status=to, updated_at=now)
+                       .values_list("pk", flat=True))
+            moved = [s for s in steps if s.pk in done]
         for step in moved:
             event_record(
                 run_id=step.run_id, step_run_id=step.pk, kind=EventKind.of_step(to),

@@ -1,0 +1,58 @@
+"""The threads step handlers run in (executor.execute), kept for the next attempt.
+
+Starting a thread per attempt cost about 0.1 ms of a step's 2 (docs/performance.md): a
+worker now hands the handler to an idle thread of its process, and starts one only when none
+is idle. A handler that is abandoned (past its timeout, or canceled and ignoring it) keeps its
+thread until it returns, as before; the thread then goes back to the idle ones. The threads are
+daemons, as the per-attempt ones were, so a stuck handler never keeps a recycled worker process
+alive. A forked child (django-q2 forks its workers) starts with no idle threads: threads do not
+survive a fork.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from queue import SimpleQueue
+
+# More idle threads than this are let go (a process rarely runs more handlers at once).
+MAX_IDLE = 8
+
+_lock = threading.Lock()
+_idle: list[SimpleQueue] = []
+
+
+def run(job: Callable[[], None], *, name: str) -> None:
+    """Run `job` in an idle handler thread (named `name` meanwhile), or a new one. `job` must
+    not raise: it records its own outcome."""
+    with _lock:
+        inbox = _idle.pop() if _idle else None
+    if inbox is None:
+        inbox = SimpleQueue()
+        threading.Thread(target=_serve, args=(inbox,), name=name, daemon=True).start()
+    inbox.put((job, name))
+
+
+def _serve(inbox: SimpleQueue) -> None:
+    thread = threading.current_thread()
+    while True:
+        job, name = inbox.get()
+        thread.name = name
+        try:
+            job()
+        finally:
+            thread.name = "step-handler-idle"
+        with _lock:
+            if len(_idle) >= MAX_IDLE:
+                return
+            _idle.append(inbox)
+
+
+def _forget_after_fork() -> None:
+    global _lock
+    _lock = threading.Lock()
+    _idle.clear()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
