@@ -271,6 +271,9 @@ Q_CLUSTER = {
 }
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
+    # django-q2's Redis broker with one client per process, not a new connection per task sent
+    # (ops/broker.py).
+    Q_CLUSTER["broker_class"] = "ops.broker.SharedClientRedis"
 else:
     Q_CLUSTER["orm"] = "default"
 

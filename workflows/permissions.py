@@ -14,6 +14,7 @@ from django.contrib.auth.models import Permission
 from django.db.models import Q
 
 from workflows.errors import NotPermitted
+from workflows.prepared_queries import PreparedQuery
 
 EDIT_DRAFT = "workflows.edit_draft"
 RELEASE_FLOW = "workflows.release_flow"
@@ -30,6 +31,17 @@ ACTION_LABELS = {
     VIEW_FLOW: "view flows",
     VIEW_RUN: "view runs",
 }
+
+
+# A user's permissions, their own and their groups', as (app_label, codename) rows: read on
+# every request an operator makes, so compiled once per process (never cached: a permission
+# taken away, or a group left, counts from the next request on).
+_user_permissions = PreparedQuery(
+    Permission,
+    lambda user_pk: Permission.objects.filter(Q(user=user_pk) | Q(group__user=user_pk))
+    .values_list("content_type__app_label", "codename").distinct(),
+    sentinel=-7_319_004,
+)
 
 
 def has_permission(actor: Any, perm: str) -> bool:
@@ -49,8 +61,7 @@ def _load_permissions(actor: Any) -> None:
     user object) reads them once, whatever it checks, instead of two queries per object."""
     if hasattr(actor, "_perm_cache") or not isinstance(actor, AbstractBaseUser) or actor.pk is None:
         return
-    rows = (Permission.objects.filter(Q(user=actor) | Q(group__user=actor))
-            .values_list("content_type__app_label", "codename").distinct())
+    rows = _user_permissions.rows(actor.pk)
     actor._perm_cache = {f"{app}.{codename}" for app, codename in rows}
 
 

@@ -106,3 +106,20 @@ def test_a_token_last_used_long_ago_still_works(users):
     token, raw = api_token_create(user=users["support"])
     ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now() - timedelta(days=30))
     assert ApiClient(raw).get("/flows").status == 200
+
+
+def test_taking_a_permission_or_the_user_away_counts_from_the_next_request(as_user, users,
+                                                                            flow):
+    """Nothing about a token, its user or their permissions is kept between requests."""
+    from django.contrib.auth.models import Group
+
+    api = as_user("operator")
+    assert api.post("/flows/simple/runs", {"input": {}}).status == 201
+    users["operator"].groups.remove(Group.objects.get(name="operators"))
+    refused = api.post("/flows/simple/runs", {"input": {}})
+    assert refused.status == 403 and refused.error["code"] == "forbidden"
+    users["operator"].groups.add(Group.objects.get(name="operators"))
+    assert api.post("/flows/simple/runs", {"input": {}}).status == 201
+    users["operator"].is_active = False
+    users["operator"].save()
+    assert api.post("/flows/simple/runs", {"input": {}}).status == 401

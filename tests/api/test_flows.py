@@ -371,3 +371,50 @@ def test_starting_a_run_through_the_api_costs_a_fixed_few_statements(as_user, to
     assert response.body["status"] == "queued"
     assert [s["status"] for s in response.body["steps"]] == ["queued"] + ["not_started"] * 29
     assert response.body["steps"][0]["key"] == "s0" and response.body["queued_at"]
+
+
+START_CASES = {
+    "live release": ("simple", {"input": {}}),
+    "declared inputs with defaults": ("typed-start", {"input": {"repo": "core"}}),
+    "idempotency key": ("simple", {"input": {}, "idempotency_key": "order-7"}),
+    "rehearsal of the draft (version null)": ("draft-only", {"input": {}, "draft": True}),
+    "a wait step (callback token minted)": ("waiting", {"input": {}}),
+    "a concurrency limit (run held as created)": ("limited", {"input": {"repo": "x"}}),
+}
+
+
+@pytest.mark.parametrize("case", START_CASES)
+def test_a_started_runs_answer_is_byte_for_byte_what_the_response_schema_writes(
+        as_user, flow, monkeypatch, case):
+    """The 201 of a start is rendered from `run_document` without django-ninja's validation
+    against RunOut (workflows/api/rendering.py): the bytes and headers must be those the
+    schema's path writes, and the same document as reading the run back."""
+    from ninja.responses import NinjaJSONEncoder
+
+    from tests.api.conftest import wait_definition
+    from workflows.api import flows as flows_api
+    from workflows.api.schemas import RunOut
+
+    make_flow(simple_definition("typed-start", input={
+        "repo": {"type": "string", "required": True}, "limit": {"type": "integer", "default": 10}}))
+    make_flow(simple_definition("draft-only"), promote=False)
+    make_flow(wait_definition())
+    make_flow(simple_definition("limited", input={"repo": {"type": "string"}},
+                                concurrency={"key": "{{ input.repo }}", "limit": 1,
+                                             "policy": "queue"}))
+    as_user("operator").post("/flows/limited/runs", {"input": {"repo": "x"}})  # holds the slot
+    documents = []
+    real_document = flows_api.run_document
+    monkeypatch.setattr(flows_api, "run_document",
+                        lambda run: documents.append(real_document(run)) or documents[-1])
+    slug, body = START_CASES[case]
+    api = as_user("operator")
+    response = api.client.post(f"/api/v1/flows/{slug}/runs", json.dumps(body),
+                               content_type="application/json",
+                               headers={"Authorization": f"Bearer {api.token}"})
+    assert response.status_code == 201, response.content
+    through_schema = json.dumps(RunOut.model_validate(documents[-1]).model_dump(),
+                                cls=NinjaJSONEncoder)
+    assert response.content == through_schema.encode()
+    assert response["Content-Type"] == "application/json; charset=utf-8"
+    assert json.loads(response.content) == api.get(f"/runs/{documents[-1]['id']}").body

@@ -19,6 +19,7 @@ from workflows.api.errors import (
     inbound_max_bytes,
     request_guard,
 )
+from workflows.api.rendering import RENDERER
 
 DESCRIPTION = """\
 The workflow platform's HTTP API. Authenticate with `Authorization: Bearer <token>` (create one
@@ -41,6 +42,7 @@ api = WorkflowsAPI(
     urls_namespace="api-v1",
     docs_url="/docs",
     auth=[BearerTokenAuth(), SessionAuth()],
+    renderer=RENDERER,
 )
 
 for handled in (Exception, Http404, HttpError, ValidationError):

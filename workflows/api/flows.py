@@ -20,6 +20,7 @@ from workflows.api.documents import (
 from workflows.api.errors import invalid
 from workflows.api.lookups import can_view_flows, can_view_runs, get_flow, get_flow_row
 from workflows.api.pagination import clamp_limit, keyset_page
+from workflows.api.rendering import rendered
 from workflows.api.schemas import (
     DefinitionIn,
     DiffOut,
@@ -173,8 +174,9 @@ def runs_start(request: HttpRequest, slug: str, payload: RunStartIn):
     )
     if created:  # the answer is what was just written, not read back
         run.ordered_steps = list(run.created_steps.values())
-        return Status(201, run_document(run))
+        return rendered(request, run_document(run), status=201)  # already RunOut's shape
     return Status(200, run_document(runs_queryset().get(pk=run.pk)))
+
 
 
 @router.get("/{slug}/runs", response={200: RunPage, **errors(422)},

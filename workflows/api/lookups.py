@@ -14,9 +14,17 @@ from workflows.api.documents import approvals_queryset, flows_queryset, runs_que
 from workflows.errors import NotFound
 from workflows.models import Flow, Run, StepRun
 from workflows.permissions import VIEW_FLOW, VIEW_RUN, require_permission
+from workflows.prepared_queries import PreparedQuery, concrete_attnames
 
 SLUG_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,99}")
 MAX_ID = 2**63 - 1
+
+_FLOW_COLUMNS = concrete_attnames(Flow)
+# Run starts read the flow by its (unique) slug on every call: compiled once per process.
+_flow_by_slug = PreparedQuery(
+    Flow, lambda slug: Flow.objects.filter(slug=slug).order_by().values_list(*_FLOW_COLUMNS),
+    sentinel="prepared-query-sentinel",
+)
 
 
 def can_view_flows(user: Any) -> None:
@@ -40,10 +48,10 @@ def get_flow_row(slug: str) -> Flow:
     """The flow alone (no versions): for commands that only need its row."""
     if not SLUG_RE.fullmatch(slug or ""):
         raise NotFound(f"no flow {slug!r}")
-    flow = Flow.objects.filter(slug=slug).first()
-    if flow is None:
+    rows = _flow_by_slug.rows(slug)
+    if not rows:
         raise NotFound(f"no flow {slug!r}")
-    return flow
+    return Flow.from_db(_flow_by_slug.db_alias(), _FLOW_COLUMNS, rows[0])
 
 
 def get_run(run_id: int, *, with_steps: bool = True) -> Run:

@@ -3,6 +3,10 @@
 A token is shown once, when it is created. Only its SHA-256 is stored (plus a short prefix so
 people can tell their tokens apart); lookup is by that hash, and the stored hash is compared in
 constant time as well.
+
+Every API request authenticates, so the lookup (the token's row joined with its user's, one
+indexed statement) is a `PreparedQuery`: compiled once per process, not per request. Nothing is
+cached between requests: a revoked token, or a deactivated user, is refused by the next request.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from workflows.models import ApiToken
+from workflows.prepared_queries import PreparedQuery, concrete_attnames
 
 TOKEN_PREFIX = "wf_"
 # 32 random bytes, urlsafe base64 (43 characters), after the "wf_" marker.
@@ -29,6 +34,18 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 def _digest(raw: str) -> str:
     return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+_TOKEN_COLUMNS = ("pk", "token_hash", "revoked_at", "last_used_at")
+_USER_MODEL = ApiToken._meta.get_field("user").related_model
+_USER_COLUMNS = concrete_attnames(_USER_MODEL)
+# The token (by its unique hash) and every column of its user, in one statement.
+_token_with_user = PreparedQuery(
+    ApiToken,
+    lambda digest: ApiToken.objects.filter(token_hash=digest).order_by().values_list(
+        *_TOKEN_COLUMNS, *(f"user__{name}" for name in _USER_COLUMNS)),
+    sentinel=_digest("prepared query sentinel"),
+)
 
 
 def api_token_create(*, user: Any, name: str = "") -> tuple[ApiToken, str]:
@@ -47,17 +64,22 @@ def api_token_authenticate(raw: str) -> Any | None:
     if not raw or len(raw) > MAX_TOKEN_LENGTH:
         return None
     digest = _digest(raw)
-    token = ApiToken.objects.select_related("user").filter(token_hash=digest).first()
-    if token is None or not hmac.compare_digest(token.token_hash, digest):
+    rows = _token_with_user.rows(digest)  # token_hash is unique: at most one
+    if not rows:
         return None
-    if token.revoked_at is not None or not token.user.is_active:
+    token_pk, token_hash, revoked_at, last_used_at = rows[0][:len(_TOKEN_COLUMNS)]
+    if not hmac.compare_digest(token_hash, digest):
+        return None
+    user = _USER_MODEL.from_db(_token_with_user.db_alias(), _USER_COLUMNS,
+                               rows[0][len(_TOKEN_COLUMNS):])
+    if revoked_at is not None or not user.is_active:
         return None
     now = timezone.now()
-    if token.last_used_at is None or token.last_used_at <= now - LAST_USED_RESOLUTION:
-        ApiToken.objects.filter(pk=token.pk).filter(
+    if last_used_at is None or last_used_at <= now - LAST_USED_RESOLUTION:
+        ApiToken.objects.filter(pk=token_pk).filter(
             Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - LAST_USED_RESOLUTION)
         ).update(last_used_at=now)
-    return token.user
+    return user
 
 
 def api_token_revoke(*, token: ApiToken) -> ApiToken:
