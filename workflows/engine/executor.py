@@ -40,7 +40,7 @@ from ops.logs import log_context_update
 from resources.models import ResourceKind
 from resources.payloads import storable_text
 from resources.services import StoredContent, resource_record, resource_store
-from workflows.engine import attempt_values, handler_threads, progress, statements
+from workflows.engine import attempt_values, handler_threads, progress
 from workflows.engine.attempt_logs import LogWriter
 from workflows.engine.callback_tokens import callback_token
 from workflows.engine.transitions import (
@@ -50,6 +50,7 @@ from workflows.engine.transitions import (
     step_transition,
 )
 from workflows.models import ActorKind, Attempt, Run, StepRun
+from workflows.prepared_queries import PreparedQuery
 from workflows.references import ReferenceUnresolved, resolve
 from workflows.states import RUN_TERMINAL, AttemptStatus, EventKind, RunStatus, StepStatus
 from workflows.steps import StepCanceled, StepFailed, StepOutcome, get_step_type
@@ -224,17 +225,17 @@ def finish_guarded(claimed: Claimed, result: Result) -> Claimed | int | None:
 
 # --- claim -------------------------------------------------------------------------------------
 
-# What a task reads first of the step it names (compiled once: statements.Select).
-_claim_check = statements.Select(
-    lambda pk: StepRun.objects.filter(pk=pk)
-    .values_list("status", "not_before", "run_id", "run__flow__slug"))
+# What a task reads first of the step it names (compiled once, prepared on PostgreSQL).
+_claim_check = PreparedQuery(
+    StepRun, lambda pk: StepRun.objects.filter(pk=pk)
+    .values_list("status", "not_before", "run_id", "run__flow__slug"), sentinel=-7_319_103)
 
 
 def claim(step_run_id: int) -> Claimed | None:
     """queued → running with a lease, and a new Attempt holding the resolved input.
     Returns None when the step run is not (or no longer) queued: a duplicate or stale task."""
     while True:
-        rows = _claim_check(step_run_id)
+        rows = _claim_check.rows(step_run_id)
         if not rows:
             return None
         status, not_before, run_id, flow = rows[0]

@@ -17,7 +17,6 @@ from django.db import connection, transaction
 from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
-from workflows.engine import statements
 from workflows.engine.callback_tokens import callback_url
 from workflows.engine.transitions import (
     run_transition,
@@ -25,6 +24,7 @@ from workflows.engine.transitions import (
     steps_transition,
 )
 from workflows.models import ActorKind, Attempt, FlowVersion, Run, StepRun
+from workflows.prepared_queries import PreparedQuery
 from workflows.references import (
     ReferenceSyntaxError,
     ReferenceUnresolved,
@@ -90,12 +90,13 @@ STATE_FIELDS = (
 )
 
 
-# The two statements every step sends first, compiled once (statements.Select).
-_locked_run = statements.Select(
-    lambda run_id: Run.objects.select_for_update().defer(*RUN_DEFERRED).filter(pk=run_id))
-_step_states = statements.Select(
-    lambda run_id: StepRun.objects.filter(run_id=run_id).order_by("position")
-    .only(*STATE_FIELDS))
+# The two statements every step sends first, compiled once (and prepared on PostgreSQL).
+_locked_run = PreparedQuery(
+    Run, lambda run_id: Run.objects.select_for_update().defer(*RUN_DEFERRED).filter(pk=run_id),
+    sentinel=-7_319_101)
+_step_states = PreparedQuery(
+    StepRun, lambda run_id: StepRun.objects.filter(run_id=run_id).order_by("position")
+    .only(*STATE_FIELDS), sentinel=-7_319_102)
 
 
 def _send_lock(run_id: int) -> Any:
@@ -125,7 +126,7 @@ def lock_run_and_load_steps(run_id: int) -> tuple[Run, dict[str, StepRun]]:
 def load_steps(run: Run, *, full: bool = False) -> dict[str, StepRun]:
     """The run's step runs by key, in definition order (state fields only unless `full`)."""
     if not full:
-        return {s.key: s for s in _step_states(run.pk)}
+        return {s.key: s for s in _step_states.rows(run.pk)}
     return {s.key: s for s in StepRun.objects.filter(run_id=run.pk).order_by("position")}
 
 

@@ -5,14 +5,14 @@ step (a conditional UPDATE), write the attempt, claim the next step, write the e
 through the ORM (QuerySet, Query, compiler) each of them costs more CPU in the worker than
 PostgreSQL spends running it. Here each shape (model, the columns set, the columns tested) is
 turned into SQL text once and then run with each field's own conversion (`get_db_prep_save`),
-so values are stored exactly as the ORM stores them, and rows are read back into model
-instances the way `Model.from_db` does, without `Model.__init__`.
+so values are stored exactly as the ORM stores them. (The reads are
+`workflows.prepared_queries.PreparedQuery`s: progress.py, executor.py.)
 
 On PostgreSQL these statements use a server-binding cursor (parameters sent apart from the
 text, no quoting in Python) and, with WF_PREPARE_STATEMENTS on (the default), are prepared:
-parsed and planned once per connection instead of on every call. They go through Django's
-cursor wrapper, so query logging, `CaptureQueriesContext` and error translation see them like
-any other statement. Everything else keeps using the ORM.
+parsed and planned once per connection instead of on every call (`prepared_queries.cursor`).
+They go through Django's cursor wrapper, so query logging, `CaptureQueriesContext` and error
+translation see them like any other statement. Everything else keeps using the ORM.
 """
 
 from __future__ import annotations
@@ -22,10 +22,9 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
-from django.db.models import QuerySet
-from django.db.models.base import ModelState
+
+from workflows.prepared_queries import cursor
 
 
 def _field(model: type[models.Model], name: str) -> models.Field:
@@ -52,6 +51,11 @@ def _update_sql(model: type[models.Model], vendor: str, set_names: tuple[str, ..
     return text, set_fields, where_fields
 
 
+# Statements naming more rows than this (a run start's bulk INSERTs, a cancel's IN list) are
+# rarely sent twice with the same count: not worth a prepared statement on the server each.
+PREPARE_MAX_ROWS = 8
+
+
 def update(model: type[models.Model], where: dict[str, Any], values: dict[str, Any]) -> Any:
     """Send `UPDATE model SET values WHERE where` (equality; a list or tuple value is IN) and
     return the cursor, still open: its rowcount says how many rows changed (in pipeline mode,
@@ -67,9 +71,9 @@ def update(model: type[models.Model], where: dict[str, Any], values: dict[str, A
             params.extend(field.get_db_prep_value(v, db) for v in value)
         else:
             params.append(field.get_db_prep_value(value, db))
-    cursor = _cursor(prepare=all(count <= PREPARE_MAX_ROWS for _, count in shape))
-    cursor.execute(text, params)
-    return cursor
+    sent = cursor(db, prepare=all(count <= PREPARE_MAX_ROWS for _, count in shape))
+    sent.execute(text, params)
+    return sent
 
 
 @cache
@@ -141,9 +145,9 @@ def insert(objs: list[models.Model], *, returning: bool = False) -> Any:
     params = [convert(field.pre_save(obj, True) if pre_save else getattr(obj, attname), db)
               for obj in objs
               for field, attname, convert, pre_save in _insert_columns(model, db.vendor)]
-    cursor = _cursor(prepare=len(objs) <= PREPARE_MAX_ROWS)
-    cursor.execute(_insert_sql(model, db.vendor, len(objs), returning), params)
-    return cursor
+    sent = cursor(db, prepare=len(objs) <= PREPARE_MAX_ROWS)
+    sent.execute(_insert_sql(model, db.vendor, len(objs), returning), params)
+    return sent
 
 
 def insert_batches(objs: list[models.Model]) -> list[tuple[Any, int]]:
@@ -156,113 +160,3 @@ def insert_batches(objs: list[models.Model]) -> list[tuple[Any, int]]:
 
 def can_return_from_insert() -> bool:
     return connection.features.can_return_columns_from_insert
-
-
-class Select:
-    """A SELECT compiled once from a queryset taking exactly one parameter (an id), run
-    again with another id. Rows of a model queryset come back as model instances as
-    `Model.from_db` builds them (deferred fields load on access), without `Model.__init__`;
-    rows of a `values_list()` queryset as tuples. Either way each column goes through the
-    converters the ORM would apply (they read only the alias's settings, the same for every
-    thread's connection)."""
-
-    def __init__(self, make_queryset: Callable[[Any], QuerySet]):
-        self._make = make_queryset
-        self._compiled: dict[str, tuple] = {}
-
-    def _compile(self) -> tuple:
-        compiled = self._compiled.get(connection.vendor)
-        if compiled is None:
-            queryset = self._make(0)
-            compiler = queryset.query.get_compiler(queryset.db)
-            text, params = compiler.as_sql()
-            if len(params) != 1:
-                raise ValueError(f"a Select takes one parameter, this one has {len(params)}")
-            converters = compiler.get_converters(
-                [s[0] for s in compiler.select[0:compiler.col_count]])
-            model = None
-            names: tuple[str, ...] = ()
-            start = end = 0
-            if compiler.klass_info is not None and not queryset.query.values_select:
-                fields = compiler.klass_info["select_fields"]
-                names = tuple(compiler.select[i][0].target.attname for i in fields)
-                model, start, end = queryset.model, fields[0], fields[-1] + 1
-            compiled = (text, compiler, converters, model, names, start, end)
-            self._compiled[connection.vendor] = compiled
-        return compiled
-
-    def send(self, param: Any) -> tuple[Any, tuple]:
-        """Send the statement; returns (cursor, compiled) for `read`."""
-        compiled = self._compile()
-        cursor = _cursor()
-        cursor.execute(compiled[0], (param,))
-        return cursor, compiled
-
-    @staticmethod
-    def read(sent: tuple[Any, tuple]) -> list[Any]:
-        cursor, (_, compiler, converters, model, names, start, end) = sent
-        try:
-            rows = cursor.fetchall()
-        finally:
-            cursor.close()
-        if converters:
-            rows = compiler.apply_converters(rows, converters)
-        if model is None:
-            return [tuple(row) for row in rows]
-        alias = connection.alias
-        objs = []
-        for row in rows:
-            obj = model.__new__(model)
-            state = obj._state = ModelState()
-            state.adding = False
-            state.db = alias
-            obj.__dict__.update(zip(names, row[start:end], strict=True))
-            objs.append(obj)
-        return objs
-
-    def __call__(self, param: Any) -> list[Any]:
-        return self.read(self.send(param))
-
-
-# psycopg prepares nothing while a connection's prepare_threshold is None (Django's default,
-# for connection poolers). This value lets it prepare what asks for it (`prepare=True`, our
-# statements) and, in practice, nothing else.
-_ONLY_WHEN_ASKED = 2**31 - 1
-
-
-# Statements naming more rows than this (a run start's bulk INSERTs, a cancel's IN list) are
-# rarely sent twice with the same count: not worth a prepared statement on the server each.
-PREPARE_MAX_ROWS = 8
-
-
-def _cursor(*, prepare: bool = True) -> Any:
-    if prepare and connection.vendor == "postgresql" and settings.WF_PREPARE_STATEMENTS:
-        connection.ensure_connection()
-        raw = connection.connection
-        if raw.prepare_threshold is None:
-            raw.prepare_threshold = _ONLY_WHEN_ASKED
-        return connection._prepare_cursor(_prepared_cursor_class()(raw))
-    return connection.cursor()
-
-
-@cache
-def _prepared_cursor_class() -> type:
-    # Imported here: psycopg (and Django's PostgreSQL backend) is only there with PostgreSQL.
-    from django.db.backends.postgresql.base import ServerBindingCursor
-
-    class PreparedCursor(ServerBindingCursor):
-        """Server-side binding, and every statement prepared on first use (psycopg keeps
-        them per connection). Django turns automatic preparation off (`prepare_threshold`
-        None) for connection poolers; WF_PREPARE_STATEMENTS=false does the same here."""
-
-        def execute(self, query, params=None, **kwargs):
-            kwargs.setdefault("prepare", True)
-            return super().execute(query, params, **kwargs)
-
-        def _send_query_prepared(self, name, pgq, **kwargs):
-            # psycopg records the query only when it is not prepared; Django's query log
-            # (last_executed_query) reads it.
-            self._query = pgq
-            return super()._send_query_prepared(name, pgq, **kwargs)
-
-    return PreparedCursor

@@ -14,6 +14,7 @@ from tests.factories import echo, make_flow, simple_definition
 from workflows.engine import progress, statements
 from workflows.engine.transitions import event_record, events_batched, row_insert
 from workflows.models import Attempt, Event, Run, StepRun
+from workflows.prepared_queries import PreparedQuery
 from workflows.services.runs import run_start
 from workflows.states import StepStatus
 
@@ -145,17 +146,22 @@ def test_with_prepare_statements_off_nothing_is_prepared(run, settings):
     assert StepRun.objects.get(pk=step.pk).worker == "plain"
 
 
-def test_a_values_select_returns_tuples_converted_like_the_orms(run):
+def test_a_values_query_returns_tuples_converted_like_the_orms(run):
     step = StepRun.objects.get(run=run, key="a")
     when = timezone.now()
     StepRun.objects.filter(pk=step.pk).update(not_before=when)
-    select = statements.Select(lambda pk: StepRun.objects.filter(pk=pk)
-                               .values_list("status", "not_before", "run__flow__slug"))
-    assert select(step.pk) == [(StepStatus.QUEUED, when, "compiled")]
-    assert select(step.pk + 1000) == []  # compiled once, run again with another id
+    query = PreparedQuery(StepRun, lambda pk: StepRun.objects.filter(pk=pk)
+                          .values_list("status", "not_before", "run__flow__slug"), sentinel=-1)
+    assert query.rows(step.pk) == [(StepStatus.QUEUED, when, "compiled")]
+    assert query.rows(step.pk + 1000) == []  # compiled once, run again with another id
 
 
-def test_a_select_of_more_than_one_parameter_is_refused():
-    select = statements.Select(lambda pk: StepRun.objects.filter(pk=pk, key="a"))
-    with pytest.raises(ValueError, match="one parameter"):
-        select(1)
+def test_a_model_query_sent_and_read_apart_builds_instances(run):
+    query = PreparedQuery(StepRun, lambda run_id: StepRun.objects.filter(run_id=run_id)
+                          .order_by("position").only("id", "key", "status"), sentinel=-1)
+    sent = query.send(run.pk)
+    steps = query.read(sent)
+    assert [(type(s), s.key, s.status) for s in steps] == [
+        (StepRun, "a", StepStatus.QUEUED), (StepRun, "b", StepStatus.NOT_STARTED),
+        (StepRun, "c", StepStatus.NOT_STARTED)]
+    assert steps[0].run_id == run.pk  # deferred: loaded on access
