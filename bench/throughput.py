@@ -3,11 +3,13 @@
 What it does, on a throwaway PostgreSQL database it creates and drops and its own Redis db:
 - migrates, creates a superuser and an API token (`create_api_token`);
 - starts gunicorn (config/gunicorn.conf.py, the `make serve` server) on a free loopback port
-  and 3 `qcluster` processes (Redis broker);
+  and 3 `qcluster` processes (Redis broker) under `nice -n 10`, as the Procfile runs them
+  (`--worker-nice 0` for the same priority as the web server);
 - creates, releases and promotes a 6-step fan-out/fan-in flow through the API
   (a -> b, c, d, e -> f, all `core.echo`);
-- starts N runs with C concurrent clients (POST /api/v1/flows/{slug}/runs), after a warm-up of
-  C runs, and waits (bounded) for every run to end;
+- starts 200 runs from one client, one after another (the latency of a start alone), then N
+  runs with C concurrent clients (POST /api/v1/flows/{slug}/runs), after a warm-up of C runs,
+  and waits (bounded) for every run to end;
 - prints runs started per second, step runs completed per second, the p50/p99 start latency
   and the p50/p99 time from a step becoming ready (its `queued` event) to it running (its
   `running` event);
@@ -15,7 +17,7 @@ What it does, on a throwaway PostgreSQL database it creates and drops and its ow
   one `running` event), and exits 1 loudly if not.
 
 Usage: `python bench/throughput.py [--runs 1000] [--clients 16] [--clusters 3]
-[--web-workers N] [--web-threads N] [--timeout 900]`. Needs PostgreSQL (BENCH_PG_URL, an admin
+[--web-workers N] [--web-threads N] [--worker-nice 10] [--single-runs 200] [--timeout 900]`. Needs PostgreSQL (BENCH_PG_URL, an admin
 URL; default postgres://postgres@127.0.0.1:5432/postgres) and Redis (BENCH_THROUGHPUT_REDIS_URL,
 default redis://127.0.0.1:6379/13; the db is flushed). BENCH_THROUGHPUT_DB names the database
 (default bench_throughput). Everything listens on 127.0.0.1 only.
@@ -77,10 +79,14 @@ def free_port() -> int:
 # --- processes ---------------------------------------------------------------------------------
 
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    """A process in a process group of its own (so `stop` reaches its children) but in this
+    session: with the kernel's autogroup scheduling, each session is scheduled as one group and
+    `nice` only ranks processes within a group, so a qcluster in a session of its own would get
+    as much CPU as the whole web server, whatever its niceness."""
     handle = log.open("wb")
     try:
         return subprocess.Popen(args, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                process_group=0)
     finally:
         handle.close()
 
@@ -372,7 +378,9 @@ def run_bench(args: argparse.Namespace, tmp: Path) -> None:
                                 web_env, log), log))
         for index in range(args.clusters):
             log = tmp / f"qcluster-{index}.log"
-            processes.append((start([sys.executable, "manage.py", "qcluster"], env, log), log))
+            niced = ["nice", "-n", str(args.worker_nice)] if args.worker_nice else []
+            processes.append((start([*niced, sys.executable, "manage.py", "qcluster"], env, log),
+                              log))
         base = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=base, timeout=60,
                           headers={"Authorization": f"Bearer {token}"}) as http:
@@ -393,6 +401,10 @@ def run_bench(args: argparse.Namespace, tmp: Path) -> None:
 
         warm_ids, _, _ = start_runs(base, token, args.clients, args.clients)
         wait_for_runs(warm_ids, 120)
+        # One client, one start after another: the latency of a start itself, not of a queue.
+        single_ids, single_latencies, _ = start_runs(base, token, args.single_runs, 1)
+        wait_for_runs(single_ids, 120)
+        warm_ids += single_ids
         print(f"starting {args.runs} runs with {args.clients} clients ...", file=sys.stderr)
         web, clusters = processes[0][0], [process for process, _ in processes[1:]]
         cpu_before = cpu_snapshot(web, clusters)
@@ -423,11 +435,18 @@ def run_bench(args: argparse.Namespace, tmp: Path) -> None:
     web_workers, web_threads = server["workers"], server["threads"]
     print(f"\n{len(run_ids)} runs x {STEPS_PER_RUN} steps (fan-out/fan-in), {args.clients} "
           f"clients, gunicorn {web_workers} workers x {web_threads} threads, "
-          f"{args.clusters} qclusters x {args.q_workers} workers; PostgreSQL + Redis\n")
+          f"{args.clusters} qclusters x {args.q_workers} workers"
+          f"{f' (nice {args.worker_nice})' if args.worker_nice else ''}; PostgreSQL + Redis\n")
     rows = [
-        ("runs started per second", f"{len(run_ids) / start_wall:.1f}"),
-        ("start latency p50 (ms)", f"{statistics.median(latencies) * 1000:.1f}"),
-        ("start latency p99 (ms)", f"{percentile(latencies, 99) * 1000:.1f}"),
+        ("start latency, one client, p50 (ms)",
+         f"{statistics.median(single_latencies) * 1000:.1f}"),
+        ("start latency, one client, p99 (ms)",
+         f"{percentile(single_latencies, 99) * 1000:.1f}"),
+        (f"runs started per second ({args.clients} clients)", f"{len(run_ids) / start_wall:.1f}"),
+        (f"start latency, {args.clients} clients, p50 (ms)",
+         f"{statistics.median(latencies) * 1000:.1f}"),
+        (f"start latency, {args.clients} clients, p99 (ms)",
+         f"{percentile(latencies, 99) * 1000:.1f}"),
         ("step runs completed per second (first start to last step)",
          f"{steps / (last - first):.1f}"),
         ("ready -> running p50 (ms)", f"{statistics.median(waits) * 1000:.1f}"),
@@ -461,6 +480,11 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--clusters", type=int, default=3)
     parser.add_argument("--q-workers", type=int, default=2, help="Q_WORKERS per qcluster")
+    parser.add_argument("--worker-nice", type=int, default=10,
+                        help="run the qclusters under `nice -n N`, as the Procfile does "
+                             "(0: same priority as the web server)")
+    parser.add_argument("--single-runs", type=int, default=200,
+                        help="runs started one after another by one client, for the latency")
     parser.add_argument("--web-workers", type=int, help="WEB_CONCURRENCY (default: config's)")
     parser.add_argument("--web-threads", type=int, help="WEB_THREADS (default: config's)")
     parser.add_argument("--timeout", type=float, default=900,
