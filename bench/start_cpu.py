@@ -8,7 +8,8 @@ server), the part spent inside `run_start` (the service and the engine) and the 
 middleware, auth, permissions, ninja, the answer). `--profile FILE` writes a cProfile of the
 measured starts; `--operator` starts as a member of the operators group instead of a superuser.
 
-Usage (a database of your own; it is migrated, and a flow, a user and a token are created once):
+Usage (a database of your own, or a throwaway SQLite file without DATABASE_URL; it is
+migrated, and a flow, a user and a token are created once):
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/wf_web SECRET_KEY=x \
     FIELD_ENCRYPTION_KEYS=<a Fernet key> DEBUG=false LOG_LEVEL=ERROR \
     python bench/start_cpu.py [--runs 300] [--repeat 3] [--operator] [--profile out.prof]
@@ -29,18 +30,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
+# Runnable as is (`make bench`): bench keys, and without DATABASE_URL a throwaway SQLite file.
+os.environ.setdefault("SECRET_KEY", "bench-secret-key")
+os.environ.setdefault("FIELD_ENCRYPTION_KEYS", "wimMobVfIg8au0QtcJmwLGB6xjrfz7UEUNpyIIVIGeU=")
+os.environ.setdefault("DEBUG", "false")
+os.environ.setdefault("LOG_LEVEL", "ERROR")
+if not os.environ.get("DATABASE_URL"):
+    import tempfile
 
-SLUG = "bench-start-cpu"
-FLOW = {
-    "slug": SLUG, "name": "Bench start CPU",
-    "steps": [
-        {"key": "a", "type": "python", "action": "core.echo", "args": {"n": 1}},
-        *({"key": k, "type": "python", "action": "core.echo", "args": {"n": 2}, "needs": ["a"]}
-          for k in "bcde"),
-        {"key": "f", "type": "python", "action": "core.echo", "args": {"n": 3},
-         "needs": list("bcde")},
-    ],
-}
+    os.environ["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp(prefix='start-cpu-')}/db.sqlite3"
+
+# The 6-step fan-out/fan-in flow of bench/throughput.py.
+from bench.throughput import FLOW, SLUG  # noqa: E402
 
 
 def setup(operator: bool) -> str:
