@@ -2,7 +2,9 @@
 
 Starting a thread per attempt cost about 0.1 ms of a step's 2 (docs/performance.md): a
 worker now hands the handler to an idle thread of its process, and starts one only when none
-is idle. A handler that is abandoned (past its timeout, or canceled and ignoring it) keeps its
+is idle. The database connection a handler opens in its thread (the ORM in a python action) is
+closed after the attempt when unusable or past CONN_MAX_AGE, as at the end of a web request. A
+handler that is abandoned (past its timeout, or canceled and ignoring it) keeps its
 thread until it returns, as before; the thread then goes back to the idle ones. The threads are
 daemons, as the per-attempt ones were, so a stuck handler never keeps a recycled worker process
 alive. A forked child (django-q2 forks its workers) starts with no idle threads: threads do not
@@ -15,6 +17,8 @@ import os
 import threading
 from collections.abc import Callable
 from queue import SimpleQueue
+
+from django.db import close_old_connections
 
 # More idle threads than this are let go (a process rarely runs more handlers at once).
 MAX_IDLE = 8
@@ -43,6 +47,9 @@ def _serve(inbox: SimpleQueue) -> None:
             job()
         finally:
             thread.name = "step-handler-idle"
+            # A handler that used the ORM opened this thread's own connection: keep it only
+            # while it is usable and within CONN_MAX_AGE, as a web request's is.
+            close_old_connections()
         with _lock:
             if len(_idle) >= MAX_IDLE:
                 return

@@ -7,6 +7,8 @@ import os
 import threading
 import time
 
+import pytest
+
 from workflows.engine import handler_threads
 
 
@@ -75,3 +77,22 @@ def test_a_forked_child_starts_its_own_threads():
     finally:
         os.close(read)
         os.waitpid(pid, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_handlers_broken_database_connection_is_not_kept_for_the_next():
+    from django.db import connection
+
+    def break_connection():
+        connection.ensure_connection()
+        connection.errors_occurred = True  # as after the database went away mid-query
+        connection.health_check_done = False
+        connection.close_at = 0  # and past CONN_MAX_AGE
+        return {"had": connection.connection is not None}
+
+    def look():
+        return {"connection": connection.connection}
+
+    assert run_and_wait(break_connection)["had"]
+    time.sleep(0.05)
+    assert run_and_wait(look)["connection"] is None  # the same thread, a fresh connection
