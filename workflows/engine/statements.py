@@ -31,13 +31,28 @@ def _field(model: type[models.Model], name: str) -> models.Field:
     return model._meta.pk if name == "pk" else model._meta.get_field(name)
 
 
+class IfNull:
+    """An UPDATE value that is written only where the column is still NULL (`col =
+    COALESCE(col, value)`): a first time kept, without reading the row first."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any):
+        self.value = value
+
+
 @cache
-def _update_sql(model: type[models.Model], vendor: str, set_names: tuple[str, ...],
+def _update_sql(model: type[models.Model], vendor: str, set_names: tuple[tuple[str, bool], ...],
                 where: tuple[tuple[str, int], ...]) -> tuple[str, tuple, tuple]:
-    """UPDATE text for this shape, with the fields of its SET and WHERE parameters. `where` is
-    ((name, n)): n == 0 for `column = %s`, n > 0 for `column IN (%s, ... n times)`."""
+    """UPDATE text for this shape, with the fields of its SET and WHERE parameters.
+    `set_names` is ((name, if_null)); `where` is ((name, n)): n == 0 for `column = %s`, n > 0
+    for `column IN (%s, ... n times)`."""
     quote = connection.ops.quote_name
-    set_fields = tuple(_field(model, n) for n in set_names)
+    set_fields = tuple(_field(model, n) for n, _ in set_names)
+    sets = []
+    for field, (_, if_null) in zip(set_fields, set_names, strict=True):
+        column = quote(field.column)
+        sets.append(f"{column} = COALESCE({column}, %s)" if if_null else f"{column} = %s")
     where_fields = tuple(_field(model, n) for n, _ in where)
     tests = []
     for field, (_, count) in zip(where_fields, where, strict=True):
@@ -45,8 +60,7 @@ def _update_sql(model: type[models.Model], vendor: str, set_names: tuple[str, ..
             tests.append(f"{quote(field.column)} IN ({', '.join(['%s'] * count)})")
         else:
             tests.append(f"{quote(field.column)} = %s")
-    text = (f"UPDATE {quote(model._meta.db_table)} SET "
-            + ", ".join(f"{quote(f.column)} = %s" for f in set_fields)
+    text = (f"UPDATE {quote(model._meta.db_table)} SET " + ", ".join(sets)
             + " WHERE " + " AND ".join(tests))
     return text, set_fields, where_fields
 
@@ -57,14 +71,16 @@ PREPARE_MAX_ROWS = 8
 
 
 def update(model: type[models.Model], where: dict[str, Any], values: dict[str, Any]) -> Any:
-    """Send `UPDATE model SET values WHERE where` (equality; a list or tuple value is IN) and
-    return the cursor, still open: its rowcount says how many rows changed (in pipeline mode,
+    """Send `UPDATE model SET values WHERE where` (equality; a list or tuple value is IN; an
+    `IfNull` value only fills a NULL column) and return the cursor, still open: its rowcount says how many rows changed (in pipeline mode,
     once the pipeline has synced). The caller closes it."""
     db = connections[DEFAULT_DB_ALIAS]  # not the proxy: each field reads it several times
     shape = tuple((name, len(v) if isinstance(v, (list, tuple)) else 0)
                   for name, v in where.items())
-    text, set_fields, where_fields = _update_sql(model, db.vendor, tuple(values), shape)
-    params = [_save_conversion(field, db.vendor)(value, db)
+    set_names = tuple((name, type(value) is IfNull) for name, value in values.items())
+    text, set_fields, where_fields = _update_sql(model, db.vendor, set_names, shape)
+    params = [_save_conversion(field, db.vendor)(
+                  value.value if type(value) is IfNull else value, db)
               for field, value in zip(set_fields, values.values(), strict=True)]
     for field, value in zip(where_fields, where.values(), strict=True):
         if isinstance(value, (list, tuple)):

@@ -267,8 +267,11 @@ def step_transition(
             raise TransitionNotAllowed(f"step {step_run.key}", a, b)
     now = timezone.now()
     values: dict[str, Any] = dict(fields or {})
-    if to == StepStatus.RUNNING and step_run.started_at is None:
-        values.setdefault("started_at", now)
+    if to == StepStatus.RUNNING:
+        if "started_at" not in step_run.__dict__:  # not loaded (progress.STATE_FIELDS)
+            values.setdefault("started_at", statements.IfNull(now))  # the first run's kept
+        elif step_run.started_at is None:
+            values.setdefault("started_at", now)
     if to in STEP_TERMINAL:
         values.setdefault("finished_at", now)
         values.setdefault("lease_until", None)
@@ -294,7 +297,8 @@ def step_transition(
         )
     step_run.status = to
     for name, value in values.items():
-        setattr(step_run, name, value)
+        if type(value) is not statements.IfNull:  # left unloaded: read from the row if asked
+            setattr(step_run, name, value)
     return True
 
 

@@ -45,6 +45,16 @@ def test_an_update_stores_json_none_and_times_as_the_orm_does(run):
     assert step.finished_at == when
 
 
+def test_if_null_fills_a_null_column_and_keeps_one_already_set(run):
+    step = StepRun.objects.get(run=run, key="b")  # not started yet: started_at is NULL
+    first = timezone.now() - timedelta(minutes=3)
+    for when in (first, timezone.now()):
+        statements.update(StepRun, {"pk": step.pk},
+                          {"started_at": statements.IfNull(when), "worker": "w"}).close()
+    step.refresh_from_db()
+    assert (step.started_at, step.worker) == (first, "w")
+
+
 def test_an_update_tests_every_condition_and_a_list_is_in(run):
     steps = list(StepRun.objects.filter(run=run).order_by("position"))
     not_started = [s.pk for s in steps if s.status == StepStatus.NOT_STARTED]

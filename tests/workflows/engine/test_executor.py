@@ -63,6 +63,9 @@ def test_a_failing_step_is_retried_with_backoff_then_succeeds():
     assert attempts[0].error["type"] == "Transient"
     assert flaky.attempt_count == 3
     assert kinds(run).count("step_retry_scheduled") == 2
+    # A retried step keeps its first start (kept in SQL: the state read does not load it).
+    assert flaky.started_at < attempts[1].started_at  # the retries did not move it
+    assert abs(flaky.started_at - attempts[0].started_at) < timedelta(seconds=1)
 
 
 def test_a_step_that_keeps_failing_fails_the_run_with_its_error():
