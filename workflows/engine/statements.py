@@ -72,8 +72,9 @@ PREPARE_MAX_ROWS = 8
 
 def update(model: type[models.Model], where: dict[str, Any], values: dict[str, Any]) -> Any:
     """Send `UPDATE model SET values WHERE where` (equality; a list or tuple value is IN; an
-    `IfNull` value only fills a NULL column) and return the cursor, still open: its rowcount says how many rows changed (in pipeline mode,
-    once the pipeline has synced). The caller closes it."""
+    `IfNull` value only fills a NULL column) and return the cursor, still open: its rowcount
+    says how many rows changed (in pipeline mode, once the pipeline has synced). The caller
+    closes it."""
     db = connections[DEFAULT_DB_ALIAS]  # not the proxy: each field reads it several times
     shape = tuple((name, len(v) if isinstance(v, (list, tuple)) else 0)
                   for name, v in where.items())
