@@ -109,6 +109,21 @@ def local_http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
         thread.join()
 
 
+def respond(handler: BaseHTTPRequestHandler, status: int, body: bytes = b"", *,
+            content_type: str | None = "application/json",
+            headers: dict[str, str] | None = None) -> None:
+    """Answer a request to a `local_http_server` handler: the status, the headers, the body's
+    Content-Length and the body."""
+    handler.send_response(status)
+    if content_type is not None:
+        handler.send_header("Content-Type", content_type)
+    for name, value in (headers or {}).items():
+        handler.send_header(name, value)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
 # --- OpenSSH server ------------------------------------------------------------------------------
 
 

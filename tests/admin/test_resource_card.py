@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler
 import pytest
 from django.urls import reverse
 
-from tests.conftest import local_http_server
+from tests.conftest import local_http_server, respond
 from tests.factories import drain, make_flow, steps_of
 from workflows.services.runs import run_start
 from workflows.steps.actions import action, get_action
@@ -58,11 +58,7 @@ class ImageHandler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Type", "image/png")
-        self.send_header("Content-Length", str(len(PNG)))
-        self.end_headers()
-        self.wfile.write(PNG)
+        respond(self, 200, PNG, content_type="image/png")
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from django.test import Client
 from django.urls import reverse
 
 from tests.admin.conftest import make_user
-from tests.conftest import local_http_server
+from tests.conftest import local_http_server, respond
 from tests.factories import drain, make_flow, simple_definition, steps_of
 from workflows.engine.callback_tokens import callback_token
 from workflows.models import Attempt, Event, LogChunk, Run
@@ -29,11 +29,7 @@ class Recorder(BaseHTTPRequestHandler):
     def do_GET(self):
         Recorder.paths.append(self.path)
         body = json.dumps({"echo": self.path}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        respond(self, 200, body)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from django.urls import reverse
 from connections.models import ConnectionAudit
 from connections.services import connection_create
 from connections.testing import ConnectionNotTestable, connection_test
-from tests.conftest import local_http_server
+from tests.conftest import local_http_server, respond
 from tests.workflows.test_ssh_step import ssh_connection
 from workflows.errors import NotPermitted
 
@@ -28,10 +28,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         status = 200 if self.headers.get("Authorization") == f"Bearer {TOKEN}" else 401
         body = json.dumps({"seen": self.headers.get("Authorization")}).encode()
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        respond(self, status, body, content_type=None)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler
 import httpx
 import pytest
 
-from tests.conftest import local_http_server
+from tests.conftest import local_http_server, respond
 from tests.factories import drain, make_flow, simple_definition, steps_of
 from workflows.models import Attempt
 from workflows.services.runs import run_start
@@ -25,16 +25,10 @@ class Target(BaseHTTPRequestHandler):
     def do_GET(self):
         Target.paths.append(self.path)
         if self.path == "/redirect":
-            self.send_response(302)
-            self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            respond(self, 302, content_type=None,
+                    headers={"Location": "http://169.254.169.254/latest/meta-data/"})
             return
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"{}")
+        respond(self, 200, b"{}")
 
 
 @pytest.fixture

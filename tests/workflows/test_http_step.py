@@ -6,7 +6,7 @@ from http.server import BaseHTTPRequestHandler
 import pytest
 
 from connections.services import connection_create
-from tests.conftest import local_http_server
+from tests.conftest import local_http_server, respond
 from tests.factories import drain, make_flow, simple_definition, steps_of
 from workflows.models import Attempt
 from workflows.services.runs import run_start
@@ -22,12 +22,8 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def _send(self, status, body, content_type="application/json"):
-        data = body.encode() if isinstance(body, str) else body
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        respond(self, status, body.encode() if isinstance(body, str) else body,
+                content_type=content_type)
 
     def do_GET(self):
         REQUESTS.append(self.path)

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler
 import pytest
 
 from connections.services import connection_create
-from tests.conftest import local_http_server
+from tests.conftest import local_http_server, respond
 from tests.factories import drain, make_flow, steps_of
 from tests.workflows.test_ssh_step import logs_of, ssh_connection
 from workflows.models import Attempt, Event, LogChunk, Run
@@ -50,12 +50,8 @@ class EchoHandler(BaseHTTPRequestHandler):
                 + (decoded or authorization or self.headers.get("X-API-Key", "")),
             }
         ).encode()
-        self.send_response(401 if self.path.startswith("/deny") else 200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("X-Echo", authorization or self.headers.get("X-API-Key", ""))
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        respond(self, 401 if self.path.startswith("/deny") else 200, body,
+                headers={"X-Echo": authorization or self.headers.get("X-API-Key", "")})
 
     def log_message(self, format: str, *args) -> None:  # quiet
         pass

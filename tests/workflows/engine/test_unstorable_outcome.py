@@ -13,7 +13,7 @@ import pytest
 from django.utils import timezone
 
 from resources.payloads import is_descriptor, value_load
-from tests.conftest import local_http_server
+from tests.conftest import local_http_server, respond
 from tests.factories import drain, make_flow, simple_definition, steps_of
 from workflows.engine import sweeper
 from workflows.models import Attempt, Event
@@ -31,11 +31,7 @@ class Counter(BaseHTTPRequestHandler):
     def do_GET(self):
         Counter.received.append(self.path)
         body = b'{"x": 1e400}' if self.path == "/huge" else b'{"s": "a\\u0000b"}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        respond(self, 200, body)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 
 from connections.models import Connection
 from connections.services import connection_create, connection_update
-from tests.conftest import local_http_server
+from tests.conftest import local_http_server, respond
 from tests.factories import make_flow
 from tests.history import broken_release_history, release_live, run_to_end
 from workflows.errors import Conflict
@@ -94,11 +94,7 @@ class OnlyTheRightToken(BaseHTTPRequestHandler):
     def do_GET(self):
         ok = self.headers.get("Authorization") == "Bearer right-token"
         body = json.dumps({"ok": ok}).encode()
-        self.send_response(200 if ok else 401)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        respond(self, 200 if ok else 401, body)
 
 
 @pytest.fixture
