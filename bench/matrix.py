@@ -21,10 +21,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.common import BENCH_FIELD_KEY, recreate_postgres_database  # noqa: E402
 
 TARGET_MS = 100
 TARGET_QUERIES = 12
@@ -35,24 +36,11 @@ def configure(database_url: str | None) -> str:
         database_url = f"sqlite:///{tempfile.mkdtemp(prefix='bench-matrix-')}/matrix.sqlite3"
     os.environ["DATABASE_URL"] = database_url
     os.environ.setdefault("SECRET_KEY", "bench-matrix-not-secret")
-    os.environ.setdefault("FIELD_ENCRYPTION_KEYS", "wimMobVfIg8au0QtcJmwLGB6xjrfz7UEUNpyIIVIGeU=")
+    os.environ.setdefault("FIELD_ENCRYPTION_KEYS", BENCH_FIELD_KEY)
     os.environ["DEBUG"] = "false"
     os.environ["ALLOWED_HOSTS"] = "testserver,localhost,127.0.0.1"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     return database_url
-
-
-def recreate_postgres_database(url: str) -> None:
-    import psycopg
-
-    parsed = urlparse(url)
-    name = parsed.path.lstrip("/")
-    if "bench" not in name:
-        sys.exit(f"refusing to drop database {name!r}: its name must contain 'bench'")
-    admin_url = parsed._replace(path="/postgres").geturl()
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def definition(steps: int) -> dict:

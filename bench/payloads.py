@@ -38,10 +38,11 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.common import BENCH_FIELD_KEY, recreate_postgres_database  # noqa: E402
 
 TARGET_RSS_MB = 150
 TARGET_LOGS_MS = 200
@@ -55,24 +56,11 @@ def configure(database_url: str | None, media_root: str | None) -> tuple[str, st
     os.environ["DATABASE_URL"] = database_url
     os.environ["MEDIA_ROOT"] = media_root
     os.environ.setdefault("SECRET_KEY", "bench-payloads-not-secret")
-    os.environ.setdefault("FIELD_ENCRYPTION_KEYS", "wimMobVfIg8au0QtcJmwLGB6xjrfz7UEUNpyIIVIGeU=")
+    os.environ.setdefault("FIELD_ENCRYPTION_KEYS", BENCH_FIELD_KEY)
     os.environ["DEBUG"] = "false"
     os.environ["ALLOWED_HOSTS"] = "testserver,localhost,127.0.0.1"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     return database_url, media_root
-
-
-def recreate_postgres_database(url: str) -> None:
-    import psycopg
-
-    parsed = urlparse(url)
-    name = parsed.path.lstrip("/")
-    if "bench" not in name:
-        sys.exit(f"refusing to drop database {name!r}: its name must contain 'bench'")
-    admin_url = parsed._replace(path="/postgres").geturl()
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def register_actions() -> None:

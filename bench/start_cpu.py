@@ -28,11 +28,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.common import BENCH_FIELD_KEY  # noqa: E402
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
 # Runnable as is (`make bench`): bench keys, and without DATABASE_URL a throwaway SQLite file.
 os.environ.setdefault("SECRET_KEY", "bench-secret-key")
-os.environ.setdefault("FIELD_ENCRYPTION_KEYS", "wimMobVfIg8au0QtcJmwLGB6xjrfz7UEUNpyIIVIGeU=")
+os.environ.setdefault("FIELD_ENCRYPTION_KEYS", BENCH_FIELD_KEY)
 os.environ.setdefault("DEBUG", "false")
 os.environ.setdefault("LOG_LEVEL", "ERROR")
 if not os.environ.get("DATABASE_URL"):

@@ -31,7 +31,14 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+sys.path.insert(0, str(ROOT))
+
+from bench.common import (  # noqa: E402
+    BENCH_FIELD_KEY,
+    drop_database,
+    recreate_database,
+)
+
 PG_BENCH_DB = os.environ.get("BENCH_STEP_OVERHEAD_DB", "bench_step_overhead")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 
@@ -259,24 +266,18 @@ def run_external(python: Path, script: str, argv: list[str], env: dict[str, str]
 
 def bench_dbos(tmp: str, steps: int, repeat: int) -> dict | None:
     """DBOS Transact on a throwaway database of the same PostgreSQL."""
-    import psycopg
-
     database = f"{PG_BENCH_DB}_dbos"
     try:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-            conn.execute(f"CREATE DATABASE {database}")
+        url = recreate_database(database).replace("postgres://", "postgresql://", 1)
     except Exception as exc:  # noqa: BLE001 - reported, DBOS is skipped
         print(f"PostgreSQL not available ({exc}); skipping DBOS", file=sys.stderr)
         return None
     try:
         python = external_python(tmp, "dbos", "dbos")
-        url = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgres://", "postgresql://", 1)
-        return run_external(python, DBOS_SCRIPT, [f"{url}/{database}", str(steps), str(repeat)],
+        return run_external(python, DBOS_SCRIPT, [url, str(steps), str(repeat)],
                             clean_env(), tmp, "dbos")
     finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        drop_database(database)
 
 
 def bench_prefect(tmp: str, steps: int, repeat: int) -> dict | None:
@@ -293,24 +294,16 @@ def bench_prefect(tmp: str, steps: int, repeat: int) -> dict | None:
 
 def prepare_pg() -> str | None:
     try:
-        import psycopg
-
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {PG_BENCH_DB} WITH (FORCE)")
-            conn.execute(f"CREATE DATABASE {PG_BENCH_DB}")
+        return recreate_database(PG_BENCH_DB)
     except Exception as exc:  # noqa: BLE001 - reported, the configuration is skipped
         print(f"PostgreSQL not available ({exc}); skipping its configurations", file=sys.stderr)
         return None
-    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{PG_BENCH_DB}"
 
 
 def drop_pg() -> None:
     """Drop the throwaway database, if PostgreSQL is there at all."""
     try:
-        import psycopg
-
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {PG_BENCH_DB} WITH (FORCE)")
+        drop_database(PG_BENCH_DB)
     except Exception:  # noqa: BLE001 - nothing to clean up without PostgreSQL
         pass
 
@@ -342,7 +335,7 @@ def main() -> None:
     base_env = {
         **os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "DEBUG": "false",
         "SECRET_KEY": "bench-secret-key", "Q_WORKERS": "2", "LOG_LEVEL": "ERROR",
-        "FIELD_ENCRYPTION_KEYS": "wimMobVfIg8au0QtcJmwLGB6xjrfz7UEUNpyIIVIGeU=",
+        "FIELD_ENCRYPTION_KEYS": BENCH_FIELD_KEY,
         "PYTHONPATH": str(ROOT),
     }
     base_env.pop("REDIS_URL", None)

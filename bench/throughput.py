@@ -41,7 +41,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+sys.path.insert(0, str(ROOT))
+
+from bench.common import (  # noqa: E402
+    BENCH_FIELD_KEY,
+    PG_ADMIN_URL,
+    drop_database,
+    recreate_database,
+)
+
 PG_DB = os.environ.get("BENCH_THROUGHPUT_DB", "bench_throughput")
 REDIS_URL = os.environ.get("BENCH_THROUGHPUT_REDIS_URL", "redis://127.0.0.1:6379/13")
 SLUG = "bench-fan"
@@ -299,22 +307,6 @@ def step_window(run_ids: list[int]) -> tuple[float, float]:
 
 # --- main --------------------------------------------------------------------------------------
 
-def prepare_pg() -> str:
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {PG_DB}")
-    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{PG_DB}"
-
-
-def drop_pg() -> None:
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")
-
-
 def wait_for_clusters(count: int, timeout: float) -> None:
     from django_q.status import Stat
 
@@ -337,12 +329,12 @@ def run_bench(args: argparse.Namespace, tmp: Path) -> None:
     import httpx
     import redis
 
-    pg_url = prepare_pg()
+    pg_url = recreate_database(PG_DB)
     redis.Redis.from_url(REDIS_URL).flushdb()
     env = {
         **os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "DEBUG": "false",
         "SECRET_KEY": "bench-secret-key", "LOG_LEVEL": "ERROR", "Q_LOG_LEVEL": "ERROR",
-        "FIELD_ENCRYPTION_KEYS": "wimMobVfIg8au0QtcJmwLGB6xjrfz7UEUNpyIIVIGeU=",
+        "FIELD_ENCRYPTION_KEYS": BENCH_FIELD_KEY,
         "PYTHONPATH": str(ROOT), "DATABASE_URL": pg_url, "REDIS_URL": REDIS_URL,
         "ALLOWED_HOSTS": "127.0.0.1", "Q_CLUSTER_NAME": "bench-throughput",
         "Q_WORKERS": str(args.q_workers),
@@ -516,7 +508,7 @@ def main() -> None:
                 connections.close_all()
             except Exception:  # noqa: BLE001 - Django may not be set up yet
                 pass
-            drop_pg()
+            drop_database(PG_DB)
             import redis
 
             redis.Redis.from_url(REDIS_URL).flushdb()
