@@ -141,20 +141,20 @@ def flow_url(flow_id: int) -> str:
 def get_flow(request: HttpRequest, model_admin: Any, flow_id: Any) -> Flow:
     """The flow a page is about (its live release joined): 404 if missing, 403 if the admin's
     view permission refuses it."""
-    flow = selectors.flow_get(flow_id=positive_int(flow_id) or 0)
-    if flow is None:
-        raise Http404("No Flow matches the given query.")
-    if not model_admin.has_view_or_change_permission(request, flow):
-        raise PermissionDenied
-    return flow
+    return _viewable(request, model_admin, "Flow",
+                     selectors.flow_get(flow_id=positive_int(flow_id) or 0))
 
 
 def get_run(request: HttpRequest, model_admin: Any, run_id: Any) -> Run:
     """The run a page is about (flow and version joined): 404 if missing, 403 if the admin's
     view permission refuses it."""
-    run = selectors.run_get(run_id=positive_int(run_id) or 0)
-    if run is None:
-        raise Http404("No Run matches the given query.")
-    if not model_admin.has_view_or_change_permission(request, run):
+    return _viewable(request, model_admin, "Run",
+                     selectors.run_get(run_id=positive_int(run_id) or 0))
+
+
+def _viewable(request: HttpRequest, model_admin: Any, name: str, obj: Any) -> Any:
+    if obj is None:
+        raise Http404(f"No {name} matches the given query.")
+    if not model_admin.has_view_or_change_permission(request, obj):
         raise PermissionDenied
-    return run
+    return obj
