@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.db import connection, transaction
+from django.db import DataError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -175,3 +175,20 @@ def test_a_model_query_sent_and_read_apart_builds_instances(run):
         (StepRun, "a", StepStatus.QUEUED), (StepRun, "b", StepStatus.NOT_STARTED),
         (StepRun, "c", StepStatus.NOT_STARTED)]
     assert steps[0].run_id == run.pk  # deferred: loaded on access
+
+
+@pytest.mark.parametrize("values", [
+    {"output": {"text": "nul\x00byte"}},  # jsonb refuses \u0000
+    {"worker": "nul\x00byte"},  # text refuses NUL
+    {"output": {"x": float("inf")}},  # jsonb refuses Infinity
+    {"output": {"x": float("nan")}},
+])
+def test_a_value_postgresql_refuses_raises_djangos_data_error_and_writes_nothing(run, values):
+    """What finish_guarded catches to record OutputNotStorable (the portable path; the
+    pipelined one is in test_statements.py)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite stores these values")
+    step = StepRun.objects.get(run=run, key="a")
+    with pytest.raises(DataError), transaction.atomic():
+        statements.update(StepRun, {"pk": step.pk}, {"status": "running", **values}).close()
+    assert StepRun.objects.get(pk=step.pk).status == StepStatus.QUEUED
