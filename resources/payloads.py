@@ -34,6 +34,7 @@ import base64
 import json
 import math
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -48,9 +49,9 @@ __all__ = [
     "OutputNotStorable",
     "ValueTooLargeToLoad",
     "describe_resource",
+    "KeptValue",
     "is_descriptor",
-    "resource_discard",
-    "resources_attach",
+    "keep_json",
     "storable_json",
     "storable_text",
     "value_load",
@@ -65,8 +66,6 @@ _NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
 _FROM_NON_FINITE = {"Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.nan}
 # A `\u0000` escape that is not itself an escaped backslash followed by "u0000".
 _ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
-_REF_IN_TEXT = re.compile(r"res://([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
-                          r"[0-9a-fA-F]{12})")
 
 
 class ValueTooLargeToLoad(WorkflowError):
@@ -226,30 +225,46 @@ def describe_resource(resource: Any, *, preview: str | None = None,
             "reason": reason}
 
 
-def resources_attach(value: Any, *, run: Any) -> int:
-    """Attach the resources a value refers to and that belong to no run yet (a webhook payload
-    kept before its run existed) to `run`, so retention prunes them with it. Returns how many."""
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
-    ids = set(_REF_IN_TEXT.findall(text))
-    if not ids:
-        return 0
-    return Resource.objects.filter(pk__in=ids, run__isnull=True).update(run=run)
+@dataclass(frozen=True)
+class KeptValue:
+    """A value made storable for one write from outside (a webhook delivery, a callback body),
+    with the handle of the resource this write created for it, if any.
+
+    The handle is the only thing `attach` and `discard` act on: a body is data, so a
+    descriptor-shaped value inside it (`{"$resource": "res://<someone else's uuid>"}`) is stored
+    as it came and never names a resource to move or delete."""
+
+    value: Any
+    resource_id: Any = None
+
+    def attach(self, *, run: Any) -> int:
+        """Give the resource this write kept before its run existed to `run`, so retention
+        prunes it with the run. Returns how many were attached (0 or 1)."""
+        if self.resource_id is None:
+            return 0
+        return Resource.objects.filter(pk=self.resource_id, run__isnull=True).update(run=run)
+
+    def discard(self) -> None:
+        """Delete the resource this write kept (row and file), because the write was refused (a
+        callback that turned out used or expired, a repeated webhook delivery)."""
+        if self.resource_id is None:
+            return
+        resource = Resource.objects.filter(pk=self.resource_id).first()
+        if resource is None:
+            return
+        name = resource.file.name
+        resource.delete()
+        try:
+            resource.file.storage.delete(name)
+        except OSError:
+            pass
 
 
-def resource_discard(descriptor: Any) -> None:
-    """Delete the resource a descriptor names, row and file: a value kept for a write that was
-    then refused (a callback that turned out used or expired, a repeated webhook delivery)."""
-    if not is_descriptor(descriptor):
-        return
-    resource = Resource.objects.filter(pk=descriptor["$resource"].removeprefix("res://")).first()
-    if resource is None:
-        return
-    name = resource.file.name
-    resource.delete()
-    try:
-        resource.file.storage.delete(name)
-    except OSError:
-        pass
+def keep_json(value: Any, **options: Any) -> KeptValue:
+    """`storable_json(value, **options)` with the handle of the resource it created, for a
+    write that may be refused after the value was kept (see KeptValue)."""
+    stored, resource = _storable(value, **options)
+    return KeptValue(stored, resource.pk if resource is not None else None)
 
 
 def _deeper_than(value: Any, limit: int) -> bool:
@@ -272,7 +287,7 @@ def _deeper_than(value: Any, limit: int) -> bool:
 
 
 def _offload(content: bytes, *, preview: str | None, reason: str, name: str, content_type: str,
-             run: Any, step_run: Any, attempt: Any) -> dict[str, Any]:
+             run: Any, step_run: Any, attempt: Any) -> tuple[dict[str, Any], Resource]:
     try:
         resource = resource_create(content=content, name=name, content_type=content_type,
                                    run=run, step_run=step_run, attempt=attempt,
@@ -282,7 +297,7 @@ def _offload(content: bytes, *, preview: str | None, reason: str, name: str, con
     except Exception as exc:  # noqa: BLE001 - storage errors vary by backend
         raise OutputNotStorable(f"{name}: the value could not be kept as a resource: "
                                 f"{type(exc).__name__}: {exc}") from exc
-    return describe_resource(resource, preview=preview, reason=reason)
+    return describe_resource(resource, preview=preview, reason=reason), resource
 
 
 def storable_json(value: Any, *, run: Any = None, step_run: Any = None, attempt: Any = None,
@@ -297,6 +312,13 @@ def storable_json(value: Any, *, run: Any = None, step_run: Any = None, attempt:
     called. Raises OutputNotStorable when neither is possible (not JSON, circular or nested
     deeper than Python's JSON encoder goes, or the storage failed).
     """
+    return _storable(value, run=run, step_run=step_run, attempt=attempt, name=name,
+                     content_type=content_type, limit=limit)[0]
+
+
+def _storable(value: Any, *, run: Any = None, step_run: Any = None, attempt: Any = None,
+              name: str = "value.json", content_type: str = "",
+              limit: int | None = None) -> tuple[Any, Resource | None]:
     limit = settings.WF_INLINE_OUTPUT_BYTES if limit is None else limit
     where = {"run": run, "step_run": step_run, "attempt": attempt}
     if isinstance(value, bytes | bytearray | memoryview):
@@ -331,7 +353,7 @@ def storable_json(value: Any, *, run: Any = None, step_run: Any = None, attempt:
             elif _deeper_than(value, INLINE_MAX_DEPTH):
                 reason = "depth"
             else:
-                return value
+                return value, None
     if reason in ("size", "depth") and '"$' not in text:
         content = data  # plain JSON: nothing needs a tag
     else:

@@ -175,13 +175,13 @@ def test_log_text_round_trips_through_the_database(step_run, attempt):
 
 
 def test_a_payload_kept_before_its_run_existed_is_attached_to_it(step_run):
-    payload = storable_json({"event": "push", "blob": "\x00"}, name="webhook-payload.json")
-    from resources.payloads import resources_attach
+    from resources.payloads import keep_json
 
-    assert resources_attach({"payload": payload}, run=step_run.run) == 1
+    kept = keep_json({"event": "push", "blob": "\x00"}, name="webhook-payload.json")
+    assert kept.attach(run=step_run.run) == 1
     assert Resource.objects.get().run_id == step_run.run_id
-    assert resources_attach({"payload": payload}, run=step_run.run) == 0  # already attached
-    assert resources_attach({"plain": 1}, run=step_run.run) == 0
+    assert kept.attach(run=step_run.run) == 0  # already attached
+    assert keep_json({"plain": 1}).attach(run=step_run.run) == 0
 
 
 def test_a_streamed_resource_is_described_like_an_offloaded_value():

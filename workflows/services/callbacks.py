@@ -10,7 +10,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from resources.payloads import resource_discard, storable_json
+from resources.payloads import keep_json
 from workflows import engine
 from workflows.errors import CallbackExpired, CallbackUnknown, CallbackUsed
 from workflows.models import ActorKind, StepRun
@@ -38,13 +38,12 @@ def callback_receive(
                                                 token):
         raise CallbackUnknown("unknown callback token")
     _check(found.run, found)  # refuse early what the locked check would refuse anyway
-    payload = storable_json(payload, run=found.run, step_run=found,
-                            name=f"{found.key}-callback.json")
+    kept = keep_json(payload, run=found.run, step_run=found, name=f"{found.key}-callback.json")
     try:
-        return _receive(step_run=found, payload=payload, remote_addr=remote_addr,
+        return _receive(step_run=found, payload=kept.value, remote_addr=remote_addr,
                         user_agent=user_agent)
     except BaseException:
-        resource_discard(payload)
+        kept.discard()  # only what this request stored: the body is data, never a handle
         raise
 
 

@@ -30,7 +30,7 @@ from django.db import transaction
 
 from connections.crypto import encrypt_text, rotate_token
 from connections.errors import SecretDecryptionError
-from resources.payloads import resource_discard, resources_attach, storable_json
+from resources.payloads import keep_json
 from workflows.errors import InputInvalid, NotFound, WorkflowError
 from workflows.models import (
     WEBHOOK_KEY_PREFIX,
@@ -220,7 +220,8 @@ def webhook_receive(*, flow: Flow, body: bytes, signature: str | None,
 
     The payload follows the storage rule: larger than WF_INLINE_OUTPUT_BYTES, or holding what
     a database cannot store, it is kept as a resource before the run exists and attached to
-    the run it started (`resources_attach`); a delivery that starts no run leaves none behind.
+    the run it started (`KeptValue.attach`); a delivery that starts no run leaves none behind,
+    and only the resource this delivery kept is ever attached or discarded.
     The run's input must be storable inline (InputInvalid names each bad path).
     """
     if not webhook_enabled(flow=flow):
@@ -242,23 +243,23 @@ def webhook_receive(*, flow: Flow, body: bytes, signature: str | None,
     if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
         raise WebhookPayloadInvalid(
             f"Idempotency-Key is longer than {MAX_IDEMPOTENCY_KEY_LENGTH} characters")
-    stored = storable_json(payload, name=f"{flow.slug}-webhook.json")
+    kept = keep_json(payload, name=f"{flow.slug}-webhook.json")
     try:
         with transaction.atomic():
             _signature_remember(flow=flow, body=body, timestamp=timestamp, idempotency_key=key,
                                 now=now)
             run, created = run_start(
                 flow=flow, input=run_input, actor=None, trigger_kind=TriggerKind.WEBHOOK,
-                trigger_payload=stored,
+                trigger_payload=kept.value,
                 idempotency_key=IDEMPOTENCY_PREFIX + key if key else None,
             )
     except BaseException:
-        resource_discard(stored)
+        kept.discard()
         raise
     if created:
-        resources_attach(stored, run=run)
+        kept.attach(run=run)
     else:
-        resource_discard(stored)
+        kept.discard()  # the repeated delivery's own copy; never what its body names
     return run, created
 
 
