@@ -9,6 +9,7 @@ file).
 import json
 
 import pytest
+
 from resources.models import Resource
 from resources.payloads import storable_json
 from tests.api.conftest import wait_definition
