@@ -10,9 +10,10 @@ through the broker (WF_CONTINUE_INLINE); the other ready steps are enqueued.
 Claim, supervision and outcome share the Claimed/Result types and one transaction protocol
 (lock, recheck, write, claim the next), and reading them together is how the exactly-once
 argument is checked. This module orders the writes of a worker's attempt and makes none
-itself except the lease's heartbeat: statuses move in `transitions`, the Attempt row is
-`attempts`', tasks are sent by `dispatch`; what a handler sees is `context.AttemptContext`,
-attempt values are `attempt_values`', logs `attempt_logs`'.
+itself but the lease's heartbeat: statuses move through `transitions`, the Attempt row is
+written by `attempts`, tasks are sent by `dispatch`. What a handler sees is
+`context.AttemptContext`; the storage rule for its values is `attempt_values`, its log
+`attempt_logs`.
 """
 
 from __future__ import annotations
@@ -75,6 +76,16 @@ LOG_FLUSH_SECONDS = 0.25
 
 def worker_id() -> str:
     return f"{WORKER_ID}/{threading.current_thread().name}"
+
+
+def _name_this_process() -> None:
+    # The engine package (and so this module) is imported when the apps are ready, before
+    # django-q2 forks its workers: each forked worker names its own process, not the cluster's.
+    global WORKER_ID
+    WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+
+os.register_at_fork(after_in_child=_name_this_process)
 
 
 @dataclass
