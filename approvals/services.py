@@ -1,14 +1,16 @@
 """Approval requests and decisions. The admin, the API and the CLI all decide through here.
 
 The approval step type (`approvals.steps`) calls `approval_request`, `approvals_cancel_for_step`
-and `approval_expire` from its engine hooks; decisions move the run on through the engine's
-entry points (`workflows.engine`). A promotion request (kind `promotion`) is decided with the
-same calls: the assignee check is here, the rest in `workflows.services.promotions`
-(never by its requester; redo does not apply)."""
+and `approval_expire` from its engine hooks. A decision (`approval_approve`, `approval_reject`,
+`approval_redo`) goes to the handler of the approval's kind (`APPROVAL_KINDS`): a step's
+approval ends the paused step through the engine (`engine.step_resolve`, `engine.run_rewind`),
+which writes the step, its attempt and the run in its one order; a promotion request is decided
+in `workflows.services.promotions` (never by its requester; redo does not apply). Both check
+here that the actor may decide."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -26,10 +28,10 @@ from workflows.models import ActorKind, Flow, Run, StepRun
 from workflows.permissions import actor_name
 from workflows.services.notifications import notify_event
 from workflows.services.promotions import promotion_approve, promotion_reject
-from workflows.states import AttemptStatus, EventKind, StepStatus
+from workflows.states import EventKind, StepStatus
 
-__all__ = ["REVIEWERS_GROUP", "ApprovalNotAllowed", "approval_approve", "approval_can_decide",
-           "approval_redo", "approval_reject", "approval_request"]
+__all__ = ["APPROVAL_KINDS", "REVIEWERS_GROUP", "ApprovalNotAllowed", "approval_approve",
+           "approval_can_decide", "approval_redo", "approval_reject", "approval_request"]
 
 
 class ApprovalNotAllowed(NotPermitted):
@@ -132,70 +134,103 @@ def _check_assignee(approval: Approval, actor) -> None:
         raise ApprovalNotAllowed("you are not an assignee of this approval")
 
 
+class ApprovalKindHandler(Protocol):
+    """How approvals of one kind are decided. Each method checks the actor may decide, and
+    raises Conflict when the decision does not apply."""
+
+    def approve(self, *, approval: Approval, actor, comment: str) -> Approval: ...
+
+    def reject(self, *, approval: Approval, actor, comment: str) -> Approval: ...
+
+    def redo(self, *, approval: Approval, actor, comment: str, to_step: str | None) -> Approval:
+        ...
+
+
+class StepApprovals:
+    """A run waiting at an approval step: the decision ends that step (`engine.step_resolve`)
+    or sends the run back (`engine.run_rewind`), in one transaction that holds the run's lock
+    and then the approval's."""
+
+    def approve(self, *, approval: Approval, actor, comment: str) -> Approval:
+        with transaction.atomic():
+            run, step_run = _decide(approval, actor, ApprovalStatus.APPROVED, comment)
+            engine.step_resolve(
+                run=run, step_run=step_run, actor_kind=ActorKind.USER, actor=actor_name(actor),
+                outcome=engine.Completed(
+                    output=_decision_output(approval, "approved"),
+                    kind=EventKind.APPROVAL_APPROVED, reason=comment,
+                    data={"approval": approval.pk}))
+        return approval
+
+    def reject(self, *, approval: Approval, actor, comment: str) -> Approval:
+        name = actor_name(actor)
+        with transaction.atomic():
+            run, step_run = _decide(approval, actor, ApprovalStatus.REJECTED, comment)
+            engine.step_resolve(
+                run=run, step_run=step_run, actor_kind=ActorKind.USER, actor=name,
+                outcome=engine.Rejected(
+                    output=_decision_output(approval, "rejected"),
+                    error={"type": "Rejected",
+                           "message": f"rejected by {name}" + (f": {comment}" if comment else "")},
+                    kind=EventKind.APPROVAL_REJECTED, reason=comment,
+                    data={"approval": approval.pk},
+                    run_reason=f"approval rejected by {name}"))
+        return approval
+
+    def redo(self, *, approval: Approval, actor, comment: str, to_step: str | None) -> Approval:
+        with transaction.atomic():
+            run, step_run = _decide(approval, actor, ApprovalStatus.REDONE, comment)
+            target = engine.run_rewind(
+                run=run, step_run=step_run, to_step=to_step or approval.redo_to,
+                actor=actor_name(actor), comment=comment,
+                output=_decision_output(approval, "redo"))
+            Approval.objects.filter(pk=approval.pk).update(redo_step=target)
+            approval.redo_step = target
+        return approval
+
+
+class PromotionApprovals:
+    """A promotion request (the two-person rule): `workflows.services.promotions` decides it."""
+
+    def approve(self, *, approval: Approval, actor, comment: str) -> Approval:
+        _check_assignee(approval, actor)
+        return promotion_approve(approval=approval, actor=actor, comment=comment)
+
+    def reject(self, *, approval: Approval, actor, comment: str) -> Approval:
+        _check_assignee(approval, actor)
+        return promotion_reject(approval=approval, actor=actor, comment=comment)
+
+    def redo(self, *, approval: Approval, actor, comment: str, to_step: str | None) -> Approval:
+        _check_assignee(approval, actor)
+        raise Conflict(f"approval {approval.pk} is a promotion request: approve or reject it")
+
+
+# One handler per approval kind (a test keeps it complete).
+APPROVAL_KINDS: dict[str, ApprovalKindHandler] = {
+    ApprovalKind.STEP: StepApprovals(),
+    ApprovalKind.PROMOTION: PromotionApprovals(),
+}
+
+
 def approval_approve(*, approval: Approval, actor, comment: str = "") -> Approval:
     """Approve: the step completes with {decision, actor, comment, decided_at}; the run goes on.
     A promotion request: the release goes live (`promotion_approve`; 403 for its requester)."""
-    if approval.kind == ApprovalKind.PROMOTION:
-        _check_assignee(approval, actor)
-        return promotion_approve(approval=approval, actor=actor, comment=comment)
-    with transaction.atomic():
-        run, step_run = _decide(approval, actor, ApprovalStatus.APPROVED, comment)
-        output = _decision_output(approval, "approved")
-        engine.step_transition(step_run, StepStatus.COMPLETED, actor_kind=ActorKind.USER,
-                        actor=actor_name(actor), kind=EventKind.APPROVAL_APPROVED, reason=comment,
-                        fields={"output": output}, data={"approval": approval.pk})
-        engine.attempt_finish(step_run, AttemptStatus.COMPLETED, output=output)
-        steps = engine.load_steps(run)
-        queued = engine.queue_ready(run, steps)
-        engine.run_settle(run, steps, actor_kind=ActorKind.USER, actor=actor_name(actor))
-        engine.enqueue([s.pk for s in queued])
-    return approval
+    return APPROVAL_KINDS[approval.kind].approve(approval=approval, actor=actor, comment=comment)
 
 
 def approval_reject(*, approval: Approval, actor, comment: str = "") -> Approval:
     """Reject: the step is rejected and the run fails. A promotion request: nothing goes live."""
-    if approval.kind == ApprovalKind.PROMOTION:
-        _check_assignee(approval, actor)
-        return promotion_reject(approval=approval, actor=actor, comment=comment)
-    with transaction.atomic():
-        run, step_run = _decide(approval, actor, ApprovalStatus.REJECTED, comment)
-        output = _decision_output(approval, "rejected")
-        engine.step_transition(step_run, StepStatus.REJECTED, actor_kind=ActorKind.USER,
-                        actor=actor_name(actor), kind=EventKind.APPROVAL_REJECTED, reason=comment,
-                        data={"approval": approval.pk},
-                        fields={"output": output, "error": {
-                            "type": "Rejected",
-                            "message": f"rejected by {actor_name(actor)}"
-                                       + (f": {comment}" if comment else "")}})
-        engine.attempt_finish(step_run, AttemptStatus.REJECTED, output=output)
-        steps = engine.load_steps(run)
-        engine.run_settle(run, steps, actor_kind=ActorKind.USER, actor=actor_name(actor),
-                            reason=f"approval rejected by {actor_name(actor)}")
-    return approval
+    return APPROVAL_KINDS[approval.kind].reject(approval=approval, actor=actor, comment=comment)
 
 
 def approval_redo(*, approval: Approval, actor, comment: str = "",
                   to_step: str | None = None) -> Approval:
     """Send the run back: the target step (`to_step`, the step's `redo_to`, or the previous
     step) gets a new attempt, the steps between it and this approval start again, and a new
-    approval is requested when the run reaches this step again (`workflows.engine.rewind`).
+    approval is requested when the run reaches this step again (`engine.run_rewind`).
     A promotion request cannot be sent back (409): approve or reject it."""
-    if approval.kind == ApprovalKind.PROMOTION:
-        _check_assignee(approval, actor)
-        raise Conflict(f"approval {approval.pk} is a promotion request: approve or reject it")
-    with transaction.atomic():
-        run, step_run = _decide(approval, actor, ApprovalStatus.REDONE, comment)
-        target = engine.rewind_target(definition=run.definition, step_key=step_run.key,
-                                      to_step=to_step or approval.redo_to)
-        Approval.objects.filter(pk=approval.pk).update(redo_step=target)
-        approval.redo_step = target
-        engine.attempt_finish(step_run, AttemptStatus.CANCELED,
-                              output=_decision_output(approval, "redo"))
-        actor_label = actor_name(actor)
-        reason = f"redo to {target} by {actor_label}" + (f": {comment}" if comment else "")
-        engine.run_rewind(run=run, step_run=step_run, target=target, actor=actor_label,
-                          reason=reason)
-    return approval
+    return APPROVAL_KINDS[approval.kind].redo(approval=approval, actor=actor, comment=comment,
+                                              to_step=to_step)
 
 
 def approvals_cancel_for_step(*, step_run: StepRun) -> None:
@@ -213,19 +248,13 @@ def approval_expire(*, approval: Approval, run: Run, step_run: StepRun, on_timeo
     )
     reason = f"approval timed out; on_timeout={on_timeout}"
     if on_timeout == "approve":
-        output = {"decision": "approved", "actor": "system", "comment": reason,
-                  "decided_at": now.isoformat().replace("+00:00", "Z")}
-        engine.step_transition(step_run, StepStatus.COMPLETED, kind=EventKind.APPROVAL_TIMED_OUT, reason=reason,
-                        fields={"output": output})
-        engine.attempt_finish(step_run, AttemptStatus.COMPLETED, output=output)
-        steps = engine.load_steps(run)
-        queued = engine.queue_ready(run, steps)
-        engine.run_settle(run, steps)
-        engine.enqueue([s.pk for s in queued])
-        return
-    error = {"type": "ApprovalTimeout", "message": reason}
-    to = StepStatus.REJECTED if on_timeout == "reject" else StepStatus.FAILED
-    engine.step_transition(step_run, to, kind=EventKind.APPROVAL_TIMED_OUT, reason=reason,
-                    fields={"error": error})
-    engine.attempt_finish(step_run, AttemptStatus.FAILED, error=error)
-    engine.run_settle(run, engine.load_steps(run), reason=reason)
+        outcome: Any = engine.Completed(
+            output={"decision": "approved", "actor": "system", "comment": reason,
+                    "decided_at": now.isoformat().replace("+00:00", "Z")},
+            kind=EventKind.APPROVAL_TIMED_OUT, reason=reason)
+    else:
+        outcome = engine.Failed(
+            error={"type": "ApprovalTimeout", "message": reason},
+            status=StepStatus.REJECTED if on_timeout == "reject" else StepStatus.FAILED,
+            kind=EventKind.APPROVAL_TIMED_OUT, reason=reason, run_reason=reason)
+    engine.step_resolve(run=run, step_run=step_run, outcome=outcome)

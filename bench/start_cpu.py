@@ -1,7 +1,7 @@
 """Web CPU per run start, in process: `POST /api/v1/flows/{slug}/runs` through Django's full
 handler (middleware, django-ninja, the service, the JSON answer) with a Bearer token.
 
-No broker and no server: the steps a start queues are not enqueued (`engine.progress.enqueue`
+No broker and no server: the steps a start queues are not enqueued (`engine.dispatch.enqueue`
 is replaced by a no-op), so what is measured is the web side only. Prints the CPU ms per start
 (time.process_time of this process, which includes the database driver but not the database
 server), the part spent inside `run_start` (the service and the engine) and the rest (Django,
@@ -89,10 +89,10 @@ def main() -> None:
     from django.test import Client
 
     from workflows.api import flows as flows_api
-    from workflows.engine import progress
+    from workflows.engine import dispatch
 
     if not args.broker:
-        progress.enqueue = lambda step_run_ids: None  # the web side only: no broker
+        dispatch.enqueue = lambda step_run_ids: None  # the web side only: no broker
     inside = [0.0]
     real_run_start = flows_api.run_start
 

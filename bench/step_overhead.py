@@ -122,7 +122,7 @@ def child(config: str, steps: int, repeat: int) -> dict:
         from workflows.engine import executor
         from workflows.models import StepRun
 
-        with mock.patch("workflows.engine.progress.enqueue"):
+        with mock.patch("workflows.engine.dispatch.enqueue"):
             run, _ = run_start(flow=flow, input={})
             first = StepRun.objects.get(run=run, key="s00")
             started = time.perf_counter()

@@ -305,7 +305,7 @@ def redis_url() -> str:
 @pytest.fixture(autouse=True)
 def _fresh_version_cache() -> Iterator[None]:
     """The engine caches released versions by primary key; rolled-back tests reuse keys."""
-    from workflows.engine.progress import forget_versions
+    from workflows.engine.versions import forget_versions
 
     forget_versions()
     yield

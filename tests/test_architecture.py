@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("workflows", "approvals", "connections", "resources", "config")
+PACKAGES = ("workflows", "approvals", "connections", "resources", "ops", "config")
 
 
 def _module_name(path: Path) -> str:
@@ -149,7 +149,21 @@ def test_a_package_init_that_re_exports_counts_as_importing_its_modules():
 def test_no_import_cycle_among_the_project_modules():
     graph = import_graph()
     assert "workflows.engine.progress" in graph  # the walk found the project
+    assert "ops.metrics" in graph  # every app, ops included
     assert find_cycles(graph) == []
+
+
+def test_the_engine_door_offers_verbs_not_the_order_of_their_writes():
+    """Approvals, callbacks and the sweeper end a step with `step_resolve`: the steps of the
+    exactly-once sequence are not on the door, so no service can write them in its own order
+    (and the import-linter contract keeps services out of the engine's modules)."""
+    from workflows import engine
+
+    sequence = {"step_transition", "run_transition", "attempt_finish", "load_steps",
+                "queue_ready", "run_settle", "enqueue", "wait_complete"}
+    assert sequence.isdisjoint(engine.__all__)
+    assert all(hasattr(engine, name) for name in engine.__all__)
+    assert {"run_admit", "run_cancel", "run_rewind", "step_resolve"} <= set(engine.__all__)
 
 
 def test_the_import_linter_contracts_are_kept():

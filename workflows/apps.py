@@ -7,8 +7,9 @@ class WorkflowsConfig(AppConfig):
     verbose_name = "Workflows"
 
     def ready(self) -> None:
-        # Register the built-in step types and core actions.
-        from workflows import engine, steps  # noqa: F401
+        # Register the built-in step types and core actions, and the task functions the engine
+        # sends (workflows.tasks registers them with engine.task).
+        from workflows import engine, steps, tasks  # noqa: F401
         from workflows.services import notifications
 
         # Runs that end notify their flow's `notify:` rules; the engine only calls a hook.

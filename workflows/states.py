@@ -160,6 +160,9 @@ STEP_DONE = frozenset({StepStatus.COMPLETED, StepStatus.SKIPPED})
 STEP_ACTIVE = frozenset(
     {StepStatus.QUEUED, StepStatus.RUNNING, StepStatus.WAITING, StepStatus.WAITING_FOR_APPROVAL}
 )
+# The reason of the event of a step queued because its needs are done: the engine writes it
+# (engine/progress.py), the run page's compact timeline hides it (admin_views/timeline.py).
+READY_REASON = "needs satisfied"
 
 _R = RunStatus
 RUN_TRANSITIONS: dict[str, frozenset[str]] = {

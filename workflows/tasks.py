@@ -1,5 +1,10 @@
 """django-q2 task entry points. A task is only a courier: it names a step run; the tables say
-what to do with it (DESIGN.md §1)."""
+what to do with it (DESIGN.md §1).
+
+The engine sends `advance_step` and `wake_step` as the functions registered here
+(`@engine.task`), never by a dotted name; `WorkflowsConfig.ready()` imports this module so
+they are registered in every process before anything is sent. `sweep` is named by the
+django-q2 Schedule row (migration workflows.0002), which can only hold a name."""
 
 import time
 
@@ -7,7 +12,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from ops.logs import log_context
-from workflows.engine import executor, sweeper
+from workflows import engine
 from workflows.models import StepRun
 from workflows.services.maintenance import sweep_all
 from workflows.states import StepStatus
@@ -21,12 +26,14 @@ def _step_log_context(step_run_id: int):
     return log_context(run_id=run_id, step_run_id=step_run_id, flow=flow)
 
 
+@engine.task(engine.ADVANCE_STEP)
 def advance_step(step_run_id: int) -> None:
     # The claim names the run and the flow from the row it reads anyway (no query here).
     with log_context(step_run_id=step_run_id, run_id=None, flow=None):
-        executor.advance(step_run_id)
+        engine.advance(step_run_id)
 
 
+@engine.task(engine.WAKE_STEP)
 def wake_step(step_run_id: int) -> None:
     """Resolve a paused step's short timer or timeout when it is due (longer ones are the
     sweeper's)."""
@@ -46,7 +53,7 @@ def _wake_step(step_run_id: int) -> None:
         return
     if delay > 0:
         time.sleep(delay)
-    sweeper.step_wake(step_run_id)
+    engine.step_wake(step_run_id)
 
 
 def wake_due(step: StepRun):

@@ -10,7 +10,7 @@ from resources.services import resource_create
 from tests.admin.conftest import echo_definition, start
 from tests.factories import make_flow
 from workflows.admin_views import step_panel
-from workflows.engine import executor
+from workflows.engine import attempts, executor
 from workflows.models import LogChunk, StepRun
 from workflows.services.runs import run_start
 from workflows.states import StepStatus
@@ -80,7 +80,7 @@ def test_the_panel_of_a_running_step_tails_its_log_until_it_ends(admin_client, c
     run, _ = run_start(flow=flow, input={})
     step = StepRun.objects.get(run=run, key="work")
     claimed = executor.claim(step.pk)
-    executor.write_attempt(claimed)  # what the worker writes at its first check
+    attempts.attempt_write(claimed.attempt)  # what the worker writes at its first check
     step.refresh_from_db()
     assert step.status == StepStatus.RUNNING
     page = admin_client.get(panel_url(run, "work")).content.decode()

@@ -75,3 +75,12 @@ def test_an_approval_that_times_out_fails_the_run(reviewer):
     run.refresh_from_db()
     assert run.status == "failed"
     assert Approval.objects.get(run=run).status == "expired"
+
+
+def test_every_approval_kind_is_decided_by_a_handler_of_its_own():
+    from approvals.models import ApprovalKind
+    from approvals.services import APPROVAL_KINDS
+
+    assert set(APPROVAL_KINDS) == set(ApprovalKind.values)
+    for handler in APPROVAL_KINDS.values():
+        assert all(callable(getattr(handler, verb)) for verb in ("approve", "reject", "redo"))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from approvals.models import Approval, ApprovalStatus
 from approvals.services import approval_approve
 from tests.factories import drain, make_flow
-from workflows.engine import executor
+from workflows.engine import attempts, executor
 from workflows.models import Flow, Run, StepRun
 from workflows.services.flows import flow_promote, flow_release, flow_update_draft
 from workflows.services.runs import run_cancel, run_retry, run_start
@@ -112,7 +112,7 @@ def build_scene(*, admin, reviewer) -> dict:
     running, _ = run_start(flow=flow, input={"rows": 1362}, actor=None, trigger_kind="schedule")
     step = StepRun.objects.get(run=running, key="fetch")
     # Claimed by a "worker" that is still busy (its first check wrote the running attempt).
-    executor.write_attempt(executor.claim(step.pk))
+    attempts.attempt_write(executor.claim(step.pk).attempt)
 
     other = make_flow({
         "slug": "invoice-sync", "name": "Invoice sync",

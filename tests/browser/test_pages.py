@@ -9,7 +9,7 @@ from approvals.models import ApprovalStatus
 from tests.admin.conftest import approval_definition, retry_definition
 from tests.browser.conftest import admin_login, make_staff, wait_until
 from tests.factories import drain, make_flow
-from workflows.engine import executor
+from workflows.engine import attempts, executor
 from workflows.models import LogChunk, Run, StepRun
 from workflows.services.runs import run_start
 from workflows.states import RunStatus
@@ -84,7 +84,7 @@ def test_a_running_step_tails_its_log_live(page, live_server):
     run, _ = run_start(flow=flow, input={})
     step = StepRun.objects.get(run=run, key="work")
     claimed = executor.claim(step.pk)
-    executor.write_attempt(claimed)  # what the worker writes at its first check
+    attempts.attempt_write(claimed.attempt)  # what the worker writes at its first check
     admin_login(page, live_server, "ada")
     page.goto(f"{live_server.url}/admin/workflows/run/{run.pk}/change/")
     page.click(f'#run-live [data-run="{run.pk}"][data-step="work"]')

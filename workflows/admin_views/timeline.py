@@ -13,9 +13,8 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from workflows.engine.progress import READY_REASON
 from workflows.models import Event
-from workflows.states import EventKind
+from workflows.states import READY_REASON, EventKind
 from workflows.templatetags.wf_render import duration_label
 
 FULL = "full"

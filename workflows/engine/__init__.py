@@ -1,68 +1,82 @@
-"""The engine: moving runs through their states. Services call it through the names below and
-nothing else; the engine imports nothing above it (services, approvals, edges), and knows step
+"""The engine: moving runs through their states. Everything outside the engine calls it through
+the names below and nothing else (an import-linter contract forbids importing its modules from
+outside); the engine imports nothing above it (services, approvals, edges), and knows step
 types only through their `StepType` hooks (`on_pause`, `on_cancel`, `on_timeout`).
 
-Modules, bottom up:
-- `transitions`: the one compare-and-set move of a status, with its Event;
-- `callback_tokens`: minting and hashing the single-use tokens of wait steps;
-- `progress`: which steps are ready, settling the run's status, handing steps to workers;
-- `admission`: the concurrency policy (admit, hold, skip, cancel the oldest), cancelling a run;
-- `rewind`: sending a run back to an earlier step (an approval's redo);
-- `executor`: a worker claiming and running one attempt; `sweeper`: the periodic repairs.
-Workers reach `executor` and `sweeper` through `workflows.tasks`.
+The verbs (each runs in the caller's transaction; those taking a `run` need it locked with
+`lock_run` first, inside `transaction.atomic()`):
+- `run_admit`: start a created run under its flow's concurrency policy (admit, hold, skip,
+  cancel the oldest), queueing its first steps;
+- `run_cancel`: cancel a run and every step that has not ended;
+- `run_rewind`: send a run back from a paused step to an earlier one (an approval's redo);
+- `step_resolve`: end a step from outside its worker with an outcome — `Completed`,
+  `Failed`, `Rejected` (a decision, a timer, a timeout), `CallbackReceived`, `WorkerLost`;
+- workers: `advance` (run a queued step run), `step_wake` (a paused step's short timer or
+  timeout is due), `sweep` (the periodic repairs), and `task`, which registers the task
+  functions the engine sends (`ADVANCE_STEP`, `WAKE_STEP`) so it never names them by string.
 
-Entry points (all run in the caller's transaction; those taking a locked run need `lock_run`
-first, inside `transaction.atomic()`):
+Beside the verbs, what services read or record around them: `lock_run`, the run's event log
+(`event_record`, `events_batched`), the callback tokens of wait steps, the cache of released
+versions (`version_get`) and the hook of runs that end (`on_run_ended`).
+
+Inside, bottom up: `statements` (compiled hot statements), `transitions` (the one
+compare-and-set move of a status, with its Event), `callback_tokens`, `versions` (the
+per-process version cache), `locking` (the run lock and the step states), `context` (what
+references and handlers see), `attempts` (every Attempt write), `dispatch` (every django-q2
+send), `progress` (ready steps, the run's status), `resolve`, `admission`, `rewind`,
+`executor` (a worker's attempt) and `sweeper`. docs/architecture.md "Life of a step" shows
+which module makes each write.
 """
 
-from workflows.engine.admission import run_admit, run_admit_next, run_cancel_locked
+from workflows.engine.admission import run_admit, run_cancel
 from workflows.engine.callback_tokens import callback_mint, callback_token, callback_url, token_hash
-from workflows.engine.progress import (
-    attempt_finish,
-    enqueue,
-    load_steps,
-    lock_run,
-    queue_ready,
-    run_settle,
-    version_get,
-    wait_complete,
+from workflows.engine.dispatch import ADVANCE_STEP, WAKE_STEP, task
+from workflows.engine.executor import advance
+from workflows.engine.locking import lock_run
+from workflows.engine.resolve import (
+    CallbackReceived,
+    Completed,
+    Failed,
+    Rejected,
+    WorkerLost,
+    step_resolve,
 )
-from workflows.engine.rewind import rewind_target, run_rewind
-from workflows.engine.transitions import (
-    event_record,
-    events_batched,
-    on_run_ended,
-    run_transition,
-    step_transition,
-)
+from workflows.engine.rewind import run_rewind
+from workflows.engine.sweeper import step_wake, sweep
+from workflows.engine.transitions import event_record, events_batched, on_run_ended
+from workflows.engine.versions import version_get
 
 __all__ = [
-    # admission: start a created run under its flow's concurrency policy; cancel a locked run
+    # the verbs
     "run_admit",
-    "run_admit_next",
-    "run_cancel_locked",
+    "run_cancel",
+    "run_rewind",
+    "step_resolve",
+    # what step_resolve is told
+    "CallbackReceived",
+    "Completed",
+    "Failed",
+    "Rejected",
+    "WorkerLost",
+    # the workers' verbs, and the task functions they are sent as
+    "advance",
+    "step_wake",
+    "sweep",
+    "task",
+    "ADVANCE_STEP",
+    "WAKE_STEP",
+    # the lock every verb on a live run is called under
+    "lock_run",
+    # the run's event log
+    "event_record",
+    "events_batched",
     # callback tokens of wait steps
     "callback_mint",
     "callback_token",
     "callback_url",
     "token_hash",
-    # moving a locked run on after a step changed
-    "attempt_finish",
-    "enqueue",
-    "load_steps",
-    "lock_run",
-    "queue_ready",
-    "run_settle",
+    # released versions, cached per process
     "version_get",
-    "wait_complete",
-    # rewind (redo)
-    "rewind_target",
-    "run_rewind",
-    # the one transition function and the event log
-    "event_record",
-    "events_batched",
     # what listens for runs that end (notifications), registered in WorkflowsConfig.ready
     "on_run_ended",
-    "run_transition",
-    "step_transition",
 ]

@@ -13,7 +13,8 @@ imported (the `workflows.engine` package imports it, so it is always set).
 
 from __future__ import annotations
 
-from workflows.engine import progress
+from workflows.engine import dispatch, progress
+from workflows.engine.locking import load_steps
 from workflows.engine.transitions import event_record, run_transition
 from workflows.errors import TransitionNotAllowed
 from workflows.models import ActorKind, Flow, Run, StepRun
@@ -46,11 +47,11 @@ def run_admit(run: Run, *, steps: dict[str, StepRun] | None = None) -> None:
     policy = concurrency.get("policy", "queue")
     reason = f"concurrency limit {limit} reached for key {run.concurrency_key!r}"
     if policy == "skip":
-        run_cancel_locked(run, actor=None, reason=f"skipped: {reason}")
+        run_cancel(run, actor=None, reason=f"skipped: {reason}")
         return
     if policy == "cancel_running":
         for older in active[: len(active) - limit + 1]:
-            run_cancel_locked(older, actor=None, reason=f"canceled by run {run.pk}: {reason}",
+            run_cancel(older, actor=None, reason=f"canceled by run {run.pk}: {reason}",
                               admit_next=False)
         _admit(run)
         return
@@ -61,10 +62,10 @@ def _admit(run: Run, steps: dict[str, StepRun] | None = None) -> None:
     if run.status == RunStatus.CREATED:
         run_transition(run, RunStatus.QUEUED, reason="admitted")
     if steps is None or any(s.pk is None for s in steps.values()):
-        steps = progress.load_steps(run)
+        steps = load_steps(run)
     queued = progress.queue_ready(run, steps)
     progress.run_settle(run, steps)
-    progress.enqueue([s.pk for s in queued])
+    dispatch.enqueue([s.pk for s in queued])
 
 
 def run_admit_next(*, flow_id: int, concurrency_key: str) -> None:
@@ -76,14 +77,14 @@ def run_admit_next(*, flow_id: int, concurrency_key: str) -> None:
         run_admit(held)
 
 
-def run_cancel_locked(run: Run, *, actor, reason: str, admit_next: bool = True) -> None:
+def run_cancel(run: Run, *, actor, reason: str, admit_next: bool = True) -> None:
     """Cancel `run` (locked by the caller) and every step that has not ended. Raises
     TransitionNotAllowed when the run has already ended."""
     if run.status in RUN_TERMINAL:
         raise TransitionNotAllowed("run", run.status, RunStatus.CANCELED,
                                    f"run {run.pk} has already ended")
     actor_kind = ActorKind.SYSTEM if actor is None else ActorKind.USER
-    steps = progress.load_steps(run)
+    steps = load_steps(run)
     progress.cancel_active_steps(run, steps, reason=reason, actor_kind=actor_kind,
                                  actor=actor_name(actor), include_not_started=True)
     run_transition(run, RunStatus.CANCELED, actor_kind=actor_kind, actor=actor_name(actor),

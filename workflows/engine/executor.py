@@ -7,10 +7,13 @@ timeout, then records the outcome and queues the next ready steps in one transac
 outcome makes another step ready, the same worker goes on with it instead of a round trip
 through the broker (WF_CONTINUE_INLINE); the other ready steps are enqueued.
 
-Longer than the ~500 lines we aim for: claim, supervision and outcome share the Claimed/Result
-types and one transaction protocol (lock, recheck, write, claim the next), and reading them
-together is how the exactly-once argument is checked. What stands apart already lives apart:
-attempt values (attempt_values.py), logs (attempt_logs.py), transitions, progress.
+Claim, supervision and outcome share the Claimed/Result types and one transaction protocol
+(lock, recheck, write, claim the next), and reading them together is how the exactly-once
+argument is checked. This module orders the writes of a worker's attempt and makes none
+itself but the lease's heartbeat: statuses move through `transitions`, the Attempt row is
+written by `attempts`, tasks are sent by `dispatch`. What a handler sees is
+`context.AttemptContext`; the storage rule for its values is `attempt_values`, its log
+`attempt_logs`.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import DataError, transaction
+from django.db import DataError
 from django.utils import timezone
 
 from connections.errors import SecretDecryptionError
@@ -37,132 +40,52 @@ from connections.selectors import (
     connections_for_step,
 )
 from ops.logs import log_context_update
-from resources.models import ResourceKind
 from resources.payloads import storable_text
-from resources.services import StoredContent, resource_record, resource_store
-from workflows.engine import attempt_values, handler_threads, progress
+from resources.services import resource_record
+from workflows.engine import attempt_values, attempts, dispatch, handler_threads, progress
 from workflows.engine.attempt_logs import LogWriter
 from workflows.engine.callback_tokens import callback_token
+from workflows.engine.context import AttemptContext, resolution_context
+from workflows.engine.locking import lock_run_and_load_steps
+from workflows.engine.resolve import Completed, step_resolve
 from workflows.engine.transitions import (
     pipelined_or_portable,
-    row_insert,
     run_transition,
     step_transition,
 )
+from workflows.engine.versions import step_definitions
 from workflows.models import ActorKind, Attempt, Run, StepRun
 from workflows.prepared_queries import PreparedQuery
 from workflows.references import ReferenceUnresolved, resolve
-from workflows.states import RUN_TERMINAL, AttemptStatus, EventKind, RunStatus, StepStatus
+from workflows.states import (
+    READY_REASON,
+    RUN_TERMINAL,
+    AttemptStatus,
+    EventKind,
+    RunStatus,
+    StepStatus,
+)
 from workflows.steps import StepCanceled, StepFailed, StepOutcome, get_step_type
 
 logger = logging.getLogger(__name__)
 
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
-# A worker that dies mid-step is not the step's fault: its attempts do not count against the
-# step's retry policy, up to this many per step run.
-MAX_WORKER_LOSSES = 3
 CANCEL_GRACE_SECONDS = 5.0
 LOG_FLUSH_SECONDS = 0.25
-# A handler that logs faster than the worker writes waits once this much is pending, so a
-# 100 MB log never sits in memory (backpressure; the worker is woken at once to drain it).
-LOG_BACKLOG_CHARS = 4 * 1024 * 1024
 
 
 def worker_id() -> str:
     return f"{WORKER_ID}/{threading.current_thread().name}"
 
 
-# --- the context a handler sees ----------------------------------------------------------------
+def _name_this_process() -> None:
+    # The engine package (and so this module) is imported when the apps are ready, before
+    # django-q2 forks its workers: each forked worker names its own process, not the cluster's.
+    global WORKER_ID
+    WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
-class AttemptContext:
-    """Implements `workflows.steps.StepContext` for one attempt. Handler-thread safe: the
-    handler only touches memory; this module's supervising thread does all database work."""
 
-    def __init__(self, *, step: dict[str, Any], run_id: int, step_key: str, attempt_number: int,
-                 connections: dict[str, Any], secrets: dict[str, dict[str, Any]]):
-        self.step = step
-        self.run_id = run_id
-        self.step_key = step_key
-        self.attempt_number = attempt_number
-        self.connections = connections
-        self._secrets = secrets
-        self._logs: list[tuple[str, str]] = []
-        self._lock = threading.Lock()
-        self._drained = threading.Condition(self._lock)
-        self._backlog = 0
-        self._wake = threading.Event()  # the worker's thread has something to do now
-        self._cancel = threading.Event()
-        self.stored: list[tuple[StoredContent, str]] = []  # (bytes in storage, kind)
-
-    def log(self, text: str, stream: str = "stdout") -> None:
-        """Queue `text` for the worker's thread; waits while LOG_BACKLOG_CHARS are pending
-        (never once the attempt is canceled or abandoned)."""
-        if not text:
-            return
-        text = str(text)
-        with self._lock:
-            self._logs.append((stream, text))
-            self._backlog += len(text)
-            while self._backlog >= LOG_BACKLOG_CHARS and not self._cancel.is_set():
-                self._wake.set()
-                self._drained.wait(0.5)
-
-    def take_logs(self) -> list[tuple[str, str]]:
-        with self._lock:
-            logs, self._logs = self._logs, []
-            self._backlog = 0
-            self._wake.clear()
-            self._drained.notify_all()
-        return logs
-
-    def wait_for_work(self, timeout: float) -> None:
-        """Sleep until the handler ends, its log backlog is full, or `timeout` passes."""
-        self._wake.wait(timeout)
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def cancel(self) -> None:
-        self._cancel.set()
-        with self._lock:
-            self._drained.notify_all()
-
-    @property
-    def canceled(self) -> bool:
-        return self._cancel.is_set()
-
-    def heartbeat(self) -> None:
-        if self._cancel.is_set():
-            raise StepCanceled("the step was canceled")
-
-    def sleep(self, seconds: float) -> None:
-        if self._cancel.wait(max(float(seconds), 0.0)):
-            raise StepCanceled("the step was canceled")
-
-    def resource(self, content: bytes | str, *, name: str = "",
-                 content_type: str = "application/octet-stream") -> str:
-        """Keep an artifact as a resource; returns its res:// ref for the output."""
-        data = content.encode() if isinstance(content, str) else bytes(content)
-        return self.resource_store(content=data, name=name, content_type=content_type).uri
-
-    def resource_store(self, *, content: Any, name: str = "",
-                       content_type: str = "application/octet-stream",
-                       max_bytes: int | None = None, max_bytes_setting: str = "",
-                       kind: str = ResourceKind.ARTIFACT) -> StoredContent:
-        """Stream `content` into storage now, from the handler's thread (constant memory; size
-        and SHA-256 computed on the way; no database work). The worker's thread records the
-        rows when the attempt ends (`store_resources`)."""
-        stored = resource_store(content=content, name=name, content_type=content_type,
-                                max_bytes=max_bytes, max_bytes_setting=max_bytes_setting)
-        with self._lock:
-            self.stored.append((stored, kind))
-        return stored
-
-    def secret(self, connection_name: str) -> dict[str, Any]:
-        if connection_name not in self._secrets:
-            raise StepFailed(f"the step does not name connection {connection_name!r}",
-                             error_type="ConnectionNotNamed", retryable=False)
-        return self._secrets[connection_name]
+os.register_at_fork(after_in_child=_name_this_process)
 
 
 @dataclass
@@ -252,7 +175,7 @@ def claim(step_run_id: int) -> Claimed | None:
         time.sleep(delay)
 
     def locked() -> Claimed | None:
-        run, steps = progress.lock_run_and_load_steps(run_id)
+        run, steps = lock_run_and_load_steps(run_id)
         if run.status in RUN_TERMINAL:
             return None
         step = next((s for s in steps.values() if s.pk == step_run_id), None)
@@ -269,7 +192,7 @@ def claim_locked(run: Run, steps: dict[str, StepRun], step: StepRun) -> Claimed 
 
     The Attempt is not written here: a fast attempt is written once, when it ends; a slower
     one when the worker first checks on it (`execute`)."""
-    definition = progress.step_definitions(run)[step.key]
+    definition = step_definitions(run)[step.key]
     step_type = get_step_type(step.type)
     setup_error: StepFailed | None = None
     resolved: dict[str, Any] | None = None
@@ -286,7 +209,7 @@ def claim_locked(run: Run, steps: dict[str, StepRun], step: StepRun) -> Claimed 
         redactor.add(_callback_tokens(steps))
         deferred = {k: v for k, v in definition.items() if k in step_type.deferred_keys}
         immediate = {k: v for k, v in definition.items() if k not in step_type.deferred_keys}
-        resolved = resolve(immediate, progress.resolution_context(run, steps.values(), immediate))
+        resolved = resolve(immediate, resolution_context(run, steps.values(), immediate))
         resolved.update(deferred)
     except ReferenceUnresolved as exc:
         setup_error = StepFailed(str(exc), error_type="ReferenceUnresolved", retryable=False)
@@ -302,11 +225,11 @@ def claim_locked(run: Run, steps: dict[str, StepRun], step: StepRun) -> Claimed 
         step, StepStatus.RUNNING, actor_kind=ActorKind.WORKER, actor=worker_id(),
         data={"attempt": number}, fields=fields,
         via=StepStatus.QUEUED if step.status == StepStatus.NOT_STARTED else None,
-        via_reason=progress.READY_REASON,
+        via_reason=READY_REASON,
     ):
         return None
-    attempt = Attempt(
-        step_run=step, number=number, status=AttemptStatus.RUNNING, worker=worker_id(),
+    attempt = attempts.attempt_open(
+        step=step, number=number, worker=worker_id(),
         input=redactor.redact(resolved) if resolved is not None else None, started_at=now,
     )
     if run.status != RunStatus.RUNNING:
@@ -370,7 +293,7 @@ def execute(claimed: Claimed) -> Result:
             done.set()
             ctx.wake()
 
-    timeout = float(claimed.definition.get("timeout_seconds") or progress.default_step_timeout())
+    timeout = float(claimed.definition.get("timeout_seconds") or attempts.default_step_timeout())
     context = contextvars.copy_context()  # the handler's log lines name the step too
     started = time.monotonic()
     last_beat = started
@@ -414,15 +337,13 @@ def execute(claimed: Claimed) -> Result:
 
 def _ensure_attempt(claimed: Claimed) -> None:
     if claimed.attempt.pk is None:
-        write_attempt(claimed)
+        attempts.attempt_write(claimed.attempt)
 
 
 def _store_resources(claimed: Claimed, ctx: AttemptContext) -> None:
     """Record the rows of what the handler streamed into storage (this thread owns the
     database work)."""
-    with ctx._lock:
-        stored, ctx.stored = ctx.stored, []
-    for content, kind in stored:
+    for content, kind in ctx.take_stored():
         resource_record(stored=content, run=claimed.run, step_run=claimed.step, kind=kind)
 
 
@@ -433,7 +354,6 @@ def heartbeat(claimed: Claimed) -> bool:
     return bool(StepRun.objects.filter(
         pk=claimed.step.pk, status=StepStatus.RUNNING, attempt_count=claimed.attempt.number,
     ).update(lease_until=lease))
-
 
 
 # --- finish ------------------------------------------------------------------------------------
@@ -447,11 +367,11 @@ def finish(claimed: Claimed, result: Result) -> Claimed | int | None:
 
     def locked() -> Claimed | int | None:
         claimed.attempt.pk = written  # a first try that rolled back (WritesRaced) wrote none
-        run, steps = progress.lock_run_and_load_steps(claimed.run.pk)
+        run, steps = lock_run_and_load_steps(claimed.run.pk)
         step = steps[claimed.step.key]
         if step.status != StepStatus.RUNNING or step.attempt_count != number:
             # Canceled meanwhile, or the lease was taken back: this late outcome is not applied.
-            _close_attempt(claimed, AttemptStatus.CANCELED, may_exist=True, error={
+            attempts.attempt_close(claimed.attempt, AttemptStatus.CANCELED, may_exist=True, error={
                 "type": "AttemptAbandoned",
                 "message": f"the step run moved on ({step.status}) before this attempt ended",
             })
@@ -463,37 +383,6 @@ def finish(claimed: Claimed, result: Result) -> Claimed | int | None:
     return pipelined_or_portable(locked)
 
 
-def write_attempt(claimed: Claimed, *, may_exist: bool = False, **fields: Any) -> None:
-    """Apply `fields` to the attempt: an INSERT the first time, then UPDATEs that leave an
-    attempt already closed by someone else (a cancel, the sweeper) as it is. `may_exist`: the
-    step run moved on without this worker, so the sweeper may have recorded the attempt."""
-    attempt = claimed.attempt
-    if attempt.pk is None and may_exist:
-        attempt.pk = (Attempt.objects.filter(step_run_id=attempt.step_run_id,
-                                             number=attempt.number)
-                      .values_list("pk", flat=True).first())
-    if attempt.pk is None:
-        for name, value in fields.items():
-            setattr(attempt, name, value)
-        row_insert(attempt)  # pipeline mode: its id is read with the other answers
-        return
-    if fields:
-        Attempt.objects.filter(
-            pk=attempt.pk, status__in=(AttemptStatus.RUNNING, AttemptStatus.WAITING)
-        ).update(**fields)
-
-
-def _close_attempt(claimed: Claimed, status: str, *, output: Any = None,
-                   error: dict[str, Any] | None = None, exit_code: int | None = None,
-                   may_exist: bool = False) -> None:
-    now = timezone.now()
-    write_attempt(
-        claimed, may_exist=may_exist, status=status, output=output, error=error,
-        exit_code=exit_code, finished_at=now,
-        duration_ms=int((now - claimed.attempt.started_at).total_seconds() * 1000),
-    )
-
-
 def _record_outcome(run: Run, steps: dict[str, StepRun], step: StepRun, claimed: Claimed,
                     outcome: StepOutcome) -> Claimed | None:
     number = claimed.attempt.number
@@ -503,56 +392,39 @@ def _record_outcome(run: Run, steps: dict[str, StepRun], step: StepRun, claimed:
         step_transition(step, StepStatus.COMPLETED, actor_kind=ActorKind.WORKER, actor=actor,
                         fields={"output": output, "error": None}, expected_attempt=number,
                         data={"attempt": number})
-        _close_attempt(claimed, AttemptStatus.COMPLETED, output=output,
-                       exit_code=outcome.exit_code)
+        attempts.attempt_close(claimed.attempt, AttemptStatus.COMPLETED, output=output,
+                               exit_code=outcome.exit_code)
         return _continue(run, steps)
     step_type = get_step_type(step.type)
     if outcome.kind == "wait":
-        fields: dict[str, Any] = {"timeout_at": progress.timeout_at(outcome.timeout_seconds)}
+        fields: dict[str, Any] = {"timeout_at": attempts.timeout_at(outcome.timeout_seconds)}
         if outcome.wake_at is not None:
             fields["not_before"] = outcome.wake_at
         step_transition(step, StepStatus.WAITING, actor_kind=ActorKind.WORKER, actor=actor,
                         fields=fields, expected_attempt=number,
                         reason="timer" if outcome.wake_at else "waiting for a callback")
-        write_attempt(claimed, status=AttemptStatus.WAITING)
+        attempts.attempt_write(claimed.attempt, status=AttemptStatus.WAITING)
         step_type.on_pause(run=run, step_run=step, steps=steps, params=claimed.resolved or {},
                            attempt_number=number)
         if step.callback_received_at is not None:
-            progress.wait_complete(run=run, step_run=step, output=step.callback_payload,
-                                   actor_kind=ActorKind.CALLBACK,
-                                   reason="callback had arrived before the wait was reached")
+            step_resolve(run=run, step_run=step, actor_kind=ActorKind.CALLBACK, outcome=Completed(
+                output=step.callback_payload,
+                reason="callback had arrived before the wait was reached"))
             return None
-        _wake_later(step, fields.get("not_before"), fields["timeout_at"])
+        dispatch.wake_later(step, fields.get("not_before"), fields["timeout_at"])
         progress.run_settle(run, steps)
         return None
     if outcome.kind == "approval":
-        timeout = progress.timeout_at(outcome.timeout_seconds)
+        timeout = attempts.timeout_at(outcome.timeout_seconds)
         step_transition(step, StepStatus.WAITING_FOR_APPROVAL, actor_kind=ActorKind.WORKER,
                         actor=actor, expected_attempt=number, fields={"timeout_at": timeout})
-        write_attempt(claimed, status=AttemptStatus.WAITING)
+        attempts.attempt_write(claimed.attempt, status=AttemptStatus.WAITING)
         step_type.on_pause(run=run, step_run=step, steps=steps, params=claimed.resolved or {},
                            attempt_number=number)
-        _wake_later(step, timeout)
+        dispatch.wake_later(step, timeout)
         progress.run_settle(run, steps)
         return None
     raise ValueError(f"unknown outcome kind {outcome.kind!r}")
-
-
-def _wake_later(step: StepRun, *times: Any) -> None:
-    """A paused step's short timer or timeout (the earliest of `times`) is waited out by a
-    task; a long one by the sweeper."""
-    due = min((t for t in times if t is not None), default=None)
-    if due is None or (due - timezone.now()).total_seconds() > settings.WF_INLINE_DELAY_SECONDS:
-        return
-
-    def send() -> None:
-        # Lazy: django-q2 is loaded only when a task is actually sent (not a cycle).
-        from django_q.tasks import async_task
-
-        async_task("workflows.tasks.wake_step", step.pk, task_name=f"wake-{step.pk}",
-                   group="workflow-steps", save=False)  # as progress.enqueue
-
-    transaction.on_commit(send)
 
 
 def _record_failure(run: Run, steps: dict[str, StepRun], step: StepRun, claimed: Claimed,
@@ -560,19 +432,20 @@ def _record_failure(run: Run, steps: dict[str, StepRun], step: StepRun, claimed:
     exc = result.error
     number = claimed.attempt.number
     if isinstance(exc, StepCanceled):
-        _close_attempt(claimed, AttemptStatus.CANCELED, error={
+        attempts.attempt_close(claimed.attempt, AttemptStatus.CANCELED, error={
             "type": "StepCanceled", "message": storable_text(str(exc))})
         return None
     # Redacted and storable by attempt_values.result_storable, outside this transaction.
     error = result.error_doc or attempt_values.error_document(claimed, exc, result.trace)
     output = result.output
     exit_code = getattr(exc, "exit_code", None)
-    _close_attempt(claimed, AttemptStatus.FAILED, output=output, error=error, exit_code=exit_code)
+    attempts.attempt_close(claimed.attempt, AttemptStatus.FAILED, output=output, error=error,
+                           exit_code=exit_code)
     retry = claimed.definition.get("retry") or {}
     failures = number - step.retry_base
     retryable = getattr(exc, "retryable", True)
     if retryable and failures < int(retry.get("max_attempts") or 1):
-        delay = progress.backoff_seconds(retry, failures)
+        delay = attempts.backoff_seconds(retry, failures)
         step_transition(
             step, StepStatus.QUEUED, actor_kind=ActorKind.WORKER, actor=worker_id(),
             kind=EventKind.STEP_RETRY_SCHEDULED, expected_attempt=number,
@@ -584,7 +457,7 @@ def _record_failure(run: Run, steps: dict[str, StepRun], step: StepRun, claimed:
         )
         if settings.WF_CONTINUE_INLINE:
             return step.pk
-        progress.enqueue([step.pk])
+        dispatch.enqueue([step.pk])
         return None
     step_transition(step, StepStatus.FAILED, actor_kind=ActorKind.WORKER, actor=worker_id(),
                     reason=f"{error['type']}: {error['message']}", expected_attempt=number,
@@ -602,6 +475,6 @@ def _continue(run: Run, steps: dict[str, StepRun]) -> Claimed | None:
         claimed = claim_locked(run, steps, ready[0])
         if claimed is not None:
             ready = ready[1:]
-    progress.enqueue([s.pk for s in progress.queue_steps(ready)])
+    dispatch.enqueue([s.pk for s in progress.queue_steps(ready)])
     progress.run_settle(run, steps)
     return claimed

@@ -1,38 +1,31 @@
-"""Moving a run forward after a step changes: which steps are ready, what the run's status is,
-and handing queued steps to the workers.
+"""Moving a run forward after a step changes: which steps are ready (queued in one UPDATE,
+`when` conditions skipped on the way) and what the run's status is (`run_settle`).
 
-Every function here runs inside a transaction that holds the run's row lock (`lock_run`), so
-two steps of one run finishing at once cannot both miss the step that needs them both.
+Every function here runs inside a transaction that holds the run's row lock
+(`locking.lock_run`), so two steps of one run finishing at once cannot both miss the step that
+needs them both. Status moves go through `transitions`, the attempts a cancel closes through
+`attempts`; the tasks of the steps queued here are sent by the verb that called it
+(`dispatch.enqueue`), once the transaction commits.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Iterable
-from datetime import timedelta
-from typing import Any
+from collections.abc import Callable
 
-from django.conf import settings
-from django.db import connection, transaction
-from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
-from workflows.engine.callback_tokens import callback_url
+from workflows.engine import attempts
+from workflows.engine.context import resolution_context
 from workflows.engine.transitions import (
     run_transition,
     step_transition,
     steps_transition,
 )
-from workflows.models import ActorKind, Attempt, FlowVersion, Run, StepRun
-from workflows.prepared_queries import PreparedQuery
-from workflows.references import (
-    ReferenceSyntaxError,
-    ReferenceUnresolved,
-    find_references,
-    parse_reference,
-    resolve,
-)
+from workflows.engine.versions import step_definitions
+from workflows.models import ActorKind, Run, StepRun
+from workflows.references import ReferenceUnresolved, resolve
 from workflows.states import (
+    READY_REASON,
     RUN_TERMINAL,
     STEP_ACTIVE,
     STEP_DONE,
@@ -44,187 +37,6 @@ from workflows.states import (
     error_kind_of,
 )
 from workflows.steps import get_step_type
-
-logger = logging.getLogger(__name__)
-
-
-_released_versions: dict[int, FlowVersion] = {}
-# Columns moving a run on never reads (loaded on access if some caller does).
-RUN_DEFERRED = ("trigger_payload", "output", "error")
-
-
-def forget_versions() -> None:
-    """Drop the cache of released versions (tests roll back and reuse primary keys)."""
-    _released_versions.clear()
-    _derived.clear()
-
-
-def lock_run(run_id: int) -> Run:
-    """Lock and return the run row, with its pinned version. Must be called inside
-    transaction.atomic(). Released versions are immutable, so each process keeps the ones it
-    has read (a draft, which can change, is read every time)."""
-    return _pin_version(_first_run(_locked_run.read(_send_lock(run_id)), run_id))
-
-
-def _pin_version(run: Run) -> Run:
-    run.version = version_get(run.version_id)
-    return run
-
-
-def version_get(version_id: int) -> FlowVersion:
-    """The flow version; a released one (immutable) from this process's cache once read."""
-    version = _released_versions.get(version_id)
-    if version is None:
-        version = FlowVersion.objects.get(pk=version_id)
-        if version.number is not None:
-            _released_versions[version.pk] = version
-    return version
-
-
-# What moving a run on needs to know of each step. Outputs, errors and payloads are loaded
-# only where they are used (`step_outputs`), so a step's cost does not grow with the size of
-# every other step's output. Timestamps neither (reading them was a third of the cost of a
-# state row): a step's first start is kept in SQL (`statements.IfNull`), and a wait step's
-# `callback_received_at` is read when that step pauses.
-STATE_FIELDS = (
-    "id", "run_id", "key", "type", "status", "attempt_count", "retry_base", "callback_nonce",
-)
-
-
-# The two statements every step sends first, compiled once (and prepared on PostgreSQL).
-_locked_run = PreparedQuery(
-    Run, lambda run_id: Run.objects.select_for_update().defer(*RUN_DEFERRED).filter(pk=run_id),
-    sentinel=-7_319_101)
-_step_states = PreparedQuery(
-    StepRun, lambda run_id: StepRun.objects.filter(run_id=run_id).order_by("position")
-    .only(*STATE_FIELDS), sentinel=-7_319_102)
-
-
-def _send_lock(run_id: int) -> Any:
-    if connection.get_autocommit():
-        raise TransactionManagementError("locking a run needs a transaction")
-    return _locked_run.send(run_id)
-
-
-def _first_run(runs: list[Run], run_id: int) -> Run:
-    if not runs:
-        raise Run.DoesNotExist(f"run {run_id} does not exist")
-    return runs[0]
-
-
-def lock_run_and_load_steps(run_id: int) -> tuple[Run, dict[str, StepRun]]:
-    """`lock_run` then `load_steps` (state fields). Both statements are sent before either
-    answer is read: in pipeline mode they (and the BEGIN before them) go in one round trip,
-    and the server runs the read after the lock is granted, so it sees every step change
-    committed by the previous holder of the lock. (One statement that locks the run and reads
-    its steps would not: under READ COMMITTED its snapshot predates the wait for the lock.)"""
-    lock = _send_lock(run_id)
-    states = _step_states.send(run_id)
-    run = _pin_version(_first_run(_locked_run.read(lock), run_id))
-    return run, {s.key: s for s in _step_states.read(states)}
-
-
-def load_steps(run: Run, *, full: bool = False) -> dict[str, StepRun]:
-    """The run's step runs by key, in definition order (state fields only unless `full`)."""
-    if not full:
-        return {s.key: s for s in _step_states.rows(run.pk)}
-    return {s.key: s for s in StepRun.objects.filter(run_id=run.pk).order_by("position")}
-
-
-def step_outputs(run: Run, keys: Iterable[str]) -> dict[str, Any]:
-    """{key: output} of the named steps that are done (one query; none when no keys)."""
-    keys = list(keys)
-    if not keys:
-        return {}
-    return dict(
-        StepRun.objects.filter(run_id=run.pk, key__in=keys, status__in=STEP_DONE)
-        .values_list("key", "output")
-    )
-
-
-def referenced_steps(value: Any) -> set[str]:
-    """Keys of the steps whose output `value` refers to."""
-    keys = set()
-    for _, expr in find_references(value):
-        try:
-            parts = parse_reference(expr)
-        except ReferenceSyntaxError:
-            continue
-        if len(parts) >= 3 and parts[0] == "steps" and parts[2] == "output":
-            keys.add(str(parts[1]))
-    return keys
-
-
-# What is derived from a definition, kept while the same definition object is in use (a
-# released version is one object per process: see version_get). Keyed by id() and checked
-# by identity, so a new object (a draft read again) is never served an old entry.
-_derived: dict[tuple[int, str], tuple[dict, Any]] = {}
-_DERIVED_MAX = 512
-
-
-def _derive(definition: dict, what: str, compute: Callable[[dict], Any]) -> Any:
-    entry = _derived.get((id(definition), what))
-    if entry is not None and entry[0] is definition:
-        return entry[1]
-    value = compute(definition)
-    if len(_derived) >= _DERIVED_MAX:
-        _derived.clear()
-    _derived[(id(definition), what)] = (definition, value)
-    return value
-
-
-def step_definitions(run: Run) -> dict[str, dict[str, Any]]:
-    """{key: step definition} of the run's definition. Shared: callers must not change it."""
-    return _derive(run.definition, "steps",
-                   lambda d: {step["key"]: step for step in d["steps"]})
-
-
-def resolution_context(run: Run, steps: Iterable[StepRun], value: Any) -> dict[str, Any]:
-    """What the `{{ }}` references in `value` see: the run's input, the outputs of the done
-    steps it refers to, and every wait step's callback URL."""
-    outputs = step_outputs(run, referenced_steps(value))
-    step_values: dict[str, Any] = {}
-    for s in steps:
-        entry: dict[str, Any] = {}
-        if s.key in outputs:
-            entry["output"] = outputs[s.key]
-        if s.type == "wait" and s.callback_nonce:
-            entry["callback_url"] = callback_url(s.callback_nonce)
-        step_values[s.key] = entry
-    names = _connection_names(run)
-    return {"input": run.input, "steps": step_values, "connections": {n: n for n in names}}
-
-
-def _connection_names(run: Run) -> list[str]:
-    return _derive(run.definition, "connection names", _names_of_connections)
-
-
-def _names_of_connections(definition: dict) -> list[str]:
-    names: set[str] = set()
-    for step in definition["steps"]:
-        step_type = get_step_type(step["type"])
-        if step_type is not None:
-            names.update(step_type.connection_names(step))
-    return sorted(names)
-
-
-def enqueue(step_run_ids: list[int]) -> None:
-    """Hand queued steps to django-q2 once the transaction that queued them commits."""
-    if not step_run_ids:
-        return
-
-    def send() -> None:
-        # Lazy: django-q2 is loaded only when a task is actually sent (not a cycle).
-        from django_q.tasks import async_task
-
-        # save=False: a task's success is recorded in our tables, not django-q2's (whose
-        # bookkeeping of successes, a locked read of up to Q_SAVE_LIMIT rows per task, cost
-        # more than the step itself); failures of the task itself are still saved.
-        for step_run_id in step_run_ids:
-            async_task("workflows.tasks.advance_step", step_run_id,
-                       task_name=f"step-{step_run_id}", group="workflow-steps", save=False)
-
-    transaction.on_commit(send)
 
 
 def ready_steps(run: Run, steps: dict[str, StepRun], *, actor_kind: str = ActorKind.SYSTEM,
@@ -261,8 +73,6 @@ def queue_steps(ready: list[StepRun], *, actor_kind: str = ActorKind.SYSTEM, act
                             reason=reason or READY_REASON,
                             fields={"enqueued_at": timezone.now(), "not_before": None})
 
-
-READY_REASON = "needs satisfied"
 
 
 def queue_ready(run: Run, steps: dict[str, StepRun], *, actor_kind: str = ActorKind.SYSTEM,
@@ -342,7 +152,7 @@ def cancel_active_steps(run: Run, steps: dict[str, StepRun], *, reason: str,
             step_transition(step, StepStatus.CANCELED, actor_kind=actor_kind, actor=actor,
                             reason=reason)
             if was in (StepStatus.WAITING, StepStatus.WAITING_FOR_APPROVAL):
-                attempt_finish(step, AttemptStatus.CANCELED)
+                attempts.attempt_finish(step, AttemptStatus.CANCELED)
                 step_type = get_step_type(step.type)
                 if step_type is not None:
                     step_type.on_cancel(run=run, step_run=step)
@@ -365,62 +175,3 @@ def run_after_terminal(run: Run) -> None:
     if run.concurrency_key is not None:
         for listener in _slot_freed_listeners:
             listener(flow_id=run.flow_id, concurrency_key=run.concurrency_key)
-
-
-def attempt_finish(step: StepRun, status: str, *, output: Any = None,
-                   error: dict[str, Any] | None = None, exit_code: int | None = None,
-                   record_missing: bool = False) -> None:
-    """Close the step's current attempt (if it is still open). With `record_missing`, an
-    attempt its worker never wrote (it died within its first moments) is recorded closed."""
-    now = timezone.now()
-    attempt = (
-        Attempt.objects.filter(step_run_id=step.pk, number=step.attempt_count)
-        .only("id", "started_at").first()
-    )
-    if attempt is None:
-        if record_missing and step.attempt_count:
-            started = step.started_at or now
-            Attempt.objects.create(
-                step_run_id=step.pk, number=step.attempt_count, status=status,
-                worker=step.worker, output=output, error=error, exit_code=exit_code,
-                started_at=started, finished_at=now,
-                duration_ms=int((now - started).total_seconds() * 1000),
-            )
-        return
-    Attempt.objects.filter(
-        pk=attempt.pk, status__in=(AttemptStatus.RUNNING, AttemptStatus.WAITING)
-    ).update(
-        status=status, output=output, error=error, exit_code=exit_code, finished_at=now,
-        duration_ms=int((now - attempt.started_at).total_seconds() * 1000),
-    )
-
-
-def wait_complete(*, run: Run, step_run: StepRun, output: Any, actor_kind: str,
-                  actor: str = "", reason: str = "", data: dict[str, Any] | None = None) -> None:
-    """Complete a waiting step (callback received, timer elapsed, or timeout with `continue`)
-    and move the run on. Holds the run lock (call inside transaction.atomic())."""
-    if not step_transition(step_run, StepStatus.COMPLETED, actor_kind=actor_kind, actor=actor,
-                           reason=reason, data=data, fields={"output": output}):
-        return
-    attempt_finish(step_run, AttemptStatus.COMPLETED, output=output)
-    steps = load_steps(run)
-    steps[step_run.key] = step_run
-    queued = queue_ready(run, steps)
-    run_settle(run, steps)
-    enqueue([s.pk for s in queued])
-
-
-def backoff_seconds(retry: dict[str, Any], failures: int) -> float:
-    base = float(retry.get("backoff_seconds") or 0)
-    factor = float(retry.get("backoff_factor") or 1)
-    return base * (factor ** max(failures - 1, 0))
-
-
-def timeout_at(seconds: float | None) -> Any:
-    if not seconds:
-        return None
-    return timezone.now() + timedelta(seconds=float(seconds))
-
-
-def default_step_timeout() -> float:
-    return float(settings.WF_DEFAULT_STEP_TIMEOUT_SECONDS)

@@ -3,7 +3,8 @@
 The one sanctioned way back through the state machine (`STEP_REDO_TRANSITIONS`): the target
 step gets a new attempt, the steps between it and the step that asked for the rewind start
 again (their attempts and events stay), wait steps get fresh callback tokens. An approval's
-"redo" decision is the caller today (`approvals.services.approval_redo`).
+"redo" decision is the caller today (`approvals.services`); it checks who may decide, this
+module writes everything the rewind changes.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from typing import Any
 from django.utils import timezone
 
 from workflows.definitions import step_ancestors, step_descendants
-from workflows.engine import progress
+from workflows.engine import attempts, dispatch
 from workflows.engine.callback_tokens import callback_mint
+from workflows.engine.locking import load_steps
 from workflows.engine.transitions import run_transition, step_transition
 from workflows.errors import Conflict
 from workflows.models import ActorKind, Run, StepRun
-from workflows.states import EventKind, RunStatus, StepStatus
+from workflows.states import AttemptStatus, EventKind, RunStatus, StepStatus
 
 
 def rewind_target(*, definition: dict[str, Any], step_key: str, to_step: str | None) -> str:
@@ -38,20 +40,28 @@ def rewind_target(*, definition: dict[str, Any], step_key: str, to_step: str | N
     return target
 
 
-def run_rewind(*, run: Run, step_run: StepRun, target: str, actor: str, reason: str) -> None:
-    """Rewind `run` from `step_run` (paused; its attempt already closed by the caller) to
-    `target`: reset the steps from the target up to `step_run` and queue the target. Holds the
-    run lock (call inside transaction.atomic(), after `lock_run`)."""
+def run_rewind(*, run: Run, step_run: StepRun, to_step: str | None, actor: str,
+               comment: str = "", output: Any = None) -> str:
+    """Rewind `run` from the paused `step_run` to `to_step` (or the step just before it; see
+    `rewind_target`) and return the target's key: the paused step's attempt is closed as
+    canceled with `output` (what was decided), the steps from the target up to `step_run` are
+    reset and the target is queued. Raises Conflict, having written nothing, when there is no
+    such earlier step. Holds the run lock (call inside transaction.atomic(), after
+    `lock_run`)."""
+    target = rewind_target(definition=run.definition, step_key=step_run.key, to_step=to_step)
+    attempts.attempt_finish(step_run, AttemptStatus.CANCELED, output=output)
+    reason = f"redo to {target} by {actor}" + (f": {comment}" if comment else "")
     definition = run.definition
     between = step_descendants(definition, target) & step_ancestors(definition, step_run.key)
-    steps = progress.load_steps(run)
+    steps = load_steps(run)
     for key in [k for k in steps if k in between or k == step_run.key]:
         _reset(steps[key], actor, reason)
     _reset(steps[target], actor, reason, queue=True)
     if run.status != RunStatus.RUNNING:
         run_transition(run, RunStatus.RUNNING, actor_kind=ActorKind.USER, actor=actor,
                        kind=EventKind.RUN_REDO, reason=reason)
-    progress.enqueue([steps[target].pk])
+    dispatch.enqueue([steps[target].pk])
+    return target
 
 
 def _reset(step: StepRun, actor: str, reason: str, *, queue: bool = False) -> None:

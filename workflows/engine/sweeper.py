@@ -9,6 +9,10 @@ and can be run by hand (`python manage.py sweep`). Every repair writes an Event.
   the step says (`on_timeout`);
 - the log parts a dead worker left in storage become its attempt's log resource;
 - (due schedule triggers start their runs: a service, `workflows.services.maintenance`).
+
+This module finds what is due and checks it again under the run's lock; the writes are the
+engine's usual owners': a paused or lost step ends through `resolve.step_resolve`, a lost task
+is sent again by `dispatch.step_requeue`, orphaned attempts are closed by `attempts`.
 """
 
 from __future__ import annotations
@@ -24,11 +28,12 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from resources.logs import log_parts_assemble
-from workflows.engine import progress
-from workflows.engine.executor import MAX_WORKER_LOSSES
-from workflows.engine.transitions import event_record, step_transition
-from workflows.models import ActorKind, Attempt, Run, StepRun
-from workflows.states import AttemptStatus, EventKind, StepStatus
+from workflows.engine import attempts, dispatch
+from workflows.engine.locking import lock_run
+from workflows.engine.resolve import Completed, Failed, WorkerLost, step_resolve
+from workflows.engine.versions import step_definitions
+from workflows.models import ActorKind, Run, StepRun
+from workflows.states import EventKind, StepStatus
 from workflows.steps import get_step_type
 
 logger = logging.getLogger(__name__)
@@ -48,7 +53,7 @@ def sweep(now=None) -> dict[str, int]:
             )
             for name, status, due_field, repair in PAUSED_REPAIRS
         },
-        "orphan_attempts": _orphan_attempts(now),
+        "orphan_attempts": attempts.attempts_orphaned_close(now),
     }
     return counts
 
@@ -64,7 +69,7 @@ def _repair_each(rows, repair: Callable[[Run, StepRun], bool]) -> int:
             run_id = StepRun.objects.filter(pk=step_id).values_list("run_id", flat=True).first()
             if run_id is None:
                 continue
-            run = progress.lock_run(run_id)
+            run = lock_run(run_id)
             step = StepRun.objects.get(pk=step_id)
             if repair(run, step):
                 repaired += 1
@@ -77,28 +82,8 @@ def _expired_leases(now) -> int:
     def repair(run: Run, step: StepRun) -> bool:
         if step.status != StepStatus.RUNNING or not step.lease_until or step.lease_until >= now:
             return False
-        number = step.attempt_count
-        error = {"type": "WorkerLost",
-                 "message": f"the worker ({step.worker}) stopped heartbeating; lease expired"}
-        progress.attempt_finish(step, AttemptStatus.FAILED, error=error, record_missing=True)
-        lost.append((run, step, number))
-        losses = Attempt.objects.filter(step_run=step, error__type="WorkerLost").count()
-        if losses < MAX_WORKER_LOSSES:
-            # A lost worker is not the step's failure: it does not use up a retry.
-            step_transition(
-                step, StepStatus.QUEUED, kind=EventKind.LEASE_EXPIRED, expected_attempt=number,
-                reason=error["message"] + "; queued again",
-                data={"attempt": number, "worker": step.worker},
-                fields={"retry_base": step.retry_base + 1, "enqueued_at": now,
-                        "lease_until": None, "not_before": None},
-            )
-            progress.enqueue([step.pk])
-        else:
-            step_transition(step, StepStatus.FAILED, kind=EventKind.LEASE_EXPIRED,
-                            expected_attempt=number, fields={"error": error},
-                            reason=f"{error['message']}; {losses} workers lost, giving up")
-            progress.run_settle(run, progress.load_steps(run))
-        return True
+        lost.append((run, step, step.attempt_count))
+        return step_resolve(run=run, step_run=step, outcome=WorkerLost(now=now))
 
     repaired = _repair_each(
         StepRun.objects.filter(status=StepStatus.RUNNING, lease_until__lt=now), repair)
@@ -129,13 +114,7 @@ def _lost_enqueues(now) -> int:
         .values_list("id", "run_id")
     )
     for step_id, run_id in ids:
-        with transaction.atomic():
-            updated = StepRun.objects.filter(pk=step_id, status=StepStatus.QUEUED).update(
-                enqueued_at=now)
-            if updated:
-                event_record(run_id=run_id, step_run_id=step_id, kind=EventKind.STEP_REQUEUED,
-                             reason="queued but not claimed by any worker; enqueued again")
-                progress.enqueue([step_id])
+        dispatch.step_requeue(step_run_id=step_id, run_id=run_id, now=now)
     return len(ids)
 
 
@@ -143,8 +122,8 @@ def _timer_repair(run: Run, step: StepRun, now) -> bool:
     if step.status != StepStatus.WAITING or not step.not_before or step.not_before > now:
         return False
     waited = (now - (step.started_at or now)).total_seconds()
-    progress.wait_complete(run=run, step_run=step, output={"waited_seconds": round(waited, 3)},
-                           actor_kind=ActorKind.SCHEDULE, reason="timer elapsed")
+    step_resolve(run=run, step_run=step, actor_kind=ActorKind.SCHEDULE, outcome=Completed(
+        output={"waited_seconds": round(waited, 3)}, reason="timer elapsed"))
     return True
 
 
@@ -154,14 +133,11 @@ def _wait_timeout_repair(run: Run, step: StepRun, now) -> bool:
     on_timeout = _step_param(run, step.key, "on_timeout", "fail")
     reason = f"wait timed out; on_timeout={on_timeout}"
     if on_timeout == "continue":
-        progress.wait_complete(run=run, step_run=step, output={"timed_out": True},
-                               actor_kind=ActorKind.SYSTEM, reason=reason)
-        return True
-    error = {"type": "WaitTimeout", "message": reason}
-    step_transition(step, StepStatus.FAILED, kind=EventKind.WAIT_TIMED_OUT, reason=reason,
-                    fields={"error": error})
-    progress.attempt_finish(step, AttemptStatus.FAILED, error=error)
-    progress.run_settle(run, progress.load_steps(run), reason=reason)
+        outcome = Completed(output={"timed_out": True}, reason=reason)
+    else:
+        outcome = Failed(error={"type": "WaitTimeout", "message": reason},
+                         kind=EventKind.WAIT_TIMED_OUT, reason=reason, run_reason=reason)
+    step_resolve(run=run, step_run=step, outcome=outcome)
     return True
 
 
@@ -173,7 +149,7 @@ def _approval_timeout_repair(run: Run, step: StepRun, now) -> bool:
     step_type = get_step_type(step.type)
     if step_type is None:
         return False
-    params = progress.step_definitions(run).get(step.key, {})
+    params = step_definitions(run).get(step.key, {})
     return step_type.on_timeout(run=run, step_run=step, params=params)
 
 
@@ -198,15 +174,5 @@ def step_wake(step_run_id: int, *, now=None) -> bool:
     return bool(_repair_each(StepRun.objects.filter(pk=step_run_id), repair))
 
 
-def _orphan_attempts(now) -> int:
-    """Attempts left running by a worker that died after its step had already ended."""
-    return Attempt.objects.filter(
-        status=AttemptStatus.RUNNING,
-        step_run__status__in=[StepStatus.CANCELED, StepStatus.FAILED, StepStatus.COMPLETED],
-        step_run__lease_until__isnull=True,
-        started_at__lt=now - timedelta(seconds=settings.WF_LEASE_SECONDS),
-    ).update(status=AttemptStatus.CANCELED, finished_at=now)
-
-
 def _step_param(run, key: str, name: str, default: Any) -> Any:
-    return progress.step_definitions(run).get(key, {}).get(name, default)
+    return step_definitions(run).get(key, {}).get(name, default)

@@ -1,5 +1,8 @@
 """Receiving a callback: the single-use token of a wait step resumes it (or is kept until the
-wait is reached). Tokens themselves are minted by the engine (`workflows.engine.callback_tokens`).
+wait is reached). This service finds the step by its token and refuses what it must (unknown,
+used, expired); the engine records the callback and moves the run on
+(`engine.step_resolve(outcome=CallbackReceived(...))`). Tokens themselves are minted by the
+engine (`workflows.engine.callback_tokens`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from resources.payloads import keep_json
 from workflows import engine
 from workflows.errors import CallbackExpired, CallbackUnknown, CallbackUsed
 from workflows.models import ActorKind, StepRun
-from workflows.states import RUN_TERMINAL, EventKind, StepStatus
+from workflows.states import RUN_TERMINAL, StepStatus
 
 
 def callback_receive(
@@ -63,27 +66,8 @@ def _receive(*, step_run: StepRun, payload: Any, remote_addr: str, user_agent: s
         run = engine.lock_run(step_run.run_id)
         step_run.refresh_from_db()
         _check(run, step_run)
-        now = timezone.now()
-        # Who posted it (address and user agent) is kept for the step panel; the token and
-        # its URL never are.
-        sender = {"callback_remote_addr": remote_addr[:64],
-                  "callback_user_agent": user_agent[:300]}
-        StepRun.objects.filter(pk=step_run.pk).update(
-            callback_payload=payload, callback_received_at=now, **sender
-        )
-        step_run.callback_payload = payload
-        step_run.callback_received_at = now
-        for name, value in sender.items():
-            setattr(step_run, name, value)
-        data = {"remote_addr": remote_addr[:64], "user_agent": user_agent[:300]}
-        if step_run.status == StepStatus.WAITING:
-            engine.wait_complete(run=run, step_run=step_run, output=payload,
-                          actor_kind=ActorKind.CALLBACK, actor=remote_addr,
-                          reason="callback received", data=data)
-        else:
-            engine.event_record(
-                run_id=run.pk, step_run_id=step_run.pk, kind=EventKind.CALLBACK_RECEIVED_EARLY,
-                actor_kind=ActorKind.CALLBACK, actor=remote_addr,
-                reason="callback arrived before the wait was reached; kept", data=data,
-            )
+        engine.step_resolve(
+            run=run, step_run=step_run, actor_kind=ActorKind.CALLBACK, actor=remote_addr,
+            outcome=engine.CallbackReceived(payload=payload, remote_addr=remote_addr,
+                                            user_agent=user_agent))
     return step_run

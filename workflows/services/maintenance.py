@@ -1,7 +1,7 @@
 """The periodic pass: the engine's repairs, the schedules that are due, then the
 notifications whose next try is due.
 
-The sweeper (`workflows.engine.sweeper`) repairs runs; firing a schedule starts a run, which is
+The engine's sweeper (`engine.sweep`) repairs runs; firing a schedule starts a run, which is
 a service (`run_start`), and so does expiring promotion requests, so the pass lives here, above the engine. The
 django-q2 schedule (`workflows.tasks.sweep`) and `manage.py sweep` call it.
 """
@@ -12,7 +12,7 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from workflows.engine import sweeper
+from workflows import engine
 from workflows.services.notifications import notifications_send_due
 from workflows.services.promotions import promotion_requests_expire
 from workflows.services.schedules import schedules_fire_due
@@ -24,7 +24,7 @@ def sweep_all(now: datetime | None = None) -> dict[str, int]:
     each repair it made, `schedules_fired`, `promotion_requests_expired` and
     `notifications_sent`."""
     now = now or timezone.now()
-    counts = sweeper.sweep(now)
+    counts = engine.sweep(now)
     counts["schedules_fired"] = schedules_fire_due(now=now)
     counts["promotion_requests_expired"] = promotion_requests_expire(now=now)
     counts["notifications_sent"] = notifications_send_due(now=now)

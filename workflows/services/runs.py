@@ -144,7 +144,7 @@ def run_cancel(*, run: Run, actor=None, reason: str = "") -> Run:
     require_permission(actor, OPERATE_RUN)
     with transaction.atomic():
         locked = engine.lock_run(run.pk)
-        engine.run_cancel_locked(locked, actor=actor, reason=reason or "canceled")
+        engine.run_cancel(locked, actor=actor, reason=reason or "canceled")
     return locked
 
 

@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from tests.factories import echo, make_flow, simple_definition
-from workflows.engine import progress, statements
+from workflows.engine import locking, statements
 from workflows.engine.transitions import event_record, events_batched, row_insert
 from workflows.models import Attempt, Event, Run, StepRun
 from workflows.prepared_queries import PreparedQuery
@@ -98,7 +98,7 @@ def test_events_beyond_one_statements_parameter_limit_are_all_written(run):
 
 def test_the_state_read_builds_instances_like_the_orm_with_deferred_fields(run):
     with transaction.atomic():
-        locked, steps = progress.lock_run_and_load_steps(run.pk)
+        locked, steps = locking.lock_run_and_load_steps(run.pk)
     assert isinstance(locked, Run) and locked.pk == run.pk
     assert locked.input == {"n": 1}
     assert locked.created_at == Run.objects.get(pk=run.pk).created_at  # an aware datetime
@@ -114,12 +114,12 @@ def test_locking_a_run_outside_a_transaction_is_refused(run):
     from django.db.transaction import TransactionManagementError
 
     with pytest.raises(TransactionManagementError):
-        progress.lock_run(run.pk)
+        locking.lock_run(run.pk)
 
 
 def test_a_missing_run_raises_does_not_exist():
     with transaction.atomic(), pytest.raises(Run.DoesNotExist):
-        progress.lock_run_and_load_steps(987654321)
+        locking.lock_run_and_load_steps(987654321)
 
 
 def test_the_statements_are_logged_like_any_other(run):

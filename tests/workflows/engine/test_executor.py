@@ -1,6 +1,8 @@
 """The executor: claiming, running and recording attempts, driven in-process through the same
 claim/execute/finish code the workers run (tests/e2e runs the same flows through a real qcluster)."""
 
+import multiprocessing
+import os
 from datetime import timedelta
 
 import pytest
@@ -196,3 +198,15 @@ def test_a_large_artifact_becomes_a_resource_and_the_output_keeps_its_ref():
     resource = Resource.objects.get(pk=output["ref"].removeprefix("res://"))
     assert resource.size == 5000 and resource.run_id == run.pk
     assert resource.file.read() == b"x" * 5000
+
+
+def _worker_identity():
+    return executor.worker_id(), os.getpid()
+
+
+def test_a_forked_worker_names_its_own_process_not_the_clusters():
+    # The engine is imported when the apps are ready, before django-q2 forks its workers.
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        child_id, child_pid = pool.apply(_worker_identity)
+    assert child_pid != os.getpid()
+    assert f":{child_pid}/" in child_id and f":{os.getpid()}/" in executor.worker_id()

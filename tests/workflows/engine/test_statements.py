@@ -42,7 +42,7 @@ def sequential_flow(steps: int):
 
 def advance_counting(flow):
     """Run a flow in process from its first step; the statements sent and the run."""
-    with mock.patch("workflows.engine.progress.enqueue"):
+    with mock.patch("workflows.engine.dispatch.enqueue"):
         run, _ = run_start(flow=flow, input={})
         first = StepRun.objects.get(run=run, key="s00")
         with CaptureQueriesContext(connection) as queries:
@@ -125,7 +125,7 @@ def fan_out_flow(width: int):
 def test_run_start_costs_at_most_six_statements_whatever_the_flow_size(width):
     flow = fan_out_flow(width)
     run_start(flow=flow, input={})  # the released version is then cached in this process
-    with mock.patch("workflows.engine.progress.enqueue"), \
+    with mock.patch("workflows.engine.dispatch.enqueue"), \
             CaptureQueriesContext(connection) as queries:
         run, created = run_start(flow=flow, input={})
     # BEGIN, the run, its step runs (one INSERT), the ready steps (one UPDATE), the events
