@@ -27,9 +27,11 @@ from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.timesince import timesince, timeuntil
 
-from resources.payloads import is_descriptor
+from resources.payloads import is_descriptor, is_json_type, value_load
 from resources.selectors import resource_get, resource_preview
 from resources.services import DEFAULT_EXPIRES_IN, resource_signed_path
+from workflows.diffs import MAX_DIFF_BYTES, diff_parse, is_diff_content_type, looks_like_diff
+from workflows.errors import WorkflowError
 
 register = template.Library()
 
@@ -39,6 +41,8 @@ JSON_MAX_STRING_CHARS = 50_000
 # Containers nested deeper than this render as a placeholder: a stored output may nest ~900
 # levels (what the JSON parser accepts), which would exhaust the recursion limit here.
 JSON_MAX_DEPTH = 40
+# How the preview of a large JSON string holding a diff starts (the JSON of the string).
+DIFF_PREVIEWS = ('"diff --git ', '"--- ')
 RES_URI = re.compile(r"^res://([0-9a-fA-F-]{32,36})$")
 
 STATUS_LABELS = {
@@ -176,6 +180,38 @@ def json_html(value: Any) -> SafeString:
     return mark_safe('<div class="wf-json">' + _json_node(value, 0) + "</div>")
 
 
+@register.filter
+def as_diff(value: Any) -> SafeString | str:
+    """A unified diff as files, hunks and coloured lines (workflows/_diff.html: the template
+    escapes every line, a diff being untrusted text); "" for anything that is not one, so a
+    template can fall back: `{% with d=text|as_diff %}{% if d %}{{ d }}{% else %}…`."""
+    diff = diff_parse(value) if looks_like_diff(value) else None
+    return "" if diff is None else mark_safe(
+        render_to_string("workflows/_diff.html", {"diff": diff}).strip())
+
+
+def _resource_diff(resource: Any, preview: str | None) -> SafeString | None:
+    """The diff a resource holds, rendered: a `text/x-diff` resource, or a JSON string kept as a
+    resource because it was large (its preview starts like a diff). None for anything else, or
+    one larger than MAX_DIFF_BYTES (it stays a download)."""
+    if resource.size > MAX_DIFF_BYTES:
+        return None
+    if is_diff_content_type(resource.content_type):
+        try:
+            with resource.file.open("rb") as handle:
+                text = handle.read(MAX_DIFF_BYTES).decode("utf-8", "replace")
+        except OSError:
+            return None
+    elif is_json_type(resource.content_type) and (preview or "").startswith(DIFF_PREVIEWS):
+        try:
+            text = value_load(resource.uri, max_bytes=MAX_DIFF_BYTES)
+        except (WorkflowError, ValueError, OSError):
+            return None
+    else:
+        return None
+    return as_diff(text.replace("\x00", "\u2400") if isinstance(text, str) else None) or None
+
+
 def _json_scalar(value: Any) -> str:
     if value is None:
         return '<span class="j-null">null</span>'
@@ -187,6 +223,9 @@ def _json_scalar(value: Any) -> str:
     match = RES_URI.match(text)
     if match:
         return str(resource_links(match.group(1)))
+    rendered = as_diff(text)
+    if rendered:
+        return str(rendered)
     cut = ""
     if len(text) > JSON_MAX_STRING_CHARS:
         cut = f" … ({len(text):,} characters; the API has the whole value)"
@@ -213,7 +252,10 @@ def resource_card(descriptor: dict[str, Any]) -> SafeString:
     if resource is not None:
         context["download"] = resource_signed_path(resource=resource)
         context["image"] = (resource.content_type or "").lower().startswith("image/")
-        context["preview"] = None if context["image"] else resource_preview(resource)
+        context["diff"] = (None if context["image"]
+                           else _resource_diff(resource, descriptor.get("preview")))
+        context["preview"] = (None if context["image"] or context["diff"]
+                              else resource_preview(resource))
         try:
             context["page"] = reverse("admin:resources_resource_change", args=[resource.pk])
         except NoReverseMatch:
