@@ -286,7 +286,8 @@ def claim_locked(run: Run, steps: dict[str, StepRun], step: StepRun) -> Claimed 
         redactor.add(_callback_tokens(steps))
         deferred = {k: v for k, v in definition.items() if k in step_type.deferred_keys}
         immediate = {k: v for k, v in definition.items() if k not in step_type.deferred_keys}
-        resolved = resolve(immediate, progress.resolution_context(run, steps.values(), immediate))
+        resolved = resolve(immediate, progress.resolution_context(run, steps.values(), immediate),
+                           scope=progress.resource_scope(run))
         resolved.update(deferred)
     except ReferenceUnresolved as exc:
         setup_error = StepFailed(str(exc), error_type="ReferenceUnresolved", retryable=False)

@@ -28,6 +28,7 @@ from workflows.prepared_queries import PreparedQuery
 from workflows.references import (
     ReferenceSyntaxError,
     ReferenceUnresolved,
+    ResourceScope,
     find_references,
     parse_reference,
     resolve,
@@ -195,6 +196,18 @@ def resolution_context(run: Run, steps: Iterable[StepRun], value: Any) -> dict[s
     return {"input": run.input, "steps": step_values, "connections": {n: n for n in names}}
 
 
+def resource_scope(run: Run) -> ResourceScope:
+    """The runs whose resources `run`'s references may load: its own, and those its reused
+    steps' outputs came from (a retry or replay reuses the original step run's output, whose
+    descriptors name the original run's resources). One query, on the first load only."""
+
+    def runs() -> set[int]:
+        return {run.pk, *StepRun.objects.filter(run_id=run.pk, reused_from__isnull=False)
+                .values_list("reused_from__run_id", flat=True)}
+
+    return ResourceScope(runs)
+
+
 def _connection_names(run: Run) -> list[str]:
     return _derive(run.definition, "connection names", _names_of_connections)
 
@@ -274,7 +287,8 @@ def queue_ready(run: Run, steps: dict[str, StepRun], *, actor_kind: str = ActorK
 
 def _truthy(run: Run, steps: dict[str, StepRun], condition: str) -> bool:
     try:
-        return bool(resolve(condition, resolution_context(run, steps.values(), condition)))
+        return bool(resolve(condition, resolution_context(run, steps.values(), condition),
+                            scope=resource_scope(run)))
     except ReferenceUnresolved:
         return False
 
