@@ -150,5 +150,5 @@ def test_a_closed_internal_port_is_not_described_in_the_step_error(settings):
     settings.WF_HTTP_ALLOW, settings.WF_HTTP_DENY = [], []
     error = steps_of(_run("http://127.0.0.1:9/x"))["fetch"].error
     assert error["type"] == "ConnectError"
-    assert "details withheld for an internal address" in error["message"]
+    assert "details withheld: not a public address" in error["message"]
     assert "refused" not in error["message"].lower() and "errno" not in error["message"].lower()

@@ -318,8 +318,8 @@ def _send(notification: Notification) -> None:
         parts = httpx.URL(url)
         if is_internal(parts.host, parts.port or (443 if parts.scheme == "https" else 80)):
             raise NotificationSendError(
-                f"delivery failed (no HTTP answer: {type(exc).__name__}; details withheld for "
-                "an internal address)") from None
+                f"delivery failed (no HTTP answer: {type(exc).__name__}; details withheld: "
+                "not a public address)") from None
         detail = str(exc).replace(url, target_label(notification))
         raise NotificationSendError(f"delivery failed ({type(exc).__name__}: {detail})") from None
     if not 200 <= response.status_code < 300:

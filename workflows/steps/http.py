@@ -198,7 +198,7 @@ def send_error(exc: httpx.HTTPError, *, method: str, url: str) -> str:
     except (httpx.InvalidURL, ValueError):
         internal = True
     if internal:
-        return f"{name}: {method} {url} got no answer (details withheld for an internal address)"
+        return f"{name}: {method} {url} got no answer (details withheld: not a public address)"
     return f"{name}: {exc}"
 
 

@@ -197,7 +197,7 @@ def test_a_webhook_nobody_listens_on_is_a_failure_event_not_an_error(
     assert event.kind == "notification_failed"
     # No transport text for an internal address: events are no port scanner (issue 25 H2).
     assert event.data["error"] == ("delivery failed (no HTTP answer: ConnectError; details "
-                                   "withheld for an internal address)")
+                                   "withheld: not a public address)")
     assert "SECRET-PATH" not in json.dumps(event.data)
 
 
