@@ -223,6 +223,10 @@ WF_MAX_DEFINITION_BYTES = env_int("WF_MAX_DEFINITION_BYTES", 512 * 1024)
 # (comma-separated CIDRs and host names; see docs/operations.md).
 WF_HTTP_ALLOW = [v.strip() for v in os.environ.get("WF_HTTP_ALLOW", "").split(",") if v.strip()]
 WF_HTTP_DENY = [v.strip() for v in os.environ.get("WF_HTTP_DENY", "").split(",") if v.strip()]
+# The port this server listens on (gunicorn's PORT, config/gunicorn.conf.py): a notification
+# webhook to a loopback address or an ALLOWED_HOSTS name on it (or on PUBLIC_BASE_URL's port)
+# is this platform itself, refused at release and at send (connections/outbound.py).
+WF_SERVED_PORT = env_int("PORT", 8000)
 
 # --- Payloads, logs and retention (docs/architecture.md "Payloads") --------------------------
 # A step output, attempt input/output/error, callback body or webhook payload whose compact JSON

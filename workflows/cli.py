@@ -232,6 +232,10 @@ def cmd_flows_webhook_secret(api: Api, args: argparse.Namespace) -> Any:
     return api.post(f"/flows/{seg(args.slug)}/webhook-secret")
 
 
+def cmd_flows_notification_secret(api: Api, args: argparse.Namespace) -> Any:
+    return api.post(f"/flows/{seg(args.slug)}/notification-secret")
+
+
 def _parse_input(text: str | None) -> dict[str, Any]:
     if text is None:
         return {}
@@ -526,6 +530,9 @@ def build_parser() -> Parser:
     sub.add_argument("--to", required=True, help="3, v3, live or draft")
     command(flow_cmds, "webhook-secret", cmd_flows_webhook_secret,
             "rotate the webhook secret and print it (shown once)").add_argument("slug")
+    command(flow_cmds, "notification-secret", cmd_flows_notification_secret,
+            "rotate the notification signing secret and print it (shown once)"
+            ).add_argument("slug")
 
     runs = groups.add_parser("runs", help="runs", parents=[common])
     run_cmds = runs.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)

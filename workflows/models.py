@@ -3,6 +3,7 @@
 Statuses are changed only by `workflows.engine.transitions`; nothing else assigns them.
 """
 
+import base64
 import secrets
 
 from django.conf import settings
@@ -33,6 +34,16 @@ def _webhook_secret() -> str:
     return encrypt_text(new_webhook_secret())
 
 
+def new_notification_secret() -> str:
+    """A fresh notification signing secret in the Standard Webhooks form (`whsec_` and 32
+    random bytes in base64): plain text, shown once when rotated."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def _notification_secret() -> str:
+    return encrypt_text(new_notification_secret())
+
+
 class Flow(models.Model):
     slug = models.SlugField(max_length=100, unique=True)
     name = models.CharField(max_length=200)
@@ -43,6 +54,11 @@ class Flow(models.Model):
     # The HMAC key of webhook deliveries, encrypted with FIELD_ENCRYPTION_KEYS (MultiFernet);
     # webhook_signing_secret() opens it. Never shown except once, when rotated.
     webhook_secret = models.CharField(max_length=255, default=_webhook_secret, editable=False)
+    # The HMAC key that signs the flow's outbound notifications (issue 25 H3), its own so a
+    # notification is never a valid inbound delivery; encrypted like webhook_secret, shown once
+    # when rotated (notification_secret_rotate).
+    notification_secret = models.CharField(max_length=255, default=_notification_secret,
+                                           editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -65,6 +81,11 @@ class Flow(models.Model):
         """The plain webhook secret (to verify a delivery's HMAC). Raises
         connections.errors.SecretDecryptionError when no configured key opens it."""
         return decrypt_text(self.webhook_secret)
+
+    def notification_signing_secret(self) -> str:
+        """The plain notification secret (`whsec_…`). Raises SecretDecryptionError like
+        webhook_signing_secret."""
+        return decrypt_text(self.notification_secret)
 
 
 class FlowVersion(models.Model):

@@ -13,6 +13,11 @@ descriptor gives the descriptor itself (a compact ref to pass on); a path that g
 loads the resource, up to WF_REFERENCE_LOAD_BYTES, once per resolve() call, and walks on in the
 loaded value. Beyond that size the reference fails with ReferenceTooLarge, naming the limit.
 
+Only a resource of the resolving run, or of a run one of its reused steps came from (a retry or
+a replay), is ever loaded (`ResourceScope`): a descriptor-shaped value can arrive from outside
+(a webhook or callback body, an API run input, an http response body), and a path into one that
+names another run's resource is unresolved, never read. The engine always passes the scope.
+
 Paths are written `steps.fetch.output.items.0.id` or `steps.fetch.output.items[0].id`. A segment
 after a dot that is all digits is an index (on a mapping it looks up the key of the same digits);
 any other segment is a name, `[A-Za-z0-9_][A-Za-z0-9_-]*` (step keys and connection names may start
@@ -24,16 +29,18 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 from resources.payloads import ValueTooLargeToLoad, is_descriptor, value_load
+from resources.selectors import resource_from_uri
 from workflows.errors import NotFound, WorkflowError
 
 Loader = Callable[[dict[str, Any]], Any]
 
 __all__ = [
     "ReferenceSyntaxError",
+    "ResourceScope",
     "ReferenceTooLarge",
     "ReferenceUnresolved",
     "find_references",
@@ -164,10 +171,30 @@ def is_single_reference(text: str) -> bool:
     return len(matches) == 1 and matches[0].span() == (0, len(text))
 
 
-def _load(descriptor: dict[str, Any], expr: str, loads: dict[str, Any]) -> Any:
+class ResourceScope:
+    """The runs whose resources a reference may load. `runs` is called on the first load only
+    (most resolutions load nothing, so the query it makes is rarely paid)."""
+
+    def __init__(self, runs: Callable[[], Collection[int]]):
+        self._runs = runs
+        self._allowed: Collection[int] | None = None
+
+    def allows(self, run_id: int | None) -> bool:
+        if self._allowed is None:
+            self._allowed = frozenset(self._runs())
+        return run_id is not None and run_id in self._allowed
+
+
+def _load(descriptor: dict[str, Any], expr: str, loads: dict[str, Any],
+          scope: ResourceScope | None = None) -> Any:
     uri = descriptor["$resource"]
     if uri not in loads:
         try:
+            if scope is not None and not scope.allows(resource_from_uri(uri).run_id):
+                raise ReferenceUnresolved(
+                    expr, f"{uri} does not belong to this run: a reference loads only the "
+                          "resources of its own run (and of the runs its reused steps came "
+                          "from); refer to the value whole to pass it on")
             loads[uri] = value_load(descriptor)
         except ValueTooLargeToLoad as exc:
             raise ReferenceTooLarge(expr, exc) from exc
@@ -183,7 +210,8 @@ def _load(descriptor: dict[str, Any], expr: str, loads: dict[str, Any]) -> Any:
     return loaded
 
 
-def _lookup(context: Any, expr: str, loads: dict[str, Any] | None = None) -> Any:
+def _lookup(context: Any, expr: str, loads: dict[str, Any] | None = None,
+            scope: ResourceScope | None = None) -> Any:
     loads = {} if loads is None else loads
     try:
         segments = parse_reference(expr)
@@ -193,7 +221,7 @@ def _lookup(context: Any, expr: str, loads: dict[str, Any] | None = None) -> Any
     for depth, segment in enumerate(segments):
         where = format_path(segments[:depth]) or "the context"
         if is_descriptor(current):
-            current = _load(current, expr, loads)
+            current = _load(current, expr, loads, scope)
         if isinstance(current, dict):
             key: Any = segment
             if isinstance(segment, int) and segment not in current:
@@ -232,18 +260,20 @@ def _as_text(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def _resolve_string(text: str, context: dict[str, Any], loads: dict[str, Any]) -> Any:
+def _resolve_string(text: str, context: dict[str, Any], loads: dict[str, Any],
+                    scope: ResourceScope | None) -> Any:
     if "{{" not in text:
         return text
     if is_single_reference(text):
         expr = REFERENCE_PATTERN.match(text).group(1).strip()
-        return copy.deepcopy(_lookup(context, expr, loads))
+        return copy.deepcopy(_lookup(context, expr, loads, scope))
     return REFERENCE_PATTERN.sub(
-        lambda match: _as_text(_lookup(context, match.group(1).strip(), loads)), text
+        lambda match: _as_text(_lookup(context, match.group(1).strip(), loads, scope)), text
     )
 
 
-def resolve(value: Any, context: dict[str, Any], *, _loads: dict[str, Any] | None = None) -> Any:
+def resolve(value: Any, context: dict[str, Any], *, scope: ResourceScope | None = None,
+            _loads: dict[str, Any] | None = None) -> Any:
     """A copy of `value` with every reference replaced by what it names in `context`.
 
     A string that is exactly one reference becomes the referenced value itself, with its type
@@ -253,7 +283,8 @@ def resolve(value: Any, context: dict[str, Any], *, _loads: dict[str, Any] | Non
     mutated and no resolved value is shared with the context.
 
     A path into an offloaded value loads its resource (see the module docstring); each resource
-    is loaded at most once per call.
+    is loaded at most once per call, and only when `scope` allows its run (None, for values
+    that belong to no run, allows any: every caller resolving for a run passes its scope).
 
     Raises ReferenceUnresolved, naming the missing part, when a key or index does not exist (or
     when a reference is not valid syntax, which validation reports earlier); ReferenceTooLarge
@@ -261,9 +292,10 @@ def resolve(value: Any, context: dict[str, Any], *, _loads: dict[str, Any] | Non
     """
     loads = {} if _loads is None else _loads
     if isinstance(value, str):
-        return _resolve_string(value, context, loads)
+        return _resolve_string(value, context, loads, scope)
     if isinstance(value, dict):
-        return {key: resolve(item, context, _loads=loads) for key, item in value.items()}
+        return {key: resolve(item, context, scope=scope, _loads=loads)
+                for key, item in value.items()}
     if isinstance(value, list):
-        return [resolve(item, context, _loads=loads) for item in value]
+        return [resolve(item, context, scope=scope, _loads=loads) for item in value]
     return copy.deepcopy(value)

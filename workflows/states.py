@@ -132,6 +132,7 @@ class FlowHistoryKind(models.TextChoices):
     PROMOTED = "promoted"  # vN went live, replacing an older (or no) live release
     ROLLED_BACK = "rolled_back"  # a release older than the live one went live again
     WEBHOOK_SECRET_ROTATED = "webhook_secret_rotated"
+    NOTIFICATION_SECRET_ROTATED = "notification_secret_rotated"
     PROMOTION_REQUESTED = "promotion_requested"  # two-person rule: a request awaits approval
     PROMOTION_REJECTED = "promotion_rejected"  # the request was rejected (nothing went live)
     PROMOTION_EXPIRED = "promotion_expired"  # nobody decided before its timeout

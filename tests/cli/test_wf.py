@@ -211,3 +211,12 @@ def test_connections_test_prints_the_answer(wf):
     assert "tok-CLI-SECRET-1" not in result.stdout
     missing = wf("connections", "test", "nope")
     assert missing.code == 3 and missing.error["code"] == "not_found"
+
+
+def test_notification_secret_rotates_and_prints_once(wf):
+    flow = make_flow(simple_definition("cli-notify"))
+    rotated = wf("flows", "notification-secret", "cli-notify")
+    assert rotated.code == 0, rotated.stdout
+    assert rotated.document["signature_header"] == "X-Workflows-Notification-Signature"
+    flow.refresh_from_db()
+    assert rotated.document["notification_secret"] == flow.notification_signing_secret()

@@ -144,3 +144,32 @@ def test_the_admin_button_is_for_connection_managers_only(client, plain_user, ht
     url = reverse("admin:connections_connection_test", args=[connection.pk])
     assert client.post(url).status_code == 403
     assert not ConnectionAudit.objects.filter(action="tested").exists()
+
+
+class Counting(BaseHTTPRequestHandler):
+    hits: list[str] = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        Counting.hits.append(self.path)
+        respond(self, 200, b"{}")
+
+
+def test_a_connection_test_goes_through_the_outbound_policy(settings):
+    """Issue 25 M1: the connection test is one of the platform's requests; 0.0.0.0 reaches
+    loopback, so denying loopback refuses it, and nothing reaches the server."""
+    Counting.hits = []
+    settings.WF_HTTP_ALLOW, settings.WF_HTTP_DENY = [], ["127.0.0.0/8", "::1"]
+    with local_http_server(Counting) as url:
+        port = url.rsplit(":", 1)[1]
+        connection = connection_create(actor=None, name="zero", kind="http",
+                                       config={"base_url": f"http://0.0.0.0:{port}/"})
+        answer = connection_test(actor=None, connection=connection)
+        assert answer["ok"] is False and answer["error"]["type"] == "DestinationRefused"
+        assert "refused by the outbound policy" in answer["detail"]
+        assert Counting.hits == []
+        settings.WF_HTTP_DENY = []
+        assert connection_test(actor=None, connection=connection)["ok"] is True
+        assert Counting.hits == ["/"]

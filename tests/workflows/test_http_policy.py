@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import local_http_server, respond
 from tests.factories import drain, make_flow, simple_definition, steps_of
+from workflows.errors import DefinitionInvalid
 from workflows.models import Attempt
 from workflows.services.runs import run_start
 from workflows.steps.http_policy import EVENT_HOOKS, DestinationRefused, destination_problem
@@ -76,11 +77,13 @@ def test_allow_lifts_the_built_in_refusal_and_makes_an_allowlist(settings):
 
 
 def _run(url: str, slug: str = "simple"):
-    flow = make_flow(simple_definition(slug, steps=[
-        {"key": "fetch", "type": "http", "request": {"method": "GET", "url": url},
+    """A run whose URL comes from its input: checked when it is sent (a literal URL the policy
+    refuses never gets past the release, see test_a_refused_literal_url_is_a_422_at_release)."""
+    flow = make_flow(simple_definition(slug, input={"url": {"type": "string"}}, steps=[
+        {"key": "fetch", "type": "http", "request": {"method": "GET", "url": "{{ input.url }}"},
          "retry": {"max_attempts": 3, "backoff_seconds": 0}, "timeout_seconds": 5},
     ]))
-    run, _ = run_start(flow=flow, input={})
+    run, _ = run_start(flow=flow, input={"url": url})
     drain()
     run.refresh_from_db()
     return run
@@ -94,7 +97,7 @@ def test_an_http_step_to_the_metadata_address_fails_once_without_retry(settings)
     fetch = steps_of(run)["fetch"]
     assert fetch.error["type"] == "DestinationRefused"
     assert "169.254.169.254" in fetch.error["message"] and "nothing was sent" in \
-        fetch.error["message"]
+        fetch.error["message"] and "refused by the outbound policy" in fetch.error["message"]
     assert Attempt.objects.filter(step_run=fetch).count() == 1
 
 
@@ -115,3 +118,37 @@ def test_every_redirect_hop_is_checked(settings, server):
             pytest.raises(DestinationRefused, match="169.254.169.254"):
         client.get(f"http://127.0.0.1:{server}/redirect")
     assert Target.paths == ["/redirect"]
+
+
+@pytest.mark.django_db
+def test_a_refused_literal_url_is_a_422_at_release(settings):
+    settings.WF_HTTP_ALLOW, settings.WF_HTTP_DENY = [], ["127.0.0.0/8", "::1"]
+    for index, url in enumerate(("http://169.254.169.254/latest/", "http://[64:ff9b::a9fe:a9fe]/",
+                                 "http://0.0.0.0:8080/x", "http://2130706433/x")):
+        with pytest.raises(DefinitionInvalid) as caught:
+            make_flow(simple_definition(f"refused-{index}", steps=[
+                {"key": "fetch", "type": "http", "request": {"url": url}}]))
+        assert [p["path"] for p in caught.value.problems] == ["steps[0].request.url"], url
+        assert "refused by the outbound policy" in caught.value.problems[0]["message"]
+
+
+@pytest.mark.django_db
+def test_an_unspecified_address_reaches_loopback_so_it_is_denied_with_it(settings, server):
+    """M1 of issue 25: 0.0.0.0 and 0 connect to this machine's loopback."""
+    settings.WF_HTTP_ALLOW, settings.WF_HTTP_DENY = [], ["127.0.0.0/8", "::1"]
+    for host in ("0.0.0.0", "0"):
+        run = _run(f"http://{host}:{server}/x", slug=f"zero-{host.replace('.', '-')}")
+        assert steps_of(run)["fetch"].error["type"] == "DestinationRefused"
+    assert Target.paths == []
+    settings.WF_HTTP_DENY = []
+    assert _run(f"http://0.0.0.0:{server}/x", "control").status == "completed"
+    assert Target.paths == ["/x"]  # what the refusal prevented
+
+
+@pytest.mark.django_db
+def test_a_closed_internal_port_is_not_described_in_the_step_error(settings):
+    settings.WF_HTTP_ALLOW, settings.WF_HTTP_DENY = [], []
+    error = steps_of(_run("http://127.0.0.1:9/x"))["fetch"].error
+    assert error["type"] == "ConnectError"
+    assert "details withheld: not a public address" in error["message"]
+    assert "refused" not in error["message"].lower() and "errno" not in error["message"].lower()

@@ -101,6 +101,7 @@ HISTORY_ROWS = 30
 HISTORY_LABELS = {
     "released": "released", "draft_edited": "draft edited", "promoted": "promoted",
     "rolled_back": "rolled back", "webhook_secret_rotated": "webhook secret rotated",
+    "notification_secret_rotated": "notification secret rotated",
     "promotion_requested": "promotion requested", "promotion_rejected": "promotion rejected",
     "promotion_expired": "promotion request expired",
 }

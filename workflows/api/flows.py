@@ -29,6 +29,7 @@ from workflows.api.schemas import (
     FlowPage,
     HistoryPage,
     MatrixOut,
+    NotificationSecretOut,
     PromoteIn,
     PromotionRequestOut,
     ReleaseIn,
@@ -44,6 +45,7 @@ from workflows.errors import NotFound
 from workflows.models import Flow, FlowHistory, FlowVersion
 from workflows.selectors import MATRIX_MAX_RUNS, run_matrix
 from workflows.services.flows import flow_create, flow_promote, flow_release, flow_update_draft
+from workflows.services.notifications import SIGNATURE_HEADER, notification_secret_rotate
 from workflows.services.runs import run_start
 from workflows.services.webhooks import webhook_secret_rotate, webhook_url
 from workflows.states import RunStatus
@@ -209,3 +211,11 @@ def flows_rotate_webhook_secret(request: HttpRequest, slug: str):
     flow = get_flow(slug)
     secret = webhook_secret_rotate(flow=flow, actor=request.auth)
     return {"webhook_secret": secret, "webhook_url": webhook_url(flow=flow)}
+
+
+@router.post("/{slug}/notification-secret", response={200: NotificationSecretOut, **errors()},
+             summary="Rotate the notification signing secret and return it (shown only here)")
+def flows_rotate_notification_secret(request: HttpRequest, slug: str):
+    flow = get_flow(slug)
+    secret = notification_secret_rotate(flow=flow, actor=request.auth)
+    return {"notification_secret": secret, "signature_header": SIGNATURE_HEADER}

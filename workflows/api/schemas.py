@@ -125,7 +125,8 @@ class PromoteIn(Schema):
 class HistoryItemOut(Schema):
     id: int
     kind: Literal["released", "draft_edited", "promoted", "rolled_back",
-                  "webhook_secret_rotated", "promotion_requested", "promotion_rejected",
+                  "webhook_secret_rotated", "notification_secret_rotated",
+                  "promotion_requested", "promotion_rejected",
                   "promotion_expired"]
     actor: str | None = Field(description="the user's name; null for the system")
     at: datetime
@@ -158,6 +159,13 @@ class DiffOut(Schema):
 class WebhookSecretOut(Schema):
     webhook_secret: str = Field(description="Shown once; store it with the sender.")
     webhook_url: str
+
+
+class NotificationSecretOut(Schema):
+    notification_secret: str = Field(
+        description="Shown once; the receiver verifies each notification with it "
+                    "(Standard Webhooks, `whsec_` form).")
+    signature_header: str = Field(description="The header that carries the signature.")
 
 
 class MatrixStepOut(Schema):

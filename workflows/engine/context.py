@@ -17,7 +17,12 @@ from resources.services import StoredContent, resource_store
 from workflows.engine.callback_tokens import callback_url
 from workflows.engine.versions import connection_names
 from workflows.models import Run, StepRun
-from workflows.references import ReferenceSyntaxError, find_references, parse_reference
+from workflows.references import (
+    ReferenceSyntaxError,
+    ResourceScope,
+    find_references,
+    parse_reference,
+)
 from workflows.states import STEP_DONE
 from workflows.steps import StepCanceled, StepFailed
 
@@ -66,6 +71,18 @@ def resolution_context(run: Run, steps: Iterable[StepRun], value: Any) -> dict[s
         step_values[s.key] = entry
     names = connection_names(run)
     return {"input": run.input, "steps": step_values, "connections": {n: n for n in names}}
+
+
+def resource_scope(run: Run) -> ResourceScope:
+    """The runs whose resources `run`'s references may load: its own, and those its reused
+    steps' outputs came from (a retry or replay reuses the original step run's output, whose
+    descriptors name the original run's resources). One query, on the first load only."""
+
+    def runs() -> set[int]:
+        return {run.pk, *StepRun.objects.filter(run_id=run.pk, reused_from__isnull=False)
+                .values_list("reused_from__run_id", flat=True)}
+
+    return ResourceScope(runs)
 
 
 # --- what a handler sees -----------------------------------------------------------------------

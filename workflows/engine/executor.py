@@ -45,7 +45,7 @@ from resources.services import resource_record
 from workflows.engine import attempt_values, attempts, dispatch, handler_threads, progress
 from workflows.engine.attempt_logs import LogWriter
 from workflows.engine.callback_tokens import callback_token
-from workflows.engine.context import AttemptContext, resolution_context
+from workflows.engine.context import AttemptContext, resolution_context, resource_scope
 from workflows.engine.locking import lock_run_and_load_steps
 from workflows.engine.resolve import Completed, step_resolve
 from workflows.engine.transitions import (
@@ -209,7 +209,8 @@ def claim_locked(run: Run, steps: dict[str, StepRun], step: StepRun) -> Claimed 
         redactor.add(_callback_tokens(steps))
         deferred = {k: v for k, v in definition.items() if k in step_type.deferred_keys}
         immediate = {k: v for k, v in definition.items() if k not in step_type.deferred_keys}
-        resolved = resolve(immediate, resolution_context(run, steps.values(), immediate))
+        resolved = resolve(immediate, resolution_context(run, steps.values(), immediate),
+                           scope=resource_scope(run))
         resolved.update(deferred)
     except ReferenceUnresolved as exc:
         setup_error = StepFailed(str(exc), error_type="ReferenceUnresolved", retryable=False)

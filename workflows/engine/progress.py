@@ -15,7 +15,7 @@ from collections.abc import Callable
 from django.utils import timezone
 
 from workflows.engine import attempts
-from workflows.engine.context import resolution_context
+from workflows.engine.context import resolution_context, resource_scope
 from workflows.engine.transitions import (
     run_transition,
     step_transition,
@@ -84,7 +84,8 @@ def queue_ready(run: Run, steps: dict[str, StepRun], *, actor_kind: str = ActorK
 
 def _truthy(run: Run, steps: dict[str, StepRun], condition: str) -> bool:
     try:
-        return bool(resolve(condition, resolution_context(run, steps.values(), condition)))
+        return bool(resolve(condition, resolution_context(run, steps.values(), condition),
+                            scope=resource_scope(run)))
     except ReferenceUnresolved:
         return False
 

@@ -19,9 +19,18 @@ A failure to notify never changes a run. Runs that end reach `run_ended`, which 
 calls through `engine.on_run_ended` (registered in `WorkflowsConfig.ready`); it writes the rows
 inside a savepoint and logs instead of raising, so a bug here cannot roll back a run's end.
 
-Webhook bodies are Slack-compatible (`text`, `blocks`) plus structured fields (event, flow,
-run_id, status, admin_url, context); they are signed like inbound webhooks: `X-Signature:
-t=UNIX,v1=HEX`, HEX the HMAC-SHA256 of `UNIX.BODY` with the flow's webhook secret.
+Webhook bodies are Slack-compatible (`text`, `blocks`, both escaped for Slack: `&`, `<`, `>`)
+plus structured fields (event, flow, run_id, status, admin_url, context). They are signed in the
+Standard Webhooks format with the flow's own notification secret (never its webhook secret):
+`webhook-id` and `webhook-timestamp` headers, and `X-Workflows-Notification-Signature:
+v1,BASE64`, the HMAC-SHA256 of `ID.TIMESTAMP.BODY` — a header and a key inbound verification
+never accepts, so a captured notification replayed to /hooks/ is a 401 (issue 25 H3).
+
+Every webhook goes through the outbound policy (connections/outbound.py) at send time, on the
+addresses its host resolves to, and may not point at this platform itself; a refusal gives up at
+once. Redirects are not followed (a 3xx is a failed delivery). Recorded errors say "refused by
+the outbound policy" or "delivery failed (HTTP status N)"; a transport error's own text is kept
+only for a public address, so events never tell which internal ports answer.
 """
 
 from __future__ import annotations
@@ -39,22 +48,36 @@ from django.core.mail import EmailMessage
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
+from standardwebhooks import Webhook
 
+from connections.crypto import encrypt_text
+from connections.outbound import EVENT_HOOKS, OutboundRefused, is_internal, own_origin_problem
 from workflows import engine
 from workflows.definitions.base import NotifyEvent
-from workflows.models import ActorKind, Flow, Notification, Run
-from workflows.services.webhooks import webhook_sign
-from workflows.states import EventKind, NotificationChannel, NotificationStatus, RunStatus
+from workflows.models import ActorKind, Flow, Notification, Run, new_notification_secret
+from workflows.permissions import RELEASE_FLOW, require_permission
+from workflows.services.history import flow_history_record
+from workflows.states import (
+    EventKind,
+    FlowHistoryKind,
+    NotificationChannel,
+    NotificationStatus,
+    RunStatus,
+)
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "SIGNATURE_HEADER",
     "notification_deliver",
+    "notification_secret_rotate",
+    "notification_sign",
     "notifications_send_due",
     "notify_event",
     "run_ended",
 ]
 
+SIGNATURE_HEADER = "X-Workflows-Notification-Signature"
 MAX_BACKOFF_SECONDS = 3600
 DUE_BATCH = 100
 RUN_END_EVENTS = {RunStatus.COMPLETED: NotifyEvent.COMPLETED, RunStatus.FAILED: NotifyEvent.FAILED}
@@ -191,12 +214,15 @@ def _slack_escape(text: str) -> str:
 
 
 def _webhook_payload(message: dict[str, Any]) -> dict[str, Any]:
-    text = "\n".join([message["title"], *message["details"]])
+    # Escaped like `blocks`: a chat webhook reads `<!channel>`, `<!here>` and `<url|text>` in
+    # the top-level text too (issue 25 L3).
+    text = _slack_escape("\n".join([message["title"], *message["details"],
+                                     message["admin_url"]]))
     mrkdwn = "\n".join([f"*{_slack_escape(message['title'])}*",
                         *(_slack_escape(d) for d in message["details"]),
                         f"<{message['admin_url']}|Open in the admin>"])
     return {
-        "text": f"{text}\n{message['admin_url']}",
+        "text": text,
         "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn[:3000]}}],
         **message["fields"],
     }
@@ -237,33 +263,85 @@ def _claim(notification_id: int, now: datetime) -> Notification | None:
     return row
 
 
+def notification_sign(*, secret: str, notification_id: str, timestamp: datetime,
+                      body: bytes) -> dict[str, str]:
+    """The headers that sign `body` (Standard Webhooks: `ID.TIMESTAMP.BODY`, HMAC-SHA256 with
+    the `whsec_` secret), the signature in SIGNATURE_HEADER rather than `webhook-signature`."""
+    signature = Webhook(secret).sign(msg_id=notification_id, timestamp=timestamp,
+                                     data=body.decode())
+    return {"webhook-id": notification_id,
+            "webhook-timestamp": str(int(timestamp.timestamp())),
+            SIGNATURE_HEADER: signature}
+
+
+def notification_secret_rotate(*, flow: Flow, actor: Any = None) -> str:
+    """Give the flow a new notification signing secret and return it (the only time it is
+    shown: the receiver keeps it to verify SIGNATURE_HEADER). Needs the builder's release
+    permission, like writing the notify rules. Recorded in the flow's history
+    (`notification_secret_rotated`, never the secret)."""
+    require_permission(actor, RELEASE_FLOW)
+    secret = new_notification_secret()
+    stored = encrypt_text(secret)
+    with transaction.atomic():
+        Flow.objects.filter(pk=flow.pk).update(notification_secret=stored)
+        flow_history_record(flow=flow, kind=FlowHistoryKind.NOTIFICATION_SECRET_ROTATED,
+                            actor=actor)
+    flow.notification_secret = stored
+    return secret
+
+
 def _send(notification: Notification) -> None:
-    """One try; raises with a message fit for an event (no URL path, no secret)."""
+    """One try; raises with a message fit for an event (no URL path, no secret, no transport
+    detail about an internal address)."""
     if notification.channel == NotificationChannel.EMAIL:
         payload = notification.payload
         EmailMessage(subject=payload["subject"], body=payload["body"],
                      from_email=settings.DEFAULT_FROM_EMAIL,
                      to=notification.target.split(",")).send()
         return
+    url = notification.target
+    reason = own_origin_problem(url)
+    if reason:
+        _refuse(notification, reason)
     body = json.dumps(notification.payload, separators=(",", ":")).encode()
-    secret = notification.flow.webhook_signing_secret()
+    headers = {"Content-Type": "application/json", "User-Agent": "workflows-notify",
+               **notification_sign(secret=notification.flow.notification_signing_secret(),
+                                   notification_id=f"wfn_{notification.pk}",
+                                   timestamp=timezone.now(), body=body)}
     try:
-        response = httpx.post(
-            notification.target, content=body, timeout=settings.WF_NOTIFY_TIMEOUT_SECONDS,
-            follow_redirects=False,
-            headers={"Content-Type": "application/json", "User-Agent": "workflows-notify",
-                     "X-Signature": webhook_sign(secret=secret, body=body)},
-        )
+        with httpx.Client(timeout=settings.WF_NOTIFY_TIMEOUT_SECONDS, follow_redirects=False,
+                          event_hooks=EVENT_HOOKS) as client:
+            response = client.post(url, content=body, headers=headers)
+    except OutboundRefused as exc:
+        _refuse(notification, exc.reason)
     except httpx.HTTPError as exc:
-        raise NotificationSendError(
-            f"{type(exc).__name__}: {str(exc).replace(notification.target, target_label(notification))}"
-        ) from None
+        parts = httpx.URL(url)
+        if is_internal(parts.host, parts.port or (443 if parts.scheme == "https" else 80)):
+            raise NotificationSendError(
+                f"delivery failed (no HTTP answer: {type(exc).__name__}; details withheld: "
+                "not a public address)") from None
+        detail = str(exc).replace(url, target_label(notification))
+        raise NotificationSendError(f"delivery failed ({type(exc).__name__}: {detail})") from None
     if not 200 <= response.status_code < 300:
-        raise NotificationSendError(f"the webhook answered HTTP {response.status_code}")
+        raise NotificationSendError(f"delivery failed (HTTP status {response.status_code})")
+
+
+def _refuse(notification: Notification, reason: str) -> None:
+    """Give up on a webhook the policy refuses: the reason (which may name resolved
+    addresses) goes to the operator's log, the event only says it was refused."""
+    logger.warning("notification %s to %s refused by the outbound policy: %s",
+                   notification.pk, target_label(notification), reason)
+    raise NotificationSendError("refused by the outbound policy; nothing was sent",
+                                final=True)
 
 
 class NotificationSendError(Exception):
-    """A try failed; the message names what happened without a secret."""
+    """A try failed; the message names what happened without a secret. `final`: another try
+    would fail the same way (a refused destination), so none is made."""
+
+    def __init__(self, message: str, *, final: bool = False):
+        super().__init__(message)
+        self.final = final
 
 
 def notification_deliver(*, notification_id: int, now: datetime | None = None) -> str | None:
@@ -277,11 +355,11 @@ def notification_deliver(*, notification_id: int, now: datetime | None = None) -
     notification = _claim(notification_id, now)
     if notification is None:
         return None
-    error = ""
+    error, final = "", False
     try:
         _send(notification)
     except NotificationSendError as exc:
-        error = str(exc)
+        error, final = str(exc), exc.final
     except Exception as exc:  # a mail server, DNS, or a secret no key opens
         error = f"{type(exc).__name__}: {exc}"[:1000]
         error = error.replace(notification.target, target_label(notification))
@@ -298,7 +376,7 @@ def notification_deliver(*, notification_id: int, now: datetime | None = None) -
                 status=status, sent_at=done, last_error="")
             kind, reason = EventKind.NOTIFICATION_SENT, f"{notification.channel} sent"
         else:
-            gave_up = notification.attempts >= settings.WF_NOTIFY_MAX_ATTEMPTS
+            gave_up = final or notification.attempts >= settings.WF_NOTIFY_MAX_ATTEMPTS
             status = NotificationStatus.FAILED if gave_up else NotificationStatus.PENDING
             retry_at = done + timedelta(seconds=backoff(notification.attempts))
             Notification.objects.filter(pk=notification.pk).update(

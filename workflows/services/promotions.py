@@ -139,8 +139,11 @@ def _request(locked: Flow, version: FlowVersion, *, actor: Any, comment: str,
                         from_version=live.number if live else None,
                         to_version=version.number, comment=comment,
                         data={"approval": approval.pk})
+    # The live release's rules, never the unapproved one's: whoever wrote the release under
+    # review must not pick who hears about the request (issue 25 H3).
     notify_event(
-        flow=locked, event=NotifyEvent.PROMOTION_REQUESTED, definition=version.definition,
+        flow=locked, event=NotifyEvent.PROMOTION_REQUESTED,
+        definition=live.definition if live else {},
         also_email=approval_assignee_emails(approval=approval),
         context={"version": version.number, "requested_by": requester,
                  "approval": approval.pk, "instructions": instructions[:1000],

@@ -14,7 +14,7 @@ from workflows.errors import Conflict
 from workflows.investigation.plans import retry_reuse
 from workflows.models import ActorKind, Flow, FlowVersion, Run, StepRun, TriggerKind
 from workflows.permissions import OPERATE_RUN, actor_name, require_permission
-from workflows.references import ReferenceUnresolved, resolve
+from workflows.references import ReferenceUnresolved, ResourceScope, resolve
 from workflows.states import RUN_TERMINAL, EventKind, RunStatus, StepStatus
 
 TRIGGER_ACTOR_KIND = {
@@ -132,7 +132,10 @@ def _concurrency_key(definition: dict[str, Any], input: dict[str, Any]) -> str |
         return None
     template = concurrency.get("key") or ""
     try:
-        value = resolve(template, {"input": input, "steps": {}, "connections": {}})
+        # The run does not exist yet: it owns no resource, so a path into a descriptor-shaped
+        # input value loads nothing (it stays the template, as for any unresolved key).
+        value = resolve(template, {"input": input, "steps": {}, "connections": {}},
+                        scope=ResourceScope(frozenset))
     except ReferenceUnresolved:
         value = template
     return str(value)

@@ -299,17 +299,19 @@ def webhook_secret_rotate(*, flow: Flow, actor=None) -> str:
 
 
 def webhook_secrets_rotate_keys() -> int:
-    """Re-encrypt every flow's webhook secret with the newest of FIELD_ENCRYPTION_KEYS (the
-    webhook half of `rotate_connection_keys`); returns how many. Raises SecretDecryptionError,
+    """Re-encrypt every flow's webhook and notification secrets with the newest of
+    FIELD_ENCRYPTION_KEYS (the flows' half of `rotate_connection_keys`); returns how many. Raises SecretDecryptionError,
     changing nothing, when a secret opens with no configured key. Call inside the caller's
     transaction so a failure rolls back the connections' half too; rows are locked."""
     with transaction.atomic():
         flows = list(Flow.objects.select_for_update().order_by("pk")
-                     .values_list("pk", "slug", "webhook_secret"))
-        for pk, slug, token in flows:
+                     .values_list("pk", "slug", "webhook_secret", "notification_secret"))
+        for pk, slug, token, notification_token in flows:
             try:
                 rotated = rotate_token(token)
+                notification_rotated = rotate_token(notification_token)
             except SecretDecryptionError as exc:
                 raise SecretDecryptionError(f"flow {slug!r} webhook secret: {exc}") from None
-            Flow.objects.filter(pk=pk).update(webhook_secret=rotated)
+            Flow.objects.filter(pk=pk).update(webhook_secret=rotated,
+                                              notification_secret=notification_rotated)
     return len(flows)

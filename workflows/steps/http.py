@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 from django.conf import settings
 
+from connections.outbound import is_internal
 from connections.scope import is_absolute, join_url, url_scope_problem
 from resources.models import ResourceKind
 from resources.payloads import describe_resource, is_json_type
@@ -110,14 +111,20 @@ class HttpStep(StepType):
         return problems
 
     def release_problems(self, step: dict[str, Any], path: str) -> list[Problem]:
-        """A literal absolute URL outside the named connection's base_url (one query)."""
+        """A literal absolute URL the outbound policy refuses (connections/outbound.py), or
+        outside the named connection's base_url (one query). A URL built from a reference is
+        checked when it is sent."""
         from connections.models import Connection
 
         name = step.get("connection")
         request = step.get("request")
         url = request.get("url") if isinstance(request, dict) else None
-        if not isinstance(name, str) or not name or not isinstance(url, str) or "{{" in url \
-                or not is_absolute(url):
+        if not isinstance(url, str) or "{{" in url or not is_absolute(url):
+            return []
+        refused = http_policy.url_problem(url, names=False)
+        if refused:
+            return [problem(f"{path}.request.url", f"refused by the outbound policy: {refused}")]
+        if not isinstance(name, str) or not name:
             return []
         row = Connection.objects.filter(name=name).values("config").first()
         if row is None:
@@ -155,7 +162,8 @@ class HttpStep(StepType):
             with send(method, url, auth=auth, timeout=timeout, **kwargs) as response:
                 body, size = read_body(ctx, response, what=f"{method} {url}")
         except httpx.HTTPError as exc:
-            raise StepFailed(f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__) from exc
+            raise StepFailed(send_error(exc, method=method, url=url),
+                             error_type=type(exc).__name__) from None
         output = {"status": response.status_code, "headers": dict(response.headers), "body": body}
         ctx.log(f"-> {response.status_code} ({size} bytes)\n")
         accepted = ctx.step.get("accept_statuses") or []
@@ -176,6 +184,22 @@ def send(method: str, url: str, *, auth: Any, timeout: float,
                       event_hooks=http_policy.EVENT_HOOKS) as client, \
             client.stream(method, url, **kwargs) as response:
         yield response
+
+
+def send_error(exc: httpx.HTTPError, *, method: str, url: str) -> str:
+    """The recorded message of a request that got no answer. For an internal target (loopback,
+    private, link-local, or a name that does not resolve publicly) the transport's own text
+    ("Connection refused", a timeout) is left out: run readers must not learn which internal
+    ports answer."""
+    name = type(exc).__name__
+    try:
+        parsed = httpx.URL(url)
+        internal = is_internal(parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80))
+    except (httpx.InvalidURL, ValueError):
+        internal = True
+    if internal:
+        return f"{name}: {method} {url} got no answer (details withheld: not a public address)"
+    return f"{name}: {exc}"
 
 
 def _is_text_type(content_type: str) -> bool:

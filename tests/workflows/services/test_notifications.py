@@ -13,6 +13,7 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.core import mail
 from django.utils import timezone
+from standardwebhooks import Webhook
 
 from approvals.models import Approval
 from tests.factories import approval_definition, drain, make_flow, simple_definition, start
@@ -20,7 +21,6 @@ from workflows.models import Event, Notification, Run
 from workflows.services import notifications
 from workflows.services.maintenance import sweep_all
 from workflows.services.notifications import notify_event
-from workflows.services.webhooks import webhook_verify
 
 pytestmark = pytest.mark.django_db
 
@@ -111,8 +111,12 @@ def test_a_failed_run_emails_and_posts_a_signed_slack_body(
 
     assert len(receiver.requests) == 1
     request = receiver.requests[0]
-    secret = run.flow.webhook_signing_secret()
-    webhook_verify(secret=secret, body=request["body"], header=request["headers"]["X-Signature"])
+    secret = run.flow.notification_signing_secret()
+    headers = request["headers"]
+    assert "X-Signature" not in headers  # never the inbound header (issue 25 H3)
+    Webhook(secret).verify(request["body"], {
+        "webhook-id": headers["webhook-id"], "webhook-timestamp": headers["webhook-timestamp"],
+        "webhook-signature": headers["X-Workflows-Notification-Signature"]})
     body = json.loads(request["body"])
     assert body["text"].startswith(f"Failed: run #{run.pk} of Nightly at step deploy\ndisk full")
     assert body["blocks"][0]["type"] == "section"
@@ -126,6 +130,7 @@ def test_a_failed_run_emails_and_posts_a_signed_slack_body(
         ("notification_sent", "email"), ("notification_sent", "webhook")]
     recorded = json.dumps([[e.reason, e.data] for e in events])
     assert "T0KEN-SECRET-PATH" not in recorded and secret not in recorded
+    assert run.flow.webhook_signing_secret() not in recorded
     assert events[1].data["target"] == f"http://127.0.0.1:{receiver.server.server_address[1]}/…"
     assert set(Notification.objects.values_list("status", flat=True)) == {"sent"}
 
@@ -139,7 +144,7 @@ def test_a_webhook_that_fails_is_retried_by_the_sweep_with_backoff_and_the_run_s
     assert run.status == "failed"
     notification = Notification.objects.get(run=run)
     assert (notification.status, notification.attempts) == ("pending", 1)
-    assert notification.last_error == "the webhook answered HTTP 500"
+    assert notification.last_error == "delivery failed (HTTP status 500)"
     failed = notification_events(run)
     assert [e.kind for e in failed] == ["notification_failed"]
     assert failed[0].data["gave_up"] is False and failed[0].data["attempt"] == 1
@@ -190,7 +195,9 @@ def test_a_webhook_nobody_listens_on_is_a_failure_event_not_an_error(
     assert run.status == "failed"
     event = notification_events(run)[0]
     assert event.kind == "notification_failed"
-    assert event.data["error"].startswith("ConnectError")
+    # No transport text for an internal address: events are no port scanner (issue 25 H2).
+    assert event.data["error"] == ("delivery failed (no HTTP answer: ConnectError; details "
+                                   "withheld: not a public address)")
     assert "SECRET-PATH" not in json.dumps(event.data)
 
 
@@ -285,6 +292,8 @@ def test_promoting_under_the_two_person_rule_notifies_the_rules_and_the_approver
     with django_capture_on_commit_callbacks(execute=True):
         request = flow_promote(flow=flow, number=version.number, actor=requester)
     assert isinstance(request, Approval)
+    # The live release (v1) has no rule: only the approvers hear, never the addresses the
+    # unapproved release names (issue 25 H3).
     sent = {address for message in mail.outbox for address in message.to}
-    assert sent == {"release@example.com", "rita@example.com"}
+    assert sent == {"rita@example.com"}
     assert all("Promotion requested" in message.subject for message in mail.outbox)

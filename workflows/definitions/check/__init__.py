@@ -19,7 +19,7 @@ from workflows.definitions.check.metadata import (
     check_slug,
     check_top_level_keys,
 )
-from workflows.definitions.check.notify import check_notify, yaml_on_read
+from workflows.definitions.check.notify import check_notify, check_notify_targets, yaml_on_read
 from workflows.definitions.check.promotion import check_promotion
 from workflows.definitions.check.references import ConnectionUses
 from workflows.definitions.check.steps import check_steps
@@ -48,7 +48,9 @@ def validate_definition(
     definition again returns an equal one. `definition` is not mutated.
 
     With `check_connections`, connections that steps name or refer to must exist, and a step's
-    connection must be of a kind its type accepts: one query. This is the promotion check.
+    connection must be of a kind its type accepts: one query. Literal http step URLs and notify
+    webhooks must pass the outbound policy (connections/outbound.py), and a notify webhook may
+    not point at this platform. This is the release and promotion check.
     """
     if not isinstance(definition, dict):
         raise DefinitionInvalid([problem(DOCUMENT, "must be a mapping")])
@@ -75,6 +77,8 @@ def validate_definition(
     notify = check_notify(problems, definition.get("notify"))
     if notify:
         normalized["notify"] = notify
+        if check_connections:
+            check_notify_targets(problems, notify)
     promotion = check_promotion(problems, definition.get("promotion"))
     if promotion is not None:
         normalized["promotion"] = promotion

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
+from connections.outbound import own_origin_problem, url_problem
 from workflows.definitions.base import NOTIFY_KEYS, NotifyEvent, add, type_name
 from workflows.steps.base import Problem
 
@@ -63,6 +64,23 @@ def check_notify(problems: list[Problem], raw: Any) -> list[dict[str, Any]]:
             add(problems, path, "needs a target: email addresses, a webhook URL or both")
         rules.append({"on": events, "email": emails, "webhook": webhook})
     return rules
+
+
+def check_notify_targets(problems: list[Problem], rules: list[dict[str, Any]]) -> None:
+    """The release check of each rule's webhook (issue 25 H2/H3): a URL the outbound policy
+    refuses, or one that points at this platform itself, is a problem at `notify[i].webhook`.
+    The same checks run again when a notification is sent (the name may resolve elsewhere by
+    then)."""
+    for index, rule in enumerate(rules):
+        url = rule.get("webhook")
+        if not url:
+            continue
+        reason = own_origin_problem(url, names=False)
+        if reason is None:
+            refused = url_problem(url, names=False)
+            reason = f"refused by the outbound policy: {refused}" if refused else None
+        if reason:
+            add(problems, f"notify[{index}].webhook", reason)
 
 
 def _check_events(problems: list[Problem], raw: Any, path: str) -> list[str]:
