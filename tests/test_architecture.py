@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("workflows", "approvals", "connections", "resources", "config")
+PACKAGES = ("workflows", "workflows_cli", "approvals", "connections", "resources", "config")
 
 
 def _module_name(path: Path) -> str:
