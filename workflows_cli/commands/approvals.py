@@ -1,11 +1,11 @@
-"""`wf approvals …` and `wf connections …`."""
+"""`wf approvals list|approve|reject|redo`."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from workflows_cli.client import Api, seg
+from workflows_cli.client import Api
 
 
 def cmd_approvals_list(api: Api, args: argparse.Namespace) -> Any:
@@ -19,12 +19,6 @@ def cmd_approvals_decide(api: Api, args: argparse.Namespace) -> Any:
     return api.post(f"/approvals/{args.id}/{args.decision}", body)
 
 
-def cmd_connections_test(api: Api, args: argparse.Namespace) -> Any:
-    """{ok, latency_ms, detail[, error]}; exit 0 whenever the API answered (check `ok`)."""
-    return api.post(f"/connections/{seg(args.name)}/test")
-
-
-
 def register(commands) -> None:
     group = commands.group("approvals", "approvals")
     sub = commands.command(group, "list", cmd_approvals_list, "approvals you may decide")
@@ -36,7 +30,3 @@ def register(commands) -> None:
         sub.set_defaults(decision=decision)
         if decision == "redo":
             sub.add_argument("--to-step", default=None)
-
-    group = commands.group("connections", "connections (admins)")
-    commands.command(group, "test", cmd_connections_test,
-                     "reach and authenticate: {ok, latency_ms, detail}").add_argument("name")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from workflows_cli.client import EXIT_NOT_FOUND, EXIT_USAGE, Api, CliError, error_object, seg
+from workflows_cli.commands.documents import flow_ordered, to_yaml, usage, write_text
 
 
 def _read_definition(path: str) -> tuple[str, str | None]:
@@ -93,6 +95,66 @@ def cmd_flows_webhook_secret(api: Api, args: argparse.Namespace) -> Any:
     return api.post(f"/flows/{seg(args.slug)}/webhook-secret")
 
 
+def cmd_flows_secret_set(api: Api, args: argparse.Namespace) -> Any:
+    """The secret is read from stdin only (never a flag: flags land in shell history); one
+    trailing newline is dropped. The server never returns it."""
+    if not args.stdin:
+        raise usage("the secret is read from stdin: pass --stdin (e.g. wf flows secret set "
+                    "SLUG --stdin < secret.txt)")
+    secret = sys.stdin.read()
+    secret = secret[:-2] if secret.endswith("\r\n") else secret.removesuffix("\n")
+    document = api.put(f"/flows/{seg(args.slug)}/webhook-secret", {"secret": secret})
+    return {"slug": args.slug, "webhook_secret_set": True, **document}
+
+
+def _release(api: Api, slug: str, number: int) -> dict[str, Any]:
+    """Release `number`, from the newest-first list of releases."""
+    cursor = None
+    while True:
+        page = api.get(f"/flows/{seg(slug)}/releases", cursor=cursor, limit=200)
+        for release in page["items"]:
+            if release["version"] == number:
+                return release
+            if release["version"] < number:
+                break
+        cursor = page.get("next_cursor")
+        if not cursor or (page["items"] and page["items"][-1]["version"] < number):
+            raise CliError(EXIT_NOT_FOUND, error_object(
+                "not_found", f"flow {slug} has no release {number}"))
+
+
+def cmd_flows_pull(api: Api, args: argparse.Namespace) -> Any:
+    """The definition as YAML, in the order people write it (documents.flow_ordered): `push`
+    of an unedited pull changes nothing, and pulling again writes the same bytes."""
+    label = str(args.version or "draft").strip().lower()
+    flow = api.get(f"/flows/{seg(args.slug)}")
+    if label == "draft":
+        if not flow.get("draft"):
+            raise CliError(EXIT_NOT_FOUND, error_object(
+                "not_found", f"flow {args.slug} has no draft"))
+        definition, version, content_hash = flow["draft"]["definition"], "draft", \
+            flow["draft"]["hash"]
+    else:
+        if label == "live":
+            number = flow.get("live_version")
+            if number is None:
+                raise CliError(EXIT_NOT_FOUND, error_object(
+                    "not_found", f"flow {args.slug} has no live release"))
+        else:
+            digits = label.removeprefix("v")
+            if not digits.isascii() or not digits.isdigit():
+                raise usage(f"--version is a release number (3 or v3), live or draft: "
+                            f"{args.version}")
+            number = int(digits)
+        release = _release(api, args.slug, number)
+        definition, version, content_hash = release["definition"], release["version"], \
+            release["content_hash"]
+    path = write_text(args.output or f"{args.slug}.yaml", to_yaml(flow_ordered(definition)))
+    if path is None:
+        return None
+    return {"slug": args.slug, "version": version, "content_hash": content_hash, "path": path}
+
+
 
 def register(commands) -> None:
     group = commands.group("flows", "flows and their versions")
@@ -121,3 +183,18 @@ def register(commands) -> None:
     sub.add_argument("--to", required=True, help="3, v3, live or draft")
     commands.command(group, "webhook-secret", cmd_flows_webhook_secret,
                      "rotate the webhook secret and print it (shown once)").add_argument("slug")
+    sub = commands.command(group, "pull", cmd_flows_pull,
+                           "write a version's definition as YAML (default: the draft) to "
+                           "SLUG.yaml or -o FILE (- for stdout)")
+    sub.add_argument("slug")
+    sub.add_argument("--version", default=None, help="3, v3, live or draft (default)")
+    sub.add_argument("-o", "--output", default=None, metavar="FILE")
+    secret = commands.subgroup(group, "secret", "the flow's webhook secret")
+    sub = commands.command(secret, "set", cmd_flows_secret_set,
+                           "set the webhook secret to one read from stdin (never printed)")
+    sub.add_argument("slug")
+    sub.add_argument("--stdin", action="store_true", help="read the secret from stdin")
+    commands.command(secret, "rotate", cmd_flows_webhook_secret,
+                     "a new random secret, printed once (same as webhook-secret)"
+                     ).add_argument("slug")
+

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from workflows_cli.client import EXIT_SERVER, EXIT_USAGE, Api, CliError, error_object, seg
-from workflows_cli.output import emit_text
+from workflows_cli.client import EXIT_OK, EXIT_SERVER, EXIT_USAGE, Api, CliError, error_object, seg
+from workflows_cli.output import Exit, emit_text
 from workflows_cli.states import TERMINAL_RUN, TERMINAL_STEP
+from workflows_cli.watch import follow
 
 
 def _parse_input(text: str | None) -> dict[str, Any]:
@@ -33,10 +35,11 @@ def _parse_input(text: str | None) -> dict[str, Any]:
     return value
 
 
-def wait_for_run(api: Api, run: dict[str, Any], *, timeout: float, poll: float) -> dict:
-    deadline = time.monotonic() + timeout
+def wait_for_run(api: Api, run: dict[str, Any], *, timeout: float | None,
+                 poll: float) -> dict:
+    deadline = None if timeout is None else time.monotonic() + timeout
     while run["status"] not in TERMINAL_RUN:
-        if time.monotonic() >= deadline:
+        if deadline is not None and time.monotonic() >= deadline:
             raise CliError(EXIT_SERVER, error_object(
                 "wait_timeout", f"run {run['id']} is still {run['status']} after {timeout}s",
                 run=run))
@@ -46,14 +49,41 @@ def wait_for_run(api: Api, run: dict[str, Any], *, timeout: float, poll: float) 
 
 
 def cmd_runs_start(api: Api, args: argparse.Namespace) -> Any:
+    """With --wait: on a terminal, a line per transition (as `wf runs watch`) then the run;
+    otherwise only the final run, as before, so scripts see one document. Exit 0 whatever the
+    run's outcome (read `status`; `wf runs watch` exits 1 on a failed run)."""
     body: dict[str, Any] = {"input": _parse_input(args.input), "draft": args.draft}
     if args.idempotency_key:
         body["idempotency_key"] = args.idempotency_key
     run = api.post(f"/flows/{seg(args.slug)}/runs", body)
-    if args.wait:
+    if args.wait and sys.stdout.isatty():
+        run = follow(api, run["id"], printer=args.printer, as_json=False,
+                     timeout=args.timeout, poll=args.poll)
+    elif args.wait:
         run = wait_for_run(api, run, timeout=args.timeout, poll=args.poll)
     return run
 
+
+def cmd_runs_watch(api: Api, args: argparse.Namespace) -> Any:
+    """Exit 0 when the run completed, 1 when it failed or was canceled (`gh run watch
+    --exit-status`). A terminal gets a line per transition, then the run; --json gives a JSON
+    line per event and the run as the last line; otherwise only the run."""
+    api.get(f"/runs/{args.id}")  # 404 (exit 3) before anything is printed
+    if args.json or sys.stdout.isatty():
+        run = follow(api, args.id, printer=args.printer, as_json=args.json,
+                     timeout=args.timeout, poll=args.poll)
+    else:
+        run = wait_for_run(api, api.get(f"/runs/{args.id}"), timeout=args.timeout,
+                           poll=args.poll)
+    code = EXIT_OK if run["status"] == "completed" else EXIT_FAILED_RUN
+    if args.json:
+        args.printer.line(run)
+        return Exit(None, code)
+    return Exit(run, code)
+
+
+# `wf runs watch` on a run that failed or was canceled.
+EXIT_FAILED_RUN = 1
 
 SEARCH_PARAMS = ("flow", "error_kind", "q", "finished_after", "finished_before")
 
@@ -170,6 +200,14 @@ def register(commands) -> None:
     sub.add_argument("--finished-before", default=None, help="ISO 8601 time (exclusive)")
     commands.paged(sub)
     commands.command(group, "get", cmd_runs_get, "one run").add_argument("id", type=int)
+    sub = commands.command(group, "watch", cmd_runs_watch,
+                           "follow a run until it ends: exit 0 if it completed, 1 if it failed "
+                           "or was canceled")
+    sub.add_argument("id", type=int)
+    sub.add_argument("--json", action="store_true",
+                     help="a JSON line per event, then the run (for agents)")
+    sub.add_argument("--timeout", type=float, default=None, help="seconds (default: no limit)")
+    sub.add_argument("--poll", type=float, default=1.0, help="seconds between reads")
     sub = commands.command(group, "step", cmd_runs_step, "one step run with its attempts")
     sub.add_argument("id", type=int)
     sub.add_argument("step")
