@@ -110,7 +110,7 @@ def common_options() -> Parser:
 def build_parser() -> Parser:
     common = common_options()
     parser = Parser(prog="wf", description=DESCRIPTION, parents=[common])
-    parser.add_argument("--version", action="store_true",
+    parser.add_argument("--version", action="store_true", dest="show_version",
                         help='print {"version", "api"}: this client\'s and the server\'s')
     groups = parser.add_subparsers(dest="group", metavar="GROUP", parser_class=Parser)
     commands = Commands(groups, common)
@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> Any:
             "usage", f"--url must start with http:// or https://: {settings.url}"))
     args.settings = settings
     api = Api(settings.url, settings.token, timeout=getattr(args, "http_timeout", 30.0))
-    if args.version:
+    if getattr(args, "show_version", False) and getattr(args, "func", None) is None:
         return meta.cmd_version(api, args)
     if getattr(args, "func", None) is None:
         raise CliError(EXIT_USAGE, error_object("usage", "wf: a command is required "

@@ -76,4 +76,5 @@ def wf(wf_script, live_server, settings, transactional_db, tmp_path):
     run.token = token
     run.url = live_server.url
     run.config_dir = config_dir
+    run.script = wf_script
     return run

@@ -14,6 +14,7 @@ from typing import Any
 
 from workflows_cli.client import EXIT_NOT_FOUND, Api, CliError, seg
 from workflows_cli.commands.documents import (
+    connection_ordered,
     parse_mapping,
     read_text,
     to_yaml,
@@ -36,7 +37,7 @@ def cmd_connections_get(api: Api, args: argparse.Namespace) -> Any:
     document = api.get(f"/connections/{seg(args.name)}")
     if args.output:
         editable = {key: document[key] for key in EDITABLE if key in document}
-        path = write_text(args.output, to_yaml({k: editable[k] for k in sorted(editable)}))
+        path = write_text(args.output, to_yaml(connection_ordered(editable)))
         if path is None:
             return None
         document["path"] = path

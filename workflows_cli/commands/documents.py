@@ -64,6 +64,10 @@ def flow_ordered(definition: dict[str, Any]) -> dict[str, Any]:
     return ordered
 
 
+def connection_ordered(document: dict[str, Any]) -> dict[str, Any]:
+    return _ordered(document, ("kind", "description", "config"))
+
+
 class _Dumper(yaml.SafeDumper):
     """Block style; multi-line strings as `|` blocks (PyYAML falls back to quoting those it
     cannot write as blocks)."""
