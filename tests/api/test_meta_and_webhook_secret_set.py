@@ -83,3 +83,15 @@ def test_setting_the_secret_needs_the_operator_role_and_a_flow(as_user, hooked):
     assert as_user("operator").put("/flows/nope/webhook-secret", body).status == 404
     assert as_user("operator").put("/flows/hooked/webhook-secret", {}).status == 422
     assert not FlowHistory.objects.filter(kind="webhook_secret_rotated").exists()
+
+
+def test_events_after_an_id_gives_only_the_newer_ones(as_user):
+    make_flow(simple_definition("evented"))
+    api = as_user("operator")
+    run = api.post("/flows/evented/runs", {"input": {}}).body
+    every = api.get(f"/runs/{run['id']}/events").body["items"]
+    assert len(every) >= 2
+    newer = api.get(f"/runs/{run['id']}/events", after=every[0]["id"]).body
+    assert [e["id"] for e in newer["items"]] == [e["id"] for e in every[1:]]
+    assert api.get(f"/runs/{run['id']}/events", after=every[-1]["id"]).body["items"] == []
+    assert api.get(f"/runs/{run['id']}/events", after=-1).status == 422

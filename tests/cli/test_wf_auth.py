@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
 
 from tests.factories import make_flow, simple_definition
 from workflows.api.meta import server_version
@@ -21,8 +21,14 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 def operator_token() -> str:
+    """A token of a user in the operators group. A transactional test's flush removes the
+    groups the data migration made (permissions are made again), so the group is rebuilt."""
     user = get_user_model().objects.create_user("oper", password="pw")
-    user.groups.add(Group.objects.get_or_create(name="operators")[0])
+    group = Group.objects.get_or_create(name="operators")[0]
+    group.permissions.add(*Permission.objects.filter(
+        content_type__app_label="workflows",
+        codename__in=["operate_run", "view_flow", "view_run"]))
+    user.groups.add(group)
     return api_token_create(user=user, name="cli")[1]
 
 
