@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("workflows", "approvals", "connections", "resources", "ops", "config")
+PACKAGES = ("workflows", "workflows_cli", "approvals", "connections", "resources", "ops",
+            "config")
 
 
 def _module_name(path: Path) -> str:

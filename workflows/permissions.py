@@ -23,6 +23,9 @@ OPERATE_RUN = "workflows.operate_run"
 VIEW_FLOW = "workflows.view_flow"
 VIEW_RUN = "workflows.view_run"
 
+# The role groups of the data migration (0002_roles_and_sweeper).
+ROLES = ("builders", "operators", "reviewers", "support")
+
 ACTION_LABELS = {
     EDIT_DRAFT: "edit flow drafts",
     RELEASE_FLOW: "release flows",

@@ -24,6 +24,7 @@ from workflows.models import (
     ScheduleState,
     StepRun,
 )
+from workflows.permissions import ACTION_LABELS, ROLES, has_permission
 from workflows.states import RUN_TERMINAL, STEP_TERMINAL, FlowHistoryKind, RunStatus
 
 MATRIX_MAX_RUNS = 200
@@ -117,8 +118,10 @@ def flow_status_counts(*, flow: Flow) -> dict[str, int]:
     return {status: counts.get(status, 0) for status in RunStatus.values}
 
 
-def run_events(*, run: Run) -> QuerySet[Event]:
-    return Event.objects.filter(run=run).select_related("step_run").order_by("id")
+def run_events(*, run: Run, after: int | None = None) -> QuerySet[Event]:
+    """The run's events, oldest first; only those after event id `after` when given."""
+    events = Event.objects.filter(run=run).select_related("step_run").order_by("id")
+    return events if after is None else events.filter(pk__gt=after)
 
 
 def run_steps(*, run: Run) -> QuerySet[StepRun]:
@@ -377,3 +380,19 @@ def step_callback_url(*, step_run: StepRun) -> str | None:
             or step_run.callback_received_at is not None or step_run.status in STEP_TERMINAL:
         return None
     return engine.callback_url(step_run.callback_nonce)
+
+
+def user_profile(*, user: Any) -> dict[str, Any]:
+    """Who `user` is and what they may do (`GET /me`, `wf auth status`): their role groups
+    (plus `admin` for a superuser) and the workflow permissions those give. Two queries."""
+    roles = sorted(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
+    if user.is_superuser:
+        roles.append("admin")
+    return {
+        "username": user.get_username(),
+        "email": user.email or "",
+        "name": user.get_full_name(),
+        "is_superuser": user.is_superuser,
+        "roles": roles,
+        "permissions": sorted(perm for perm in ACTION_LABELS if has_permission(user, perm)),
+    }

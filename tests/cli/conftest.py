@@ -42,21 +42,30 @@ def wf_script() -> Path:
 
 
 @pytest.fixture
-def wf(wf_script, live_server, settings, transactional_db):
-    """wf("flows", "list") runs the console script as a superuser and parses its JSON."""
+def wf(wf_script, live_server, settings, transactional_db, tmp_path):
+    """wf("flows", "list") runs the console script as a superuser and parses its JSON. Its
+    config directory (profiles) is a fresh folder of the test's (`wf.config_dir`), never the
+    user's. `env` adds variables, `stdin` is the input, `raw=True` skips parsing stdout."""
     settings.PUBLIC_BASE_URL = live_server.url
     user = get_user_model().objects.create_superuser("cli-admin", "cli@example.com", "pw")
     token = api_token_create(user=user, name="cli")[1]
+    config_dir = tmp_path / "wf-config"
 
     def run(*args: str, token: str | None = token, url: str | None = live_server.url,
-            timeout: float = 120) -> Result:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("WF_")}
+            timeout: float = 120, env: dict[str, str] | None = None, stdin: str | None = None,
+            raw: bool = False, cwd: Path = ROOT) -> Result:
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("WF_")}
+        environ["WF_CONFIG_DIR"] = str(config_dir)
         if url is not None:
-            env["WF_URL"] = url
+            environ["WF_URL"] = url
         if token is not None:
-            env["WF_TOKEN"] = token
+            environ["WF_TOKEN"] = token
+        environ.update(env or {})
         done = subprocess.run([str(wf_script), *args], capture_output=True, text=True,
-                              env=env, timeout=timeout, cwd=ROOT)
+                              env=environ, timeout=timeout, cwd=cwd,
+                              input=stdin if stdin is not None else "")
+        if raw:
+            return Result(done.returncode, None, done.stdout, done.stderr)
         try:
             document = json.loads(done.stdout) if done.stdout.strip() else None
         except ValueError as exc:
@@ -66,4 +75,6 @@ def wf(wf_script, live_server, settings, transactional_db):
     run.user = user
     run.token = token
     run.url = live_server.url
+    run.config_dir = config_dir
+    run.script = wf_script
     return run

@@ -11,8 +11,8 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from resources.services import resource_create
-from workflows import cli
 from workflows.services.tokens import api_token_create
+from workflows_cli import client, parser
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,7 +31,7 @@ def wf_in_process(live_server, settings, monkeypatch, capsys, transactional_db):
         """(exit code, the JSON document on stdout, what went to stderr)."""
         if terminal:
             monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
-        code = cli.main(list(args))
+        code = parser.main(list(args))
         captured = capsys.readouterr()
         return code, json.loads(captured.out), captured.err
 
@@ -80,7 +80,7 @@ def test_a_sha256_mismatch_is_an_error_and_leaves_no_file(wf_in_process, tmp_pat
     target = tmp_path / "out.bin"
     code, document, _ = wf_in_process("resources", "download", resource.uri, "-o",
                                       str(target))
-    assert code == cli.EXIT_SERVER
+    assert code == client.EXIT_SERVER
     assert document["error"]["code"] == "checksum_mismatch"
     assert not target.exists() and not (tmp_path / "out.bin.part").exists()
 
@@ -88,4 +88,4 @@ def test_a_sha256_mismatch_is_an_error_and_leaves_no_file(wf_in_process, tmp_pat
 def test_unknown_resources_exit_not_found(wf_in_process, tmp_path):
     code, document, _ = wf_in_process("resources", "download",
                                    "res://00000000-0000-0000-0000-000000000000")
-    assert code == cli.EXIT_NOT_FOUND and document["error"]["code"] == "not_found"
+    assert code == client.EXIT_NOT_FOUND and document["error"]["code"] == "not_found"

@@ -182,10 +182,13 @@ def test_exit_codes(wf, tmp_path):
     network = wf("flows", "list", url="http://127.0.0.1:9")
     assert network.code == 5 and network.error["code"] == "network_error"
 
+    # A token the server does not know (revoked, expired, mistyped) or none at all: exit 3,
+    # saying how to log in. A known user without the role stays exit 1 (403).
     refused = wf("flows", "list", token="wf_wrong")
-    assert refused.code == 1 and refused.error["code"] == "unauthorized"
+    assert refused.code == 3 and refused.error["code"] == "unauthorized"
+    assert "wf auth login" in refused.error["message"]
     anonymous = wf("flows", "list", token=None)
-    assert anonymous.code == 1
+    assert anonymous.code == 3 and "wf auth login" in anonymous.error["message"]
 
 
 def test_flows_list_and_get(wf):

@@ -138,3 +138,15 @@ def test_the_installed_copy_migrates_checks_and_serves(installed, environment):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_the_wheel_installs_the_wf_console_script(installed):
+    """`wf` comes from the workflows_cli package of the wheel, not from the source tree."""
+    wf = installed.parent / "wf"
+    done = subprocess.run([str(wf), "flows", "list", "--url", "http://127.0.0.1:9"],
+                          capture_output=True, text=True, timeout=60, env=CLEAN_ENV, cwd="/")
+    assert done.returncode == 5, done.stdout + done.stderr
+    assert '"network_error"' in done.stdout
+    where = run([str(installed), "-c", "import workflows_cli; print(workflows_cli.__file__)"],
+                cwd="/").stdout
+    assert not where.startswith(str(SOURCE))

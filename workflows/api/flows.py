@@ -38,7 +38,9 @@ from workflows.api.schemas import (
     RunOut,
     RunPage,
     RunStartIn,
+    WebhookSecretIn,
     WebhookSecretOut,
+    WebhookSecretSetOut,
 )
 from workflows.definitions import definition_diff
 from workflows.errors import NotFound
@@ -47,7 +49,7 @@ from workflows.selectors import MATRIX_MAX_RUNS, run_matrix
 from workflows.services.flows import flow_create, flow_promote, flow_release, flow_update_draft
 from workflows.services.notifications import SIGNATURE_HEADER, notification_secret_rotate
 from workflows.services.runs import run_start
-from workflows.services.webhooks import webhook_secret_rotate, webhook_url
+from workflows.services.webhooks import webhook_secret_rotate, webhook_secret_set, webhook_url
 from workflows.states import RunStatus
 
 router = Router(tags=["flows"])
@@ -219,3 +221,11 @@ def flows_rotate_notification_secret(request: HttpRequest, slug: str):
     flow = get_flow(slug)
     secret = notification_secret_rotate(flow=flow, actor=request.auth)
     return {"notification_secret": secret, "signature_header": SIGNATURE_HEADER}
+
+
+@router.put("/{slug}/webhook-secret", response={200: WebhookSecretSetOut, **errors(422)},
+            summary="Set the webhook secret to one chosen outside (write-only: never returned)")
+def flows_set_webhook_secret(request: HttpRequest, slug: str, payload: WebhookSecretIn):
+    flow = get_flow(slug)
+    webhook_secret_set(flow=flow, secret=payload.secret, actor=request.auth)
+    return {"webhook_url": webhook_url(flow=flow)}

@@ -88,11 +88,14 @@ def runs_get(request: HttpRequest, run_id: int):
 
 @router.get("/{int:run_id}/events", response={200: EventPage, **errors()}, by_alias=True,
             summary="Every transition of the run, oldest first")
-def runs_events(request: HttpRequest, run_id: int, cursor: str | None = None, limit: int = 50):
+def runs_events(request: HttpRequest, run_id: int, cursor: str | None = None, limit: int = 50,
+                after: int | None = Query(None, ge=0, le=2**63 - 1,
+                                          description="Only events whose id is greater (for "
+                                                      "following a run: the last id seen)")):
     can_view_runs(request.auth)
     run = get_run(run_id, with_steps=False)
-    events, next_cursor = keyset_page(run_events(run=run), cursor=cursor, limit=limit,
-                                      descending=False)
+    events, next_cursor = keyset_page(run_events(run=run, after=after), cursor=cursor,
+                                      limit=limit, descending=False)
     return {"items": [event_document(e) for e in events], "next_cursor": next_cursor}
 
 

@@ -168,6 +168,31 @@ class NotificationSecretOut(Schema):
     signature_header: str = Field(description="The header that carries the signature.")
 
 
+class WebhookSecretIn(Schema):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"secret": "a-secret-the-sender-chose"}]})
+
+    secret: str = Field(max_length=1000, description="16 to 100 bytes, printable; write-only.")
+
+
+class WebhookSecretSetOut(Schema):
+    webhook_url: str
+
+
+class MetaOut(Schema):
+    version: str = Field(description="The server's version (the workflows-platform package).")
+    api: str = Field(description="The API version, as in /api/v1.")
+
+
+class MeOut(Schema):
+    username: str
+    email: str
+    name: str
+    is_superuser: bool
+    roles: list[str] = Field(description="builders, operators, reviewers, support (and admin "
+                                         "for a superuser)")
+    permissions: list[str] = Field(description="what the roles allow, e.g. workflows.operate_run")
+
+
 class MatrixStepOut(Schema):
     key: str
     type: str

@@ -31,7 +31,7 @@ from django.db import transaction
 from connections.crypto import encrypt_text, rotate_token
 from connections.errors import SecretDecryptionError
 from resources.payloads import keep_json
-from workflows.errors import InputInvalid, NotFound, WorkflowError
+from workflows.errors import DefinitionInvalid, InputInvalid, NotFound, WorkflowError
 from workflows.models import (
     WEBHOOK_KEY_PREFIX,
     Flow,
@@ -68,6 +68,16 @@ class WebhookSignatureReplayed(WorkflowError):
 
 class WebhookNotEnabled(NotFound):
     """The flow does not exist or its live release declares no webhook trigger."""
+
+
+class WebhookSecretInvalid(DefinitionInvalid):
+    """A webhook secret given from outside (`webhook_secret_set`) that cannot be used: too
+    short to be a secret, too long for its encrypted column, or holding control characters."""
+
+    code = "validation_error"
+
+    def __init__(self, message: str):
+        super().__init__([{"path": "secret", "message": message}], "the webhook secret is invalid")
 
 
 class WebhookPayloadInvalid(WorkflowError):
@@ -296,6 +306,36 @@ def webhook_secret_rotate(*, flow: Flow, actor=None) -> str:
         flow_history_record(flow=flow, kind=FlowHistoryKind.WEBHOOK_SECRET_ROTATED, actor=actor)
     flow.webhook_secret = stored
     return secret
+
+
+# A Fernet token of 100 bytes is 228 characters: it fits the 255-character column.
+WEBHOOK_SECRET_MIN_BYTES = 16
+WEBHOOK_SECRET_MAX_BYTES = 100
+
+
+def webhook_secret_set(*, flow: Flow, secret: str, actor=None) -> None:
+    """Give the flow the webhook secret `secret`, chosen outside (a sender that generates its
+    own, or config kept as code); it is never returned. Deliveries signed with the old secret
+    are refused from now on. Same role and history entry as `webhook_secret_rotate`
+    (`webhook_secret_rotated`, never the secret); raises WebhookSecretInvalid, writing
+    nothing, for a secret that cannot be used."""
+    require_permission(actor, OPERATE_RUN)
+    size = len(secret.encode("utf-8", "surrogatepass"))
+    if size < WEBHOOK_SECRET_MIN_BYTES:
+        raise WebhookSecretInvalid(f"must be at least {WEBHOOK_SECRET_MIN_BYTES} bytes")
+    if size > WEBHOOK_SECRET_MAX_BYTES:
+        raise WebhookSecretInvalid(f"must be at most {WEBHOOK_SECRET_MAX_BYTES} bytes")
+    if not secret.isprintable() or secret != secret.strip():
+        raise WebhookSecretInvalid("must be printable, without control characters or "
+                                   "leading or trailing spaces")
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in secret):
+        raise WebhookSecretInvalid("must be valid UTF-8")
+    stored = encrypt_text(secret)
+    with transaction.atomic():
+        Flow.objects.filter(pk=flow.pk).update(webhook_secret=stored)
+        flow_history_record(flow=flow, kind=FlowHistoryKind.WEBHOOK_SECRET_ROTATED, actor=actor,
+                            data={"source": "set"})
+    flow.webhook_secret = stored
 
 
 def webhook_secrets_rotate_keys() -> int:
