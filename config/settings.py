@@ -316,6 +316,11 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "workflows@localhost")
 WF_NOTIFY_MAX_ATTEMPTS = env_int("WF_NOTIFY_MAX_ATTEMPTS", 5)
 WF_NOTIFY_BACKOFF_SECONDS = env_float("WF_NOTIFY_BACKOFF_SECONDS", 30.0)
 WF_NOTIFY_TIMEOUT_SECONDS = env_float("WF_NOTIFY_TIMEOUT_SECONDS", 5.0)
+# Approve/Reject links in each assignee's approval email (approvals/decision_links.py): off for
+# organisations that want every decision taken after sign-in. A link expires with its approval,
+# or after this many hours, whichever comes first.
+WF_DECISION_LINKS = env_bool("WF_DECISION_LINKS", True)
+WF_DECISION_LINK_TTL_HOURS = env_float("WF_DECISION_LINK_TTL_HOURS", 72.0)
 
 # --- Health and metrics (ops/) ------------------------------------------------------------------
 # Bearer token for /metrics; unset, /metrics is off (404).
