@@ -10,5 +10,6 @@ urlpatterns = [
     re_path(r"^api/v1/(?P<rest>.*)$", api_not_found),
     path("resources/", include("resources.urls")),
     path("approvals/", include("approvals.urls")),
+    path("oidc/", include("accounts.urls")),
     path("", include("ops.urls")),
 ]

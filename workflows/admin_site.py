@@ -16,11 +16,14 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
+from accounts.views import PasswordLoginForm, login_context
 from workflows.admin_views import home
 
 
 class WorkflowsAdminSite(admin.AdminSite):
     index_title = "Workflows"
+    login_form = PasswordLoginForm
+    login_template = "accounts/login.html"
 
     @property
     def site_header(self) -> str:  # type: ignore[override]
@@ -40,6 +43,12 @@ class WorkflowsAdminSite(admin.AdminSite):
     def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None
               ) -> HttpResponse:
         return home.home_page(request, self)
+
+    def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+              ) -> HttpResponse:
+        """Django's login with "Sign in with …" (OpenID Connect) and the password switch."""
+        return super().login(request, extra_context={**login_context(request),
+                                                     **(extra_context or {})})
 
     def tables(self, request: HttpRequest) -> HttpResponse:
         """Django's own index: every table this user may see."""
