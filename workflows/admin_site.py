@@ -17,7 +17,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
 from accounts.views import PasswordLoginForm, login_context
-from workflows.admin_views import home
+from workflows.admin_views import home, my_tokens
 
 
 class WorkflowsAdminSite(admin.AdminSite):
@@ -37,6 +37,9 @@ class WorkflowsAdminSite(admin.AdminSite):
         return [
             path("tables/", self.admin_view(self.tables), name="tables"),
             path("lookup/", self.admin_view(self.lookup), name="lookup"),
+            path("tokens/", self.admin_view(self.my_tokens), name="my_tokens"),
+            path("tokens/<str:token_id>/revoke/", self.admin_view(self.my_token_revoke),
+                 name="my_token_revoke"),
             *super().get_urls(),
         ]
 
@@ -56,3 +59,10 @@ class WorkflowsAdminSite(admin.AdminSite):
 
     def lookup(self, request: HttpRequest) -> HttpResponse:
         return home.lookup_page(request, self)
+
+    def my_tokens(self, request: HttpRequest) -> HttpResponse:
+        """The user's own API tokens (create one, shown once; revoke)."""
+        return my_tokens.my_tokens_page(request, self)
+
+    def my_token_revoke(self, request: HttpRequest, token_id: str) -> HttpResponse:
+        return my_tokens.my_token_revoke(request, self, token_id)
