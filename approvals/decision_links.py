@@ -97,6 +97,8 @@ def _check(link: DecisionLink, now: Any) -> None:
     approval = link.approval
     if link.used_at is not None:
         raise DecisionLinkUsed("This link was already used.", link=link)
+    if approval.status == ApprovalStatus.EXPIRED:
+        raise DecisionLinkExpired("This approval has expired: nobody decided in time.", link=link)
     if approval.status != ApprovalStatus.PENDING:
         raise DecisionLinkUsed(f"This approval is already {approval.status}.", link=link)
     if link.expires_at <= now or (approval.timeout_at is not None and approval.timeout_at <= now):

@@ -289,3 +289,18 @@ def test_the_rule_addresses_get_the_plain_email_without_links(
         "audit@example.com", "rita@example.com", "tom@example.com"]
     assert "/decide/" not in email_to("audit@example.com").body
     assert "/decide/" in email_to("rita@example.com").body
+
+
+def test_a_link_of_an_approval_that_timed_out_is_a_410_page(
+        django_capture_on_commit_callbacks, reviewers):
+    from workflows.engine import sweeper
+
+    definition = approval_definition()
+    definition["steps"][2]["timeout_seconds"] = 60
+    run, approval = requested(django_capture_on_commit_callbacks, definition)
+    path = links_of(email_to("rita@example.com"))["approve"]
+    sweeper.sweep(now=timezone.now() + timedelta(minutes=5))
+    response = csrf_post(Client(), path, decision="approve")
+    assert response.status_code == 410 and "expired" in response.content.decode()
+    approval.refresh_from_db()
+    assert approval.status == ApprovalStatus.EXPIRED and approval.decision_actor is None
