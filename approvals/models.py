@@ -68,3 +68,25 @@ class Approval(models.Model):
 
     def __str__(self) -> str:
         return f"approval {self.pk} ({self.status})"
+
+
+class DecisionLink(models.Model):
+    """An approve/reject link mailed to one assignee of one approval (approvals/emails.py,
+    approvals/decision_links.py). The token is HMAC-SHA256(SECRET_KEY, nonce); only the nonce
+    and the token's SHA-256 are stored, and a link is looked up by that hash. Used once."""
+
+    approval = models.ForeignKey(Approval, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    nonce = models.CharField(max_length=64)
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    decision = models.CharField(max_length=16, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["approval", "user"],
+                                               name="decision_link_one_per_assignee")]
+
+    def __str__(self) -> str:
+        return f"decision link {self.pk} (approval {self.approval_id}, user {self.user_id})"

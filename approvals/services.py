@@ -19,8 +19,9 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from approvals.emails import approval_emails
 from approvals.models import Approval, ApprovalKind, ApprovalStatus
-from approvals.selectors import REVIEWERS_GROUP, approval_assignee_emails, approvals_decidable
+from approvals.selectors import REVIEWERS_GROUP, approvals_decidable
 from workflows import engine
 from workflows.definitions.base import NotifyEvent
 from workflows.errors import Conflict, NotPermitted
@@ -62,13 +63,14 @@ def approval_request(*, run: Run, step_run: StepRun, steps: dict[str, StepRun],
     engine.event_record(run_id=run.pk, step_run_id=step_run.pk, kind=EventKind.APPROVAL_REQUESTED,
                  reason=approval.instructions[:500],
                  data={"approval": approval.pk, "assignees": approval.assignees})
+    admin_url = (settings.PUBLIC_BASE_URL
+                 + reverse("admin:approvals_approval_change", args=[approval.pk]))
     notify_event(
         flow=Flow.objects.get(pk=run.flow_id), event=NotifyEvent.APPROVAL_REQUESTED, run=run,
-        also_email=approval_assignee_emails(approval=approval),
+        personal=approval_emails(approval=approval, run=run, step_key=step_run.key,
+                                 admin_url=admin_url),
         context={"step": step_run.key, "approval": approval.pk,
-                 "instructions": approval.instructions[:1000],
-                 "admin_url": settings.PUBLIC_BASE_URL
-                 + reverse("admin:approvals_approval_change", args=[approval.pk])},
+                 "instructions": approval.instructions[:1000], "admin_url": admin_url},
     )
     return approval
 

@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "resources",
     "connections",
     "ops",
+    "accounts",
     # The admin site is the workflows home (workflows/admin_site.py). Listed after the apps so
     # their templates (admin/base_site.html: the site header and the lookup box) come first.
     "workflows.apps.WorkflowsAdminConfig",
@@ -185,6 +186,35 @@ MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT") or BASE_DIR / "media")
 MEDIA_URL = "media/"
 
 LOGIN_URL = "admin:login"
+
+# --- Sign-in (accounts/): OpenID Connect when OIDC_ISSUER_URL is set (docs/operations.md
+# "Single sign-on"); unset, nothing of it is active. WF_PASSWORD_LOGIN=false hides the password
+# form (superusers still reach it at /admin/login/?password=1). ------------------------------
+WF_PASSWORD_LOGIN = env_bool("WF_PASSWORD_LOGIN", True)
+OIDC_ISSUER_URL = os.environ.get("OIDC_ISSUER_URL", "").strip().rstrip("/")
+OIDC_CLIENT_ID = os.environ.get("OIDC_CLIENT_ID", "").strip()
+OIDC_CLIENT_SECRET = os.environ.get("OIDC_CLIENT_SECRET", "")
+OIDC_GROUPS_CLAIM = os.environ.get("OIDC_GROUPS_CLAIM", "").strip() or "groups"
+OIDC_STAFF_GROUP = os.environ.get("OIDC_STAFF_GROUP", "").strip()
+OIDC_ADMIN_GROUP = os.environ.get("OIDC_ADMIN_GROUP", "").strip()
+OIDC_LOGIN_LABEL = os.environ.get("OIDC_LOGIN_LABEL", "").strip() or "single sign-on"
+OIDC_SCOPES = os.environ.get("OIDC_SCOPES", "").strip() or "openid email profile"
+# mozilla-django-oidc's own settings, derived from ours (accounts/oidc.py reads the endpoints
+# from the issuer's discovery document when they are needed, not at start).
+OIDC_RP_CLIENT_ID = OIDC_CLIENT_ID
+OIDC_RP_CLIENT_SECRET = OIDC_CLIENT_SECRET
+OIDC_RP_SIGN_ALGO = "RS256"
+OIDC_RP_SCOPES = OIDC_SCOPES
+OIDC_USE_PKCE = True
+OIDC_USE_NONCE = True
+OIDC_TIMEOUT = env_float("OIDC_TIMEOUT", 10.0)
+LOGIN_REDIRECT_URL = "/admin/"
+if OIDC_ISSUER_URL:
+    if not OIDC_CLIENT_ID or not OIDC_CLIENT_SECRET:
+        raise ImproperlyConfigured(
+            "OIDC_ISSUER_URL is set: set OIDC_CLIENT_ID and OIDC_CLIENT_SECRET too.")
+    AUTHENTICATION_BACKENDS = ["accounts.oidc.OidcBackend",
+                               "django.contrib.auth.backends.ModelBackend"]
 # The admin's site header and page titles ("Workflows" unless set).
 WF_SITE_TITLE = os.environ.get("WF_SITE_TITLE", "").strip() or "Workflows"
 
@@ -320,6 +350,11 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "workflows@localhost")
 WF_NOTIFY_MAX_ATTEMPTS = env_int("WF_NOTIFY_MAX_ATTEMPTS", 5)
 WF_NOTIFY_BACKOFF_SECONDS = env_float("WF_NOTIFY_BACKOFF_SECONDS", 30.0)
 WF_NOTIFY_TIMEOUT_SECONDS = env_float("WF_NOTIFY_TIMEOUT_SECONDS", 5.0)
+# Approve/Reject links in each assignee's approval email (approvals/decision_links.py): off for
+# organisations that want every decision taken after sign-in. A link expires with its approval,
+# or after this many hours, whichever comes first.
+WF_DECISION_LINKS = env_bool("WF_DECISION_LINKS", True)
+WF_DECISION_LINK_TTL_HOURS = env_float("WF_DECISION_LINK_TTL_HOURS", 72.0)
 
 # --- Health and metrics (ops/) ------------------------------------------------------------------
 # Bearer token for /metrics; unset, /metrics is off (404).

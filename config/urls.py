@@ -9,5 +9,7 @@ urlpatterns = [
     path("api/v1/", api.urls),
     re_path(r"^api/v1/(?P<rest>.*)$", api_not_found),
     path("resources/", include("resources.urls")),
+    path("approvals/", include("approvals.urls")),
+    path("oidc/", include("accounts.urls")),
     path("", include("ops.urls")),
 ]

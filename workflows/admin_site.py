@@ -16,11 +16,14 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
-from workflows.admin_views import home
+from accounts.views import PasswordLoginForm, login_context
+from workflows.admin_views import home, my_tokens
 
 
 class WorkflowsAdminSite(admin.AdminSite):
     index_title = "Workflows"
+    login_form = PasswordLoginForm
+    login_template = "accounts/login.html"
 
     @property
     def site_header(self) -> str:  # type: ignore[override]
@@ -34,6 +37,9 @@ class WorkflowsAdminSite(admin.AdminSite):
         return [
             path("tables/", self.admin_view(self.tables), name="tables"),
             path("lookup/", self.admin_view(self.lookup), name="lookup"),
+            path("tokens/", self.admin_view(self.my_tokens), name="my_tokens"),
+            path("tokens/<str:token_id>/revoke/", self.admin_view(self.my_token_revoke),
+                 name="my_token_revoke"),
             *super().get_urls(),
         ]
 
@@ -41,9 +47,22 @@ class WorkflowsAdminSite(admin.AdminSite):
               ) -> HttpResponse:
         return home.home_page(request, self)
 
+    def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+              ) -> HttpResponse:
+        """Django's login with "Sign in with …" (OpenID Connect) and the password switch."""
+        return super().login(request, extra_context={**login_context(request),
+                                                     **(extra_context or {})})
+
     def tables(self, request: HttpRequest) -> HttpResponse:
         """Django's own index: every table this user may see."""
         return super().index(request, extra_context={"title": "All tables"})
 
     def lookup(self, request: HttpRequest) -> HttpResponse:
         return home.lookup_page(request, self)
+
+    def my_tokens(self, request: HttpRequest) -> HttpResponse:
+        """The user's own API tokens (create one, shown once; revoke)."""
+        return my_tokens.my_tokens_page(request, self)
+
+    def my_token_revoke(self, request: HttpRequest, token_id: str) -> HttpResponse:
+        return my_tokens.my_token_revoke(request, self, token_id)

@@ -83,17 +83,19 @@ def django(python: Path, env: dict[str, str], *args: str) -> subprocess.Complete
 
 
 def test_the_wheel_holds_templates_static_files_and_demo_flows(installed):
-    code = ("import workflows, approvals, pathlib; "
+    code = ("import workflows, approvals, accounts, pathlib; "
             "w = pathlib.Path(workflows.__file__).parent; "
             "a = pathlib.Path(approvals.__file__).parent; "
             "print(w); "
             "print((w / 'templates/workflows/flow_page.html').is_file(), "
             "(a / 'templates/approvals/inbox.html').is_file(), "
             "(w / 'static/workflows/admin.js').is_file(), "
-            "len(list((w / 'demo').glob('*.yaml'))))")
+            "len(list((w / 'demo').glob('*.yaml'))), "
+            "(a / 'templates/approvals/email/approval_requested.txt').is_file(), "
+            "(pathlib.Path(accounts.__file__).parent / 'templates/accounts/login.html').is_file())")
     out = run([str(installed), "-c", code], cwd="/").stdout.splitlines()
     assert not out[0].startswith(str(SOURCE)), "imported the source tree, not the wheel"
-    assert out[1] == "True True True 3"
+    assert out[1] == "True True True 3 True True"
 
 
 def test_the_installed_copy_migrates_checks_and_serves(installed, environment):

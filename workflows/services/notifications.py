@@ -44,7 +44,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
-from django.core.mail import EmailMessage
+from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -74,6 +74,7 @@ __all__ = [
     "notification_sign",
     "notifications_send_due",
     "notify_event",
+    "register_email_renderer",
     "run_ended",
 ]
 
@@ -81,6 +82,16 @@ SIGNATURE_HEADER = "X-Workflows-Notification-Signature"
 MAX_BACKOFF_SECONDS = 3600
 DUE_BATCH = 100
 RUN_END_EVENTS = {RunStatus.COMPLETED: NotifyEvent.COMPLETED, RunStatus.FAILED: NotifyEvent.FAILED}
+# Events whose chat message carries a "Review" button (the approval or request in the admin).
+REVIEW_EVENTS = {NotifyEvent.APPROVAL_REQUESTED, NotifyEvent.PROMOTION_REQUESTED}
+# Personal emails whose final text is made when sent (name → function(payload) → payload): the
+# approvals app's decision links put their token in only then, so no outbox row holds one.
+EMAIL_RENDERERS: dict[str, Any] = {}
+
+
+def register_email_renderer(name: str, render: Any) -> None:
+    """Called by an app's AppConfig.ready() (approvals: the decision links)."""
+    EMAIL_RENDERERS[name] = render
 
 
 # --- writing the outbox -------------------------------------------------------------------------
@@ -88,7 +99,8 @@ RUN_END_EVENTS = {RunStatus.COMPLETED: NotifyEvent.COMPLETED, RunStatus.FAILED: 
 
 def notify_event(*, flow: Flow, event: str, run: Run | None = None, context: dict[str, Any],
                  definition: dict[str, Any] | None = None,
-                 also_email: Sequence[str] = ()) -> list[Notification]:
+                 also_email: Sequence[str] = (),
+                 personal: Sequence[dict[str, Any]] = ()) -> list[Notification]:
     """Write the notifications of `event` (a `NotifyEvent`) and try them after the commit.
 
     The rules are those of `definition`, else of the run's pinned definition, else of the
@@ -96,7 +108,10 @@ def notify_event(*, flow: Flow, event: str, run: Run | None = None, context: dic
     ones; all addresses get one email, each distinct webhook URL one POST. `context` is
     JSON data shown in the message and sent in the webhook body (`step`, `message`,
     `instructions`, `version`, `requested_by`, `approval`, `admin_url` are understood).
-    Runs in the caller's transaction; returns the rows written (none when nobody listens).
+    `personal` are emails written for one reader each (`{"to": address, "payload": {subject,
+    body, html?, render?}}`: an approval's assignees with their own decision links); their
+    addresses get only that email. Runs in the caller's transaction; returns the rows written
+    (none when nobody listens).
     """
     if definition is None:
         if run is not None:
@@ -114,10 +129,13 @@ def notify_event(*, flow: Flow, event: str, run: Run | None = None, context: dic
         if rule.get("webhook") and rule["webhook"] not in webhooks:
             webhooks.append(rule["webhook"])
     emails += [a for a in also_email if a and a not in emails]
-    if not emails and not webhooks:
+    personal_to = {p["to"] for p in personal}
+    emails = [a for a in emails if a not in personal_to]
+    if not emails and not webhooks and not personal:
         return []
     message = _message(flow=flow, event=event, run=run, context=context)
-    rows = []
+    rows = [Notification(flow=flow, run=run, event=event, channel=NotificationChannel.EMAIL,
+                         target=p["to"], payload=p["payload"]) for p in personal]
     if emails:
         rows.append(Notification(
             flow=flow, run=run, event=event, channel=NotificationChannel.EMAIL,
@@ -221,9 +239,17 @@ def _webhook_payload(message: dict[str, Any]) -> dict[str, Any]:
     mrkdwn = "\n".join([f"*{_slack_escape(message['title'])}*",
                         *(_slack_escape(d) for d in message["details"]),
                         f"<{message['admin_url']}|Open in the admin>"])
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn[:3000]}}]
+    if message["fields"]["event"] in REVIEW_EVENTS:
+        # A chat channel is not personal: the button opens the approval in the admin (sign-in
+        # needed), never a decision link.
+        blocks.append({"type": "actions", "elements": [{
+            "type": "button", "action_id": "review", "style": "primary",
+            "text": {"type": "plain_text", "text": "Review"}, "url": message["admin_url"]}]})
     return {
         "text": text,
-        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn[:3000]}}],
+        "blocks": blocks,
         **message["fields"],
     }
 
@@ -295,9 +321,14 @@ def _send(notification: Notification) -> None:
     detail about an internal address)."""
     if notification.channel == NotificationChannel.EMAIL:
         payload = notification.payload
-        EmailMessage(subject=payload["subject"], body=payload["body"],
-                     from_email=settings.DEFAULT_FROM_EMAIL,
-                     to=notification.target.split(",")).send()
+        if payload.get("render"):
+            payload = EMAIL_RENDERERS[payload["render"]](payload)
+        email = EmailMultiAlternatives(subject=payload["subject"], body=payload["body"],
+                                       from_email=settings.DEFAULT_FROM_EMAIL,
+                                       to=notification.target.split(","))
+        if payload.get("html"):
+            email.attach_alternative(payload["html"], "text/html")
+        email.send()
         return
     url = notification.target
     reason = own_origin_problem(url)

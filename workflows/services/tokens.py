@@ -20,6 +20,7 @@ from typing import Any
 from django.db.models import Q
 from django.utils import timezone
 
+from workflows.errors import InputInvalid, NotFound, NotPermitted
 from workflows.models import ApiToken
 from workflows.prepared_queries import PreparedQuery, concrete_attnames
 
@@ -89,3 +90,27 @@ def api_token_revoke(*, token: ApiToken) -> ApiToken:
     ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=now)
     token.refresh_from_db(fields=["revoked_at"])
     return token
+
+
+def api_tokens_of(*, user: Any) -> list[ApiToken]:
+    """The user's own tokens, newest first (the "API tokens" page of the admin)."""
+    return list(ApiToken.objects.filter(user=user).order_by("-created_at", "-id"))
+
+
+def api_token_create_own(*, user: Any, name: str) -> tuple[ApiToken, str]:
+    """A token for the signed-in user themselves (any active account, those signed in with
+    OpenID Connect included: they have no password for `create_api_token` flows), named."""
+    if user is None or not getattr(user, "is_active", False):
+        raise NotPermitted("only an active account may create its own API token")
+    name = name.strip()
+    if not name:
+        raise InputInvalid([{"path": "name", "message": "give the token a name"}])
+    return api_token_create(user=user, name=name)
+
+
+def api_token_revoke_own(*, user: Any, token_id: int) -> ApiToken:
+    """Revoke one of the user's own tokens; another user's token is not found (404)."""
+    token = ApiToken.objects.filter(pk=token_id, user=user).first()
+    if token is None:
+        raise NotFound(f"you have no API token {token_id}")
+    return api_token_revoke(token=token)

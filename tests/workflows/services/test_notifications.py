@@ -124,6 +124,7 @@ def test_a_failed_run_emails_and_posts_a_signed_slack_body(
     assert body["run_id"] == run.pk and body["status"] == "failed"
     assert body["admin_url"].endswith(f"/admin/workflows/run/{run.pk}/change/")
     assert body["context"]["step"] == "deploy"
+    assert [b["type"] for b in body["blocks"]] == ["section"]  # no Review button: no approval
 
     events = notification_events(run)
     assert [(e.kind, e.data["channel"]) for e in events] == [
@@ -217,14 +218,16 @@ def test_an_approval_emails_its_users_and_the_members_of_its_groups(
     run = run_with_first_tries(django_capture_on_commit_callbacks, definition)
     assert run.status == "waiting_for_approval"
     approval = Approval.objects.get(run=run)
-    assert len(mail.outbox) == 1
-    message = mail.outbox[0]
-    assert sorted(message.to) == ["audit@example.com", "rita@example.com", "tom@example.com",
-                                  "walt@example.com"]
-    assert message.subject == f"[workflows] Approval requested: run #{run.pk} of Simple, step review"
-    assert "Ship a.tgz?" in message.body
-    assert f"/admin/approvals/approval/{approval.pk}/change/" in message.body
-    assert [e.kind for e in notification_events(run)] == ["notification_sent"]
+    # The rule's addresses share one email; each assignee gets one of their own (with their
+    # own decision links: tests/approvals/test_decision_links.py).
+    assert sorted(sorted(m.to) for m in mail.outbox) == [
+        ["audit@example.com"], ["rita@example.com"], ["tom@example.com"], ["walt@example.com"]]
+    for message in mail.outbox:
+        assert message.subject == (
+            f"[workflows] Approval requested: run #{run.pk} of Simple, step review")
+        assert "Ship a.tgz?" in message.body
+        assert f"/admin/approvals/approval/{approval.pk}/change/" in message.body
+    assert [e.kind for e in notification_events(run)] == ["notification_sent"] * 4
 
 
 def test_a_completed_run_notifies_only_rules_that_ask_for_it(django_capture_on_commit_callbacks):
@@ -297,3 +300,22 @@ def test_promoting_under_the_two_person_rule_notifies_the_rules_and_the_approver
     sent = {address for message in mail.outbox for address in message.to}
     assert sent == {"rita@example.com"}
     assert all("Promotion requested" in message.subject for message in mail.outbox)
+
+
+def test_an_approval_chat_message_has_a_review_button_to_the_admin_and_no_decision_link(
+        django_capture_on_commit_callbacks, receiver_factory):
+    receiver = receiver_factory([200])
+    reviewer = User.objects.create_user("rita", email="rita@example.com")
+    reviewer.groups.add(Group.objects.get(name="reviewers"))
+    definition = approval_definition()
+    definition["notify"] = [{"on": ["approval_requested"], "webhook": receiver.url}]
+    run = run_with_first_tries(django_capture_on_commit_callbacks, definition)
+    approval = Approval.objects.get(run=run)
+    body = json.loads(receiver.requests[0]["body"])
+    actions = [b for b in body["blocks"] if b["type"] == "actions"]
+    assert len(actions) == 1
+    (button,) = actions[0]["elements"]
+    assert button["type"] == "button" and button["text"]["text"] == "Review"
+    assert button["url"].endswith(f"/admin/approvals/approval/{approval.pk}/change/")
+    assert "/decide/" not in receiver.requests[0]["body"].decode()
+    assert "/decide/" in mail.outbox[0].body  # the assignee's own email has the links
