@@ -21,7 +21,7 @@ from workflows.api.errors import invalid
 from workflows.api.lookups import can_view_runs, get_run, get_step
 from workflows.api.openapi import errors
 from workflows.api.pagination import clamp_limit, keyset_page
-from workflows.api.params import CompareTarget, Cursor, FlowSlug, Limit, RunId, StepKey
+from workflows.api.params import CompareTarget, Cursor, Limit, RunId, StepKey
 from workflows.api.schemas import (
     CancelIn,
     CompareOut,
@@ -64,7 +64,7 @@ FINISHED_BEFORE = Query(None, description="Finished before this time (ISO 8601).
 def runs_across_flows(
     request: HttpRequest,
     status: RunStatus | None = None,
-    flow: FlowSlug | None = FLOW_FILTER,
+    flow: str | None = FLOW_FILTER,
     finished_after: datetime | None = FINISHED_AFTER,
     finished_before: datetime | None = FINISHED_BEFORE,
     error_kind: ErrorKind | None = None,
