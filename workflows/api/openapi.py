@@ -8,8 +8,9 @@
   statuses every operation may answer, plus the ones an operation adds (409, 410, 429).
 - `finish_document` repairs what django-ninja writes and OpenAPI 3.1 refuses or misstates:
   a parameter's `examples` list (a Parameter Object wants a map of Example Objects; the list
-  stays inside the parameter's schema), and an optional JSON body typed `X | null` (the server
-  refuses a `null` body with a 422: the body is X or absent).
+  stays inside the parameter's schema), and an optional JSON body or query parameter typed
+  `X | null` (the server refuses a `null` body with a 422, and a query string cannot carry a
+  null: the value is X or absent).
 """
 
 from __future__ import annotations
