@@ -243,3 +243,37 @@ def test_statuses_and_kinds_are_enums_of_every_value(schema, field, choices):
 def test_keys_slugs_and_times_carry_their_constraints(where, name, expected):
     parameters = {p["name"]: p["schema"] for p in _operations(_live())[where]["parameters"]}
     assert expected.items() <= parameters[name].items(), parameters[name]
+
+
+# --- what the server accepts did not change -----------------------------------------------------
+
+
+@pytest.mark.parametrize(("body", "status", "code"), [
+    ({"definition": [1]}, 422, "validation_error"),
+    ({"definition": 3}, 422, "validation_error"),
+    ({"definition": ""}, 422, "definition_invalid"),
+    ({"definition": "slug: texty\nname: Texty\nsteps:\n  - {key: a, type: wait}\n"}, 201, None),
+    ({"definition": {"slug": "objecty", "name": "Objecty",
+                     "steps": [{"key": "a", "type": "wait"}]}}, 201, None),
+])
+def test_a_definition_is_still_any_object_or_text_judged_by_the_checks(admin_api, body, status,
+                                                                       code):
+    response = admin_api.post("/flows", body)
+    assert response.status == status, response.body
+    if code:
+        assert response.error["code"] == code
+        assert response.error["details"][0]["path"].startswith(("definition", "(document)"))
+
+
+def test_lookups_still_answer_404_for_values_the_schema_rules_out(admin_api, flow):
+    assert admin_api.get("/flows/Not_A_Slug").status == 404
+    assert admin_api.get("/runs/0").status == 404
+    assert admin_api.get("/runs/1/steps/NOPE").status == 404
+    assert admin_api.get("/connections/" + "x" * 101).status == 404
+    assert admin_api.post("/callbacks/short").status == 404
+    assert admin_api.post("/flows/simple/releases/0/promote").status == 404
+
+
+def test_a_null_body_is_still_refused_and_no_body_still_accepted(admin_api, flow):
+    assert admin_api.post("/flows/simple/releases", raw=b"null").status == 422
+    assert admin_api.post("/flows/simple/releases").status == 201
