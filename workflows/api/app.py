@@ -32,7 +32,9 @@ ISO 8601 UTC; durations are `*_ms`. See docs/api.md.
 """
 
 class WorkflowsAPI(NinjaAPI):
-    _openapi_documents: dict[str, str] = {}
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._openapi_documents: dict[str, str] = {}  # path prefix -> the finished document
 
     def get_openapi_operation_id(self, operation) -> str:
         """For a route without `operation_id=`: the view function's name (workflows.api.openapi
