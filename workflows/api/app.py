@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from functools import partial
 
 from django.http import Http404, HttpRequest, JsonResponse
@@ -28,6 +29,7 @@ from workflows.api.errors import (
     inbound_max_bytes,
     request_guard,
 )
+from workflows.api.openapi import finish_document
 from workflows.api.rendering import RENDERER
 
 DESCRIPTION = """\
@@ -39,9 +41,27 @@ ISO 8601 UTC; durations are `*_ms`. See docs/api.md.
 """
 
 class WorkflowsAPI(NinjaAPI):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._openapi_documents: dict[str, str] = {}  # path prefix -> the finished document
+
     def get_openapi_operation_id(self, operation) -> str:
-        """The view function's name (flows_list, runs_get, ...): stable and readable."""
+        """For a route without `operation_id=`: the view function's name (workflows.api.openapi
+        says why every route should pass one)."""
         return operation.view_func.__name__
+
+    def get_openapi_schema(self, *, path_prefix=None, path_params=None) -> dict:
+        """The document, made valid OpenAPI 3.1 (workflows.api.openapi.finish_document), as a
+        plain JSON dict (status codes are strings). Built once per process and path prefix: the
+        routes are fixed at import, and building it takes seconds (generators fetching it
+        with a short timeout gave up). Each caller gets its own copy."""
+        if path_prefix is None:
+            path_prefix = self.get_root_path(path_params or {})
+        text = self._openapi_documents.get(path_prefix)
+        if text is None:
+            document = finish_document(super().get_openapi_schema(path_prefix=path_prefix))
+            text = self._openapi_documents[path_prefix] = json.dumps(document)
+        return json.loads(text)
 
 
 api = WorkflowsAPI(

@@ -16,21 +16,23 @@ from approvals.services import (
     approval_reject,
 )
 from workflows.api.documents import approval_document, approvals_queryset
-from workflows.api.flows import errors
 from workflows.api.lookups import get_approval
+from workflows.api.openapi import errors
 from workflows.api.pagination import keyset_page
+from workflows.api.params import ApprovalId, Cursor, Limit
 from workflows.api.schemas import ApprovalOut, ApprovalPage, DecisionIn
 from workflows.permissions import VIEW_RUN, require_permission
 
 router = Router(tags=["approvals"])
 
 
-@router.get("", response={200: ApprovalPage, **errors(422)},
-            summary="Approvals the caller may decide (all, for superusers), newest first")
+@router.get("", response={200: ApprovalPage, **errors()},
+            summary="Approvals the caller may decide (all, for superusers), newest first",
+            operation_id="approvals_list")
 def approvals_list(request: HttpRequest,
                    status: Literal["pending", "decided", "all"] = "pending",
                    kind: Literal["step", "promotion"] | None = None,
-                   cursor: str | None = None, limit: int = 50):
+                   cursor: Cursor = None, limit: Limit = 50):
     queryset = approvals_queryset().filter(
         pk__in=approvals_decidable(user=request.auth).values("pk"))
     if kind:
@@ -44,36 +46,39 @@ def approvals_list(request: HttpRequest,
 
 
 @router.get("/{int:approval_id}", response={200: ApprovalOut, **errors()},
-            summary="One approval the caller may decide")
-def approvals_get(request: HttpRequest, approval_id: int):
+            summary="One approval the caller may decide", operation_id="approvals_get")
+def approvals_get(request: HttpRequest, approval_id: ApprovalId):
     approval = get_approval(approval_id)
     if not approval_can_decide(approval=approval, actor=request.auth):
         require_permission(request.auth, VIEW_RUN)
     return approval_document(approval)
 
 
-@router.post("/{int:approval_id}/approve", response={200: ApprovalOut, **errors(409, 422)},
-             summary="Approve (403 if not an assignee, or for the requester of a promotion)")
-def approvals_approve(request: HttpRequest, approval_id: int, payload: DecisionIn | None = None):
+@router.post("/{int:approval_id}/approve", response={200: ApprovalOut, **errors(409)},
+             summary="Approve (403 if not an assignee, or for the requester of a promotion)",
+             operation_id="approvals_approve")
+def approvals_approve(request: HttpRequest, approval_id: ApprovalId, payload: DecisionIn | None = None):
     approval = get_approval(approval_id)
     approval_approve(approval=approval, actor=request.auth,
                      comment=payload.comment if payload else "")
     return approval_document(get_approval(approval_id))
 
 
-@router.post("/{int:approval_id}/reject", response={200: ApprovalOut, **errors(409, 422)},
+@router.post("/{int:approval_id}/reject", response={200: ApprovalOut, **errors(409)},
+             operation_id="approvals_reject",
              summary="Reject: the step is rejected and the run fails (a promotion request: nothing "
                      "goes live)")
-def approvals_reject(request: HttpRequest, approval_id: int, payload: DecisionIn | None = None):
+def approvals_reject(request: HttpRequest, approval_id: ApprovalId, payload: DecisionIn | None = None):
     approval = get_approval(approval_id)
     approval_reject(approval=approval, actor=request.auth,
                     comment=payload.comment if payload else "")
     return approval_document(get_approval(approval_id))
 
 
-@router.post("/{int:approval_id}/redo", response={200: ApprovalOut, **errors(409, 422)},
-             summary="Send the run back to an earlier step (to_step, or the step's redo_to)")
-def approvals_redo(request: HttpRequest, approval_id: int, payload: DecisionIn | None = None):
+@router.post("/{int:approval_id}/redo", response={200: ApprovalOut, **errors(409)},
+             summary="Send the run back to an earlier step (to_step, or the step's redo_to)",
+             operation_id="approvals_redo")
+def approvals_redo(request: HttpRequest, approval_id: ApprovalId, payload: DecisionIn | None = None):
     approval = get_approval(approval_id)
     approval_redo(approval=approval, actor=request.auth,
                   comment=payload.comment if payload else "",

@@ -14,8 +14,9 @@ from connections.selectors import (
 )
 from connections.services import UNSET, connection_create, connection_update
 from connections.testing import connection_test
-from workflows.api.flows import errors
+from workflows.api.openapi import errors
 from workflows.api.pagination import keyset_page
+from workflows.api.params import ConnectionName, Cursor, Limit
 from workflows.api.schemas import ConnectionIn, ConnectionOut, ConnectionPage, ConnectionUpdateIn
 from workflows.errors import NotFound, NotPermitted
 
@@ -46,15 +47,17 @@ def _get(name: str):
 
 
 @router.get("", response={200: ConnectionPage, **errors()},
-            summary="Connections without secrets (has_secret tells whether one is set)")
-def connections_list(request: HttpRequest, cursor: str | None = None, limit: int = 50):
+            summary="Connections without secrets (has_secret tells whether one is set)",
+            operation_id="connections_list")
+def connections_list(request: HttpRequest, cursor: Cursor = None, limit: Limit = 50):
     _require_admin(request.auth)
     rows, next_cursor = keyset_page(connection_list(), cursor=cursor, limit=limit, key="name",
                                     descending=False, kind=str)
     return {"items": [connection_document(c) for c in rows], "next_cursor": next_cursor}
 
 
-@router.post("", response={201: ConnectionOut, **errors(422)}, summary="Create a connection")
+@router.post("", response={201: ConnectionOut, **errors(409)}, summary="Create a connection",
+             operation_id="connections_create")
 def connections_create(request: HttpRequest, payload: ConnectionIn):
     _require_admin(request.auth)
     connection = connection_create(
@@ -64,15 +67,17 @@ def connections_create(request: HttpRequest, payload: ConnectionIn):
     return Status(201, connection_document(connection))
 
 
-@router.get("/{name}", response={200: ConnectionOut, **errors()}, summary="Get a connection")
-def connections_get(request: HttpRequest, name: str):
+@router.get("/{name}", response={200: ConnectionOut, **errors()}, summary="Get a connection",
+            operation_id="connections_get")
+def connections_get(request: HttpRequest, name: ConnectionName):
     _require_admin(request.auth)
     return connection_document(_get(name))
 
 
-@router.put("/{name}", response={200: ConnectionOut, **errors(422)},
-            summary="Change a connection: only the fields given; `secret: null` clears it")
-def connections_update(request: HttpRequest, name: str, payload: ConnectionUpdateIn):
+@router.put("/{name}", response={200: ConnectionOut, **errors(409)},
+            summary="Change a connection: only the fields given; `secret: null` clears it",
+            operation_id="connections_update")
+def connections_update(request: HttpRequest, name: ConnectionName, payload: ConnectionUpdateIn):
     _require_admin(request.auth)
     connection = _get(name)
     given = payload.model_fields_set
@@ -89,9 +94,10 @@ def connections_update(request: HttpRequest, name: str, payload: ConnectionUpdat
     return connection_document(connection)
 
 
-@router.post("/{name}/test", response={200: ConnectionTestOut, **errors(422)},
+@router.post("/{name}/test", response={200: ConnectionTestOut, **errors()},
+             operation_id="connections_test",
              summary="Test a connection: reach and authenticate (ssh: host key fingerprint and "
                      "server version; http: the status of a GET to base_url). Never a secret.")
-def connections_test(request: HttpRequest, name: str):
+def connections_test(request: HttpRequest, name: ConnectionName):
     _require_admin(request.auth)
     return connection_test(actor=request.auth, connection=_get(name))

@@ -11,6 +11,7 @@ from django.http import HttpRequest, JsonResponse
 from ninja import Router
 
 from workflows.api.auth import AnonThrottle
+from workflows.api.openapi import errors
 from workflows.definitions.schema import flow_json_schema
 
 router = Router(tags=["schema"], auth=None, throttle=[AnonThrottle()])
@@ -25,7 +26,8 @@ SCHEMA_RESPONSE = {
 }
 
 
-@router.get("/flow.json", openapi_extra=SCHEMA_RESPONSE)
+@router.get("/flow.json", response={200: None, **errors(anonymous=True)},
+            openapi_extra=SCHEMA_RESPONSE, operation_id="schema_flow")
 def schema_flow(request: HttpRequest) -> JsonResponse:
     """The JSON Schema of a flow definition (docs/flow.schema.json is the same document)."""
     return JsonResponse(

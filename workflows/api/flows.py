@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.http import HttpRequest
 from ninja import Query, Router, Status
 
@@ -19,12 +17,13 @@ from workflows.api.documents import (
 )
 from workflows.api.errors import invalid
 from workflows.api.lookups import can_view_flows, can_view_runs, get_flow, get_flow_row
+from workflows.api.openapi import errors
 from workflows.api.pagination import clamp_limit, keyset_page
+from workflows.api.params import Cursor, FlowSlug, Limit, ReleaseNumber, VersionLabel
 from workflows.api.rendering import rendered
 from workflows.api.schemas import (
     DefinitionIn,
     DiffOut,
-    ErrorOut,
     FlowOut,
     FlowPage,
     HistoryPage,
@@ -54,45 +53,41 @@ from workflows.states import RunStatus
 
 router = Router(tags=["flows"])
 
-# Every endpoint may answer these (bad input, auth, permission, missing object, body too large,
-# wrong content type, invalid parameters).
-ERRORS = dict.fromkeys((400, 401, 403, 404, 413, 415, 422), ErrorOut)
-
-
-def errors(*extra: int) -> dict[int, Any]:
-    return {**ERRORS, **dict.fromkeys(extra, ErrorOut)}
-
-
-@router.get("", response={200: FlowPage, **errors()}, summary="List flows, newest first")
-def flows_list(request: HttpRequest, cursor: str | None = None, limit: int = 50):
+@router.get("", response={200: FlowPage, **errors()}, summary="List flows, newest first",
+            operation_id="flows_list")
+def flows_list(request: HttpRequest, cursor: Cursor = None, limit: Limit = 50):
     can_view_flows(request.auth)
     flows, next_cursor = keyset_page(flows_queryset(), cursor=cursor, limit=limit)
     return {"items": [flow_document(f) for f in flows], "next_cursor": next_cursor}
 
 
-@router.post("", response={201: FlowOut, **errors(422)}, summary="Create a flow and its draft")
+@router.post("", response={201: FlowOut, **errors(409)}, summary="Create a flow and its draft",
+             operation_id="flows_create")
 def flows_create(request: HttpRequest, payload: DefinitionIn):
     flow = flow_create(definition=payload.definition, actor=request.auth)
     return Status(201, flow_document(get_flow(flow.slug)))
 
 
-@router.get("/{slug}", response={200: FlowOut, **errors()}, summary="Get a flow")
-def flows_get(request: HttpRequest, slug: str):
+@router.get("/{slug}", response={200: FlowOut, **errors()}, summary="Get a flow",
+            operation_id="flows_get")
+def flows_get(request: HttpRequest, slug: FlowSlug):
     can_view_flows(request.auth)
     return flow_document(get_flow(slug))
 
 
-@router.put("/{slug}/draft", response={200: FlowOut, **errors(422)},
-            summary="Replace the draft (422 lists every problem)")
-def flows_update_draft(request: HttpRequest, slug: str, payload: DefinitionIn):
+@router.put("/{slug}/draft", response={200: FlowOut, **errors(409)},
+            summary="Replace the draft (422 lists every problem)",
+            operation_id="flows_update_draft")
+def flows_update_draft(request: HttpRequest, slug: FlowSlug, payload: DefinitionIn):
     flow = get_flow(slug)
     flow_update_draft(flow=flow, definition=payload.definition, actor=request.auth)
     return flow_document(get_flow(slug))
 
 
-@router.post("/{slug}/releases", response={201: ReleaseOut, **errors(422)},
-             summary="Release the draft as the next immutable version (checks first)")
-def releases_create(request: HttpRequest, slug: str, payload: ReleaseIn | None = None):
+@router.post("/{slug}/releases", response={201: ReleaseOut, **errors(409)},
+             summary="Release the draft as the next immutable version (checks first)",
+             operation_id="releases_create")
+def releases_create(request: HttpRequest, slug: FlowSlug, payload: ReleaseIn | None = None):
     flow = get_flow(slug)
     version = flow_release(flow=flow, actor=request.auth,
                            notes=payload.notes if payload else "")
@@ -100,8 +95,9 @@ def releases_create(request: HttpRequest, slug: str, payload: ReleaseIn | None =
 
 
 @router.get("/{slug}/releases", response={200: ReleasePage, **errors()},
-            summary="List releases, newest first")
-def releases_list(request: HttpRequest, slug: str, cursor: str | None = None, limit: int = 50):
+            summary="List releases, newest first", operation_id="releases_list")
+def releases_list(request: HttpRequest, slug: FlowSlug, cursor: Cursor = None,
+                  limit: Limit = 50):
     can_view_flows(request.auth)
     flow = get_flow(slug)
     versions, next_cursor = keyset_page(
@@ -113,10 +109,10 @@ def releases_list(request: HttpRequest, slug: str, cursor: str | None = None, li
 
 
 @router.post("/{slug}/releases/{version}/promote",
-             response={200: FlowOut, 202: PromotionRequestOut, **errors(409, 422)},
+             response={200: FlowOut, 202: PromotionRequestOut, **errors(409)},
              summary="Make a release live (202 with a promotion request when the flow's "
-                     "promotion requires approval)")
-def releases_promote(request: HttpRequest, slug: str, version: int,
+                     "promotion requires approval)", operation_id="releases_promote")
+def releases_promote(request: HttpRequest, slug: FlowSlug, version: ReleaseNumber,
                      payload: PromoteIn | None = None):
     flow = get_flow(slug)
     if not 0 < version < 2**31:
@@ -130,8 +126,10 @@ def releases_promote(request: HttpRequest, slug: str, version: int,
 
 @router.get("/{slug}/history", response={200: HistoryPage, **errors()},
             summary="The flow's history (releases, draft edits, promotions, rollbacks, webhook "
-                    "secret rotations, promotion requests), newest first")
-def flows_history(request: HttpRequest, slug: str, cursor: str | None = None, limit: int = 50):
+                    "secret rotations, promotion requests), newest first",
+            operation_id="flows_history")
+def flows_history(request: HttpRequest, slug: FlowSlug, cursor: Cursor = None,
+                  limit: Limit = 50):
     can_view_flows(request.auth)
     flow = get_flow(slug)
     entries, next_cursor = keyset_page(FlowHistory.objects.filter(flow=flow), cursor=cursor,
@@ -156,11 +154,15 @@ def _version(flow: Flow, label: str, param: str) -> FlowVersion:
     return version
 
 
-@router.get("/{slug}/diff", response={200: DiffOut, **errors(422)}, by_alias=True,
-            summary="What changed between two versions (3, v3, live or draft)")
-def flows_diff(request: HttpRequest, slug: str,
-               from_: str = Query(..., alias="from", max_length=20, examples=["1", "live"]),
-               to: str = Query(..., max_length=20, examples=["v1", "draft"])):
+DIFF_FROM = Query(..., alias="from", max_length=20)
+DIFF_TO = Query(..., max_length=20)
+
+
+@router.get("/{slug}/diff", response={200: DiffOut, **errors()}, by_alias=True,
+            summary="What changed between two versions (3, v3, live or draft)",
+            operation_id="flows_diff")
+def flows_diff(request: HttpRequest, slug: FlowSlug,
+               from_: VersionLabel = DIFF_FROM, to: VersionLabel = DIFF_TO):
     can_view_flows(request.auth)
     flow = get_flow(slug)
     a, b = _version(flow, from_, "from"), _version(flow, to, "to")
@@ -168,9 +170,10 @@ def flows_diff(request: HttpRequest, slug: str,
             "changes": definition_diff(a.definition, b.definition)}
 
 
-@router.post("/{slug}/runs", response={200: RunOut, 201: RunOut, **errors(409, 422)},
-             summary="Start a run (201; 200 with the same run for a repeated idempotency key)")
-def runs_start(request: HttpRequest, slug: str, payload: RunStartIn):
+@router.post("/{slug}/runs", response={200: RunOut, 201: RunOut, **errors(409)},
+             summary="Start a run (201; 200 with the same run for a repeated idempotency key)",
+             operation_id="runs_start")
+def runs_start(request: HttpRequest, slug: FlowSlug, payload: RunStartIn):
     flow = get_flow_row(slug)
     run, created = run_start(
         flow=flow, input=payload.input, actor=request.auth,
@@ -183,10 +186,10 @@ def runs_start(request: HttpRequest, slug: str, payload: RunStartIn):
 
 
 
-@router.get("/{slug}/runs", response={200: RunPage, **errors(422)},
-            summary="The flow's runs, newest first")
-def runs_list(request: HttpRequest, slug: str, status: RunStatus | None = None,
-              cursor: str | None = None, limit: int = 50):
+@router.get("/{slug}/runs", response={200: RunPage, **errors()},
+            summary="The flow's runs, newest first", operation_id="runs_list")
+def runs_list(request: HttpRequest, slug: FlowSlug, status: RunStatus | None = None,
+              cursor: Cursor = None, limit: Limit = 50):
     can_view_runs(request.auth)
     flow = get_flow(slug)
     runs = runs_queryset().filter(flow=flow)
@@ -196,9 +199,9 @@ def runs_list(request: HttpRequest, slug: str, status: RunStatus | None = None,
     return {"items": [run_document(r) for r in page], "next_cursor": next_cursor}
 
 
-@router.get("/{slug}/matrix", response={200: MatrixOut, **errors(422)},
-            summary="Steps x runs, newest runs first")
-def flows_matrix(request: HttpRequest, slug: str, limit: int = 50,
+@router.get("/{slug}/matrix", response={200: MatrixOut, **errors()},
+            summary="Steps x runs, newest runs first", operation_id="flows_matrix")
+def flows_matrix(request: HttpRequest, slug: FlowSlug, limit: Limit = 50,
                  before: int | None = Query(None, ge=1, le=2**63 - 1),
                  status: RunStatus | None = None):
     can_view_runs(request.auth)
@@ -208,24 +211,27 @@ def flows_matrix(request: HttpRequest, slug: str, limit: int = 50,
 
 
 @router.post("/{slug}/webhook-secret", response={200: WebhookSecretOut, **errors()},
-             summary="Rotate the webhook secret and return it (shown only here)")
-def flows_rotate_webhook_secret(request: HttpRequest, slug: str):
+             summary="Rotate the webhook secret and return it (shown only here)",
+             operation_id="flows_rotate_webhook_secret")
+def flows_rotate_webhook_secret(request: HttpRequest, slug: FlowSlug):
     flow = get_flow(slug)
     secret = webhook_secret_rotate(flow=flow, actor=request.auth)
     return {"webhook_secret": secret, "webhook_url": webhook_url(flow=flow)}
 
 
 @router.post("/{slug}/notification-secret", response={200: NotificationSecretOut, **errors()},
-             summary="Rotate the notification signing secret and return it (shown only here)")
-def flows_rotate_notification_secret(request: HttpRequest, slug: str):
+             summary="Rotate the notification signing secret and return it (shown only here)",
+             operation_id="flows_rotate_notification_secret")
+def flows_rotate_notification_secret(request: HttpRequest, slug: FlowSlug):
     flow = get_flow(slug)
     secret = notification_secret_rotate(flow=flow, actor=request.auth)
     return {"notification_secret": secret, "signature_header": SIGNATURE_HEADER}
 
 
 @router.put("/{slug}/webhook-secret", response={200: WebhookSecretSetOut, **errors(422)},
-            summary="Set the webhook secret to one chosen outside (write-only: never returned)")
-def flows_set_webhook_secret(request: HttpRequest, slug: str, payload: WebhookSecretIn):
+            summary="Set the webhook secret to one chosen outside (write-only: never returned)",
+            operation_id="flows_set_webhook_secret")
+def flows_set_webhook_secret(request: HttpRequest, slug: FlowSlug, payload: WebhookSecretIn):
     flow = get_flow(slug)
     webhook_secret_set(flow=flow, secret=payload.secret, actor=request.auth)
     return {"webhook_url": webhook_url(flow=flow)}

@@ -17,7 +17,9 @@ from workflows.api.auth import AnonThrottle
 from workflows.api.documents import run_admin_url
 from workflows.api.errors import bad_request, inbound_max_bytes, parse_json, read_body
 from workflows.api.lookups import get_flow
-from workflows.api.schemas import CallbackAcceptedOut, ErrorOut, HookRunOut
+from workflows.api.openapi import errors
+from workflows.api.params import CallbackToken, FlowSlug
+from workflows.api.schemas import CallbackAcceptedOut, HookRunOut
 from workflows.services.callbacks import callback_receive
 from workflows.services.webhooks import webhook_receive
 
@@ -43,12 +45,12 @@ def _json_object(body: bytes) -> dict[str, Any]:
 
 @router.post(
     "/callbacks/{token}",
-    response={202: CallbackAcceptedOut, **dict.fromkeys((400, 404, 409, 410, 413, 422, 429),
-                                                         ErrorOut)},
+    response={202: CallbackAcceptedOut, **errors(409, 410, anonymous=True, json_body=False)},
+    operation_id="callbacks_receive",
     openapi_extra=JSON_OBJECT_BODY,
     summary="Resume a wait step (202; 409 used; 410 expired; 404 unknown)",
 )
-def callbacks_receive(request: HttpRequest, token: str):
+def callbacks_receive(request: HttpRequest, token: CallbackToken):
     payload = _json_object(read_body(request, inbound_max_bytes()))
     step_run = callback_receive(
         token=token, payload=payload, remote_addr=request.META.get("REMOTE_ADDR") or "",
@@ -59,12 +61,13 @@ def callbacks_receive(request: HttpRequest, token: str):
 
 @router.post(
     "/hooks/{slug}",
-    response={202: HookRunOut, **dict.fromkeys((400, 401, 404, 409, 413, 422, 429), ErrorOut)},
+    response={202: HookRunOut, **errors(401, 409, anonymous=True, json_body=False)},
+    operation_id="hooks_receive",
     openapi_extra=JSON_OBJECT_BODY,
     summary="Webhook trigger: a signed delivery starts a run of the live release",
 )
 def hooks_receive(
-    request: HttpRequest, slug: str,
+    request: HttpRequest, slug: FlowSlug,
     x_signature: str | None = Header(None, alias="X-Signature",
                                      description="t=UNIX,v1=HEX (HMAC-SHA256 of UNIX.BODY)"),
     idempotency_key: str | None = Header(None, alias="Idempotency-Key"),

@@ -10,7 +10,8 @@ from django.http import HttpRequest
 from ninja import Router
 
 from workflows.api.auth import AnonThrottle
-from workflows.api.schemas import ErrorOut, MeOut, MetaOut
+from workflows.api.openapi import errors
+from workflows.api.schemas import MeOut, MetaOut
 from workflows.selectors import user_profile
 
 router = Router(tags=["meta"])
@@ -26,13 +27,14 @@ def server_version() -> str:
         return "0+unknown"
 
 
-@router.get("/meta", response={200: MetaOut, 429: ErrorOut}, auth=None,
-            throttle=[AnonThrottle()], summary="The server's version and the API version")
+@router.get("/meta", response={200: MetaOut, **errors(anonymous=True)},
+            auth=None, throttle=[AnonThrottle()], operation_id="meta_get",
+            summary="The server's version and the API version")
 def meta_get(request: HttpRequest):
     return {"version": server_version(), "api": API_VERSION}
 
 
-@router.get("/me", response={200: MeOut, 401: ErrorOut},
+@router.get("/me", response={200: MeOut, **errors()}, operation_id="me_get",
             summary="The caller: username, roles and the workflow permissions they give")
 def me_get(request: HttpRequest):
     return user_profile(user=request.auth)

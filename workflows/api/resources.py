@@ -10,15 +10,16 @@ from ninja import Router
 
 from resources.selectors import resource_from_uri
 from resources.services import DEFAULT_EXPIRES_IN, resource_signed_url
-from workflows.api.flows import errors
 from workflows.api.lookups import can_view_runs
+from workflows.api.openapi import errors
 from workflows.api.schemas import ResourceOut
 
 router = Router(tags=["resources"])
 
 
 @router.get("/{path:ref}", response={200: ResourceOut, **errors()},
-            summary="A resource (by uuid or res://uuid) with a signed download URL")
+            summary="A resource (by uuid or res://uuid) with a signed download URL",
+            operation_id="resources_get")
 def resources_get(request: HttpRequest, ref: str):
     can_view_runs(request.auth)
     resource = resource_from_uri(ref)

@@ -18,9 +18,10 @@ from workflows.api.documents import (
     step_detail_document,
 )
 from workflows.api.errors import invalid
-from workflows.api.flows import errors
 from workflows.api.lookups import can_view_runs, get_run, get_step
+from workflows.api.openapi import errors
 from workflows.api.pagination import clamp_limit, keyset_page
+from workflows.api.params import CompareTarget, Cursor, Limit, RunId, StepKey
 from workflows.api.schemas import (
     CancelIn,
     CompareOut,
@@ -52,24 +53,26 @@ LOG_DEFAULT_LIMIT = 500
 LOG_MAX_LIMIT = 1000
 
 
+FLOW_FILTER = Query(None, max_length=100, description="A flow slug.")
+COMPARE_TO = Query(..., max_length=30)
 FINISHED_AFTER = Query(None, description="Finished at or after this time (ISO 8601).")
 FINISHED_BEFORE = Query(None, description="Finished before this time (ISO 8601).")
 
 
-@router.get("", response={200: RunPage, **errors(422)},
-            summary="Search runs across flows, newest first")
+@router.get("", response={200: RunPage, **errors()},
+            summary="Search runs across flows, newest first", operation_id="runs_across_flows")
 def runs_across_flows(
     request: HttpRequest,
     status: RunStatus | None = None,
-    flow: str | None = Query(None, max_length=100, description="A flow slug."),
+    flow: str | None = FLOW_FILTER,
     finished_after: datetime | None = FINISHED_AFTER,
     finished_before: datetime | None = FINISHED_BEFORE,
     error_kind: ErrorKind | None = None,
     q: str | None = Query(None, max_length=500, description=(
         "A run id, text in the input or error, an idempotency or webhook delivery key, an "
         "approver's username, or a callback URL or token.")),
-    cursor: str | None = None,
-    limit: int = 50,
+    cursor: Cursor = None,
+    limit: Limit = 50,
 ):
     runs = runs_search(
         actor=request.auth, status=status, flow=flow, finished_after=finished_after,
@@ -80,15 +83,16 @@ def runs_across_flows(
     return {"items": [run_document(r) for r in page], "next_cursor": next_cursor}
 
 
-@router.get("/{int:run_id}", response={200: RunOut, **errors()}, summary="Get a run")
-def runs_get(request: HttpRequest, run_id: int):
+@router.get("/{int:run_id}", response={200: RunOut, **errors()}, summary="Get a run",
+            operation_id="runs_get")
+def runs_get(request: HttpRequest, run_id: RunId):
     can_view_runs(request.auth)
     return run_document(get_run(run_id))
 
 
 @router.get("/{int:run_id}/events", response={200: EventPage, **errors()}, by_alias=True,
-            summary="Every transition of the run, oldest first")
-def runs_events(request: HttpRequest, run_id: int, cursor: str | None = None, limit: int = 50,
+            summary="Every transition of the run, oldest first", operation_id="runs_events")
+def runs_events(request: HttpRequest, run_id: RunId, cursor: Cursor = None, limit: Limit = 50,
                 after: int | None = Query(None, ge=0, le=2**63 - 1,
                                           description="Only events whose id is greater (for "
                                                       "following a run: the last id seen)")):
@@ -100,17 +104,17 @@ def runs_events(request: HttpRequest, run_id: int, cursor: str | None = None, li
 
 
 @router.get("/{int:run_id}/steps/{key}", response={200: StepDetailOut, **errors()},
-            summary="One step run with its attempts")
-def runs_step(request: HttpRequest, run_id: int, key: str):
+            summary="One step run with its attempts", operation_id="runs_step")
+def runs_step(request: HttpRequest, run_id: RunId, key: StepKey):
     can_view_runs(request.auth)
     step = get_step(get_run(run_id, with_steps=False), key)
     attempts = list(Attempt.objects.filter(step_run=step).order_by("number"))
     return step_detail_document(step, attempts, step_log_resources(step_run=step))
 
 
-@router.get("/{int:run_id}/steps/{key}/logs", response={200: LogPage, **errors(422)},
-            summary="Log chunks after seq N, oldest first")
-def runs_step_logs(request: HttpRequest, run_id: int, key: str,
+@router.get("/{int:run_id}/steps/{key}/logs", response={200: LogPage, **errors()},
+            summary="Log chunks after seq N, oldest first", operation_id="runs_step_logs")
+def runs_step_logs(request: HttpRequest, run_id: RunId, key: StepKey,
                    after: int = Query(0, ge=0, le=2**31 - 1), limit: int = LOG_DEFAULT_LIMIT):
     can_view_runs(request.auth)
     step = get_step(get_run(run_id, with_steps=False), key)
@@ -129,49 +133,55 @@ def runs_step_logs(request: HttpRequest, run_id: int, key: str,
     }
 
 
-@router.post("/{int:run_id}/cancel", response={200: RunOut, **errors(409, 422)},
-             summary="Cancel the run and its unfinished steps")
-def runs_cancel(request: HttpRequest, run_id: int, payload: CancelIn | None = None):
+@router.post("/{int:run_id}/cancel", response={200: RunOut, **errors(409)},
+             summary="Cancel the run and its unfinished steps", operation_id="runs_cancel")
+def runs_cancel(request: HttpRequest, run_id: RunId, payload: CancelIn | None = None):
     run = get_run(run_id)
     run_cancel(run=run, actor=request.auth, reason=payload.reason if payload else "")
     return run_document(get_run(run_id))
 
 
-@router.post("/{int:run_id}/retry", response={201: RunOut, **errors(409, 422)},
-             summary="A new run that reuses completed steps and starts at the failed one")
-def runs_retry(request: HttpRequest, run_id: int, payload: RetryIn | None = None):
+@router.post("/{int:run_id}/retry", response={201: RunOut, **errors(409)},
+             summary="A new run that reuses completed steps and starts at the failed one",
+             operation_id="runs_retry")
+def runs_retry(request: HttpRequest, run_id: RunId, payload: RetryIn | None = None):
     run = get_run(run_id)
     new = run_retry(run=run, actor=request.auth,
                     from_step=payload.from_step if payload else None)
     return Status(201, run_document(runs_queryset().get(pk=new.pk)))
 
 
-@router.post("/{int:run_id}/replay", response={201: RunOut, **errors(409, 422)},
-             summary="A new run from the start, same version and input")
-def runs_replay(request: HttpRequest, run_id: int):
+@router.post("/{int:run_id}/replay", response={201: RunOut, **errors(409)},
+             summary="A new run from the start, same version and input",
+             operation_id="runs_replay")
+def runs_replay(request: HttpRequest, run_id: RunId):
     run = get_run(run_id)
     new = run_replay(run=run, actor=request.auth)
     return Status(201, run_document(runs_queryset().get(pk=new.pk)))
 
 
-@router.post("/{int:run_id}/rerun", response={201: RunOut, **errors(409, 422)},
-             summary="A new run of the same input on the flow's live version")
-def runs_rerun(request: HttpRequest, run_id: int):
+@router.post("/{int:run_id}/rerun", response={201: RunOut, **errors(409)},
+             summary="A new run of the same input on the flow's live version",
+             operation_id="runs_rerun")
+def runs_rerun(request: HttpRequest, run_id: RunId):
     run = get_run(run_id, with_steps=False)
     new = run_rerun(run=run, actor=request.auth)
     return Status(201, run_document(runs_queryset().get(pk=new.pk)))
 
 
 @router.get("/{int:run_id}/explain", response={200: ExplainOut, **errors(409)}, by_alias=True,
-            summary="Why the run's failing step broke: the last good and first bad run")
-def runs_explain(request: HttpRequest, run_id: int):
+            summary="Why the run's failing step broke: the last good and first bad run",
+            operation_id="runs_explain")
+def runs_explain(request: HttpRequest, run_id: RunId):
     can_view_runs(request.auth)
     return run_explain(run=get_run(run_id, with_steps=False))
 
 
-@router.get("/{int:run_id}/compare", response={200: CompareOut, **errors(422)},
-            summary="Differences with another run (an id, or last_good)")
-def runs_compare(request: HttpRequest, run_id: int, to: str = Query(..., max_length=30, examples=["last_good", "1"])):
+@router.get("/{int:run_id}/compare", response={200: CompareOut, **errors()},
+            summary="Differences with another run (an id, or last_good)",
+            operation_id="runs_compare")
+def runs_compare(request: HttpRequest, run_id: RunId,
+                 to: CompareTarget = COMPARE_TO):
     can_view_runs(request.auth)
     run = get_run(run_id)
     target = to.strip()

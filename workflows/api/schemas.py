@@ -1,8 +1,14 @@
 """Request and response schemas of the HTTP API (CONTRACT.md "HTTP API").
 
 Field names here are public: add fields freely, never rename or remove one (the snapshot test
-against docs/openapi.json enforces it). Free-form JSON values (definitions, input, output, event
-data) are `dict`/`Any` fields inside these schemas.
+against docs/openapi.json enforces it). Free-form JSON values (input, output, event data) are
+`dict`/`Any` fields inside these schemas; a definition sent is described by FlowDefinition.
+
+The schemas are as strict as the server (issue 27): statuses and kinds are enums (the model's
+TextChoices, so a new member appears in the document by itself), keys and names carry their
+patterns and lengths. Where a service, not pydantic, judges an input (a connection's kind, a
+step key), the constraint is documented with `json_schema_extra` and the service keeps its own
+answer, so the document changes and what the server accepts does not.
 
 Longer than the ~500 lines we aim for: it is the API's whole public vocabulary in one place, read
 top to bottom when the surface changes (one class per document, no logic); splitting it by
@@ -15,10 +21,24 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from ninja import Field, Schema
-from pydantic import ConfigDict
+from pydantic import ConfigDict, PlainValidator
 
+from approvals.models import ApprovalStatus
+from connections.models import ConnectionKind
+from connections.validation import NAME_MAX_LENGTH as CONNECTION_NAME_MAX
+from workflows.definitions.base import MAX_STEP_KEY_LENGTH
 from workflows.definitions.schema import FlowDefinition
-from workflows.states import ErrorKind, RunStatus, StepStatus
+from workflows.models import ActorKind, TriggerKind
+from workflows.states import (
+    AttemptStatus,
+    ErrorKind,
+    EventKind,
+    FlowHistoryKind,
+    RunStatus,
+    StepStatus,
+)
+
+STEP_KEY = {"pattern": r"^[a-z0-9_]*$", "maxLength": MAX_STEP_KEY_LENGTH}
 
 # --- errors -------------------------------------------------------------------------------------
 
@@ -37,24 +57,31 @@ class ErrorDetailOut(Schema):
 
 
 class ErrorOut(Schema):
+    """The one error document of every operation (CONTRACT.md "HTTP API")."""
+
     error: ErrorDetailOut
 
 
 # --- flows --------------------------------------------------------------------------------------
 
 
-class _DescribedByFlowDefinition:
-    """Documents a `definition` field with the FlowDefinition schema and YAML/JSON text while
-    accepting any object or string: the definition checks answer with their own paths and
-    messages (422 definition_invalid), never pydantic's."""
-
-    @classmethod
-    def __get_pydantic_json_schema__(cls, core_schema, handler) -> dict[str, Any]:
-        described = handler(FlowDefinition.__pydantic_core_schema__)
-        return {"anyOf": [described, {"type": "string", "description": "YAML or JSON text."}]}
+def _object_or_text(value: Any) -> dict[str, Any] | str:
+    """Any object or string passes on to the definition checks, which answer with their own
+    paths and messages (422 definition_invalid), never pydantic's."""
+    if isinstance(value, dict | str):
+        return value
+    raise ValueError("must be an object (the definition) or a string (YAML or JSON text)")
 
 
-DefinitionBody = Annotated[dict[str, Any] | str, _DescribedByFlowDefinition]
+DefinitionText = Annotated[str, Field(
+    min_length=1, pattern=r"\S", description="The definition as YAML or JSON text.")]
+
+# Documented as the FlowDefinition component (the document GET /api/v1/schema/flow.json serves)
+# or YAML/JSON text; validated by the definition checks.
+DefinitionBody = Annotated[
+    FlowDefinition | DefinitionText,
+    PlainValidator(_object_or_text, json_schema_input_type=FlowDefinition | DefinitionText),
+]
 
 
 class DefinitionIn(Schema):
@@ -72,7 +99,7 @@ class DefinitionIn(Schema):
 class DraftOut(Schema):
     hash: str
     updated_at: datetime
-    definition: dict[str, Any]
+    definition: dict[str, Any] = Field(description="The draft's definition (a FlowDefinition).")
 
 
 class FlowOut(Schema):
@@ -108,7 +135,7 @@ class ReleaseOut(Schema):
     created_by: str | None
     created_at: datetime
     released_at: datetime | None
-    definition: dict[str, Any]
+    definition: dict[str, Any] = Field(description="The release's definition (a FlowDefinition).")
 
 
 class ReleasePage(Schema):
@@ -124,10 +151,7 @@ class PromoteIn(Schema):
 
 class HistoryItemOut(Schema):
     id: int
-    kind: Literal["released", "draft_edited", "promoted", "rolled_back",
-                  "webhook_secret_rotated", "notification_secret_rotated",
-                  "promotion_requested", "promotion_rejected",
-                  "promotion_expired"]
+    kind: FlowHistoryKind
     actor: str | None = Field(description="the user's name; null for the system")
     at: datetime
     from_version: int | None
@@ -200,7 +224,7 @@ class MatrixStepOut(Schema):
 
 class MatrixCellOut(Schema):
     step_run_id: int
-    status: str
+    status: StepStatus
     attempts: int
     duration_ms: int | None
     reused: bool
@@ -208,10 +232,10 @@ class MatrixCellOut(Schema):
 
 class MatrixRunOut(Schema):
     id: int
-    status: str
+    status: RunStatus
     version: int | None
     rehearsal: bool
-    trigger_kind: str
+    trigger_kind: TriggerKind
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -242,7 +266,7 @@ class RunStartIn(Schema):
 class RetryIn(Schema):
     model_config = ConfigDict(json_schema_extra={"examples": [{"from_step": "first"}, {}]})
 
-    from_step: str | None = Field(None, max_length=100)
+    from_step: str | None = Field(None, max_length=100, json_schema_extra=STEP_KEY)
 
 
 class CancelIn(Schema):
@@ -250,7 +274,7 @@ class CancelIn(Schema):
 
 
 class TriggerOut(Schema):
-    kind: str
+    kind: TriggerKind
     actor: str
     payload: dict[str, Any]
 
@@ -304,12 +328,12 @@ class EventOut(Schema):
 
     id: int
     at: datetime
-    kind: str
+    kind: EventKind
     step: str | None
-    from_: str = Field(alias="from")
-    to: str
+    from_: str = Field(alias="from", description="The status before (empty: none).")
+    to: str = Field(description="The status after (empty: no status change).")
     actor: str
-    actor_kind: str
+    actor_kind: ActorKind
     reason: str
     data: dict[str, Any]
 
@@ -321,7 +345,7 @@ class EventPage(Schema):
 
 class AttemptOut(Schema):
     number: int
-    status: str
+    status: AttemptStatus
     worker: str
     input: Any = None
     output: Any = None
@@ -389,7 +413,7 @@ class ExplainRunOut(Schema):
     rehearsal: bool
     status: RunStatus
     error_kind: ErrorKind | None
-    step_status: str | None = Field(description="The failing step's status in this run.")
+    step_status: StepStatus | None = Field(description="The failing step's status in this run.")
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -456,7 +480,8 @@ class DecisionIn(Schema):
     model_config = ConfigDict(json_schema_extra={"examples": [{"comment": "looks good"}]})
 
     comment: str = Field("", max_length=10_000)
-    to_step: str | None = Field(None, max_length=100, description="redo only: the step to redo.")
+    to_step: str | None = Field(None, max_length=100, json_schema_extra=STEP_KEY,
+                                description="redo only: the step to redo.")
 
 
 class ApprovalOut(Schema):
@@ -469,7 +494,7 @@ class ApprovalOut(Schema):
     step: str | None
     version: int | None = Field(description="promotion: the release to make live")
     requested_by: str | None = Field(description="promotion: who asked (never its approver)")
-    status: str
+    status: ApprovalStatus
     instructions: str
     data: Any = None
     assignees: dict[str, Any]
@@ -531,7 +556,7 @@ class ResourceOut(Schema):
 
 class ConnectionOut(Schema):
     name: str
-    kind: str
+    kind: ConnectionKind
     description: str
     config: dict[str, Any]
     has_secret: bool
@@ -550,8 +575,9 @@ class ConnectionIn(Schema):
         "config": {"base_url": "https://reports.example.com", "auth": "bearer"},
         "secret": {"token": "..."}}]})
 
-    name: str = Field(max_length=100)
-    kind: str = Field(max_length=16)
+    name: str = Field(max_length=100, json_schema_extra={
+        "minLength": 1, "maxLength": CONNECTION_NAME_MAX, "pattern": r"^[a-z0-9][a-z0-9-_]*$"})
+    kind: str = Field(max_length=16, json_schema_extra={"enum": ConnectionKind.values})
     description: str = Field("", max_length=10_000)
     config: dict[str, Any] = Field(default_factory=dict)
     secret: dict[str, Any] | None = Field(None, description="Write-only.")
@@ -560,7 +586,8 @@ class ConnectionIn(Schema):
 class ConnectionUpdateIn(Schema):
     """Only the fields given change; `secret: null` clears the secret."""
 
-    kind: str | None = Field(None, max_length=16)
+    kind: str | None = Field(None, max_length=16,
+                             json_schema_extra={"enum": [*ConnectionKind.values, None]})
     description: str | None = Field(None, max_length=10_000)
     config: dict[str, Any] | None = None
     secret: dict[str, Any] | None = Field(None, description="Write-only; null clears it.")
