@@ -157,7 +157,9 @@ def describe_inputs(definition: dict[str, Any]) -> list[dict[str, Any]]:
         spec = spec if isinstance(spec, dict) else {}
         items.append({
             "name": name, "type": spec.get("type", ""), "required": bool(spec.get("required")),
-            "default": json.dumps(spec["default"]) if "default" in spec else "",
+            # A required input has no default: the normalized `default: null` is not one.
+            "default": json.dumps(spec["default"]) if "default" in spec and not (
+                spec.get("required") and spec["default"] is None) else "",
         })
     return items
 

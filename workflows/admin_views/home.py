@@ -76,6 +76,8 @@ def lookup_page(request: HttpRequest, site: AdminSite) -> HttpResponse:
     context = site_context(
         request, site, "Find a run", lookup_q=query, query=query, kind=found["kind"],
         message=found.get("message", ""),
-        candidates=[{"run": run, "url": run_url(run.pk)} for run in found["candidates"]],
+        candidates=[{"run": run, "url": run_url(run.pk),
+                     "match": found.get("matches", {}).get(run.pk) or {"field": found["kind"]}}
+                    for run in found["candidates"]],
     )
     return TemplateResponse(request, "workflows/lookup.html", context)

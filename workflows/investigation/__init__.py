@@ -1,7 +1,8 @@
 """Selectors for investigating runs (issue 12, the support desk): finding a run from any key
 someone pastes, and explaining what happens next and why it broke. They read only.
 
-    search.py      runs_search: runs across flows by status, flow, finish time, error kind, q
+    search.py      runs_search / search_filter / search_matches: the one run search (q) and
+                   why each result matched
     lookup.py      lookup_resolve: a run id, approval id, callback URL/token or delivery key
     explain.py     run_explain: the last good run, the first bad one, and what changed between
     next_steps.py  run_next_steps (pinned/live/draft, retry/replay/rerun plans), wait_step_info
@@ -12,9 +13,10 @@ from workflows.investigation.explain import run_explain
 from workflows.investigation.lookup import lookup_resolve
 from workflows.investigation.next_steps import run_next_steps, wait_step_info
 from workflows.investigation.plans import retry_reuse, run_replay_plan, run_retry_plan
-from workflows.investigation.search import runs_search
+from workflows.investigation.search import SEARCHES, runs_search, search_filter, search_matches
 
 __all__ = [
+    "SEARCHES",
     "lookup_resolve",
     "retry_reuse",
     "run_explain",
@@ -22,5 +24,7 @@ __all__ = [
     "run_replay_plan",
     "run_retry_plan",
     "runs_search",
+    "search_filter",
+    "search_matches",
     "wait_step_info",
 ]
