@@ -237,35 +237,44 @@ def run_last_event_id(*, run: Run) -> int | None:
     return Event.objects.filter(run=run).order_by("-id").values_list("id", flat=True).first()
 
 
-CHAIN_FIELDS = ("id", "status", "retry_of_id", "replay_of_id", "created_at", "trigger_kind")
+CHAIN_FIELDS = ("id", "status", "retry_of_id", "replay_of_id", "rerun_of_id", "created_at",
+                "trigger_kind")
+CHAIN_LINKS = (("retry", "retry_of_id"), ("replay", "replay_of_id"), ("rerun", "rerun_of_id"))
+
+
+def chain_link(row: Any) -> tuple[str, int | None]:
+    """How a run (a dict of CHAIN_FIELDS, or a Run) was made from another: (link, source id)."""
+    for link, attr in CHAIN_LINKS:
+        source = row[attr] if isinstance(row, dict) else getattr(row, attr)
+        if source:
+            return link, source
+    return "", None
 
 
 def run_chain(*, run: Run, max_hops: int) -> tuple[list[dict], list[dict]]:
-    """The runs this one retries or replays (oldest first, each with the `link` that made it:
-    "retry" or "replay") and the runs that retry or replay it (breadth first, with `link` and
-    `of`, the run they retry or replay). One query per generation, at most `max_hops` up and
-    `max_hops * 4` runs down."""
+    """The runs this one retries, replays or reruns (oldest first, each with the `link` that
+    made the next: "retry", "replay" or "rerun") and the runs made from it that way (breadth
+    first, with `link` and `of`, the run they come from). One query per generation, at most
+    `max_hops` up and `max_hops * 4` runs down."""
     ancestors: list[dict] = []
-    parent_id = run.retry_of_id or run.replay_of_id
-    link = "retry" if run.retry_of_id else "replay"
+    link, parent_id = chain_link(run)
     while parent_id and len(ancestors) < max_hops:
         parent = Run.objects.filter(pk=parent_id).values(*CHAIN_FIELDS).first()
         if parent is None:
             break
         ancestors.append({**parent, "link": link})
-        link = "retry" if parent["retry_of_id"] else "replay"
-        parent_id = parent["retry_of_id"] or parent["replay_of_id"]
+        link, parent_id = chain_link(parent)
     ancestors.reverse()
     descendants: list[dict] = []
     frontier = [run.pk]
     while frontier and len(descendants) < max_hops * 4:
         children = list(
-            Run.objects.filter(Q(retry_of_id__in=frontier) | Q(replay_of_id__in=frontier))
+            Run.objects.filter(Q(retry_of_id__in=frontier) | Q(replay_of_id__in=frontier)
+                               | Q(rerun_of_id__in=frontier))
             .order_by("id").values(*CHAIN_FIELDS)[: max_hops * 4]
         )
         for child in children:
-            child["link"] = "retry" if child["retry_of_id"] else "replay"
-            child["of"] = child["retry_of_id"] or child["replay_of_id"]
+            child["link"], child["of"] = chain_link(child)
         descendants.extend(children)
         frontier = [c["id"] for c in children]
     return ancestors, descendants

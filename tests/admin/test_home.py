@@ -119,23 +119,32 @@ def test_the_runs_list_shows_failed_step_error_input_and_finish(admin_client, fa
     ("today", 0, True), ("24h", 23, True), ("24h", 25, False), ("7d", 24 * 6, True),
     ("7d", 24 * 8, False),
 ])
-def test_quick_filters_on_finish_time(admin_client, failed_run, completed_run, choice,
-                                      hours_ago, shown):
-    finished = timezone.now() - timedelta(hours=hours_ago)
-    Run.objects.filter(pk=failed_run.pk).update(finished_at=finished)
+def test_quick_filters_on_created_time(admin_client, failed_run, completed_run, choice,
+                                       hours_ago, shown):
+    created = timezone.now() - timedelta(hours=hours_ago)
+    Run.objects.filter(pk=failed_run.pk).update(created_at=created)
     Run.objects.filter(pk=completed_run.pk).update(
-        finished_at=timezone.now() - timedelta(days=30))
-    page = admin_client.get(f"/admin/workflows/run/?finished={choice}").content.decode()
+        created_at=timezone.now() - timedelta(days=30), finished_at=timezone.now())
+    page = admin_client.get(f"/admin/workflows/run/?created={choice}").content.decode()
     listed = set(int(n) for n in re.findall(r"/admin/workflows/run/(\d+)/change/", page))
     assert (failed_run.pk in listed) is shown
-    assert completed_run.pk not in listed
+    assert completed_run.pk not in listed  # finished just now, but created a month ago
     assert ">Today<" in page and ">24 h<" in page and ">7 days<" in page
+
+
+def test_quick_filters_keep_runs_in_flight(admin_client):
+    """Issue 24: "Today" filtered on the finish time, so waiting and running runs vanished."""
+    waiting = start(make_flow(approval_definition()))
+    assert waiting.finished_at is None
+    for choice in ("today", "24h", "7d"):
+        page = admin_client.get(f"/admin/workflows/run/?created={choice}").content.decode()
+        assert f"/admin/workflows/run/{waiting.pk}/change/" in page, choice
 
 
 def test_the_runs_list_stays_at_a_few_queries(admin_client, django_assert_max_num_queries):
     for n in range(8):
         start(make_flow(retry_definition(f"retrying-{n}")))
     with django_assert_max_num_queries(10):
-        response = admin_client.get("/admin/workflows/run/?finished=24h")
+        response = admin_client.get("/admin/workflows/run/?created=24h")
     assert response.status_code == 200
     assert Run.objects.filter(status=RunStatus.FAILED).count() == 8
