@@ -343,6 +343,23 @@ def flow_version_by_label(*, flow: Flow, label: str) -> FlowVersion | None:
     return FlowVersion.objects.filter(flow=flow, number=int(digits)).first()
 
 
+def flow_release_facts(*, flow: Flow) -> dict[str, Any]:
+    """What a promotion page says beside the diff (issue 24): `previous_live`, the release that
+    was live before the current one (from the last promotion or rollback in the history), and
+    `last_good`, `{run, version}` of the newest completed run (not a rehearsal). Two queries."""
+    entry = (FlowHistory.objects.filter(
+        flow=flow, kind__in=[FlowHistoryKind.PROMOTED, FlowHistoryKind.ROLLED_BACK])
+        .order_by("-id").values("from_version", "at").first())
+    good = (Run.objects.filter(flow=flow, status=RunStatus.COMPLETED, is_rehearsal=False)
+            .order_by("-id").values("id", "version__number", "finished_at").first())
+    return {
+        "previous_live": entry["from_version"] if entry else None,
+        "live_since": entry["at"] if entry else None,
+        "last_good": {"run": good["id"], "version": good["version__number"],
+                      "finished_at": good["finished_at"]} if good else None,
+    }
+
+
 def flow_runs_in_flight_elsewhere(*, flow: Flow, version: FlowVersion) -> int:
     """How many of the flow's runs are still in flight on a release other than `version`
     (rehearsals excluded): promoting `version` leaves them pinned where they are."""

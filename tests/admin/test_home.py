@@ -40,8 +40,11 @@ def test_the_home_shows_what_failed_what_runs_and_how_flows_fare(admin_client, f
     assert 'data-flow="retrying"' in flows and 'data-flow="echoes"' in flows
     assert re.search(r'data-flow="echoes">.*?data-success-rate="100"', flows, re.S)
     assert re.search(r'data-flow="retrying">.*?data-success-rate="0"', flows, re.S)
-    # The superuser may decide the pending approval: it waits for them.
-    assert f'data-run="{waiting_run.pk}"' in section(page, "my-approvals")
+    # The superuser may decide the pending approval, but it is assigned to the reviewers: it
+    # is counted in "all waiting", not listed as waiting for them (issue 24).
+    mine = section(page, "my-approvals")
+    assert f'data-run="{waiting_run.pk}"' not in mine
+    assert re.search(r'data-count="all-waiting">all waiting: 1<', mine)
     # The table list stays reachable, and the lookup box is on the page once.
     assert 'href="/admin/tables/"' in page
     assert page.count("<form data-lookup") == 1
@@ -64,7 +67,20 @@ def test_my_approvals_lists_only_what_i_may_decide_oldest_first(clients, waiting
     assert rows(mine) == [waiting_run.pk, second.pk]
     assert "waiting for" in mine
     theirs = section(clients["support"].get("/admin/").content.decode(), "my-approvals")
-    assert rows(theirs) == []
+    assert rows(theirs) == [] and "all-waiting" not in theirs  # the count is for superusers
+
+
+def test_waiting_for_me_lists_a_superuser_what_is_assigned_to_them(admin_client, admin_user,
+                                                                  waiting_run):
+    from django.contrib.auth.models import Group
+
+    admin_user.groups.add(Group.objects.create(name="admins"))
+    definition = approval_definition("for-admins")
+    definition["steps"][1]["assignees"] = {"groups": ["admins"]}
+    assigned = start(make_flow(definition))
+    mine = section(admin_client.get("/admin/").content.decode(), "my-approvals")
+    assert rows(mine) == [assigned.pk]
+    assert re.search(r'data-count="all-waiting">all waiting: 2<', mine)
 
 
 def test_the_home_page_makes_the_same_few_queries_whatever_the_history(

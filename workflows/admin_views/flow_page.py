@@ -91,6 +91,7 @@ def flow_page(request: HttpRequest, model_admin: Any, flow_id: Any, *,
         counts=count_items(counts, flow, matrix["status"]), matrix=matrix,
         subtitle=flow.slug, draft_edited=ago(draft.updated_at) if draft else "",
         live_released=ago(live.released_at) if live else "", **release_history, **roles,
+        release_facts=selectors.flow_release_facts(flow=flow),
     )
     return TemplateResponse(request, "workflows/flow_page.html", context, status=status)
 
