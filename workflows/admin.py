@@ -187,10 +187,11 @@ class RunAdmin(RunListColumns, PagesMixin, ReadOnlyAdmin):
     ordering = ["-id"]
 
     def get_list_display(self, request: HttpRequest) -> list:
-        """While searching, a "matched" column says which field matched, with a snippet."""
+        """While searching, a "matched" column (which field matched, with a snippet) takes the
+        input summary's place, so the list still fits at laptop width."""
         columns = list(super().get_list_display(request))
         q = request.GET.get(SEARCH_VAR, "").strip()
-        return [*columns[:4], match_column(q), *columns[4:]] if q else columns
+        return [*(c for c in columns if c != "input_short"), match_column(q)] if q else columns
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet,
                            search_term: str) -> tuple[QuerySet, bool]:
