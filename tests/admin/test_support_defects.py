@@ -87,7 +87,7 @@ def test_the_graph_scales_to_its_column_down_to_a_readable_size():
     svg = str(render_graph(simple_definition("wide", steps=[
         {"key": f"s{n}", "type": "python", "action": "core.echo"} for n in range(6)])))
     width = int(re.search(r'width="(\d+)"', svg).group(1))
-    assert f'style="min-width: {round(width * 0.6)}px"' in svg
+    assert f'style="min-width: {round(width * 0.8)}px"' in svg
 
 
 @pytest.mark.parametrize(("host", "port", "env", "expected"), [

@@ -158,3 +158,21 @@ def test_a_failed_runs_page_at_laptop_width_offers_the_cure(page, live_server):
     assert (entry.kind, entry.from_version, entry.to_version) == (
         FlowHistoryKind.ROLLED_BACK, 2, 1)
     assert f"run #{bad.pk} failed on v2" in entry.comment
+
+
+@pytest.mark.parametrize("width", [1366, 1400])
+def test_a_five_step_runs_graph_is_whole_at_laptop_width(page, live_server, width):
+    """The run page's graph cut the last step off at 1400 px (issue 24)."""
+    make_staff("sue", "support")
+    keys = ["fetch", "validate", "transform", "enrich", "load"]
+    run = started(make_flow(simple_definition("five", steps=[
+        {"key": k, "type": "python", "action": "core.echo", "args": {"k": k}} for k in keys])))
+    page.set_viewport_size({"width": width, "height": 800})
+    admin_login(page, live_server, "sue")
+    page.goto(f"{live_server.url}/admin/workflows/run/{run.pk}/change/")
+    graph = page.locator('[data-section="graph"] .wf-graph-scroll')
+    frame = graph.bounding_box()
+    last = page.locator('[data-section="graph"] [data-step="load"]').bounding_box()
+    assert last["x"] + last["width"] <= frame["x"] + frame["width"]
+    assert graph.evaluate("el => el.scrollWidth <= el.clientWidth")
+    assert page.evaluate(NO_PAGE_SCROLL)

@@ -14,7 +14,7 @@ Find box's candidates (issue 24: the three used to disagree).
 - a callback URL or token, exactly, by the token's hash (the URL's last path segment);
 - a flow slug, exactly (any case).
 
-The exact keys are resolved to run ids first so the final query is an OR of indexable
+The exact keys are resolved to run (or flow) ids first so the final query is an OR of indexable
 conditions (PostgreSQL combines them with a BitmapOr instead of scanning every run).
 `search_matches` says, for runs a search returned, which field matched and a snippet around the
 match, read off the loaded rows (plus the same small look-ups), so pages show why a run is
@@ -79,10 +79,11 @@ class Term:
     keys: list[str]
     by_id: int | None = None
     exact: dict[int, tuple[str, str]] = field(default_factory=dict)
+    flow_ids: list[int] = field(default_factory=list)
 
 
 def search_term(q: str) -> Term:
-    """Resolve the exact keys of `q` (up to four small indexed queries)."""
+    """Resolve the exact keys of `q` (up to five small indexed queries)."""
     text = q.strip()[:MAX_Q_LENGTH]
     keys = [text]
     if len(text) <= 200 - len(IDEMPOTENCY_PREFIX):
@@ -104,6 +105,8 @@ def search_term(q: str) -> Term:
             decision_actor__username__iexact=text, run__isnull=False).values_list(
             "run_id", "decision_actor__username"):
         term.exact.setdefault(run_pk, ("approver", f"decided by {name}"))
+    if len(text) <= 100:
+        term.flow_ids = list(Flow.objects.filter(slug__iexact=text).values_list("pk", flat=True))
     return term
 
 
@@ -111,7 +114,7 @@ def term_condition(term: Term) -> Q:
     """The condition a resolved term adds to a runs query (the `input_text` / `error_text`
     aliases must be on the query: `search_filter` adds them)."""
     condition = (Q(pk__in=sorted(term.exact)) | Q(idempotency_key__in=term.keys)
-                 | Q(flow__slug__iexact=term.text))
+                 | Q(flow_id__in=term.flow_ids))
     if term.by_id is not None:
         return condition | Q(pk=term.by_id)
     return condition | Q(input_text__icontains=term.text) | Q(error_text__icontains=term.text)
@@ -206,7 +209,7 @@ def run_match(run: Run, term: Term) -> dict[str, str]:
         if key.startswith(IDEMPOTENCY_PREFIX):
             return {"field": "delivery key", "snippet": key.removeprefix(IDEMPOTENCY_PREFIX)}
         return {"field": "idempotency key", "snippet": key}
-    if run.flow.slug.casefold() == term.text.casefold():
+    if run.flow_id in term.flow_ids:
         return {"field": "flow", "snippet": run.flow.slug}
     if term.by_id is None:
         if (found := _input_match(run.input, term.text)) is not None:

@@ -30,7 +30,7 @@ def _label(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-MIN_SCALE = 0.6
+MIN_SCALE = 0.8
 
 
 def render_graph(definition: dict[str, Any], *, statuses: dict[str, str] | None = None,
