@@ -16,7 +16,7 @@ from approvals.services import approval_approve
 from tests.admin.conftest import echo_definition, start
 from tests.admin.helpers import messages_of, run_url
 from tests.factories import make_flow
-from tests.history import broken_release_history, pipeline_definition, release_live
+from tests.history import broken_release_history, pipeline_definition
 from workflows.admin_views.run_page import compare_step_row
 from workflows.investigation import run_next_steps
 from workflows.models import FlowHistory, Run, StepRun
