@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
@@ -42,3 +44,31 @@ class ApprovalAdmin(PagesMixin, ReadOnlyAdmin):
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
                     extra_context: dict | None = None) -> HttpResponse:
         return pages.approval_detail(request, self, object_id)
+
+
+# --- users: what a reviewer needs ----------------------------------------------------------------
+
+STAFF_HELP = ("Needed to sign in to the admin at all, reviewers included. A reviewer needs "
+              "staff status and the reviewers group, and no other permission "
+              "(`python manage.py create_reviewer USERNAME` sets both).")
+GROUPS_HELP = (" Roles: reviewers (see runs, decide the approvals assigned to them), support "
+               "(read), operators (retry, cancel, promote), builders (edit and release flows). "
+               "Each needs staff status to sign in.")
+
+User = get_user_model()
+if admin.site.is_registered(User):
+    admin.site.unregister(User)
+
+
+@admin.register(User)
+class WorkflowsUserAdmin(UserAdmin):
+    """Django's user admin, saying that signing in needs staff status (issue 24: a reviewer
+    could not sign in until someone set it by hand, and nothing said so)."""
+
+    def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any):
+        form = super().get_form(request, obj, **kwargs)
+        if "is_staff" in form.base_fields:
+            form.base_fields["is_staff"].help_text = STAFF_HELP
+        if "groups" in form.base_fields:
+            form.base_fields["groups"].help_text += GROUPS_HELP
+        return form

@@ -26,19 +26,38 @@ def approvals_decidable(*, user: Any) -> QuerySet[Approval]:
         return approvals.none()
     if user.is_superuser:
         return approvals
+    return approvals.filter(pk__in=Approval.objects.filter(_assigned(user)).values("pk"))
+
+
+def _assigned(user: Any) -> Q:
+    """Approvals naming `user` or one of the user's groups, and, for members of the reviewers
+    group, those whose step named nobody."""
     groups = dict(user.groups.values_list("id", "name"))
     condition = Q(assignee_users=user) | Q(assignee_groups__in=list(groups))
     if REVIEWERS_GROUP in groups.values():
         condition |= Q(for_reviewers=True)
-    return approvals.filter(
-        pk__in=Approval.objects.filter(condition).values("pk")
-    )
+    return condition
 
 
 def approval_ids_decidable_pending(*, actor: Any) -> set[int]:
     """The ids of the pending approvals `actor` may decide."""
     return set(approvals_decidable(user=actor).filter(status=ApprovalStatus.PENDING)
                .values_list("pk", flat=True))
+
+
+def approval_ids_assigned_pending(*, actor: Any) -> set[int]:
+    """The ids of the pending approvals assigned to `actor` ("Waiting for me"): as
+    `approvals_decidable` without the superuser's power to decide every approval, which does
+    not make every approval theirs (issue 24). Two queries."""
+    if actor is None or not getattr(actor, "is_active", False):
+        return set()
+    return set(Approval.objects.filter(_assigned(actor), status=ApprovalStatus.PENDING)
+               .values_list("pk", flat=True).distinct())
+
+
+def approvals_pending_count() -> int:
+    """How many approvals wait for a decision, whoever they are assigned to."""
+    return Approval.objects.filter(status=ApprovalStatus.PENDING).count()
 
 
 DECIDED_STATUSES = tuple(s for s in ApprovalStatus.values if s != ApprovalStatus.PENDING)

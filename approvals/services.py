@@ -10,6 +10,7 @@ here that the actor may decide."""
 
 from __future__ import annotations
 
+import secrets
 from typing import Any, Protocol
 
 from django.conf import settings
@@ -32,7 +33,8 @@ from workflows.services.promotions import promotion_approve, promotion_reject
 from workflows.states import EventKind, StepStatus
 
 __all__ = ["APPROVAL_KINDS", "REVIEWERS_GROUP", "ApprovalNotAllowed", "approval_approve",
-           "approval_can_decide", "approval_redo", "approval_reject", "approval_request"]
+           "approval_can_decide", "approval_redo", "approval_reject", "approval_request",
+           "reviewer_ensure"]
 
 
 class ApprovalNotAllowed(NotPermitted):
@@ -260,3 +262,30 @@ def approval_expire(*, approval: Approval, run: Run, step_run: StepRun, on_timeo
             status=StepStatus.REJECTED if on_timeout == "reject" else StepStatus.FAILED,
             kind=EventKind.APPROVAL_TIMED_OUT, reason=reason, run_reason=reason)
     engine.step_resolve(run=run, step_run=step_run, outcome=outcome)
+
+
+def reviewer_ensure(*, username: str, email: str = "") -> tuple[Any, bool, str | None]:
+    """Make `username` a reviewer: staff status (needed to sign in to the admin at all) and the
+    reviewers group (what a reviewer may see and decide), nothing else: no other group or
+    permission is added, and a superuser stays one. Creates the user when missing, with a random
+    password returned once (None for an existing user, whose password is not touched).
+    Returns (user, created, password). Raises Conflict when the reviewers group is missing
+    (the roles migration makes it)."""
+    group = Group.objects.filter(name=REVIEWERS_GROUP).first()
+    if group is None:
+        raise Conflict(f"there is no {REVIEWERS_GROUP!r} group; run `manage.py migrate` first")
+    users = get_user_model()._default_manager
+    password = None
+    with transaction.atomic():
+        user = users.select_for_update().filter(username=username).first()
+        created = user is None
+        if created:
+            password = secrets.token_urlsafe(18)
+            user = users.create_user(username=username, email=email, password=password,
+                                     is_staff=True)
+        elif not user.is_staff or (email and not user.email):
+            user.is_staff = True
+            user.email = user.email or email
+            user.save(update_fields=["is_staff", "email"])
+        user.groups.add(group)
+    return user, created, password

@@ -15,8 +15,8 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.db.models import Exists, OuterRef, Q, QuerySet, TextField
-from django.db.models.functions import Cast
+from django.contrib.admin.views.main import SEARCH_VAR
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 from django.utils import timezone
@@ -25,7 +25,8 @@ from django.utils.html import format_html
 from workflows.admin_base import PagesMixin, ReadOnlyAdmin
 from workflows.admin_views import diff_page, flow_page, run_page, step_panel
 from workflows.admin_views.edge import run_url
-from workflows.admin_views.run_list import FinishedFilter, RunListColumns
+from workflows.admin_views.run_list import CreatedFilter, RunListColumns, match_column
+from workflows.investigation import SEARCHES, search_filter
 from workflows.models import (
     Attempt,
     Event,
@@ -36,7 +37,7 @@ from workflows.models import (
     StepRun,
 )
 from workflows.permissions import EDIT_DRAFT, has_permission
-from workflows.templatetags.wf_render import duration_label, json_html, status_badge
+from workflows.templatetags.wf_render import json_html, status_badge
 
 
 @admin.display(description="status", ordering="status")
@@ -171,47 +172,31 @@ class CreatedRangeFilter(admin.ListFilter):
 
 @admin.register(Run)
 class RunAdmin(RunListColumns, PagesMixin, ReadOnlyAdmin):
-    """The runs list (columns and quick filters in admin_views/run_list.py) and the run page."""
+    """The runs list (columns, quick filters and search in admin_views/run_list.py) and the
+    run page."""
 
-    list_display = ["run", "flow", _status, "failed_step", "error_line", "input_short",
-                    "version_label", "trigger_kind", "created_at", "finished", "duration"]
+    list_display = ["run", "status_cell", "flow", "trigger", "created", "duration",
+                    "version_label", "error_line", "input_short"]
     list_display_links = ["run"]
-    list_filter = [FinishedFilter, "status", "error_kind", "trigger_kind", "flow",
+    list_filter = [CreatedFilter, "status", "error_kind", "trigger_kind", "flow",
                    CreatedRangeFilter]
     list_select_related = ["flow", "version"]
     search_fields = ["id"]  # shows the box; get_search_results does the searching
-    search_help_text = "A run id, a flow slug, or text from a step's error message."
+    search_help_text = f"Searches {SEARCHES}. A number that is a run's id finds that run."
     list_per_page = 50
     ordering = ["-id"]
 
-    @admin.display(description="run", ordering="id")
-    def run(self, obj: Run) -> str:
-        return format_html("#{}", obj.pk)
-
-    @admin.display(description="version")
-    def version_label(self, obj: Run) -> str:
-        return "draft" if obj.is_rehearsal else f"v{obj.version.number}"
-
-    @admin.display(description="duration")
-    def duration(self, obj: Run) -> str:
-        return duration_label(obj.duration_ms)
+    def get_list_display(self, request: HttpRequest) -> list:
+        """While searching, a "matched" column (which field matched, with a snippet) takes the
+        input summary's place, so the list still fits at laptop width."""
+        columns = list(super().get_list_display(request))
+        q = request.GET.get(SEARCH_VAR, "").strip()
+        return [*(c for c in columns if c != "input_short"), match_column(q)] if q else columns
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet,
                            search_term: str) -> tuple[QuerySet, bool]:
-        """Run id, flow slug, or text in a step error (or the run's error). JSON is cast to
-        text so `icontains` behaves the same on SQLite and PostgreSQL."""
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        step_errors = StepRun.objects.annotate(error_text=Cast("error", TextField())).filter(
-            run_id=OuterRef("pk"), error__isnull=False, error_text__icontains=term)
-        condition = Q(flow__slug__iexact=term) | Exists(step_errors) | Q(
-            run_error_text__icontains=term)
-        number = term.lstrip("#")
-        if number.isdigit():
-            condition |= Q(pk=int(number))
-        queryset = queryset.annotate(run_error_text=Cast("error", TextField()))
-        return queryset.filter(condition), False
+        """The one run search (`GET /runs?q=` and the Find box use it too)."""
+        return search_filter(queryset, search_term), False
 
     def get_urls(self) -> list:
         return [

@@ -240,35 +240,44 @@ def run_last_event_id(*, run: Run) -> int | None:
     return Event.objects.filter(run=run).order_by("-id").values_list("id", flat=True).first()
 
 
-CHAIN_FIELDS = ("id", "status", "retry_of_id", "replay_of_id", "created_at", "trigger_kind")
+CHAIN_FIELDS = ("id", "status", "retry_of_id", "replay_of_id", "rerun_of_id", "created_at",
+                "trigger_kind")
+CHAIN_LINKS = (("retry", "retry_of_id"), ("replay", "replay_of_id"), ("rerun", "rerun_of_id"))
+
+
+def chain_link(row: Any) -> tuple[str, int | None]:
+    """How a run (a dict of CHAIN_FIELDS, or a Run) was made from another: (link, source id)."""
+    for link, attr in CHAIN_LINKS:
+        source = row[attr] if isinstance(row, dict) else getattr(row, attr)
+        if source:
+            return link, source
+    return "", None
 
 
 def run_chain(*, run: Run, max_hops: int) -> tuple[list[dict], list[dict]]:
-    """The runs this one retries or replays (oldest first, each with the `link` that made it:
-    "retry" or "replay") and the runs that retry or replay it (breadth first, with `link` and
-    `of`, the run they retry or replay). One query per generation, at most `max_hops` up and
-    `max_hops * 4` runs down."""
+    """The runs this one retries, replays or reruns (oldest first, each with the `link` that
+    made the next: "retry", "replay" or "rerun") and the runs made from it that way (breadth
+    first, with `link` and `of`, the run they come from). One query per generation, at most
+    `max_hops` up and `max_hops * 4` runs down."""
     ancestors: list[dict] = []
-    parent_id = run.retry_of_id or run.replay_of_id
-    link = "retry" if run.retry_of_id else "replay"
+    link, parent_id = chain_link(run)
     while parent_id and len(ancestors) < max_hops:
         parent = Run.objects.filter(pk=parent_id).values(*CHAIN_FIELDS).first()
         if parent is None:
             break
         ancestors.append({**parent, "link": link})
-        link = "retry" if parent["retry_of_id"] else "replay"
-        parent_id = parent["retry_of_id"] or parent["replay_of_id"]
+        link, parent_id = chain_link(parent)
     ancestors.reverse()
     descendants: list[dict] = []
     frontier = [run.pk]
     while frontier and len(descendants) < max_hops * 4:
         children = list(
-            Run.objects.filter(Q(retry_of_id__in=frontier) | Q(replay_of_id__in=frontier))
+            Run.objects.filter(Q(retry_of_id__in=frontier) | Q(replay_of_id__in=frontier)
+                               | Q(rerun_of_id__in=frontier))
             .order_by("id").values(*CHAIN_FIELDS)[: max_hops * 4]
         )
         for child in children:
-            child["link"] = "retry" if child["retry_of_id"] else "replay"
-            child["of"] = child["retry_of_id"] or child["replay_of_id"]
+            child["link"], child["of"] = chain_link(child)
         descendants.extend(children)
         frontier = [c["id"] for c in children]
     return ancestors, descendants
@@ -335,6 +344,23 @@ def flow_version_by_label(*, flow: Flow, label: str) -> FlowVersion | None:
     if not digits.isascii() or not digits.isdigit() or len(digits) > 9:
         return None
     return FlowVersion.objects.filter(flow=flow, number=int(digits)).first()
+
+
+def flow_release_facts(*, flow: Flow) -> dict[str, Any]:
+    """What a promotion page says beside the diff (issue 24): `previous_live`, the release that
+    was live before the current one (from the last promotion or rollback in the history), and
+    `last_good`, `{run, version}` of the newest completed run (not a rehearsal). Two queries."""
+    entry = (FlowHistory.objects.filter(
+        flow=flow, kind__in=[FlowHistoryKind.PROMOTED, FlowHistoryKind.ROLLED_BACK])
+        .order_by("-id").values("from_version", "at").first())
+    good = (Run.objects.filter(flow=flow, status=RunStatus.COMPLETED, is_rehearsal=False)
+            .order_by("-id").values("id", "version__number", "finished_at").first())
+    return {
+        "previous_live": entry["from_version"] if entry else None,
+        "live_since": entry["at"] if entry else None,
+        "last_good": {"run": good["id"], "version": good["version__number"],
+                      "finished_at": good["finished_at"]} if good else None,
+    }
 
 
 def flow_runs_in_flight_elsewhere(*, flow: Flow, version: FlowVersion) -> int:

@@ -40,8 +40,11 @@ def test_the_home_shows_what_failed_what_runs_and_how_flows_fare(admin_client, f
     assert 'data-flow="retrying"' in flows and 'data-flow="echoes"' in flows
     assert re.search(r'data-flow="echoes">.*?data-success-rate="100"', flows, re.S)
     assert re.search(r'data-flow="retrying">.*?data-success-rate="0"', flows, re.S)
-    # The superuser may decide the pending approval: it waits for them.
-    assert f'data-run="{waiting_run.pk}"' in section(page, "my-approvals")
+    # The superuser may decide the pending approval, but it is assigned to the reviewers: it
+    # is counted in "all waiting", not listed as waiting for them (issue 24).
+    mine = section(page, "my-approvals")
+    assert f'data-run="{waiting_run.pk}"' not in mine
+    assert re.search(r'data-count="all-waiting">all waiting: 1<', mine)
     # The table list stays reachable, and the lookup box is on the page once.
     assert 'href="/admin/tables/"' in page
     assert page.count("<form data-lookup") == 1
@@ -64,7 +67,20 @@ def test_my_approvals_lists_only_what_i_may_decide_oldest_first(clients, waiting
     assert rows(mine) == [waiting_run.pk, second.pk]
     assert "waiting for" in mine
     theirs = section(clients["support"].get("/admin/").content.decode(), "my-approvals")
-    assert rows(theirs) == []
+    assert rows(theirs) == [] and "all-waiting" not in theirs  # the count is for superusers
+
+
+def test_waiting_for_me_lists_a_superuser_what_is_assigned_to_them(admin_client, admin_user,
+                                                                  waiting_run):
+    from django.contrib.auth.models import Group
+
+    admin_user.groups.add(Group.objects.create(name="admins"))
+    definition = approval_definition("for-admins")
+    definition["steps"][1]["assignees"] = {"groups": ["admins"]}
+    assigned = start(make_flow(definition))
+    mine = section(admin_client.get("/admin/").content.decode(), "my-approvals")
+    assert rows(mine) == [assigned.pk]
+    assert re.search(r'data-count="all-waiting">all waiting: 2<', mine)
 
 
 def test_the_home_page_makes_the_same_few_queries_whatever_the_history(
@@ -119,23 +135,32 @@ def test_the_runs_list_shows_failed_step_error_input_and_finish(admin_client, fa
     ("today", 0, True), ("24h", 23, True), ("24h", 25, False), ("7d", 24 * 6, True),
     ("7d", 24 * 8, False),
 ])
-def test_quick_filters_on_finish_time(admin_client, failed_run, completed_run, choice,
-                                      hours_ago, shown):
-    finished = timezone.now() - timedelta(hours=hours_ago)
-    Run.objects.filter(pk=failed_run.pk).update(finished_at=finished)
+def test_quick_filters_on_created_time(admin_client, failed_run, completed_run, choice,
+                                       hours_ago, shown):
+    created = timezone.now() - timedelta(hours=hours_ago)
+    Run.objects.filter(pk=failed_run.pk).update(created_at=created)
     Run.objects.filter(pk=completed_run.pk).update(
-        finished_at=timezone.now() - timedelta(days=30))
-    page = admin_client.get(f"/admin/workflows/run/?finished={choice}").content.decode()
+        created_at=timezone.now() - timedelta(days=30), finished_at=timezone.now())
+    page = admin_client.get(f"/admin/workflows/run/?created={choice}").content.decode()
     listed = set(int(n) for n in re.findall(r"/admin/workflows/run/(\d+)/change/", page))
     assert (failed_run.pk in listed) is shown
-    assert completed_run.pk not in listed
+    assert completed_run.pk not in listed  # finished just now, but created a month ago
     assert ">Today<" in page and ">24 h<" in page and ">7 days<" in page
+
+
+def test_quick_filters_keep_runs_in_flight(admin_client):
+    """Issue 24: "Today" filtered on the finish time, so waiting and running runs vanished."""
+    waiting = start(make_flow(approval_definition()))
+    assert waiting.finished_at is None
+    for choice in ("today", "24h", "7d"):
+        page = admin_client.get(f"/admin/workflows/run/?created={choice}").content.decode()
+        assert f"/admin/workflows/run/{waiting.pk}/change/" in page, choice
 
 
 def test_the_runs_list_stays_at_a_few_queries(admin_client, django_assert_max_num_queries):
     for n in range(8):
         start(make_flow(retry_definition(f"retrying-{n}")))
     with django_assert_max_num_queries(10):
-        response = admin_client.get("/admin/workflows/run/?finished=24h")
+        response = admin_client.get("/admin/workflows/run/?created=24h")
     assert response.status_code == 200
     assert Run.objects.filter(status=RunStatus.FAILED).count() == 8

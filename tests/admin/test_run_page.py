@@ -78,13 +78,14 @@ def test_the_live_part_answers_204_until_a_new_event(admin_client, waiting_run):
 
 def test_the_run_page_makes_a_bounded_number_of_queries(admin_client, failed_run):
     # A failed run's page also reads what happens next: the live and draft versions, the retry
-    # plan and the explanation of the first bad run (run_next_steps, run_explain): about 8.
+    # plan and the explanation of the first bad run (run_next_steps, run_explain): about 8;
+    # the rollback offer (the last good run's release) and the reruns made: 2 more (issue 24).
     with CaptureQueriesContext(connection) as queries:
         admin_client.get(run_url(failed_run))
-    assert len(queries) <= 18
+    assert len(queries) <= 20
     with CaptureQueriesContext(connection) as queries:
         admin_client.get(live_url(failed_run))
-    assert len(queries) <= 16
+    assert len(queries) <= 18
     for _ in range(5):  # a longer history costs nothing more
         start(failed_run.flow)
     with CaptureQueriesContext(connection) as more:

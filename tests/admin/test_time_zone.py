@@ -33,8 +33,18 @@ def test_the_cookie_zone_renders_pages_in_the_readers_zone(admin_client, winter_
     page = admin_client.get(run_url(winter_run)).content.decode()
     assert ">2026-01-15 14:05:09 CET</time>" in page
     # The admin's own lists use the same format and zone.
+    events = admin_client.get("/admin/workflows/event/").content.decode()
+    assert "CET" in events
+
+
+def test_the_runs_list_shows_utc_in_the_cell_and_the_readers_zone_on_hover(admin_client,
+                                                                          winter_run):
+    """Issue 24: runs from several zones are compared in one list, so the cell says UTC to the
+    second; the reader's own zone is on hover."""
+    admin_client.cookies["wf_tz"] = "Europe/Paris"
     listing = admin_client.get("/admin/workflows/run/").content.decode()
-    assert "2026-01-15 14:05 CET" in listing
+    assert re.search(r'<time class="wf-nowrap" datetime="2026-01-15T13:05:09Z" '
+                     r'title="2026-01-15 14:05:09 CET">2026-01-15 13:05:09 UTC</time>', listing)
 
 
 @pytest.mark.parametrize("cookie", ["Not/AZone", "../../etc/passwd", "x" * 300, ""])

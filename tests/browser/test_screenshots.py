@@ -12,7 +12,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def test_the_pages_with_a_real_history(page, live_server):
-    admin = make_staff("ada", superuser=True)
+    # ada reviews too: "Waiting for me" lists what is assigned to her (issue 24), not all.
+    admin = make_staff("ada", "reviewers", superuser=True)
     reviewer = make_staff("maria", "reviewers")
     scene = build_scene(admin=admin, reviewer=reviewer)
     flow, failed = scene["flow"], scene["failed"]
@@ -26,6 +27,7 @@ def test_the_pages_with_a_real_history(page, live_server):
     assert page.locator(f'[data-section="active"] tr[data-run="{scene["running"].pk}"]'
                         ).count() == 1
     assert page.locator('[data-section="my-approvals"] tr[data-run]').count() == 2
+    assert page.locator('[data-count="all-waiting"]').inner_text() == "all waiting: 2"
     assert page.locator('[data-section="flows"] tr[data-flow]').count() == 2
     save_screenshot(page, "home", full_page=True)
 

@@ -38,6 +38,13 @@ def test_rerun_and_explain(wf):
     assert explained.document["failing_since_count"] == 2
     assert wf("runs", "explain", str(history.good_runs[0].pk)).code == 4
 
+    pinned = wf("runs", "rerun", str(history.bad_runs[1].pk), "--on-version", "1")
+    assert pinned.code == 0, pinned.stderr
+    assert pinned.document["version"] == 1 and pinned.document["rerun_of"] == history.bad_runs[1].pk
+    assert wf("runs", "get", str(history.bad_runs[1].pk)).document["reruns"] == [
+        pinned.document["id"]]
+    assert wf("runs", "rerun", str(history.bad_runs[1].pk), "--on-version", "9").code == 3
+
     fix = release_live(history.flow, history.v1.definition)
     rerun = wf("runs", "rerun", str(history.bad_runs[0].pk))
     assert rerun.code == 0, rerun.stderr

@@ -106,8 +106,12 @@ def flow_promote_page(request: HttpRequest, model_admin: Any, flow_id: Any) -> H
     rows = value_rows(live, target) if live else []
     from_label = live.label if live else "nothing live"
     rule = promotion_rule(live=live, target=target)
+    facts = selectors.flow_release_facts(flow=flow)
+    rollback = rollback_reason(flow, target, live, facts, request.GET.get("run"))
+    title = (f"Roll back {flow.name} to v{target.number}" if rollback
+             else f"Promote v{target.number} of {flow.name}")
     context = admin_context(
-        request, model_admin, f"Promote v{target.number} of {flow.name}", flow=flow, live=live,
+        request, model_admin, title, flow=flow, live=live, facts=facts, rollback=rollback,
         target=target, rows=rows, summary=f"{from_label} → {target.label}: "
         + (_changes(len(rows)) if live else f"{len(target.definition.get('steps') or [])} steps"),
         diff_url=diff_url(flow, _label(live) if live else "draft", str(target.number))
@@ -117,6 +121,23 @@ def flow_promote_page(request: HttpRequest, model_admin: Any, flow_id: Any) -> H
         pending=promotion_request_pending(flow=flow), **role_context(request.user),
     )
     return TemplateResponse(request, "workflows/promote_confirm.html", context)
+
+
+def rollback_reason(flow: Flow, target: FlowVersion, live: FlowVersion | None,
+                    facts: dict[str, Any], run_param: str | None) -> dict[str, Any] | None:
+    """When the page was opened from a failed run's "Roll back to vN" (`?run=ID`) and vN is
+    older than live: `{run, comment}`, the comment kept in the history by default."""
+    run_id = positive_int(run_param)
+    if run_id is None or live is None or target.number is None or target.number >= live.number:
+        return None
+    run = selectors.run_in_flow(run_id=run_id, flow_id=flow.pk)
+    if run is None:
+        return None
+    good = facts.get("last_good") or {}
+    comment = f"Roll back: run #{run.pk} failed on v{live.number}"
+    if good.get("version") == target.number:
+        comment += f"; the last good run, #{good['run']}, ran on v{target.number}"
+    return {"run": run.pk, "comment": comment + "."}
 
 
 def _promote(request: HttpRequest, model_admin: Any, flow: Flow, number: int,

@@ -91,6 +91,7 @@ def flow_page(request: HttpRequest, model_admin: Any, flow_id: Any, *,
         counts=count_items(counts, flow, matrix["status"]), matrix=matrix,
         subtitle=flow.slug, draft_edited=ago(draft.updated_at) if draft else "",
         live_released=ago(live.released_at) if live else "", **release_history, **roles,
+        release_facts=selectors.flow_release_facts(flow=flow),
     )
     return TemplateResponse(request, "workflows/flow_page.html", context, status=status)
 
@@ -158,7 +159,9 @@ def describe_inputs(definition: dict[str, Any]) -> list[dict[str, Any]]:
         spec = spec if isinstance(spec, dict) else {}
         items.append({
             "name": name, "type": spec.get("type", ""), "required": bool(spec.get("required")),
-            "default": json.dumps(spec["default"]) if "default" in spec else "",
+            # A required input has no default: the normalized `default: null` is not one.
+            "default": json.dumps(spec["default"]) if "default" in spec and not (
+                spec.get("required") and spec["default"] is None) else "",
         })
     return items
 

@@ -1,6 +1,8 @@
 """The workflows home (the admin site's index, workflows/admin_site.py) and the lookup page.
 
-- `home_page`: my pending approvals (oldest first, with the time each has waited), runs failed
+- `home_page`: the pending approvals assigned to me (oldest first, with the time each has
+  waited; a superuser also sees how many wait in all, since deciding any is not being asked
+  to), runs failed
   in the last 24 hours across flows, runs active now, and each flow's live release and success
   rate. A fixed number of queries (`workflows.home_selectors`, `approvals.selectors`).
 - `lookup_page`: the one lookup box (`form[data-lookup]`, input `q`) on top of every page
@@ -18,7 +20,11 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from approvals.selectors import approval_ids_decidable_pending, approvals_pending
+from approvals.selectors import (
+    approval_ids_assigned_pending,
+    approvals_pending,
+    approvals_pending_count,
+)
 from workflows import home_selectors
 from workflows.admin_views.edge import flow_url, run_url
 from workflows.errors import WorkflowError
@@ -36,7 +42,7 @@ def site_context(request: HttpRequest, site: AdminSite, title: str, **extra: Any
 
 def home_page(request: HttpRequest, site: AdminSite) -> HttpResponse:
     """What waits for me, what failed today, what runs now, and how each flow fares."""
-    mine = approvals_pending(ids=approval_ids_decidable_pending(actor=request.user),
+    mine = approvals_pending(ids=approval_ids_assigned_pending(actor=request.user),
                              limit=MY_APPROVALS_LIMIT)
     now = timezone.now()
     failed = home_selectors.runs_failed_recent(since=now - FAILED_WINDOW)
@@ -56,6 +62,7 @@ def home_page(request: HttpRequest, site: AdminSite) -> HttpResponse:
                        "instructions": (a.instructions or "").strip().splitlines()[:1]}
                       for a in mine],
         failed=failed, active=active, flows=flows,
+        all_waiting=approvals_pending_count() if request.user.is_superuser else None,
     )
     return TemplateResponse(request, "workflows/home.html", context)
 
@@ -76,6 +83,8 @@ def lookup_page(request: HttpRequest, site: AdminSite) -> HttpResponse:
     context = site_context(
         request, site, "Find a run", lookup_q=query, query=query, kind=found["kind"],
         message=found.get("message", ""),
-        candidates=[{"run": run, "url": run_url(run.pk)} for run in found["candidates"]],
+        candidates=[{"run": run, "url": run_url(run.pk),
+                     "match": found.get("matches", {}).get(run.pk) or {"field": found["kind"]}}
+                    for run in found["candidates"]],
     )
     return TemplateResponse(request, "workflows/lookup.html", context)

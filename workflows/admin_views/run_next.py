@@ -3,10 +3,13 @@ confirmations of the run actions.
 
 - `next_context`: pinned vN, live vM, whether the draft equals live, the link to the value diff,
   and why it broke (`run_explain`: failing since the first bad run, what changed since the last
-  good one). Read through `workflows.investigation` (`run_next_steps`, `run_explain`).
+  good one). When the live release fails and the last good run ran on another one, the first
+  action is "Roll back to vN (last good: #8)" (the promote confirmation of vN: the same
+  promotion service, two-person rule included), then "Run this input on vN" (a rerun pinned
+  to that release). Read through `workflows.investigation` (`run_next_steps`, `run_explain`).
 - `action_confirmations`: what Retry (for each "from step" choice), Replay and "Run this input
-  on the live version" will run, named in their confirmation questions: the version and the
-  steps they reuse.
+  on the live version" / "on vN" will run, named in their confirmation questions: the version
+  and the steps they reuse, and the rerun already made of this run when there is one.
 - `version_diff_url`: the one place the value diff is linked from; it points at the API's diff
   (`GET /api/v1/flows/{slug}/diff`) until the admin has a diff page of its own.
 """
@@ -14,6 +17,9 @@ confirmations of the run actions.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
+
+from django.urls import reverse
 
 from workflows.admin_views.diff_page import diff_url
 from workflows.admin_views.edge import run_url
@@ -22,6 +28,7 @@ from workflows.investigation import run_explain, run_next_steps
 from workflows.investigation.plans import reusable
 from workflows.models import Flow, Run
 from workflows.states import RUN_TERMINAL, RunStatus
+from workflows.templatetags.wf_render import status_label
 
 
 def version_diff_url(*, flow: Flow, before: str, after: str) -> str:
@@ -75,11 +82,29 @@ def action_confirmations(*, run: Run, steps: list[Any], next_steps: dict[str, An
     confirms["replay"] = (f"Replay run {run.pk} from the start on {pinned_note} with the same "
                           f"input: {reuse_phrase(replay)}?" if replay.get("allowed") else "")
     rerun = next_steps.get("rerun") or {}
-    confirms["rerun"] = (f"Start a new run of this input on the live version, "
+    reruns = next_steps.get("reruns") or []
+    again = rerun_again_phrase(reruns)
+    confirms["rerun"] = (f"{again}Start a new run of this input on the live version, "
                          f"v{rerun.get('version')}: it reuses no step?"
                          if rerun.get("allowed") else "")
     confirms["rerun_reason"] = rerun.get("reason", "")
+    confirms["rerun_again"] = reruns[-1]["id"] if reruns else ""
+    rollback = next_steps.get("rollback")
+    confirms["rerun_version"] = (
+        f"{again}Start a new run of this input on v{rollback['version']}, the version of the "
+        f"last good run #{rollback['last_good_run']} (live stays v{live}): it reuses no step?"
+        if rollback and run.status in RUN_TERMINAL else "")
     return confirms
+
+
+def rerun_again_phrase(reruns: list[dict[str, Any]]) -> str:
+    """"Run #18 (failed) already reran this input. " for a second rerun's confirmation."""
+    if not reruns:
+        return ""
+    first = reruns[0]
+    more = f" and {len(reruns) - 1} more" if len(reruns) > 1 else ""
+    return (f"Run #{first['id']} ({status_label(first['status'])}){more} already reran this "
+            "input, and its side effects happened again. ")
 
 
 def next_context(*, run: Run) -> dict[str, Any]:
@@ -97,7 +122,18 @@ def next_context(*, run: Run) -> dict[str, Any]:
         flow=run.flow, before=draft_diff["from"], after=draft_diff["to"]
     ) if draft_diff else ""
     box["explain"] = explain_context(run) if run.status == RunStatus.FAILED else None
+    rollback = next_steps.get("rollback")
+    box["rollback"] = {
+        **rollback, "good_url": run_url(rollback["last_good_run"]),
+        "url": rollback_url(run=run, rollback=rollback),
+    } if rollback else None
     return box
+
+
+def rollback_url(*, run: Run, rollback: dict[str, Any]) -> str:
+    """The promote confirmation of the last good version, saying it is a rollback and why."""
+    return (reverse("admin:workflows_flow_promote", args=[run.flow_id]) + "?"
+            + urlencode({"number": rollback["version"], "run": run.pk}))
 
 
 def explain_context(run: Run) -> dict[str, Any] | None:

@@ -37,10 +37,16 @@ from workflows.admin_views.edge import (
     safe_next,
 )
 from workflows.admin_views.flow_page import diff_summary
-from workflows.admin_views.run_next import action_confirmations, next_context
+from workflows.admin_views.run_next import (
+    action_confirmations,
+    next_context,
+    rerun_again_phrase,
+)
 from workflows.admin_views.timeline import FULL, timeline_mode, timeline_rows
 from workflows.definitions import definition_value_changes
-from workflows.investigation import run_next_steps
+from workflows.investigation import run_baseline, run_next_steps
+from workflows.investigation.next_steps import run_reruns
+from workflows.investigation.noise import is_volatile
 from workflows.models import Run
 from workflows.services.runs import run_cancel, run_replay, run_rerun, run_retry
 from workflows.states import RUN_TERMINAL, RunStatus
@@ -139,14 +145,14 @@ def run_live(request: HttpRequest, model_admin: Any, run_id: Any) -> HttpRespons
 
 
 def run_chain(run: Run) -> dict[str, Any]:
-    """The runs this one retries or replays (oldest first) and the runs that retry or replay
-    it (breadth first). One query per generation, at most CHAIN_MAX_HOPS each way."""
+    """The runs this one retries, replays or reruns (oldest first) and the runs made from it
+    that way (breadth first). One query per generation, at most CHAIN_MAX_HOPS each way."""
     ancestors, descendants = selectors.run_chain(run=run, max_hops=CHAIN_MAX_HOPS)
     for entry in (*ancestors, *descendants):
         entry["url"] = run_url(entry["id"])
     # For each ancestor, the link that leads *to the next* run in the chain.
     links = [a["link"] for a in ancestors[1:]] + (
-        [("retry" if run.retry_of_id else "replay")] if ancestors else [])
+        [selectors.chain_link(run)[0]] if ancestors else [])
     for ancestor, next_link in zip(ancestors, links, strict=False):
         ancestor["next_link"] = next_link
     return {"ancestors": ancestors, "descendants": descendants,
@@ -195,28 +201,40 @@ def run_replay_view(request: HttpRequest, model_admin: Any, run_id: Any) -> Http
 
 @require_POST
 def run_rerun_view(request: HttpRequest, model_admin: Any, run_id: Any) -> HttpResponse:
-    """Run this input on the live version: a new run linked by rerun_of."""
+    """Run this input on the live version (or on release `version`): a new run linked by
+    rerun_of. A run already rerun is rerun again only when the form names the latest rerun
+    it was shown (`again`; the button's confirmation names it): a page opened before the first
+    rerun, or a second click, must not start a second run and its side effects unasked."""
     run = get_run(request, model_admin, run_id)
     back = safe_next(request, run_url(run.pk))
+    reruns = run_reruns(run=run)
+    if reruns and request.POST.get("again") != str(reruns[-1]["id"]):
+        messages.error(request, f"{rerun_again_phrase(reruns)}Confirm on the page to start "
+                                "another run.")
+        return HttpResponseRedirect(back)
+    version = positive_int(request.POST.get("version"))
     new, refusal = call_service(request, model_admin, run_rerun, back=back, run=run,
-                                actor=request.user)
+                                actor=request.user, version=version)
     if refusal:
         return refusal
-    messages.success(request, f"Run {new.pk} runs the input of run {run.pk} on the live "
-                              f"version, v{new.version.number}.")
+    where = (f"v{new.version.number}" if version else
+             f"the live version, v{new.version.number}")
+    messages.success(request, f"Run {new.pk} runs the input of run {run.pk} on {where}.")
     return HttpResponseRedirect(run_url(new.pk))
 
 
 def run_compare_fragment(request: HttpRequest, model_admin: Any, run_id: Any) -> HttpResponse:
     """What differs from the last good run (or `?to=ID`): version, input, steps, each at the
-    value level (path, before, after); the step this run failed at comes first, open."""
+    value level (path, before, after); the step this run failed at comes first, open. The last
+    good run is `run_baseline`, the one the explanation names. Response headers that change on
+    every call (`investigation.noise`) are left out of "values changed", behind "show all"."""
     run = get_run(request, model_admin, run_id)
     to = request.GET.get("to", "last_good")
-    if to == "last_good":
-        other = selectors.run_last_good(run=run)
+    if to == "last_good":  # the explanation's baseline (one baseline, named: issue 24)
+        other = run_baseline(run=run)
     else:
         other = selectors.run_in_flow(run_id=positive_int(to) or 0, flow_id=run.flow_id)
-    context: dict[str, Any] = {"run": run, "other": other}
+    context: dict[str, Any] = {"run": run, "other": other, "baseline": to == "last_good"}
     if other is not None:
         other = selectors.run_with_version(run_id=other.pk)
         diff = selectors.run_compare(run=run, other=other)
@@ -257,6 +275,7 @@ def compare_step_row(entry: dict[str, Any], *, failing: str | None) -> dict[str,
         if part in entry:
             changes += definition_value_changes({part: entry[part]["from"]},
                                                 {part: entry[part]["to"]})
-    row["values"] = value_rows(changes)
-    row["same"] = not any(k in entry for k in ("status", "output", "error", "only_in"))
+    row["values"] = value_rows([c for c in changes if not is_volatile(c["path"])])
+    row["noise"] = value_rows([c for c in changes if is_volatile(c["path"])])
+    row["same"] = not any(k in entry for k in ("status", "error", "only_in")) and not row["values"]
     return row

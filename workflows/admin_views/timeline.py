@@ -46,6 +46,16 @@ def decision_text(event: Event) -> str:
     return f"{text}: {event.reason}" if event.reason else text
 
 
+def actor_label(event: Any) -> tuple[str, str] | None:
+    """Who moved it, said once: (kind, name) as ("user", "ada"), ("worker", ""),
+    ("schedule", "") — not "schedule schedule" — and None when the reason says it already
+    ("schedule trigger")."""
+    kind, actor = event.actor_kind or "", event.actor or ""
+    if actor == kind or not actor:
+        return None if kind and (event.reason or "").startswith(kind) else (kind, "")
+    return kind, actor
+
+
 def timeline_rows(events: Iterable[Event], *, full: bool) -> tuple[list[dict[str, Any]], int]:
     """The rows shown (all of them when `full`) and how many events there are in all."""
     rows: list[dict[str, Any]] = []
@@ -61,5 +71,6 @@ def timeline_rows(events: Iterable[Event], *, full: bool) -> tuple[list[dict[str
             "event": event, "step": event.step_run.key if event.step_run_id else "",
             "dot": event.to_status or "event", "decision": decision_text(event),
             "delta": "+" + duration_label(int(gap)) if gap is not None else "",
+            "actor": actor_label(event),
         })
     return rows, total

@@ -87,12 +87,30 @@ def release_document(version: FlowVersion, *, live_id: int | None) -> dict[str, 
 # --- runs ---------------------------------------------------------------------------------------
 
 
+RUN_PREFETCH = (
+    Prefetch("step_runs", queryset=StepRun.objects.order_by("position"), to_attr="ordered_steps"),
+    # `reruns` of each run document (issue 24): the runs started from it by POST .../rerun.
+    Prefetch("reruns", queryset=Run.objects.only("id", "rerun_of_id").order_by("id"),
+             to_attr="rerun_list"),
+)
+
+
 def runs_queryset() -> QuerySet[Run]:
-    """Runs with flow, version and ordered step runs: three queries a page, whatever its size."""
-    return Run.objects.select_related("flow", "version").prefetch_related(
-        Prefetch("step_runs", queryset=StepRun.objects.order_by("position"),
-                 to_attr="ordered_steps")
-    )
+    """Runs with flow, version, ordered step runs and reruns: four queries a page, whatever
+    its size."""
+    return Run.objects.select_related("flow", "version").prefetch_related(*RUN_PREFETCH)
+
+
+def rerun_ids(run: Run) -> list[int]:
+    """The ids of the runs started from `run` by a rerun, oldest first (prefetched by
+    `runs_queryset`; a run just created has none; else one query)."""
+    prefetched = getattr(run, "rerun_list", None)
+    if prefetched is not None:
+        return [r.pk for r in prefetched]
+    if hasattr(run, "created_steps"):
+        return []
+    return list(Run.objects.filter(rerun_of_id=run.pk).order_by("id")
+                .values_list("id", flat=True))
 
 
 def step_document(step: StepRun) -> dict[str, Any]:
@@ -135,6 +153,7 @@ def run_document(run: Run) -> dict[str, Any]:
         "retry_of": run.retry_of_id,
         "replay_of": run.replay_of_id,
         "rerun_of": run.rerun_of_id,
+        "reruns": rerun_ids(run),
         "steps": [step_document(s) for s in steps],
         "admin_url": run_admin_url(run.pk),
     }

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db.models import Prefetch
 from django.http import HttpRequest
 from ninja import Query, Router, Status
 
 from workflows.api.documents import (
+    RUN_PREFETCH,
     event_document,
     log_document,
     log_ref_fields,
@@ -28,18 +28,18 @@ from workflows.api.schemas import (
     EventPage,
     ExplainOut,
     LogPage,
+    RerunIn,
     RetryIn,
     RunOut,
     RunPage,
     StepDetailOut,
 )
 from workflows.errors import NotFound
-from workflows.investigation import run_explain, runs_search
-from workflows.models import Attempt, StepRun
+from workflows.investigation import run_baseline, run_explain, runs_search, search_matches
+from workflows.models import Attempt
 from workflows.selectors import (
     run_compare,
     run_events,
-    run_last_good,
     step_log_latest,
     step_log_resources,
     step_logs,
@@ -69,18 +69,21 @@ def runs_across_flows(
     finished_before: datetime | None = FINISHED_BEFORE,
     error_kind: ErrorKind | None = None,
     q: str | None = Query(None, max_length=500, description=(
-        "A run id, text in the input or error, an idempotency or webhook delivery key, an "
-        "approver's username, or a callback URL or token.")),
+        "A run id (`12`, `#12`; a number that is a run's id finds that run, not text), "
+        "`A<approval id>`, text in the input or error, an idempotency or webhook delivery key, "
+        "an approver's username, a callback URL or token, or a flow slug. Each item then has "
+        "`match`: the field that matched and a snippet.")),
     cursor: Cursor = None,
     limit: Limit = 50,
 ):
     runs = runs_search(
         actor=request.auth, status=status, flow=flow, finished_after=finished_after,
         finished_before=finished_before, error_kind=error_kind, q=q,
-    ).prefetch_related(Prefetch("step_runs", queryset=StepRun.objects.order_by("position"),
-                                to_attr="ordered_steps"))
+    ).prefetch_related(*RUN_PREFETCH)
     page, next_cursor = keyset_page(runs, cursor=cursor, limit=limit)
-    return {"items": [run_document(r) for r in page], "next_cursor": next_cursor}
+    matches = search_matches(list(page), q) if q else {}
+    return {"items": [{**run_document(r), "match": matches.get(r.pk)} for r in page],
+            "next_cursor": next_cursor}
 
 
 @router.get("/{int:run_id}", response={200: RunOut, **errors()}, summary="Get a run",
@@ -160,12 +163,13 @@ def runs_replay(request: HttpRequest, run_id: RunId):
     return Status(201, run_document(runs_queryset().get(pk=new.pk)))
 
 
-@router.post("/{int:run_id}/rerun", response={201: RunOut, **errors(409)},
-             summary="A new run of the same input on the flow's live version",
+@router.post("/{int:run_id}/rerun", response={201: RunOut, **errors(409, 422)},
+             summary="A new run of the same input on the flow's live version (or on `version`)",
              operation_id="runs_rerun")
-def runs_rerun(request: HttpRequest, run_id: RunId):
+def runs_rerun(request: HttpRequest, run_id: RunId, payload: RerunIn | None = None):
     run = get_run(run_id, with_steps=False)
-    new = run_rerun(run=run, actor=request.auth)
+    new = run_rerun(run=run, actor=request.auth,
+                    version=payload.version if payload is not None else None)
     return Status(201, run_document(runs_queryset().get(pk=new.pk)))
 
 
@@ -185,8 +189,8 @@ def runs_compare(request: HttpRequest, run_id: RunId,
     can_view_runs(request.auth)
     run = get_run(run_id)
     target = to.strip()
-    if target == "last_good":
-        other = run_last_good(run=run)
+    if target == "last_good":  # the explanation's baseline for a failed run (run_baseline)
+        other = run_baseline(run=run)
         if other is None:
             raise NotFound(f"no completed run of flow {run.flow.slug} before run {run.pk}")
     elif target.isascii() and target.isdigit():

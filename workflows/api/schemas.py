@@ -313,14 +313,38 @@ class RunOut(Schema):
     retry_of: int | None
     replay_of: int | None
     rerun_of: int | None = Field(
-        None, description="The run whose input this run reruns on the live version.")
+        None, description="The run whose input this run reruns (on the live version, or the "
+        "release the rerun named).")
+    reruns: list[int] = Field(
+        default_factory=list, description="The runs started from this one with "
+        "POST /runs/{id}/rerun, oldest first.")
     steps: list[StepOut]
     admin_url: str
 
 
+class SearchMatchOut(Schema):
+    field: str = Field(description="What matched: run id, approval, input, error, delivery "
+                       "key, idempotency key, approver, callback or flow.")
+    snippet: str = Field(description="The matched text with some context.")
+
+
+class RunFoundOut(RunOut):
+    match: SearchMatchOut | None = Field(
+        None, description="Why this run is in the results of `q` (GET /runs?q=); null "
+        "otherwise.")
+
+
 class RunPage(Schema):
-    items: list[RunOut]
+    items: list[RunFoundOut]
     next_cursor: str | None
+
+
+class RerunIn(Schema):
+    model_config = ConfigDict(json_schema_extra={"examples": [{}, {"version": 1}]})
+
+    version: int | None = Field(
+        None, ge=1, description="Run the input on this release instead of the live one (e.g. "
+        "the version of the last good run while the live one fails).")
 
 
 class EventOut(Schema):

@@ -24,7 +24,7 @@ from typing import Any
 
 NODE_WIDTH = 168
 NODE_HEIGHT = 40
-LAYER_GAP = 64
+LAYER_GAP = 40  # room for an edge and its arrow; a five-step chain fits a laptop column (issue 24)
 ROW_GAP = 16
 PADDING = 12
 SWEEPS = 12

@@ -66,6 +66,29 @@ def _history(run: Run, key: str):
     return steps
 
 
+def last_good_run_id(run: Run, key: str) -> int | None:
+    """The newest run before `run` where step `key` ran and completed (reused steps did not
+    run; rehearsals count only for a rehearsal): the one baseline of the explanation, the
+    comparison and the rollback offer (issue 24). One indexed query."""
+    return (_history(run, key).filter(status=StepStatus.COMPLETED, reused_from__isnull=True,
+                                      run_id__lt=run.pk)
+            .order_by("-run_id").values_list("run_id", flat=True).first())
+
+
+def run_baseline(*, run: Run) -> Run | None:
+    """The run `run` is compared with by default ("last good"): for a failed run, the last run
+    where its failing step completed (as the explanation says), else the newest completed run
+    of the flow before it. With flow and version loaded."""
+    key = failed_step_key(run) if run.status == RunStatus.FAILED else None
+    if key is not None:
+        good = last_good_run_id(run, key)
+        return Run.objects.select_related("flow", "version").filter(pk=good).first() \
+            if good else None
+    return (Run.objects.select_related("flow", "version")
+            .filter(flow_id=run.flow_id, status=RunStatus.COMPLETED, id__lt=run.pk)
+            .order_by("-id").first())
+
+
 def _step_first(changes: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
     prefix = f"steps.{key}"
     mine = [c for c in changes if c["path"] == prefix or c["path"].startswith(prefix + ".")]
@@ -127,7 +150,8 @@ def _summary(key: str, good: Run | None, bad: Run | None, count: int,
              changes: dict[str, Any], first_on_version: bool) -> str:
     if bad is None:
         return f"step {key} has not failed before"
-    head = f"{key} failing since #{bad.pk}"
+    head = (f"#{good.pk}, last good → #{bad.pk}, first bad: " if good is not None else "") \
+        + f"{key} failing since #{bad.pk}"
     version = changes["version"]
     if version and first_on_version:
         head += f", the first run on {version['to_label']}"
@@ -163,9 +187,7 @@ def run_explain(*, run: Run) -> dict[str, Any]:
     if key is None:
         raise Conflict(f"run {run.pk} failed before any step did: there is no step to explain")
     history = _history(run, key)
-    good_step = (history.filter(status=StepStatus.COMPLETED, reused_from__isnull=True,
-                                run_id__lt=run.pk)
-                 .order_by("-run_id").values_list("run_id", flat=True).first())
+    good_step = last_good_run_id(run, key)
     bad_steps = history.filter(status__in=FAILING)
     if good_step is not None:
         bad_steps = bad_steps.filter(run_id__gt=good_step)

@@ -19,7 +19,13 @@ from urllib.parse import urlsplit
 
 from approvals.models import Approval
 from workflows.engine import token_hash
-from workflows.investigation.search import callback_token_of, run_id_of, runs_search
+from workflows.investigation.search import (
+    APPROVAL_ID,
+    callback_token_of,
+    run_id_of,
+    runs_search,
+    search_matches,
+)
 from workflows.models import WEBHOOK_KEY_PREFIX, Run, StepRun
 from workflows.permissions import VIEW_RUN, require_permission
 
@@ -28,7 +34,6 @@ MAX_TEXT = 2000
 RUN_PATH = re.compile(r"/(?:admin/workflows/run|api/v1/runs)/(\d{1,19})(?:/|$)")
 APPROVAL_PATH = re.compile(r"/(?:admin/approvals/approval|api/v1/approvals)/(\d{1,19})(?:/|$)")
 CALLBACK_PATH = re.compile(r"/api/v1/callbacks/([^/?#]+)")
-APPROVAL_ID = re.compile(r"[Aa]#?(\d{1,19})")
 
 
 def _runs() -> Any:
@@ -86,7 +91,8 @@ def lookup_resolve(*, actor, text: str) -> dict[str, Any]:
     """Resolve pasted `text` to a run: `{"run": Run | None, "kind": str, "candidates":
     [Run, ...]}`. `run` is set when an exact key names one run (kind: run, approval, callback,
     delivery_key, idempotency_key); otherwise `candidates` lists at most 20 runs run search
-    found for the text, newest first (kind: search; empty text gives none).
+    found for the text, newest first (kind: search; empty text gives none), with `matches`:
+    run id → `{field, snippet}` (why each is listed).
     Raises NotPermitted unless the actor may view runs."""
     require_permission(actor, VIEW_RUN)
     text = (text or "").strip()[:MAX_TEXT]
@@ -96,4 +102,5 @@ def lookup_resolve(*, actor, text: str) -> dict[str, Any]:
     if found is not None:
         return found
     candidates = list(runs_search(actor=actor, q=text)[:MAX_CANDIDATES])
-    return {"run": None, "kind": "search", "candidates": candidates}
+    return {"run": None, "kind": "search", "candidates": candidates,
+            "matches": search_matches(candidates, text)}

@@ -10,9 +10,10 @@ from typing import Any
 from django.db.models import Q
 
 from workflows.errors import WorkflowError
+from workflows.investigation.explain import failed_step_key, last_good_run_id
 from workflows.investigation.plans import run_replay_plan, run_retry_plan
 from workflows.models import Event, FlowVersion, Run, StepRun
-from workflows.states import RUN_TERMINAL, EventKind
+from workflows.states import RUN_TERMINAL, EventKind, RunStatus
 
 
 def _plan(build, **kwargs) -> dict[str, Any]:
@@ -22,15 +23,46 @@ def _plan(build, **kwargs) -> dict[str, Any]:
         return {"allowed": False, "reason": str(exc)}
 
 
+def run_rollback(*, run: Run, live: FlowVersion | None) -> dict[str, Any] | None:
+    """`{version, last_good_run}` when rolling back is the cure (issue 24): `run` failed on the
+    release that is live, and the last run where its failing step completed ran on another
+    release. None otherwise (then retry, replay or a rerun on live is what is left). Two or
+    three small queries."""
+    if run.status != RunStatus.FAILED or run.is_rehearsal or live is None \
+            or run.version_id != live.pk:
+        return None
+    key = failed_step_key(run)
+    good_id = last_good_run_id(run, key) if key else None
+    if good_id is None:
+        return None
+    good = Run.objects.filter(pk=good_id).values(
+        "id", "status", "version_id", "version__number", "is_rehearsal").first()
+    if good is None or good["is_rehearsal"] or good["version_id"] == live.pk \
+            or good["version__number"] is None:
+        return None
+    return {"version": good["version__number"], "last_good_run": good["id"],
+            "failing_step": key}
+
+
+def run_reruns(*, run: Run) -> list[dict[str, Any]]:
+    """The runs started from `run` by a rerun, oldest first: `[{id, status, version}]`."""
+    return [{"id": r["id"], "status": r["status"], "version": r["version__number"]}
+            for r in Run.objects.filter(rerun_of_id=run.pk).order_by("id")
+            .values("id", "status", "version__number")]
+
+
 def run_next_steps(*, run: Run) -> dict[str, Any]:
     """`{pinned_version, rehearsal, live_version, pinned_is_live, draft_equals_live,
-    diff: {flow, from, to} | None, draft_diff: {...} | None, retry, replay, rerun}`.
+    diff: {flow, from, to} | None, draft_diff: {...} | None, retry, replay, rerun, rollback,
+    reruns}`.
 
     `diff` is the link data of the value diff between the pinned and the live version
     (`GET /flows/{flow}/diff?from=&to=`, None when they are the same); `draft_diff` between
     live and the draft (None when equal or missing). `retry` / `replay` are the plans of
     `run_retry_plan` / `run_replay_plan` with `allowed` (or `allowed: False` and `reason`);
-    `rerun` names the live version a rerun would start on. Two queries."""
+    `rerun` names the live version a rerun would start on; `rollback` is `run_rollback`
+    (None unless rolling back is the cure); `reruns` lists the reruns already made of this
+    run (`run_reruns`: a page asks before a second one). Three to six queries."""
     flow = run.flow
     versions = {v.pk: v for v in FlowVersion.objects.filter(flow_id=flow.pk).filter(
         Q(pk=flow.live_version_id or 0) | Q(number__isnull=True)).only(
@@ -64,6 +96,8 @@ def run_next_steps(*, run: Run) -> dict[str, Any]:
         "replay": ({"allowed": True, **run_replay_plan(run=run)} if terminal else
                    {"allowed": False, "reason": f"run {run.pk} is still {run.status}"}),
         "rerun": rerun,
+        "rollback": run_rollback(run=run, live=live),
+        "reruns": run_reruns(run=run) if terminal else [],
     }
 
 

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from workflows import engine
 from workflows.definitions import validate_run_input
-from workflows.errors import Conflict
+from workflows.errors import Conflict, NotFound
 from workflows.investigation.plans import retry_reuse
 from workflows.models import ActorKind, Flow, FlowVersion, Run, StepRun, TriggerKind
 from workflows.permissions import OPERATE_RUN, actor_name, require_permission
@@ -175,43 +175,54 @@ def run_retry(*, run: Run, actor=None, from_step: str | None = None) -> Run:
     return new
 
 
-def run_rerun(*, run: Run, actor=None) -> Run:
+def run_rerun(*, run: Run, actor=None, version: int | None = None) -> Run:
     """A new run of the same input on the flow's live version, linked by rerun_of ("run this
     input on the live version": the fix is released, the failed run's input deserves another
-    go). Nothing is reused. Recorded on both runs (events run_rerun and run_rerun_of).
+    go). With `version`, on that release instead ("run this input on v1": the live release
+    fails and v1 was the last good one). Nothing is reused. Recorded on both runs (events
+    run_rerun and run_rerun_of).
 
     Same permission as retry and replay (operate_run). Raises Conflict when the run is still
-    active or the flow has no live version; InputInvalid when the input does not fit the live
-    version's declared inputs."""
+    active or the flow has no live version; NotFound for an unknown `version`; InputInvalid
+    when the input does not fit that version's declared inputs."""
     require_permission(actor, OPERATE_RUN)
     run = Run.objects.select_related("flow", "version").get(pk=run.pk)
     if run.status not in RUN_TERMINAL:
         raise Conflict(f"run {run.pk} is still {run.status}; cancel it first or wait for it")
     flow = run.flow
-    if flow.live_version_id is None:
+    if version is not None:
+        target = FlowVersion.objects.filter(flow=flow, number=version).first()
+        if target is None:
+            raise NotFound(f"flow {flow.slug} has no release {version}")
+    elif flow.live_version_id is None:
         raise Conflict(f"flow {flow.slug} has no live version; release and promote one "
                        "before rerunning on it")
-    version = FlowVersion.objects.get(pk=flow.live_version_id)
-    definition = version.definition
+    else:
+        target = FlowVersion.objects.get(pk=flow.live_version_id)
+    where = (f"live v{target.number}" if target.pk == flow.live_version_id
+             else f"v{target.number}")
+    definition = target.definition
     run_input = validate_run_input(definition, run.input or {})
+    payload: dict[str, Any] = {"rerun_of": run.pk}
+    if version is not None:
+        payload["version"] = target.number
     with transaction.atomic():
         new = _run_create(
-            flow=flow, version=version, definition=definition, input=run_input, actor=actor,
-            draft=False, trigger_kind=TriggerKind.RERUN,
-            trigger_payload={"rerun_of": run.pk}, rerun_of=run,
+            flow=flow, version=target, definition=definition, input=run_input, actor=actor,
+            draft=False, trigger_kind=TriggerKind.RERUN, trigger_payload=payload, rerun_of=run,
         )
         name = actor_name(actor) or "system"
         pinned = "draft" if run.is_rehearsal else f"v{run.version.number}"
         kind = ActorKind.USER if actor is not None else ActorKind.SYSTEM
         engine.event_record(
             run_id=run.pk, kind=EventKind.RUN_RERUN, actor_kind=kind, actor=name,
-            reason=f"input rerun on live v{version.number} as run {new.pk}",
-            data={"run": new.pk, "version": version.number},
+            reason=f"input rerun on {where} as run {new.pk}",
+            data={"run": new.pk, "version": target.number},
         )
         engine.event_record(
             run_id=new.pk, kind=EventKind.RUN_RERUN_OF, actor_kind=kind, actor=name,
-            reason=f"reruns the input of run {run.pk} ({pinned}) on live v{version.number}",
-            data={"run": run.pk, "version": version.number},
+            reason=f"reruns the input of run {run.pk} ({pinned}) on {where}",
+            data={"run": run.pk, "version": target.number},
         )
         engine.run_admit(new)
     return new

@@ -30,6 +30,9 @@ def _label(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+MIN_SCALE = 0.8
+
+
 def render_graph(definition: dict[str, Any], *, statuses: dict[str, str] | None = None,
                  run_id: int | None = None, label: str = "Flow graph") -> SafeString:
     layout = graph_layout(definition)
@@ -40,6 +43,10 @@ def render_graph(definition: dict[str, Any], *, statuses: dict[str, str] | None 
     parts = [
         f'<svg class="wf-graph" xmlns="http://www.w3.org/2000/svg" role="img" '
         f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        # Scaled down to fit its column (admin.css: max-width 100%), but never below
+        # MIN_SCALE of its size, where it scrolls instead: the last step is not cut off at
+        # laptop width (issue 24) and the labels stay readable on a long flow.
+        f'style="min-width: {round(width * MIN_SCALE)}px" '
         f'aria-label="{escape(label)}" data-steps="{len(layout.nodes)}" '
         f'data-layers="{layout.layers}">',
         '<defs><marker id="wf-arrow" viewBox="0 0 8 8" refX="7" refY="4" markerWidth="7" '

@@ -146,6 +146,30 @@ def status_dot(status: str, *, title: str = "") -> SafeString:
     )
 
 
+TRIGGER_SOURCES = (("retry", "retry_of_id"), ("replay", "replay_of_id"),
+                   ("rerun", "rerun_of_id"))
+
+
+@register.filter
+def trigger_label(run: Any) -> str:
+    """How a run was started: "retry of #10", "replay of #11", "rerun of #12", else its
+    trigger kind ("schedule", "webhook", "manual"). Pages name the actor beside it only when
+    it is not the kind again (`trigger_actor_shown`: a run started by the system has its
+    trigger kind as actor, which read "schedule schedule")."""
+    kind = run.trigger_kind
+    for name, attr in TRIGGER_SOURCES:
+        if kind == name and getattr(run, attr, None):
+            return f"{name} of #{getattr(run, attr)}"
+    return kind
+
+
+@register.filter
+def trigger_actor_shown(run: Any) -> str:
+    """The trigger's actor when it is someone, else "" (never the trigger kind again)."""
+    actor = (run.trigger_actor or "").strip()
+    return "" if actor == run.trigger_kind else actor
+
+
 @register.filter
 def status_badge(status: str) -> SafeString:
     return format_html(

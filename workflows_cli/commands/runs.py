@@ -165,7 +165,8 @@ def cmd_runs_replay(api: Api, args: argparse.Namespace) -> Any:
 
 
 def cmd_runs_rerun(api: Api, args: argparse.Namespace) -> Any:
-    return api.post(f"/runs/{args.id}/rerun")
+    body = {"version": args.on_version} if args.on_version is not None else None
+    return api.post(f"/runs/{args.id}/rerun", body)
 
 
 def cmd_runs_explain(api: Api, args: argparse.Namespace) -> Any:
@@ -230,8 +231,11 @@ def register(commands) -> None:
     sub.add_argument("--from-step", default=None)
     commands.command(group, "replay", cmd_runs_replay, "run again from the start").add_argument(
         "id", type=int)
-    commands.command(group, "rerun", cmd_runs_rerun,
-                     "run the same input on the flow's live version").add_argument("id", type=int)
+    sub = commands.command(group, "rerun", cmd_runs_rerun,
+                           "run the same input on the flow's live version (or on --on-version N)")
+    sub.add_argument("id", type=int)
+    sub.add_argument("--on-version", type=int, default=None,
+                     help="a release number: e.g. the last good one while live fails")
     commands.command(group, "explain", cmd_runs_explain,
                      "why the failing step broke: last good run, first bad run, what changed"
                      ).add_argument("id", type=int)

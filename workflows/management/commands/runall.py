@@ -6,6 +6,10 @@ for them to stop. When one of them exits on its own, the other is stopped and th
 exits non-zero: half a platform (a web server with no worker, or the reverse) is never left
 running.
 
+Callback, webhook and `admin_url` links are written with PUBLIC_BASE_URL: unless it is set (in
+the environment or `.env`), the children get the address served here (`make run PORT=8765`
+writes links on port 8765, not 8000).
+
 Each child runs in its own process group so a Ctrl-C in the terminal reaches only this
 command, which forwards it once; on Linux each child also gets SIGTERM if this process dies.
 """
@@ -24,6 +28,20 @@ from django.core.management.base import BaseCommand, CommandError
 STOP_GRACE_SECONDS = 30.0
 POLL_SECONDS = 0.2
 PR_SET_PDEATHSIG = 1
+
+
+WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+
+
+def child_environment(host: str, port: int, environ: dict[str, str]) -> dict[str, str]:
+    """The children's environment: `environ`, plus PUBLIC_BASE_URL derived from the address
+    served when it is not set (a wildcard host is reached on loopback)."""
+    env = dict(environ)
+    if not env.get("PUBLIC_BASE_URL", "").strip():
+        reach = WILDCARD_HOSTS.get(host, host)
+        env["PUBLIC_BASE_URL"] = (f"http://[{reach}]:{port}" if ":" in reach
+                                  else f"http://{reach}:{port}")
+    return env
 
 
 def _die_with_parent(parent_pid: int):
@@ -61,11 +79,12 @@ class Command(BaseCommand):
             "qcluster": [*manage, "qcluster"],
         }
         children: dict[str, subprocess.Popen] = {}
+        env = child_environment(host, port, dict(os.environ))
         try:
             for name, command in commands.items():
                 children[name] = subprocess.Popen(
                     command,
-                    env=os.environ.copy(),
+                    env=env,
                     process_group=0,
                     preexec_fn=_die_with_parent(os.getpid()),
                 )
@@ -74,6 +93,7 @@ class Command(BaseCommand):
                     f"Web server: http://{address}/  (admin: http://{address}/admin/)"
                 )
             )
+            self.stdout.write(f"Links (callbacks, webhooks, admin_url): {env['PUBLIC_BASE_URL']}")
             self.stdout.write(
                 "Worker: qcluster. Press Ctrl-C to stop both. "
                 f"[web pid {children['web'].pid}, qcluster pid {children['qcluster'].pid}]"
