@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+from tests.hostile import JSON_TEXTS, UNSTORABLE_STRINGS
+
 pytestmark = pytest.mark.django_db
 
 
@@ -99,8 +101,18 @@ def test_the_openapi_page_is_served(admin_api, client):
     assert "/api/v1/flows/{slug}/runs" in schema["paths"]
 
 
-@pytest.mark.parametrize("number", [b"1e400", b"-1e400", b"Infinity", b"NaN"])
-def test_non_finite_numbers_in_a_json_body_are_a_400(admin_api, flow, number):
-    response = admin_api.post("/flows/simple/runs", raw=b'{"input": {"x": ' + number + b"}}")
+@pytest.mark.parametrize("text", JSON_TEXTS)
+def test_hostile_json_in_a_body_is_a_400(admin_api, flow, text):
+    """Non-finite numbers, integers past Python's digit limit, nesting past the recursion
+    limit: the same values the admin's run form is fed (tests/admin/test_hostile_doors.py)."""
+    response = admin_api.post("/flows/simple/runs",
+                              raw=b'{"input": {"x": ' + text.encode() + b"}}")
     assert response.status == 400 and response.error["code"] == "bad_request"
     assert "not valid JSON" in response.error["message"]
+
+
+@pytest.mark.parametrize("value", UNSTORABLE_STRINGS)
+def test_unstorable_strings_anywhere_in_the_input_are_a_422(admin_api, flow, value):
+    for given in ({"k": value}, {"k": ["ok", value]}, {value: 1}):
+        response = admin_api.post("/flows/simple/runs", {"input": given})
+        assert response.status == 422, (given, response.body)

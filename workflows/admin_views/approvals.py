@@ -50,6 +50,7 @@ from workflows.admin_views.edge import (
     admin_context,
     call_service,
     page_url,
+    positive_int,
     run_url,
     safe_next,
 )
@@ -209,7 +210,7 @@ def _next(request: HttpRequest) -> str:
 
 
 def _approval_pk(approval_id: Any) -> int:
-    return int(approval_id) if str(approval_id).isdigit() else 0
+    return positive_int(approval_id) or 0
 
 
 def approval_detail(request: HttpRequest, model_admin: Any, approval_id: Any) -> HttpResponse:
