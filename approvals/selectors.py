@@ -12,6 +12,7 @@ from django.db.models.functions import Cast
 
 from approvals.models import Approval, ApprovalKind, ApprovalStatus
 from workflows.models import Flow
+from workflows.permissions import VIEW_APPROVAL, has_permission
 
 REVIEWERS_GROUP = "reviewers"
 
@@ -33,6 +34,23 @@ def approvals_decidable(*, user: Any) -> QuerySet[Approval]:
     return approvals.filter(
         pk__in=Approval.objects.filter(condition).values("pk")
     )
+
+
+def approval_readable(*, approval: Approval, actor: Any) -> bool:
+    """Who reads one approval (a step's or a promotion request), in the admin and the API
+    alike: whoever may decide it, whoever decided it, whoever requested it (a promotion
+    request's requester), and the roles that read approvals (`approvals.view_approval`:
+    operators, reviewers, support; superusers). A builder who is none of these does not: a
+    promotion request lays out a release's changes before a second person approved them, and
+    the request is no run the builder's view of runs covers."""
+    if actor is None or not getattr(actor, "is_active", False):
+        return False
+    if has_permission(actor, VIEW_APPROVAL):
+        return True
+    if actor.pk is not None and actor.pk in (approval.requested_by_id,
+                                             approval.decision_actor_id):
+        return True
+    return approvals_decidable(user=actor).filter(pk=approval.pk).exists()
 
 
 def approval_ids_decidable_pending(*, actor: Any) -> set[int]:

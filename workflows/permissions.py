@@ -22,6 +22,7 @@ PROMOTE_FLOW = "workflows.promote_flow"
 OPERATE_RUN = "workflows.operate_run"
 VIEW_FLOW = "workflows.view_flow"
 VIEW_RUN = "workflows.view_run"
+VIEW_APPROVAL = "approvals.view_approval"
 
 ACTION_LABELS = {
     EDIT_DRAFT: "edit flow drafts",
@@ -30,6 +31,7 @@ ACTION_LABELS = {
     OPERATE_RUN: "start, cancel, retry or replay runs",
     VIEW_FLOW: "view flows",
     VIEW_RUN: "view runs",
+    VIEW_APPROVAL: "view approvals",
 }
 
 

@@ -181,3 +181,40 @@ def test_the_promotion_field_is_validated_with_paths(as_user):
     assert {"promotion.requires_approval", "promotion.approvers.groups",
             "promotion.approvers.teams", "promotion.timeout_seconds",
             "promotion.extra"} <= paths
+
+
+def test_who_reads_a_promotion_request_is_one_rule_in_the_api_and_the_admin(as_user, users):
+    """Issue 25 (notes): the API let a builder read promotion requests that the admin page
+    refused. One rule now (approvals.selectors.approval_readable): whoever may decide it, decided
+    it or requested it, and the roles that read approvals; not a builder."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group, Permission
+    from django.test import Client
+    from django.urls import reverse
+
+    from tests.api.conftest import ApiClient
+    from workflows.services.tokens import api_token_create
+
+    flow = make_flow(two_person_definition(), promote=False)
+    v1 = released(as_user("admin"), flow.slug)
+    # A requester who holds the promote permission but no role that reads approvals.
+    promoters = Group.objects.create(name="promoters-only")
+    promoters.permissions.add(*Permission.objects.filter(
+        codename__in=["promote_flow", "view_flow", "view_run"]))
+    requester = users["nobody"]
+    requester.groups.add(promoters)
+    requester.is_staff = True
+    requester.save()
+    own = ApiClient(api_token_create(user=requester, name="t")[1])
+    request = own.post(f"/flows/{flow.slug}/releases/{v1}/promote").body["request"]
+    page = reverse("admin:approvals_approval_change", args=[request["id"]])
+    get_user_model().objects.update(is_staff=True)  # the admin's door needs staff
+
+    expected = {"builder": 403, "nobody": 200, "operator": 200, "reviewer": 200,
+                "support": 200, "admin": 200}
+    for name, status in expected.items():
+        api = own if name == "nobody" else as_user(name)
+        assert api.get(f"/approvals/{request['id']}").status == status, name
+        browser = Client()
+        browser.force_login(get_user_model().objects.get(pk=users[name].pk))
+        assert browser.get(page).status_code == status, name
