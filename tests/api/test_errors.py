@@ -116,3 +116,12 @@ def test_unstorable_strings_anywhere_in_the_input_are_a_422(admin_api, flow, val
     for given in ({"k": value}, {"k": ["ok", value]}, {value: 1}):
         response = admin_api.post("/flows/simple/runs", {"input": given})
         assert response.status == 422, (given, response.body)
+
+
+@pytest.mark.parametrize("draft", ["yes", "true", "1", 1, 0, None, "on"])
+def test_draft_must_be_a_json_boolean(admin_api, flow, draft):
+    """Issue 25 (notes): `"draft": "yes"` was read as true."""
+    response = admin_api.post("/flows/simple/runs", {"input": {}, "draft": draft})
+    assert response.status == 422, response.body
+    assert [d["path"] for d in response.error["details"]] == ["draft"]
+    assert not flow.runs.exists()
