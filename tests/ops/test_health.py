@@ -8,7 +8,6 @@ import pytest
 from django.utils import timezone
 from django_q.models import Schedule
 
-
 TOKEN = "metrics-token-for-tests"
 AUTH = {"HTTP_AUTHORIZATION": f"Bearer {TOKEN}"}
 
