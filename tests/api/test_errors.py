@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.hostile import JSON_TEXTS, UNSTORABLE_STRINGS
+from tests.hostile import JSON_TEXTS, PATH_IDS, UNSTORABLE_STRINGS
 
 pytestmark = pytest.mark.django_db
 
@@ -125,3 +125,19 @@ def test_draft_must_be_a_json_boolean(admin_api, flow, draft):
     assert response.status == 422, response.body
     assert [d["path"] for d in response.error["details"]] == ["draft"]
     assert not flow.runs.exists()
+
+
+@pytest.mark.parametrize("value", PATH_IDS)
+def test_ids_that_are_not_ids_are_a_4xx(admin_api, flow, value):
+    """The same values the admin's approval URLs and the download links are fed
+    (tests/admin/test_hostile_doors.py, tests/resources/test_download_hostile.py)."""
+    from urllib.parse import quote
+
+    segment = quote(value, safe="")
+    for path in (f"/runs/{segment}", f"/runs/{segment}/events", f"/approvals/{segment}",
+                 f"/resources/{segment}"):
+        response = admin_api.get(path)
+        assert 400 <= response.status < 500, (path, response.status)
+    for path in (f"/runs/{segment}/cancel", f"/approvals/{segment}/approve"):
+        response = admin_api.post(path, {})
+        assert 400 <= response.status < 500, (path, response.status)
