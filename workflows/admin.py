@@ -24,7 +24,7 @@ from django.utils.html import format_html
 
 from workflows.admin_base import PagesMixin, ReadOnlyAdmin
 from workflows.admin_views import diff_page, flow_page, run_page, step_panel
-from workflows.admin_views.edge import run_url
+from workflows.admin_views.edge import positive_int, run_url
 from workflows.admin_views.run_list import FinishedFilter, RunListColumns
 from workflows.models import (
     Attempt,
@@ -207,9 +207,9 @@ class RunAdmin(RunListColumns, PagesMixin, ReadOnlyAdmin):
             run_id=OuterRef("pk"), error__isnull=False, error_text__icontains=term)
         condition = Q(flow__slug__iexact=term) | Exists(step_errors) | Q(
             run_error_text__icontains=term)
-        number = term.lstrip("#")
-        if number.isdigit():
-            condition |= Q(pk=int(number))
+        number = positive_int(term.lstrip("#"))  # "²" and 5,000 digits were a 500
+        if number is not None:
+            condition |= Q(pk=number)
         queryset = queryset.annotate(run_error_text=Cast("error", TextField()))
         return queryset.filter(condition), False
 

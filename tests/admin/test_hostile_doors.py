@@ -107,3 +107,11 @@ def test_the_approval_pages_still_find_a_real_approval(clients, waiting_run):
     approval = waiting_run.approvals.get()
     url = reverse("admin:approvals_approval_change", args=[approval.pk])
     assert clients["reviewers"].get(url).status_code == 200
+
+
+@pytest.mark.parametrize("term", PATH_IDS)
+def test_the_runs_list_search_answers_ids_that_are_not_ids(admin_client, completed_run, term):
+    response = admin_client.get(reverse("admin:workflows_run_changelist"), {"q": term})
+    assert response.status_code == 200, response.status_code
+    response = admin_client.get(reverse("admin:workflows_run_changelist"), {"q": "#" + term})
+    assert response.status_code == 200, response.status_code

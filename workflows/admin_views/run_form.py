@@ -31,8 +31,9 @@ from workflows.models import Flow, FlowVersion
 from workflows.services.webhooks import json_loads_strict
 
 MODES = ("form", "draft", "json")
-INTEGER = re.compile(r"[-+]?\d+")
-NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+# ASCII digits, as JSON writes numbers (`\d` would take "٣", which int() reads as 3).
+INTEGER = re.compile(r"[-+]?[0-9]+")
+NUMBER = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
 
 
 def json_value(text: str) -> tuple[Any, str | None]:
