@@ -78,6 +78,10 @@ class InboxFilter:
         return bool(self.flow or self.status or self.decider or self.q)
 
 
+def _an_id(text: str) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= 18
+
+
 def approvals_filter(approvals: QuerySet[Approval], *, filters: InboxFilter) -> QuerySet[Approval]:
     """Narrow `approvals` by `filters`. `q` matches an approval id ("A12", "12") or run id, and
     (case-insensitive) the instructions, the comment, the step key, the flow's slug or name,
@@ -98,9 +102,9 @@ def approvals_filter(approvals: QuerySet[Approval], *, filters: InboxFilter) -> 
                  | Q(decision_actor__username__icontains=text)
                  | Q(data_text__icontains=text))
         number = text[1:] if text[:1] in ("A", "a") else text
-        if number.isdigit():
+        if _an_id(number):  # ASCII digits within a bigint: "²" and 5,000 digits were a 500
             match |= Q(pk=int(number))
-            if text.isdigit():
+            if _an_id(text):
                 match |= Q(run_id=int(text))
         approvals = approvals.annotate(data_text=Cast("data", TextField())).filter(match)
     return approvals

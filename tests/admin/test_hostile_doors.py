@@ -115,3 +115,30 @@ def test_the_runs_list_search_answers_ids_that_are_not_ids(admin_client, complet
     assert response.status_code == 200, response.status_code
     response = admin_client.get(reverse("admin:workflows_run_changelist"), {"q": "#" + term})
     assert response.status_code == 200, response.status_code
+
+
+def test_admin_pages_answer_hostile_ids_and_query_values_without_a_500(admin_client,
+                                                                     completed_run):
+    """The rest of the probe: every admin page that reads a number or an id from its URL or
+    query string, fed the same values (the approvals inbox's `q` was a 500 on "²")."""
+    run, flow = completed_run, completed_run.flow
+    failures = []
+    for value in [*PATH_IDS, "A" + LONG_DIGITS, "A²", "#²", "res://²"]:
+        text, segment = quote(value), quote(value, safe="")
+        for url in (
+            reverse("admin:workflows_flow_change", args=[flow.pk])
+            + f"?before={text}&status={text}",
+            reverse("admin:workflows_flow_diff", args=[flow.pk]) + f"?from={text}&to={text}",
+            f"/admin/lookup/?q={text}",
+            reverse("admin:workflows_run_compare", args=[run.pk]) + f"?to={text}",
+            reverse("admin:workflows_run_live", args=[run.pk]) + f"?v={text}",
+            f"/admin/approvals/approval/?tab=decided&page={text}&q={text}&flow={text}",
+            f"/admin/approvals/approval/?q={text}",
+            reverse("admin:workflows_run_step", args=[run.pk, "first"]) + f"?before={text}",
+            f"/admin/workflows/run/{segment}/change/", f"/admin/workflows/flow/{segment}/change/",
+            f"/admin/workflows/run/{run.pk}/steps/{segment}/",
+        ):
+            status = admin_client.get(url).status_code
+            if status >= 500:
+                failures.append((url[:100], status))
+    assert not failures, failures
