@@ -141,3 +141,30 @@ def test_ids_that_are_not_ids_are_a_4xx(admin_api, flow, value):
     for path in (f"/runs/{segment}/cancel", f"/approvals/{segment}/approve"):
         response = admin_api.post(path, {})
         assert 400 <= response.status < 500, (path, response.status)
+
+
+def test_hostile_query_values_are_never_a_500(admin_api, flow):
+    """Cursors, limits, version labels and search text fed the same values as the admin's
+    pages (tests/admin/test_hostile_doors.py)."""
+    from urllib.parse import quote
+
+    from tests.factories import drain
+    from workflows.services.runs import run_start
+
+    run, _ = run_start(flow=flow, input={})
+    drain()
+    failures = []
+    for value in PATH_IDS:
+        text = quote(value)
+        for path in (f"/runs?q={text}&limit={text}", f"/runs?cursor={text}",
+                     f"/approvals?cursor={text}", f"/flows/simple/runs?cursor={text}",
+                     f"/flows/simple/matrix?before={text}&limit={text}",
+                     f"/flows/simple/diff?from={text}&to={text}",
+                     f"/runs/{run.pk}/compare?to={text}", f"/runs/{run.pk}/events?cursor={text}",
+                     f"/runs/{run.pk}/steps/first/logs?cursor={text}&limit={text}",
+                     f"/flows/simple/history?cursor={text}",
+                     f"/runs/{run.pk}/steps/{quote(value, safe='')}"):
+            status = admin_api.request("get", path).status
+            if status >= 500:
+                failures.append((path[:100], status))
+    assert not failures, failures
