@@ -26,6 +26,7 @@ from django import forms
 from django.http import HttpRequest
 
 from workflows.definitions import validate_run_input
+from workflows.definitions.base import promotion_approval
 from workflows.errors import InputInvalid
 from workflows.models import Flow, FlowVersion
 from workflows.services.webhooks import json_loads_strict
@@ -155,6 +156,11 @@ def start_context(request: HttpRequest, flow: Flow, *, live: FlowVersion | None,
     """What the "Start a run" popover renders: the tabs, the chosen mode's form and whether it
     opens on load. `bound` is a refused start: its mode and its form with the errors (form
     modes) or its text and error (json)."""
+    # A flow under the two-person rule runs no rehearsal (run_start refuses it): no draft tab,
+    # no rehearsal checkbox.
+    rehearsals = not any(promotion_approval(v.definition) for v in (live, draft) if v is not None)
+    if not rehearsals:
+        draft = None
     if bound is not None:
         mode, open_now = bound["mode"], True
     else:
@@ -178,7 +184,8 @@ def start_context(request: HttpRequest, flow: Flow, *, live: FlowVersion | None,
             "has_draft": draft is not None,
             "json_text": (bound or {}).get("json_text") or json.dumps(
                 defaults if live is not None or draft is not None else {}, indent=2),
-            "json_draft": (bound or {}).get("json_draft", live is None),
+            "json_draft": rehearsals and (bound or {}).get("json_draft", live is None),
+            "rehearsals": rehearsals,
             "errors": (bound or {}).get("errors", []),
             "label": f"v{live.number}" if mode == "form" and live is not None else "the draft",
         },
