@@ -12,6 +12,7 @@ from django.db.models.functions import Cast
 
 from approvals.models import Approval, ApprovalKind, ApprovalStatus
 from workflows.models import Flow
+from workflows.permissions import VIEW_APPROVAL, has_permission
 
 REVIEWERS_GROUP = "reviewers"
 
@@ -37,6 +38,23 @@ def _assigned(user: Any) -> Q:
     if REVIEWERS_GROUP in groups.values():
         condition |= Q(for_reviewers=True)
     return condition
+
+
+def approval_readable(*, approval: Approval, actor: Any) -> bool:
+    """Who reads one approval (a step's or a promotion request), in the admin and the API
+    alike: whoever may decide it, whoever decided it, whoever requested it (a promotion
+    request's requester), and the roles that read approvals (`approvals.view_approval`:
+    operators, reviewers, support; superusers). A builder who is none of these does not: a
+    promotion request lays out a release's changes before a second person approved them, and
+    the request is no run the builder's view of runs covers."""
+    if actor is None or not getattr(actor, "is_active", False):
+        return False
+    if has_permission(actor, VIEW_APPROVAL):
+        return True
+    if actor.pk is not None and actor.pk in (approval.requested_by_id,
+                                             approval.decision_actor_id):
+        return True
+    return approvals_decidable(user=actor).filter(pk=approval.pk).exists()
 
 
 def approval_ids_decidable_pending(*, actor: Any) -> set[int]:
@@ -79,6 +97,10 @@ class InboxFilter:
         return bool(self.flow or self.status or self.decider or self.q)
 
 
+def _an_id(text: str) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= 18
+
+
 def approvals_filter(approvals: QuerySet[Approval], *, filters: InboxFilter) -> QuerySet[Approval]:
     """Narrow `approvals` by `filters`. `q` matches an approval id ("A12", "12") or run id, and
     (case-insensitive) the instructions, the comment, the step key, the flow's slug or name,
@@ -99,9 +121,9 @@ def approvals_filter(approvals: QuerySet[Approval], *, filters: InboxFilter) -> 
                  | Q(decision_actor__username__icontains=text)
                  | Q(data_text__icontains=text))
         number = text[1:] if text[:1] in ("A", "a") else text
-        if number.isdigit():
+        if _an_id(number):  # ASCII digits within a bigint: "²" and 5,000 digits were a 500
             match |= Q(pk=int(number))
-            if text.isdigit():
+            if _an_id(text):
                 match |= Q(run_id=int(text))
         approvals = approvals.annotate(data_text=Cast("data", TextField())).filter(match)
     return approvals

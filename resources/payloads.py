@@ -46,11 +46,13 @@ from workflows.errors import OutputNotStorable, WorkflowError
 
 __all__ = [
     "DESCRIPTOR_KEYS",
+    "INLINE_MAX_DEPTH",
     "OutputNotStorable",
     "ValueTooLargeToLoad",
     "describe_resource",
     "KeptValue",
     "is_descriptor",
+    "json_storage_problems",
     "keep_json",
     "storable_json",
     "storable_text",
@@ -265,6 +267,49 @@ def keep_json(value: Any, **options: Any) -> KeptValue:
     write that may be refused after the value was kept (see KeptValue)."""
     stored, resource = _storable(value, **options)
     return KeptValue(stored, resource.pk if resource is not None else None)
+
+
+def json_storage_problems(value: Any, path: str = "", *,
+                          max_depth: int = 200) -> list[dict[str, str]]:
+    """Problems ({path, message}) that keep a JSON value from being stored inline as it is:
+    strings or keys holding NUL (PostgreSQL refuses it in text and jsonb) or an unpaired
+    surrogate (not UTF-8), non-finite numbers (no JSON column takes them), and containers
+    nested more than `max_depth` levels (reading such a row back could exhaust Python's
+    recursion limit). The rule for what comes from outside and is stored as given, never
+    offloaded: a run's input, a request body. Walked without recursion; at most 50 listed,
+    in document order."""
+    problems: list[dict[str, str]] = []
+    stack: list[tuple[Any, str, int]] = [(value, path, 0)]
+    while stack and len(problems) < 50:
+        item, where, depth = stack.pop()
+        shown = where or "(body)"
+        if isinstance(item, str):
+            if not _text_storable(item):
+                problems.append({"path": shown, "message": "must not contain NUL characters "
+                                                           "or unpaired surrogates"})
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                problems.append({"path": shown, "message": "must be a finite number"})
+        elif isinstance(item, dict | list | tuple):
+            if depth >= max_depth:
+                problems.append({"path": shown, "message": f"nested more than {max_depth} "
+                                                           "levels deep"})
+                continue
+            children: list[tuple[Any, str, int]] = []
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    if not _text_storable(str(key)):
+                        problems.append({"path": shown, "message": "keys must not contain NUL "
+                                                                   "characters or unpaired "
+                                                                   "surrogates"})
+                        continue
+                    children.append((child, f"{where}.{key}" if where else str(key),
+                                     depth + 1))
+            else:
+                children = [(child, f"{where}[{index}]", depth + 1)
+                            for index, child in enumerate(item)]
+            stack.extend(reversed(children))
+    return problems[:50]
 
 
 def _deeper_than(value: Any, limit: int) -> bool:

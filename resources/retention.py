@@ -10,13 +10,14 @@ are deleted only here, with their run), approvals, and the resources attached to
 the database, files in Django storage. Runs that were retried or replayed from it lose their
 `retry_of` / `replay_of` link (SET NULL) and keep everything else.
 
-What is never pruned: a resource that a run in flight refers to (a `res://` ref in its input,
-trigger payload or output, or in the input, output, error or callback body of one of its step
-runs and attempts), nor one a retry or replay of the pruned run refers to (reused outputs point
-at the original run's resources). Such a resource stays and is handed to the run that refers to
-it (`Resource.run`), so it is pruned with that run. Resources whose `expires_at` has passed, and
-orphans (no run, no step run) older than WF_RETENTION_DAYS, are pruned too, unless a run in
-flight refers to them.
+What is never pruned: a resource that a run this pass keeps refers to — a run in flight, an
+ended run within retention, a run of a flow kept forever (a `res://` ref in its input, trigger
+payload or output, or in the output, error or callback body of one of its step runs, or the
+input, output or error of one of its attempts) — nor one a retry or replay of the pruned run
+refers to (reused outputs point at the original run's resources). Such a resource stays and is
+handed to the newest run that refers to it (`Resource.run`), so it is pruned with that run.
+Resources whose `expires_at` has passed, and orphans (no run, no step run) older than
+WF_RETENTION_DAYS, are pruned too, unless a run refers to them.
 
 Work is done in batches of `batch_size` runs, one short transaction each, so no lock is held
 for long (on SQLite, the write lock for one batch). Files are deleted after the batch commits:
@@ -34,14 +35,14 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
-from django.db.models.functions import Coalesce
+from django.db.models import Q, TextField
+from django.db.models.functions import Cast, Coalesce
 
 from resources.models import Resource
 from workflows.models import Attempt, Event, FlowVersion, LogChunk, Run, StepRun
 from workflows.states import RunStatus
 
-__all__ = ["resources_in_flight", "retention_days_of", "runs_prune"]
+__all__ = ["resources_in_flight", "resources_referenced", "retention_days_of", "runs_prune"]
 
 TERMINAL = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED)
 LISTED = 1000
@@ -69,19 +70,36 @@ def _refs_in(run_id: int, values: Iterable[Any], found: dict[uuid.UUID, int]) ->
                 found[uuid.UUID(match)] = max(found.get(uuid.UUID(match), 0), run_id)
 
 
+def _mentions_ref(*columns: str) -> tuple[dict[str, Cast], Q]:
+    """Annotations and a condition that keep only rows whose JSON text holds "res:/" in one
+    of `columns`: the database skips the rows that refer to nothing, which are most."""
+    annotations = {f"{column.replace('__', '_')}_text": Cast(column, output_field=TextField())
+                   for column in columns}
+    condition = Q()
+    for name in annotations:
+        condition |= Q(**{f"{name}__contains": "res:/"})
+    return annotations, condition
+
+
 def _refs_of_runs(runs: Q) -> dict[uuid.UUID, int]:
-    """Every res:// ref in the values of the runs `runs` selects, their step runs and
-    attempts, with the newest run that refers to it. Reads in chunks, only the JSON columns."""
+    """Every res:// ref in the values of the runs `runs` selects (it may use `ended`, when the
+    run ended), their step runs and attempts, with the newest run that refers to it. Reads in
+    chunks, only the JSON columns of the rows that mention a ref."""
     found: dict[uuid.UUID, int] = {}
-    run_ids = Run.objects.filter(runs).values_list("pk", flat=True)
-    for run_id, *row in Run.objects.filter(runs)\
+    selected = Run.objects.annotate(ended=Coalesce("finished_at", "created_at")).filter(runs)
+    run_ids = selected.values_list("pk", flat=True)
+    annotations, mentions = _mentions_ref("input", "trigger_payload", "output")
+    for run_id, *row in selected.annotate(**annotations).filter(mentions)\
             .values_list("pk", "input", "trigger_payload", "output").iterator(chunk_size=500):
         _refs_in(run_id, row, found)
-    for run_id, *row in StepRun.objects.filter(run_id__in=run_ids)\
-            .values_list("run_id", "output", "error", "callback_payload")\
+    annotations, mentions = _mentions_ref("output", "error", "callback_payload")
+    for run_id, *row in StepRun.objects.filter(run_id__in=run_ids).annotate(**annotations)\
+            .filter(mentions).values_list("run_id", "output", "error", "callback_payload")\
             .iterator(chunk_size=500):
         _refs_in(run_id, row, found)
+    annotations, mentions = _mentions_ref("input", "output", "error")
     for run_id, *row in Attempt.objects.filter(step_run__run_id__in=run_ids)\
+            .annotate(**annotations).filter(mentions)\
             .values_list("step_run__run_id", "input", "output", "error")\
             .iterator(chunk_size=500):
         _refs_in(run_id, row, found)
@@ -92,6 +110,11 @@ def resources_in_flight() -> dict[uuid.UUID, int]:
     """The ids of resources that runs in flight (not terminal) refer to, each with the newest
     such run."""
     return _refs_of_runs(~Q(status__in=TERMINAL))
+
+
+def resources_referenced() -> dict[uuid.UUID, int]:
+    """The ids of resources that any run refers to, each with the newest such run."""
+    return _refs_of_runs(Q())
 
 
 def _prunable_runs(now: datetime) -> Q | None:
@@ -180,6 +203,9 @@ def runs_prune(*, now: datetime, dry_run: bool = False, batch_size: int = 100) -
     report = _empty_report(now, dry_run)
     batch_size = max(int(batch_size), 1)
     condition = _prunable_runs(now)
+    # What the runs this pass keeps refer to: their values do not change once ended, so read
+    # once; runs in flight are read again for every batch below.
+    kept = {} if condition is None else _refs_of_runs(~(condition & Q(status__in=TERMINAL)))
     after = 0
     while condition is not None:
         ids = list(Run.objects.annotate(ended=Coalesce("finished_at", "created_at"))
@@ -189,8 +215,9 @@ def runs_prune(*, now: datetime, dry_run: bool = False, batch_size: int = 100) -
             break
         after = ids[-1]
         report["batches"] += 1
-        protected = _refs_of_runs(
-            (Q(retry_of_id__in=ids) | Q(replay_of_id__in=ids)) & ~Q(pk__in=ids))
+        protected = dict(kept)
+        protected.update(_refs_of_runs(
+            (Q(retry_of_id__in=ids) | Q(replay_of_id__in=ids)) & ~Q(pk__in=ids)))
         protected.update(resources_in_flight())
         with transaction.atomic():
             _count_batch(ids, report)
@@ -208,12 +235,15 @@ def runs_prune(*, now: datetime, dry_run: bool = False, batch_size: int = 100) -
 
 def _prune_loose_resources(*, now: datetime, dry_run: bool, batch_size: int,
                            report: dict[str, Any]) -> None:
-    """Expired resources, and orphans (no run, no step run) older than WF_RETENTION_DAYS."""
+    """Expired resources, and orphans (no run, no step run) older than WF_RETENTION_DAYS,
+    except what a run still refers to (every run left is kept)."""
     loose = Q(expires_at__lt=now)
     if settings.WF_RETENTION_DAYS > 0:
         loose |= Q(run__isnull=True, step_run__isnull=True,
                    created_at__lt=now - timedelta(days=settings.WF_RETENTION_DAYS))
-    protected = resources_in_flight()
+    if not Resource.objects.filter(loose).exists():
+        return
+    protected = resources_referenced()
     after: uuid.UUID | None = None
     while True:
         page = Resource.objects.filter(loose).order_by("pk")

@@ -43,7 +43,10 @@ def served_content_type(content_type: str | None) -> str:
     return text if _CONTENT_TYPE.fullmatch(text) else "application/octet-stream"
 
 
-_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+# ASCII digits only (`\d` would take "²" or "٣", which int() refuses or reads as another
+# number) and at most 18 of them: a position past a 64-bit size is one no content reaches.
+_RANGE = re.compile(r"\s*bytes\s*=\s*([0-9]*)\s*-\s*([0-9]*)\s*", re.IGNORECASE | re.ASCII)
+MAX_POSITION_DIGITS = 18
 
 
 def _error(status: int, code: str, message: str) -> JsonResponse:
@@ -65,15 +68,17 @@ def download(request: HttpRequest, signed: str) -> HttpResponse:
 def parse_range(header: str, size: int) -> tuple[int, int] | None | bool:
     """(first, last) byte positions, inclusive, of a single `bytes=` range; None when the header
     is absent, names several ranges or is not a byte range (serve everything); False when it
-    cannot be satisfied (416)."""
+    cannot be satisfied (416), which includes a position of more than 18 digits."""
     if not header or "," in header:
         return None
-    match = _RANGE.match(header)
+    match = _RANGE.fullmatch(header)
     if match is None:
         return None
     first_text, last_text = match.groups()
     if not first_text and not last_text:
         return None
+    if max(len(first_text), len(last_text)) > MAX_POSITION_DIGITS:
+        return False  # int() refuses 4,300 digits; no size comes near 10**18 anyway
     if not first_text:  # the last N bytes
         suffix = int(last_text)
         if suffix == 0 or size == 0:

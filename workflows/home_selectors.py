@@ -2,7 +2,10 @@
 what runs now, and each flow's health. Each function is a fixed number of queries, whatever
 the number of rows, so the home page's query count does not grow with the history.
 
-Pending approvals come from `approvals.selectors` (who may decide what is their rule)."""
+Pending approvals come from `approvals.selectors` (who may decide what is their rule).
+Everything here is about runs, so each function needs the view permission on runs
+(`VIEW_RUN`, every role has it): a staff user with no role gets NotPermitted, not the failed
+runs' error text, what runs now or how flows fare."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from django.db.models import F, Window
 from django.db.models.functions import RowNumber
 
 from workflows.models import Flow, Run, StepRun
+from workflows.permissions import VIEW_RUN, require_permission
 from workflows.states import RUN_TERMINAL, RunStatus, StepStatus
 
 FAILED_RECENT_LIMIT = 50
@@ -32,10 +36,12 @@ def error_first_line(error: dict[str, Any] | None) -> str:
     return ""
 
 
-def runs_failed_recent(*, since: datetime, limit: int = FAILED_RECENT_LIMIT) -> list[dict]:
+def runs_failed_recent(*, actor: Any, since: datetime,
+                       limit: int = FAILED_RECENT_LIMIT) -> list[dict]:
     """Runs that failed since `since`, across flows, newest failure first: one row per run with
     its flow, failed step, the first line of the error, when it ended and its error kind
     (`Run.error_kind`: `rejected` for a rejection, `timeout`, `error`). One query."""
+    require_permission(actor, VIEW_RUN)
     runs = (Run.objects.filter(status=RunStatus.FAILED, finished_at__gte=since)
             .select_related("flow").order_by("-finished_at", "-id")
             .only("id", "status", "error", "error_kind", "finished_at", "flow__id", "flow__slug",
@@ -48,9 +54,10 @@ def runs_failed_recent(*, since: datetime, limit: int = FAILED_RECENT_LIMIT) -> 
     ]
 
 
-def runs_active(*, limit: int = ACTIVE_LIMIT) -> list[dict]:
+def runs_active(*, actor: Any, limit: int = ACTIVE_LIMIT) -> list[dict]:
     """Runs not ended yet (held, queued, running, waiting), oldest first, each with the steps
     active now. Two queries."""
+    require_permission(actor, VIEW_RUN)
     runs = list(Run.objects.exclude(status__in=RUN_TERMINAL).select_related("flow", "version")
                 .only("id", "status", "created_at", "started_at", "is_rehearsal", "flow__id",
                       "flow__slug", "flow__name", "version__number")
@@ -62,11 +69,13 @@ def runs_active(*, limit: int = ACTIVE_LIMIT) -> list[dict]:
     return [{"run": run, "steps": steps[run.pk]} for run in runs]
 
 
-def flows_health(*, window: int = SUCCESS_WINDOW, limit: int = FLOWS_LIMIT) -> list[dict]:
+def flows_health(*, actor: Any, window: int = SUCCESS_WINDOW,
+                 limit: int = FLOWS_LIMIT) -> list[dict]:
     """Each flow (by slug) with its live release and the outcome of its last `window` ended
     runs: completed, failed, canceled, and the success rate completed / (completed + failed)
     (None before any run ended that way; a canceled run is neither). Two queries: the last
     `window` ended runs per flow are picked by a window function in the database."""
+    require_permission(actor, VIEW_RUN)
     flows = list(Flow.objects.select_related("live_version")
                  .only("id", "slug", "name", "live_version__number").order_by("slug")[:limit])
     counts: dict[int, dict[str, int]] = {

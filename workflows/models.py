@@ -21,6 +21,7 @@ from workflows.states import (
     RunStatus,
     StepStatus,
 )
+from workflows.stored_json import StoredJSONDecoder
 
 
 def new_webhook_secret() -> str:
@@ -189,8 +190,9 @@ class Run(models.Model):
     status = models.CharField(max_length=32, choices=RunStatus.choices, default=RunStatus.CREATED)
     trigger_kind = models.CharField(max_length=16, choices=TriggerKind.choices)
     trigger_actor = models.CharField(max_length=150, blank=True)
-    trigger_payload = models.JSONField(default=dict, blank=True)
-    input = models.JSONField(default=dict, blank=True)
+    # Values from outside: read with StoredJSONDecoder, so no row makes a page fail.
+    trigger_payload = models.JSONField(default=dict, blank=True, decoder=StoredJSONDecoder)
+    input = models.JSONField(default=dict, blank=True, decoder=StoredJSONDecoder)
     output = models.JSONField(null=True, blank=True)
     error = models.JSONField(null=True, blank=True)
     # Set with status=failed (states.error_kind_of): rejected, timeout or error; else "".

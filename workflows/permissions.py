@@ -22,6 +22,7 @@ PROMOTE_FLOW = "workflows.promote_flow"
 OPERATE_RUN = "workflows.operate_run"
 VIEW_FLOW = "workflows.view_flow"
 VIEW_RUN = "workflows.view_run"
+VIEW_APPROVAL = "approvals.view_approval"
 
 # The role groups of the data migration (0002_roles_and_sweeper).
 ROLES = ("builders", "operators", "reviewers", "support")
@@ -33,6 +34,7 @@ ACTION_LABELS = {
     OPERATE_RUN: "start, cancel, retry or replay runs",
     VIEW_FLOW: "view flows",
     VIEW_RUN: "view runs",
+    VIEW_APPROVAL: "view approvals",
 }
 
 

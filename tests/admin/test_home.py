@@ -164,3 +164,26 @@ def test_the_runs_list_stays_at_a_few_queries(admin_client, django_assert_max_nu
         response = admin_client.get("/admin/workflows/run/?created=24h")
     assert response.status_code == 200
     assert Run.objects.filter(status=RunStatus.FAILED).count() == 8
+
+
+def test_a_staff_user_with_no_role_sees_no_runs_on_the_home(clients, users, failed_run,
+                                                            waiting_run, completed_run):
+    """Issue 25 (L1): failed runs (with their error text), active runs and flow health need
+    the view permission on runs, in the selectors, not only in the template."""
+    from workflows import home_selectors
+    from workflows.errors import NotPermitted
+
+    page = clients["nobody"].get("/admin/").content.decode()
+    assert 'data-section="no-runs-role"' in page
+    for name in ("failed-recent", "active", "flows"):
+        assert f'data-section="{name}"' not in page
+    assert "upstream said no" not in page and "retrying" not in page
+    for selector, kwargs in ((home_selectors.runs_failed_recent, {"since": timezone.now()}),
+                             (home_selectors.runs_active, {}), (home_selectors.flows_health, {})):
+        with pytest.raises(NotPermitted):
+            selector(actor=users["nobody"], **kwargs)
+    # Every role reads runs, so every role keeps the overview.
+    for role in ("builders", "operators", "reviewers", "support"):
+        page = clients[role].get("/admin/").content.decode()
+        assert rows(section(page, "failed-recent")) == [failed_run.pk], role
+        assert 'data-section="no-runs-role"' not in page

@@ -126,3 +126,21 @@ def test_json_mode_is_one_link_away_and_bad_json_is_shown_in_place(clients):
     assert field_errors(response.content.decode())["input"].startswith("not valid JSON")
     assert "{oops" in response.content.decode()
     assert not flow.runs.exists()
+
+
+def test_a_two_person_flow_offers_and_runs_no_rehearsal(clients):
+    """Issue 25 (notes): rehearsal runs of a flow under the two-person rule are refused by
+    run_start; the form does not offer them either."""
+    guarded = {**TYPED, "slug": "guarded",
+               "promotion": {"requires_approval": True, "approvers": {"groups": ["reviewers"]}}}
+    flow = make_flow(guarded, promote=False)
+    page = clients["operators"].get(reverse("admin:workflows_flow_change", args=[flow.pk])
+                                    + "?start=draft").content.decode()
+    assert 'data-start-tab="draft"' not in page and 'name="draft"' not in page
+    assert "data-no-rehearsal" in page
+    for data in ({"mode": "draft", "in-repo": "core"},
+                 {"mode": "json", "input": '{"repo": "core"}', "draft": "on"}):
+        response = clients["operators"].post(start_url(flow), data)
+        assert response.status_code == 403
+        assert "two-person rule" in response.content.decode()
+    assert not flow.runs.exists()

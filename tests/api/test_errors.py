@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+from tests.hostile import JSON_TEXTS, PATH_IDS, UNSTORABLE_STRINGS
+
 pytestmark = pytest.mark.django_db
 
 
@@ -99,8 +101,70 @@ def test_the_openapi_page_is_served(admin_api, client):
     assert "/api/v1/flows/{slug}/runs" in schema["paths"]
 
 
-@pytest.mark.parametrize("number", [b"1e400", b"-1e400", b"Infinity", b"NaN"])
-def test_non_finite_numbers_in_a_json_body_are_a_400(admin_api, flow, number):
-    response = admin_api.post("/flows/simple/runs", raw=b'{"input": {"x": ' + number + b"}}")
+@pytest.mark.parametrize("text", JSON_TEXTS)
+def test_hostile_json_in_a_body_is_a_400(admin_api, flow, text):
+    """Non-finite numbers, integers past Python's digit limit, nesting past the recursion
+    limit: the same values the admin's run form is fed (tests/admin/test_hostile_doors.py)."""
+    response = admin_api.post("/flows/simple/runs",
+                              raw=b'{"input": {"x": ' + text.encode() + b"}}")
     assert response.status == 400 and response.error["code"] == "bad_request"
     assert "not valid JSON" in response.error["message"]
+
+
+@pytest.mark.parametrize("value", UNSTORABLE_STRINGS)
+def test_unstorable_strings_anywhere_in_the_input_are_a_422(admin_api, flow, value):
+    for given in ({"k": value}, {"k": ["ok", value]}, {value: 1}):
+        response = admin_api.post("/flows/simple/runs", {"input": given})
+        assert response.status == 422, (given, response.body)
+
+
+@pytest.mark.parametrize("draft", ["yes", "true", "1", 1, 0, None, "on"])
+def test_draft_must_be_a_json_boolean(admin_api, flow, draft):
+    """Issue 25 (notes): `"draft": "yes"` was read as true."""
+    response = admin_api.post("/flows/simple/runs", {"input": {}, "draft": draft})
+    assert response.status == 422, response.body
+    assert [d["path"] for d in response.error["details"]] == ["draft"]
+    assert not flow.runs.exists()
+
+
+@pytest.mark.parametrize("value", PATH_IDS)
+def test_ids_that_are_not_ids_are_a_4xx(admin_api, flow, value):
+    """The same values the admin's approval URLs and the download links are fed
+    (tests/admin/test_hostile_doors.py, tests/resources/test_download_hostile.py)."""
+    from urllib.parse import quote
+
+    segment = quote(value, safe="")
+    for path in (f"/runs/{segment}", f"/runs/{segment}/events", f"/approvals/{segment}",
+                 f"/resources/{segment}"):
+        response = admin_api.get(path)
+        assert 400 <= response.status < 500, (path, response.status)
+    for path in (f"/runs/{segment}/cancel", f"/approvals/{segment}/approve"):
+        response = admin_api.post(path, {})
+        assert 400 <= response.status < 500, (path, response.status)
+
+
+def test_hostile_query_values_are_never_a_500(admin_api, flow):
+    """Cursors, limits, version labels and search text fed the same values as the admin's
+    pages (tests/admin/test_hostile_doors.py)."""
+    from urllib.parse import quote
+
+    from tests.factories import drain
+    from workflows.services.runs import run_start
+
+    run, _ = run_start(flow=flow, input={})
+    drain()
+    failures = []
+    for value in PATH_IDS:
+        text = quote(value)
+        for path in (f"/runs?q={text}&limit={text}", f"/runs?cursor={text}",
+                     f"/approvals?cursor={text}", f"/flows/simple/runs?cursor={text}",
+                     f"/flows/simple/matrix?before={text}&limit={text}",
+                     f"/flows/simple/diff?from={text}&to={text}",
+                     f"/runs/{run.pk}/compare?to={text}", f"/runs/{run.pk}/events?cursor={text}",
+                     f"/runs/{run.pk}/steps/first/logs?cursor={text}&limit={text}",
+                     f"/flows/simple/history?cursor={text}",
+                     f"/runs/{run.pk}/steps/{quote(value, safe='')}"):
+            status = admin_api.request("get", path).status
+            if status >= 500:
+                failures.append((path[:100], status))
+    assert not failures, failures

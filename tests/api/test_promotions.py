@@ -181,3 +181,83 @@ def test_the_promotion_field_is_validated_with_paths(as_user):
     assert {"promotion.requires_approval", "promotion.approvers.groups",
             "promotion.approvers.teams", "promotion.timeout_seconds",
             "promotion.extra"} <= paths
+
+
+def test_who_reads_a_promotion_request_is_one_rule_in_the_api_and_the_admin(as_user, users):
+    """Issue 25 (notes): the API let a builder read promotion requests that the admin page
+    refused. One rule now (approvals.selectors.approval_readable): whoever may decide it, decided
+    it or requested it, and the roles that read approvals; not a builder."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group, Permission
+    from django.test import Client
+    from django.urls import reverse
+
+    from tests.api.conftest import ApiClient
+    from workflows.services.tokens import api_token_create
+
+    flow = make_flow(two_person_definition(), promote=False)
+    v1 = released(as_user("admin"), flow.slug)
+    # A requester who holds the promote permission but no role that reads approvals.
+    promoters = Group.objects.create(name="promoters-only")
+    promoters.permissions.add(*Permission.objects.filter(
+        codename__in=["promote_flow", "view_flow", "view_run"]))
+    requester = users["nobody"]
+    requester.groups.add(promoters)
+    requester.is_staff = True
+    requester.save()
+    own = ApiClient(api_token_create(user=requester, name="t")[1])
+    request = own.post(f"/flows/{flow.slug}/releases/{v1}/promote").body["request"]
+    page = reverse("admin:approvals_approval_change", args=[request["id"]])
+    get_user_model().objects.update(is_staff=True)  # the admin's door needs staff
+
+    expected = {"builder": 403, "nobody": 200, "operator": 200, "reviewer": 200,
+                "support": 200, "admin": 200}
+    for name, status in expected.items():
+        api = own if name == "nobody" else as_user(name)
+        assert api.get(f"/approvals/{request['id']}").status == status, name
+        browser = Client()
+        browser.force_login(get_user_model().objects.get(pk=users[name].pk))
+        assert browser.get(page).status_code == status, name
+
+
+def test_a_two_person_flow_runs_no_rehearsal(as_user):
+    """Issue 25 (notes): an operator's rehearsal run of a two-person flow's draft needed no
+    approval. Refused outright now (403 rehearsal_not_allowed), for every role, whether the
+    rule is in the live release or only in the draft; retries and replays of an earlier
+    rehearsal too. A flow without the rule still rehearses."""
+    from workflows.models import Run
+    from workflows.services.runs import run_start
+
+    admin, operator = as_user("admin"), as_user("operator")
+    guarded = make_flow(two_person_definition(), promote=False)
+    v1 = released(admin, guarded.slug)
+    request = operator.post(f"/flows/{guarded.slug}/releases/{v1}/promote").body["request"]
+    assert as_user("reviewer").post(f"/approvals/{request['id']}/approve").status == 200
+    assert admin.get(f"/flows/{guarded.slug}").body["live_version"] == v1  # carries the rule
+    for api in (admin, operator):
+        response = api.post(f"/flows/{guarded.slug}/runs", {"input": {}, "draft": True})
+        assert response.status == 403, response.body
+        assert response.error["code"] == "rehearsal_not_allowed"
+    # A draft that drops the rule cannot lift the live release's.
+    assert admin.put(f"/flows/{guarded.slug}/draft",
+                     {"definition": simple_definition("guarded")}).status == 200
+    response = operator.post(f"/flows/{guarded.slug}/runs", {"draft": True})
+    assert response.status == 403, (response.status, response.body)
+    assert response.error["code"] == "rehearsal_not_allowed"
+    # The rule only in the draft of a flow that had none: refused as well, and so are the retry
+    # and the replay of a rehearsal run started before the rule came in.
+    plain = make_flow(simple_definition("plain"))
+    earlier = operator.post("/flows/plain/runs", {"draft": True})
+    assert earlier.status == 201 and earlier.body["rehearsal"] is True
+    assert admin.put("/flows/plain/draft",
+                     {"definition": two_person_definition("plain")}).status == 200
+    assert operator.post("/flows/plain/runs", {"draft": True}).status == 403
+    for action in ("retry", "replay"):
+        response = operator.post(f"/runs/{earlier.body['id']}/{action}")
+        assert response.status == 403 and response.error["code"] == "rehearsal_not_allowed"
+    assert Run.objects.filter(flow=plain).count() == 1
+    assert Run.objects.filter(flow=guarded).count() == 0
+    # Live runs of a two-person flow start as before.
+    assert operator.post(f"/flows/{guarded.slug}/runs", {"input": {}}).status == 201
+    run, _ = run_start(flow=make_flow(simple_definition("free")), draft=True)
+    assert run.is_rehearsal

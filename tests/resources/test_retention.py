@@ -202,3 +202,39 @@ def test_approvals_go_with_their_run(settings):
     report = runs_prune(now=timezone.now())
     assert report["runs"] == 1 and report["approvals"] == 1
     assert not Approval.objects.exists()
+
+
+@pytest.mark.parametrize("where", ["input", "trigger_payload", "output", "step_output"])
+def test_a_resource_a_kept_run_refers_to_is_spared_and_handed_over(flow, settings, where):
+    """Issue 25 (L2): a kept run (ended, within retention) that refers to an old run's
+    resource keeps it; it goes with the kept run later, not with the old one now."""
+    settings.WF_RETENTION_DAYS = 30
+    old, shared = ended_run(flow, days_ago=40)
+    kept, _ = ended_run(flow, days_ago=1, with_file=False)
+    descriptor = {"$resource": shared.uri, "size": 8}
+    if where == "step_output":
+        StepRun.objects.filter(run=kept, key="first").update(output={"report": descriptor})
+    else:
+        Run.objects.filter(pk=kept.pk).update(**{where: {"file": shared.uri}})
+    report = runs_prune(now=timezone.now())
+    assert report["runs"] == 1 and report["run_ids"] == [old.pk]
+    assert report["resources"] == 0 and report["spared_resources"] == [shared.uri]
+    shared.refresh_from_db()
+    assert shared.run_id == kept.pk and file_exists(shared)
+    Run.objects.filter(pk=kept.pk).update(finished_at=timezone.now() - timedelta(days=31))
+    assert runs_prune(now=timezone.now())["resources"] == 1
+    assert not Resource.objects.filter(pk=shared.pk).exists()
+
+
+def test_a_run_of_a_flow_kept_forever_keeps_what_it_refers_to(flow, settings):
+    settings.WF_RETENTION_DAYS = 30
+    forever = make_flow(simple_definition("forever", retention_days=0))
+    old, shared = ended_run(flow, days_ago=40)
+    kept, _ = ended_run(forever, days_ago=4000, with_file=False)
+    Run.objects.filter(pk=kept.pk).update(input={"file": shared.uri})
+    orphan = resource_create(content=b"o")
+    Resource.objects.filter(pk=orphan.pk).update(created_at=timezone.now() - timedelta(days=31))
+    Run.objects.filter(pk=kept.pk).update(trigger_payload={"also": orphan.uri})
+    report = runs_prune(now=timezone.now())
+    assert report["run_ids"] == [old.pk] and report["resources"] == 0
+    assert Resource.objects.filter(pk__in=[shared.pk, orphan.pk]).count() == 2

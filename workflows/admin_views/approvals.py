@@ -35,6 +35,7 @@ from approvals.selectors import (
     approval_get,
     approval_get_for_decision,
     approval_ids_decidable_pending,
+    approval_readable,
     approvals_decided,
     approvals_pending,
     inbox_filter_choices,
@@ -50,6 +51,7 @@ from workflows.admin_views.edge import (
     admin_context,
     call_service,
     page_url,
+    positive_int,
     run_url,
     safe_next,
 )
@@ -209,7 +211,7 @@ def _next(request: HttpRequest) -> str:
 
 
 def _approval_pk(approval_id: Any) -> int:
-    return int(approval_id) if str(approval_id).isdigit() else 0
+    return positive_int(approval_id) or 0
 
 
 def approval_detail(request: HttpRequest, model_admin: Any, approval_id: Any) -> HttpResponse:
@@ -217,10 +219,9 @@ def approval_detail(request: HttpRequest, model_admin: Any, approval_id: Any) ->
     approval = approval_get(approval_id=_approval_pk(approval_id))
     if approval is None:
         raise Http404(NOT_FOUND)
-    card = approval_card(request, approval, next_url=request.get_full_path())
-    if not (card["can_decide"] or can_see_all(request.user) or card.get("own_request")
-            or approval.decision_actor_id == request.user.pk):
+    if not approval_readable(approval=approval, actor=request.user):  # the API's rule too
         raise PermissionDenied
+    card = approval_card(request, approval, next_url=request.get_full_path())
     if approval.run_id:
         card["run_status_label"] = status_label(approval.run.status)
     context = admin_context(request, model_admin, f"Approval {approval.pk}", card=card)

@@ -108,14 +108,18 @@ def role_context(user: Any) -> dict[str, bool]:
     }
 
 
+MAX_ID = 2**63 - 1
+
+
 def positive_int(value: Any) -> int | None:
-    """A positive integer from a URL or form value, else None (so bad input is a 404 or
-    ignored, never a 500)."""
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
+    """A positive integer (ASCII digits, within a bigint) from a URL or form value, else None
+    (so bad input is a 404 or ignored, never a 500): `str.isdigit` accepts "²", which int()
+    refuses, and int() refuses more than 4,300 digits."""
+    text = str(value) if value is not None else ""
+    if not (text.isascii() and text.isdigit() and len(text) <= 19):
         return None
-    return number if number > 0 else None
+    number = int(text)
+    return number if 0 < number <= MAX_ID else None
 
 
 def poll_response(request: HttpRequest, template: str, context: dict, *, live: bool,

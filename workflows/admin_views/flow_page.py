@@ -43,14 +43,14 @@ from workflows.admin_views.edge import (
     run_url,
 )
 from workflows.admin_views.flow_graph import flow_graph_context
-from workflows.admin_views.run_form import RunInputForm, start_context
-from workflows.definitions import definition_diff
-from workflows.errors import DefinitionInvalid, NotPermitted
+from workflows.admin_views.run_form import RunInputForm, json_value, start_context
+from workflows.definitions import definition_diff, validate_run_input
+from workflows.errors import DefinitionInvalid, InputInvalid, NotPermitted
 from workflows.models import Flow
 from workflows.permissions import EDIT_DRAFT, has_permission
 from workflows.services.flows import flow_create, flow_release, flow_update_draft
 from workflows.services.runs import run_start
-from workflows.services.webhooks import json_loads_strict, webhook_url
+from workflows.services.webhooks import webhook_url
 from workflows.states import RUN_TERMINAL, RunStatus
 from workflows.templatetags.wf_render import STATUS_LABELS, ago, duration_label, status_label
 
@@ -410,13 +410,19 @@ def flow_start_view(request: HttpRequest, model_admin: Any, flow_id: Any) -> Htt
     else:
         rehearsal = request.POST.get("draft") == "on"
         text = request.POST.get("input", "").strip() or "{}"
-        try:
-            run_input = json_loads_strict(text)
-        except ValueError as exc:
-            messages.error(request, "Nothing was started: the input is not valid JSON.")
+        run_input, error = json_value(text)
+        errors = [error] if error else []
+        version = selectors.flow_draft(flow=flow) if rehearsal else flow.live_version
+        if not errors and version is not None:
+            try:  # the problems the service would refuse, shown in place
+                validate_run_input(version.definition, run_input)
+            except InputInvalid as exc:
+                errors = [f"{p['path']}: {p['message']}" for p in exc.problems]
+        if errors:
+            messages.error(request, "Nothing was started: "
+                           + ("the input is not valid JSON." if error else "the input has problems."))
             return flow_page(request, model_admin, flow.pk, status=422, start_bound={
-                "mode": "json", "json_text": text, "json_draft": rehearsal,
-                "errors": [f"not valid JSON: {exc}"]})
+                "mode": "json", "json_text": text, "json_draft": rehearsal, "errors": errors})
     result, refusal = call_service(
         request, model_admin, run_start, back=back, flow=flow, input=run_input,
         actor=request.user, draft=rehearsal,

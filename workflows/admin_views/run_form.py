@@ -4,8 +4,10 @@ Each declared input gets a widget that fits its type (text; integers and numbers
 fields with a numeric keyboard, so a wrong value reaches the server and is named; a choice for
 booleans and `enum`s; a JSON textarea for objects and arrays), with its required mark, default
 and description. The widgets' text is turned into values here, and the values are judged by
-`validate_run_input`, the same function `run_start` (and so the API) uses: its problems at
-`input.NAME` become that field's errors. A text that is not a number stays text, so the
+`validate_run_input`, the same function `run_start` (and so the API) uses, storage rule
+included (NUL, unpaired surrogates, non-finite numbers, depth, size): its problems at
+`input.NAME` become that field's errors. JSON is parsed as the API parses a body
+(`json_loads_strict`). A text that is not a number stays text, so the
 message is the API's ("must be an integer, got string").
 
 Three tabs, each a plain link (no script): the live release's form, the draft rehearsal's form
@@ -16,6 +18,7 @@ Three tabs, each a plain link (no script): the live release's form, the draft re
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -23,12 +26,27 @@ from django import forms
 from django.http import HttpRequest
 
 from workflows.definitions import validate_run_input
+from workflows.definitions.base import promotion_approval
 from workflows.errors import InputInvalid
 from workflows.models import Flow, FlowVersion
+from workflows.services.webhooks import json_loads_strict
 
 MODES = ("form", "draft", "json")
-INTEGER = re.compile(r"[-+]?\d+")
-NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+# ASCII digits, as JSON writes numbers (`\d` would take "٣", which int() reads as 3).
+INTEGER = re.compile(r"[-+]?[0-9]+")
+NUMBER = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
+
+
+def json_value(text: str) -> tuple[Any, str | None]:
+    """(value, None) for JSON text, or (None, the error): parsed as the API parses a body
+    (`json_loads_strict`: no NaN, Infinity or `1e400`), nesting past the recursion limit and
+    integers past Python's digit limit are errors too, never a 500."""
+    try:
+        return json_loads_strict(text), None
+    except ValueError as exc:
+        return None, f"not valid JSON: {exc}"
+    except RecursionError:
+        return None, "not valid JSON: nested too deeply"
 
 
 def _initial(spec: dict[str, Any]) -> str:
@@ -87,20 +105,22 @@ class RunInputForm(forms.Form):
             return None, None
         if "enum" in spec or input_type == "boolean":
             try:
-                return json.loads(text), None
-            except ValueError:
+                return json_loads_strict(text), None
+            except (ValueError, RecursionError):
                 return text, None
         if input_type == "integer" and INTEGER.fullmatch(text):
-            return int(text), None
+            try:
+                return int(text), None
+            except ValueError:  # past Python's 4,300-digit conversion limit
+                return None, "must be an integer of at most 4300 digits"
         if input_type == "number" and NUMBER.fullmatch(text):
             number = float(text)
+            if not math.isfinite(number):
+                return None, "must be a finite number"
             return (int(number) if number.is_integer() and INTEGER.fullmatch(text)
                     else number), None
         if input_type in ("object", "array"):
-            try:
-                return json.loads(text), None
-            except ValueError as exc:
-                return None, f"not valid JSON: {exc}"
+            return json_value(text)
         return text, None
 
     def run_input(self, definition: dict[str, Any]) -> dict[str, Any] | None:
@@ -119,8 +139,14 @@ class RunInputForm(forms.Form):
             return validate_run_input(definition, given)
         except InputInvalid as exc:
             for item in exc.problems:
-                name = item["path"].removeprefix("input.")
-                self.add_error(name if name in self.fields else None, item["message"])
+                inner = item["path"].removeprefix("input.")
+                name = re.split(r"[.\[]", inner, maxsplit=1)[0]
+                if name not in self.fields:
+                    self.add_error(None, f"{inner}: {item['message']}")
+                    continue
+                within = inner[len(name):].lstrip(".")  # where inside the value, if deeper
+                self.add_error(name, f"{within}: {item['message']}" if within
+                               else item["message"])
             return None
 
 
@@ -130,6 +156,11 @@ def start_context(request: HttpRequest, flow: Flow, *, live: FlowVersion | None,
     """What the "Start a run" popover renders: the tabs, the chosen mode's form and whether it
     opens on load. `bound` is a refused start: its mode and its form with the errors (form
     modes) or its text and error (json)."""
+    # A flow under the two-person rule runs no rehearsal (run_start refuses it): no draft tab,
+    # no rehearsal checkbox.
+    rehearsals = not any(promotion_approval(v.definition) for v in (live, draft) if v is not None)
+    if not rehearsals:
+        draft = None
     if bound is not None:
         mode, open_now = bound["mode"], True
     else:
@@ -153,7 +184,8 @@ def start_context(request: HttpRequest, flow: Flow, *, live: FlowVersion | None,
             "has_draft": draft is not None,
             "json_text": (bound or {}).get("json_text") or json.dumps(
                 defaults if live is not None or draft is not None else {}, indent=2),
-            "json_draft": (bound or {}).get("json_draft", live is None),
+            "json_draft": rehearsals and (bound or {}).get("json_draft", live is None),
+            "rehearsals": rehearsals,
             "errors": (bound or {}).get("errors", []),
             "label": f"v{live.number}" if mode == "form" and live is not None else "the draft",
         },

@@ -8,20 +8,15 @@ from django.http import HttpRequest
 from ninja import Router
 
 from approvals.models import ApprovalStatus
-from approvals.selectors import approvals_decidable
-from approvals.services import (
-    approval_approve,
-    approval_can_decide,
-    approval_redo,
-    approval_reject,
-)
+from approvals.selectors import approval_readable, approvals_decidable
+from approvals.services import approval_approve, approval_redo, approval_reject
 from workflows.api.documents import approval_document, approvals_queryset
 from workflows.api.lookups import get_approval
 from workflows.api.openapi import errors
 from workflows.api.pagination import keyset_page
 from workflows.api.params import ApprovalId, Cursor, Limit
 from workflows.api.schemas import ApprovalOut, ApprovalPage, DecisionIn
-from workflows.permissions import VIEW_RUN, require_permission
+from workflows.errors import NotPermitted
 
 router = Router(tags=["approvals"])
 
@@ -46,11 +41,12 @@ def approvals_list(request: HttpRequest,
 
 
 @router.get("/{int:approval_id}", response={200: ApprovalOut, **errors()},
-            summary="One approval the caller may decide", operation_id="approvals_get")
+            summary="One approval the caller may read (decide, decided or requested it, or a "
+                    "role that reads approvals; the admin's rule)", operation_id="approvals_get")
 def approvals_get(request: HttpRequest, approval_id: ApprovalId):
     approval = get_approval(approval_id)
-    if not approval_can_decide(approval=approval, actor=request.auth):
-        require_permission(request.auth, VIEW_RUN)
+    if not approval_readable(approval=approval, actor=request.auth):
+        raise NotPermitted("you are not allowed to read this approval")
     return approval_document(approval)
 
 

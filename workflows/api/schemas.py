@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from ninja import Field, Schema
-from pydantic import ConfigDict, PlainValidator
+from pydantic import ConfigDict, PlainValidator, StrictBool
 
 from approvals.models import ApprovalStatus
 from connections.models import ConnectionKind
@@ -260,7 +260,10 @@ class RunStartIn(Schema):
 
     input: dict[str, Any] | None = None
     idempotency_key: str | None = Field(None, min_length=1, max_length=200)
-    draft: bool = Field(False, description="Start a rehearsal run on the draft.")
+    # Strict: "yes", "1" or 1 are a 422, not a rehearsal (lax parsing read "yes" as true).
+    draft: StrictBool = Field(False, description="Start a rehearsal run on the draft (a JSON "
+                                                 "boolean). Refused (403) for a flow under the "
+                                                 "two-person rule.")
 
 
 class RetryIn(Schema):

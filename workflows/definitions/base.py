@@ -110,6 +110,13 @@ def type_name(value: Any) -> str:
     return type(value).__name__
 
 
+def promotion_approval(definition: Any) -> dict[str, Any] | None:
+    """The definition's `promotion` block when it requires a second person's approval (the
+    two-person rule), else None."""
+    rule = definition.get("promotion") if isinstance(definition, dict) else None
+    return rule if isinstance(rule, dict) and rule.get("requires_approval") else None
+
+
 def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 

@@ -10,9 +10,14 @@ import copy
 import json
 from typing import Any
 
+from resources.payloads import INLINE_MAX_DEPTH, json_storage_problems
 from workflows.definitions.base import TYPE_DESCRIPTIONS, InputType, is_int, is_number, type_name
 from workflows.errors import InputInvalid
 from workflows.steps.base import Problem, problem
+
+# A run's input is stored inline as given (never offloaded: steps read it by path and its types
+# are checked), so it must be storable and small: at most the API's body cap of compact JSON.
+INPUT_MAX_BYTES = 1024 * 1024
 
 
 def has_input_type(value: Any, declared_type: Any) -> bool:
@@ -66,10 +71,15 @@ def validate_run_input(definition: dict[str, Any], value: Any) -> dict[str, Any]
     given. Unknown names, missing required ones and values of the wrong type raise InputInvalid
     with every problem at `input.NAME` (a value outside a declared `enum` too). Booleans are not integers; integers are numbers. Missing
     optional inputs get their default, or None when they have none, so every declared name is
-    present in the result.
+    present in the result. The storage rule of inputs is checked here too, so every door (API,
+    admin form, webhook, schedule) refuses the same values: NUL, unpaired surrogates,
+    non-finite numbers, more than INLINE_MAX_DEPTH levels, more than INPUT_MAX_BYTES of JSON.
     """
     declared = definition.get("input") or {}
     problems = run_input_problems(declared, value, "input")
+    if isinstance(value, dict):
+        problems += [p for p in json_storage_problems(value, "input", max_depth=INLINE_MAX_DEPTH)
+                     if p not in problems]
     if problems:
         raise InputInvalid(problems)
     value = value or {}
@@ -77,4 +87,17 @@ def validate_run_input(definition: dict[str, Any], value: Any) -> dict[str, Any]
     for name, declaration in declared.items():
         given = value.get(name)
         complete[name] = copy.deepcopy(declaration.get("default") if given is None else given)
+    size = _json_size(complete)
+    if size is None or size > INPUT_MAX_BYTES:
+        raise InputInvalid([problem("input", f"must be at most {INPUT_MAX_BYTES} bytes of JSON"
+                                             + (f", got {size}" if size else ""))])
     return complete
+
+
+def _json_size(value: dict[str, Any]) -> int | None:
+    """The bytes of `value` as compact UTF-8 JSON, or None when it cannot be written (an
+    integer past Python's 4,300-digit conversion limit)."""
+    try:
+        return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    except ValueError:
+        return None

@@ -31,7 +31,7 @@ from django.utils import timezone
 from approvals.models import Approval, ApprovalKind, ApprovalStatus
 from approvals.selectors import approval_assignee_emails
 from workflows.definitions import definition_value_changes, validate_definition
-from workflows.definitions.base import NotifyEvent
+from workflows.definitions.base import NotifyEvent, promotion_approval
 from workflows.definitions.check.promotion import DEFAULT_PROMOTION_TIMEOUT_SECONDS
 from workflows.errors import Conflict, NotFound, NotPermitted
 from workflows.models import Flow, FlowVersion
@@ -52,8 +52,8 @@ def promotion_rule(*, live: FlowVersion | None, target: FlowVersion) -> dict[str
     """The `promotion` block that governs promoting `target` while `live` is live, or None
     when no approval is needed (see the module docstring)."""
     for version in (live, target):
-        rule = (version.definition or {}).get("promotion") if version is not None else None
-        if isinstance(rule, dict) and rule.get("requires_approval"):
+        rule = promotion_approval(version.definition) if version is not None else None
+        if rule is not None:
             return rule
     return None
 

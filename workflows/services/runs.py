@@ -10,7 +10,8 @@ from django.utils import timezone
 
 from workflows import engine
 from workflows.definitions import validate_run_input
-from workflows.errors import Conflict, NotFound
+from workflows.definitions.base import promotion_approval
+from workflows.errors import Conflict, NotFound, NotPermitted
 from workflows.investigation.plans import retry_reuse
 from workflows.models import ActorKind, Flow, FlowVersion, Run, StepRun, TriggerKind
 from workflows.permissions import OPERATE_RUN, actor_name, require_permission
@@ -46,6 +47,7 @@ def run_start(
             return existing, False
     if draft:
         version = FlowVersion.objects.get(flow=flow, number__isnull=True)
+        _rehearsal_allowed(flow, version.definition)
     else:
         if flow.live_version_id is None:
             raise Conflict(f"flow {flow.slug} has no live release; release and promote one, "
@@ -69,6 +71,27 @@ def run_start(
                 return existing, False
         raise
     return run, True
+
+
+class RehearsalNotAllowed(NotPermitted):
+    """A flow under the two-person rule runs only what a second person approved: no rehearsal
+    (draft) run, whoever asks."""
+
+    code = "rehearsal_not_allowed"
+
+
+def _rehearsal_allowed(flow: Flow, *definitions: dict[str, Any]) -> None:
+    """Refuse a rehearsal run (a start on the draft, or a retry or replay of one) of a flow whose
+    live release or draft requires promotion approval (`promotion: {requires_approval: true}`),
+    or whose pinned draft copy did. The draft is the builders' to edit and a rehearsal runs it
+    with the flow's connections, so a rehearsal would run code no second person approved; the
+    live release's rule counts too, so a draft that drops the rule cannot lift it."""
+    live = engine.version_get(flow.live_version_id) if flow.live_version_id else None
+    for definition in (live.definition if live is not None else None, *definitions):
+        if promotion_approval(definition) is not None:
+            raise RehearsalNotAllowed(
+                f"flow {flow.slug} requires approval to promote (two-person rule), so its draft "
+                "does not run: release it and have the release approved, then run it")
 
 
 def _run_create(*, flow: Flow, version: FlowVersion, definition: dict[str, Any],
@@ -126,6 +149,11 @@ def _run_create(*, flow: Flow, version: FlowVersion, definition: dict[str, Any],
     return run
 
 
+def _draft_definition(flow: Flow) -> dict[str, Any] | None:
+    draft = FlowVersion.objects.filter(flow=flow, number__isnull=True).only("definition").first()
+    return draft.definition if draft is not None else None
+
+
 def _concurrency_key(definition: dict[str, Any], input: dict[str, Any]) -> str | None:
     concurrency = definition.get("concurrency")
     if not concurrency or concurrency.get("policy") == "allow":
@@ -157,8 +185,10 @@ def run_retry(*, run: Run, actor=None, from_step: str | None = None) -> Run:
     completed steps that do not depend on it ("redo from here")."""
     require_permission(actor, OPERATE_RUN)
     run = Run.objects.select_related("flow", "version").get(pk=run.pk)
-    reuse = retry_reuse(run=run, from_step=from_step)
     definition = run.definition
+    if run.is_rehearsal:
+        _rehearsal_allowed(run.flow, definition, _draft_definition(run.flow))
+    reuse = retry_reuse(run=run, from_step=from_step)
     with transaction.atomic():
         new = _run_create(
             flow=run.flow, version=run.version, definition=definition, input=run.input,
@@ -231,6 +261,8 @@ def run_rerun(*, run: Run, actor=None, version: int | None = None) -> Run:
 def run_replay(*, run: Run, actor=None) -> Run:
     """A new run from the start with the same version and input, linked by replay_of."""
     require_permission(actor, OPERATE_RUN)
+    if run.is_rehearsal:
+        _rehearsal_allowed(run.flow, run.definition, _draft_definition(run.flow))
     with transaction.atomic():
         new = _run_create(
             flow=run.flow, version=run.version, definition=run.definition, input=run.input,

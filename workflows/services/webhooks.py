@@ -30,7 +30,7 @@ from django.db import transaction
 
 from connections.crypto import encrypt_text, rotate_token
 from connections.errors import SecretDecryptionError
-from resources.payloads import keep_json
+from resources.payloads import json_storage_problems, keep_json
 from workflows.errors import DefinitionInvalid, InputInvalid, NotFound, WorkflowError
 from workflows.models import (
     WEBHOOK_KEY_PREFIX,
@@ -151,42 +151,6 @@ def webhook_enabled(*, flow: Flow) -> bool:
 
 def webhook_url(*, flow: Flow) -> str:
     return f"{settings.PUBLIC_BASE_URL}/api/v1/hooks/{flow.slug}"
-
-
-def json_storage_problems(value: Any, path: str = "", depth: int = 0) -> list[dict[str, str]]:
-    """Problems ({path, message}) with strings in a JSON value that the database cannot store:
-    NUL characters (PostgreSQL refuses them in text and jsonb) and unpaired surrogates (not
-    encodable as UTF-8). Keys count too. At most 50 are listed."""
-    problems: list[dict[str, str]] = []
-    where = path or "(body)"
-    if depth > 200:
-        return [{"path": where, "message": "nested too deeply"}]
-    if isinstance(value, str):
-        if not _storable(value):
-            problems.append({"path": where, "message": "must not contain NUL characters or "
-                                                       "unpaired surrogates"})
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if not _storable(str(key)):
-                problems.append({"path": where, "message": "keys must not contain NUL "
-                                                           "characters or unpaired surrogates"})
-                continue
-            problems += json_storage_problems(item, f"{path}.{key}" if path else str(key),
-                                              depth + 1)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            problems += json_storage_problems(item, f"{path}[{index}]", depth + 1)
-    return problems[:50]
-
-
-def _storable(text: str) -> bool:
-    if "\x00" in text:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def json_loads_strict(text: str | bytes) -> Any:
