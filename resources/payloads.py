@@ -51,6 +51,8 @@ __all__ = [
     "describe_resource",
     "KeptValue",
     "is_descriptor",
+    "json_loads_strict",
+    "json_storage_problems",
     "keep_json",
     "storable_json",
     "storable_text",
@@ -94,6 +96,53 @@ def _text_storable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+# --- JSON from outside ----------------------------------------------------------------------
+
+
+def json_storage_problems(value: Any, path: str = "", depth: int = 0) -> list[dict[str, str]]:
+    """Problems ({path, message}) with strings in a JSON value that the database cannot store:
+    NUL characters (PostgreSQL refuses them in text and jsonb) and unpaired surrogates (not
+    encodable as UTF-8). Keys count too. At most 50 are listed."""
+    problems: list[dict[str, str]] = []
+    where = path or "(body)"
+    if depth > 200:
+        return [{"path": where, "message": "nested too deeply"}]
+    if isinstance(value, str):
+        if not _text_storable(value):
+            problems.append({"path": where, "message": "must not contain NUL characters or "
+                                                       "unpaired surrogates"})
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not _text_storable(str(key)):
+                problems.append({"path": where, "message": "keys must not contain NUL "
+                                                           "characters or unpaired surrogates"})
+                continue
+            problems += json_storage_problems(item, f"{path}.{key}" if path else str(key),
+                                              depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            problems += json_storage_problems(item, f"{path}[{index}]", depth + 1)
+    return problems[:50]
+
+
+def json_loads_strict(text: str | bytes) -> Any:
+    """`json.loads` for bodies from outside: NaN, Infinity and numbers too large for a float
+    (`1e400`) are refused with ValueError instead of becoming non-finite floats, which no JSON
+    column can store (PostgreSQL refuses them; the attempt would fail after the fact)."""
+    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is too large for a JSON number")
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def storable_text(text: Any) -> str:

@@ -10,7 +10,16 @@ from ninja import NinjaAPI
 from ninja.errors import HttpError, ValidationError
 from ninja.operation import PathView
 
-from workflows.api import approvals, connections, definition_schema, flows, inbound, resources, runs
+from workflows.api import (
+    approvals,
+    connections,
+    definition_schema,
+    deliveries,
+    flows,
+    inbound,
+    resources,
+    runs,
+)
 from workflows.api.auth import BearerTokenAuth, SessionAuth
 from workflows.api.errors import (
     MAX_BODY_BYTES,
@@ -51,7 +60,7 @@ for handled in (Exception, Http404, HttpError, ValidationError):
 _guard = request_guard(max_bytes=MAX_BODY_BYTES, json_body=True)
 for module, prefix in (
     (flows, "/flows"), (runs, "/runs"), (approvals, "/approvals"), (resources, "/resources"),
-    (connections, "/connections"), (definition_schema, "/schema"),
+    (connections, "/connections"), (definition_schema, "/schema"), (deliveries, "/flows"),
 ):
     module.router.add_decorator(_guard, mode="view")
     api.add_router(prefix, module.router)

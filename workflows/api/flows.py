@@ -37,7 +37,9 @@ from workflows.api.schemas import (
     RunOut,
     RunPage,
     RunStartIn,
+    WebhookSecretIn,
     WebhookSecretOut,
+    WebhookSecretSetOut,
 )
 from workflows.definitions import definition_diff
 from workflows.errors import NotFound
@@ -45,7 +47,7 @@ from workflows.models import Flow, FlowHistory, FlowVersion
 from workflows.selectors import MATRIX_MAX_RUNS, run_matrix
 from workflows.services.flows import flow_create, flow_promote, flow_release, flow_update_draft
 from workflows.services.runs import run_start
-from workflows.services.webhooks import webhook_secret_rotate, webhook_url
+from workflows.services.webhooks import webhook_secret_rotate, webhook_secret_set, webhook_url
 from workflows.states import RunStatus
 
 router = Router(tags=["flows"])
@@ -209,3 +211,11 @@ def flows_rotate_webhook_secret(request: HttpRequest, slug: str):
     flow = get_flow(slug)
     secret = webhook_secret_rotate(flow=flow, actor=request.auth)
     return {"webhook_secret": secret, "webhook_url": webhook_url(flow=flow)}
+
+
+@router.put("/{slug}/webhook-secret", response={200: WebhookSecretSetOut, **errors()},
+            summary="Set the secret the sender gave (never shown again)")
+def flows_set_webhook_secret(request: HttpRequest, slug: str, body: WebhookSecretIn):
+    flow = get_flow_row(slug)
+    webhook_secret_set(flow=flow, secret=body.secret, actor=request.auth)
+    return {"set": True, "webhook_url": webhook_url(flow=flow)}
