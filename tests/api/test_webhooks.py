@@ -8,7 +8,6 @@ from resources.payloads import is_descriptor, value_load
 from tests.factories import drain, make_flow, simple_definition
 from workflows.models import Run, WebhookDelivery
 from workflows.services.webhooks import (
-    WEBHOOK_TOLERANCE_SECONDS,
     WebhookSignatureInvalid,
     webhook_sign,
     webhook_verify,
