@@ -116,6 +116,7 @@ class Preset:
     unlisted_ignored: tuple[str, ...] = ()  # events filtered unless `events:` lists them
     form_field: str | None = None  # a form field holding the JSON body
     form_field_required = False
+    names_events = True  # False: the sender names no event, so `events:` cannot apply
 
     def verify(self, *, secret: str, body: bytes, headers: Mapping[str, str],
                now: float) -> int | None:
@@ -143,6 +144,7 @@ class SignaturePreset(Preset):
 
     name = "signature"
     header = "X-Signature"
+    names_events = False
 
     def verify(self, *, secret, body, headers, now):
         return webhook_verify(secret=secret, body=body, header=headers.get("x-signature"),
