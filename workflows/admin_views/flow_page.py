@@ -43,6 +43,7 @@ from workflows.admin_views.edge import (
     run_url,
 )
 from workflows.admin_views.flow_graph import flow_graph_context
+from workflows.admin_views.flow_webhooks import deliveries_context
 from workflows.admin_views.run_form import RunInputForm, start_context
 from workflows.definitions import definition_diff
 from workflows.errors import DefinitionInvalid, NotPermitted
@@ -91,6 +92,7 @@ def flow_page(request: HttpRequest, model_admin: Any, flow_id: Any, *,
         counts=count_items(counts, flow, matrix["status"]), matrix=matrix,
         subtitle=flow.slug, draft_edited=ago(draft.updated_at) if draft else "",
         live_released=ago(live.released_at) if live else "", **release_history, **roles,
+        **deliveries_context(flow),
     )
     return TemplateResponse(request, "workflows/flow_page.html", context, status=status)
 
