@@ -263,3 +263,13 @@ def test_a_filtered_or_duplicate_delivery_costs_at_most_three_queries(
         assert github_post(anon_api, github, {**PR, "action": "closed"}).status == 200
     with django_assert_max_num_queries(3):
         assert github_post(anon_api, github, PR, delivery="warm").body["outcome"] == "duplicate"
+
+
+def test_a_run_keyed_before_the_delivery_log_makes_its_delivery_a_duplicate(anon_api, github):
+    from workflows.services.runs import run_start
+
+    older, _ = run_start(flow=github, input={"repo": "acme/core"}, idempotency_key="webhook:old-1")
+    response = github_post(anon_api, github, PR, delivery="old-1")
+    assert response.status == 200 and response.body["outcome"] == "duplicate"
+    assert response.body["run"] == older.pk and Run.objects.count() == 1
+    assert list(WebhookDelivery.objects.values_list("outcome", flat=True)) == ["duplicate"]

@@ -31,6 +31,7 @@ def run_start(
     *, flow: Flow, input: dict[str, Any] | None = None, actor=None,
     trigger_kind: str = TriggerKind.MANUAL, trigger_payload: dict[str, Any] | None = None,
     idempotency_key: str | None = None, draft: bool = False, trigger_delivery=None,
+    key_is_new: bool = False,
 ) -> tuple[Run, bool]:
     """Start a run of the flow's live release (or of the draft, a rehearsal).
 
@@ -38,10 +39,12 @@ def run_start(
     every step run as not_started, mints wait callback tokens, applies the concurrency policy and
     queues the first ready steps; their tasks are enqueued when the transaction commits.
     Returns (run, created); a repeated idempotency key returns the existing run, created=False.
-    `trigger_delivery` is the webhook delivery (WebhookDelivery) the run starts from.
+    `trigger_delivery` is the webhook delivery (WebhookDelivery) the run starts from;
+    `key_is_new` skips the look-up of the idempotency key when the caller has just claimed it
+    (a race or an older run with the key still ends on the unique constraint: created=False).
     """
     require_permission(actor, OPERATE_RUN)
-    if idempotency_key:
+    if idempotency_key and not key_is_new:
         existing = Run.objects.filter(flow=flow, idempotency_key=idempotency_key).first()
         if existing is not None:
             return existing, False

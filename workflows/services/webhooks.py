@@ -127,6 +127,11 @@ class WebhookSecretInvalid(DefinitionInvalid):
         super().__init__(problems, message="the webhook secret is not usable")
 
 
+class _StartedBefore(Exception):
+    def __init__(self, run: Run):
+        self.run = run
+
+
 @dataclass
 class DeliveryResult:
     """What became of one delivery: its logged row, the outcome, the run it started (or the
@@ -198,7 +203,8 @@ def _answer_seen(flow: Flow, preset: Preset, seen: tuple[str, WebhookDelivery], 
         raise WebhookSignatureReplayed(reason)
     row = _record(flow, DeliveryOutcome.DUPLICATE, verify=preset.name, event=event,
                   delivery_id=delivery_id, run_id=original.run_id,
-                  reason=f"delivery id already started a run (delivery {original.pk})")
+                  reason=f"delivery id already started a run (delivery {original.pk})"
+                  if original.pk else "delivery id already started a run")
     return DeliveryResult(delivery=row, outcome=DeliveryOutcome.DUPLICATE,
                           run=Run(pk=original.run_id) if original.run_id else None,
                           reason=row.reason)
@@ -277,12 +283,19 @@ def webhook_receive(*, flow: Flow, body: bytes, headers: Mapping[str, str] | Non
         with transaction.atomic():
             row = _record(flow, DeliveryOutcome.STARTED, dedup_key=delivery_id or None,
                           replay_digest=digest, **logged, **stored)
-            run, _created = run_start(
+            run, created = run_start(
                 flow=flow, input=run_input, actor=None, trigger_kind=TriggerKind.WEBHOOK,
-                trigger_payload=kept.value, trigger_delivery=row,
+                trigger_payload=kept.value, trigger_delivery=row, key_is_new=True,
                 idempotency_key=IDEMPOTENCY_PREFIX + delivery_id if delivery_id else None)
+            if not created:  # a run from before the delivery log holds this delivery id
+                raise _StartedBefore(run)
             WebhookDelivery.objects.filter(pk=row.pk).update(run=run)
             row.run = run
+    except _StartedBefore as exc:
+        kept.discard()
+        original = WebhookDelivery(pk=None, run_id=exc.run.pk)
+        return _answer_seen(flow, preset, ("duplicate", original), event=event,
+                            delivery_id=delivery_id)
     except InputInvalid as exc:
         _record(flow, DeliveryOutcome.INVALID, reason=str(exc)[:1000], **logged, **stored)
         raise
