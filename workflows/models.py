@@ -399,8 +399,9 @@ class WebhookDelivery(models.Model):
     (SHA-256 of the signed timestamp and body) is set likewise, so a signed request captured
     and sent again inside its tolerance window is refused. `payload` is the body as parsed
     (the storage rule: inline, or a descriptor of `payload_resource`), with `headers` (lower
-    case, credentials left out): what a redelivery starts from. A rejected delivery keeps
-    neither, only its reason; a duplicate keeps neither (its original has them)."""
+    case, credentials left out): what a redelivery starts from. A started delivery's body is
+    its run's trigger payload (not written twice); a rejected delivery keeps neither body nor
+    headers, only its reason; a duplicate keeps no body (its original has it)."""
 
     flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="deliveries")
     received_at = models.DateTimeField(default=timezone.now)

@@ -178,3 +178,14 @@ def test_a_stale_delivery_is_refused_and_logged(anon_api, hooked):
     response = anon_api.post("/hooks/hooked", raw=body, headers={"X-Signature": old})
     assert response.status == 401 and "stale timestamp" in response.error["message"]
     assert WebhookDelivery.objects.get().reason.startswith("stale timestamp")
+
+
+def test_a_started_delivery_is_redelivered_from_its_runs_payload(anon_api, as_user, hooked):
+    started = deliver(anon_api, hooked, {"repo": "web"}, key="s-1")
+    assert started.status == 202
+    assert WebhookDelivery.objects.get().payload is None  # the run holds the body
+    again = as_user("operator").post(
+        f"/flows/hooked/deliveries/{started.body['delivery']}/redeliver")
+    assert again.status == 201 and again.body["input"] == {"repo": "web"}
+    assert again.body["id"] != started.body["id"]
+    assert again.body["trigger"]["payload"] == {"event": "push", "repo": "web"}

@@ -28,6 +28,7 @@ from workflows.errors import Conflict, InputInvalid, NotFound, WorkflowError
 from workflows.models import Flow, Run, TriggerKind, WebhookDelivery
 from workflows.permissions import OPERATE_RUN, require_permission
 from workflows.references import ReferenceUnresolved, resolve
+from workflows.states import DeliveryOutcome
 from workflows.services.runs import run_start
 from workflows.webhook_presets import CREDENTIAL_HEADERS, Preset
 
@@ -162,15 +163,18 @@ def delivery_redeliver(*, flow: Flow, delivery: WebhookDelivery, actor) -> Run:
     delivery keeps no body (rejected, duplicate) or the live release has no webhook trigger;
     InputInvalid as a start does."""
     require_permission(actor, OPERATE_RUN)
-    if delivery.payload is None:
+    stored = delivery.payload
+    if stored is None and delivery.outcome == DeliveryOutcome.STARTED and delivery.run_id:
+        stored = Run.objects.filter(pk=delivery.run_id).values_list(
+            "trigger_payload", flat=True).first()  # a started delivery's body is its run's
+    if stored is None:
         raise Conflict(f"delivery {delivery.pk} is {delivery.outcome}: it keeps no body to "
                        "start a run from")
     found = webhook_trigger(flow=flow)
     if found is None:
         raise Conflict(f"flow {flow.slug} has no webhook trigger in its live release")
     try:
-        payload = value_load(delivery.payload) if is_descriptor(delivery.payload) \
-            else delivery.payload
+        payload = value_load(stored) if is_descriptor(stored) else stored
     except NotFound:
         raise Conflict(f"the body of delivery {delivery.pk} is no longer kept") from None
     definition = engine.version_get(flow.live_version_id).definition

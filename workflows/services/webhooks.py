@@ -281,8 +281,9 @@ def webhook_receive(*, flow: Flow, body: bytes, headers: Mapping[str, str] | Non
         run_input = webhook_input(trigger=trigger, definition=definition, payload=payload,
                                   headers=headers, event=event, delivery_id=delivery_id)
         with transaction.atomic():
+            # The body is the run's trigger payload: not written twice.
             row = _record(flow, DeliveryOutcome.STARTED, dedup_key=delivery_id or None,
-                          replay_digest=digest, **logged, **stored)
+                          replay_digest=digest, **logged)
             run, created = run_start(
                 flow=flow, input=run_input, actor=None, trigger_kind=TriggerKind.WEBHOOK,
                 trigger_payload=kept.value, trigger_delivery=row, key_is_new=True,
