@@ -28,8 +28,8 @@ from workflows.errors import Conflict, InputInvalid, NotFound, WorkflowError
 from workflows.models import Flow, Run, TriggerKind, WebhookDelivery
 from workflows.permissions import OPERATE_RUN, require_permission
 from workflows.references import ReferenceUnresolved, resolve
-from workflows.states import DeliveryOutcome
 from workflows.services.runs import run_start
+from workflows.states import DeliveryOutcome
 from workflows.webhook_presets import CREDENTIAL_HEADERS, Preset
 
 FORM = "application/x-www-form-urlencoded"
