@@ -183,7 +183,8 @@ def _load(descriptor: dict[str, Any], expr: str, loads: dict[str, Any]) -> Any:
     return loaded
 
 
-def _lookup(context: Any, expr: str, loads: dict[str, Any] | None = None) -> Any:
+def _lookup(context: Any, expr: str, loads: dict[str, Any] | None = None,
+            follow: bool = True) -> Any:
     loads = {} if loads is None else loads
     try:
         segments = parse_reference(expr)
@@ -192,7 +193,7 @@ def _lookup(context: Any, expr: str, loads: dict[str, Any] | None = None) -> Any
     current = context
     for depth, segment in enumerate(segments):
         where = format_path(segments[:depth]) or "the context"
-        if is_descriptor(current):
+        if follow and is_descriptor(current):
             current = _load(current, expr, loads)
         if isinstance(current, dict):
             key: Any = segment
@@ -232,18 +233,20 @@ def _as_text(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def _resolve_string(text: str, context: dict[str, Any], loads: dict[str, Any]) -> Any:
+def _resolve_string(text: str, context: dict[str, Any], loads: dict[str, Any],
+                    follow: bool = True) -> Any:
     if "{{" not in text:
         return text
     if is_single_reference(text):
         expr = REFERENCE_PATTERN.match(text).group(1).strip()
-        return copy.deepcopy(_lookup(context, expr, loads))
+        return copy.deepcopy(_lookup(context, expr, loads, follow))
     return REFERENCE_PATTERN.sub(
-        lambda match: _as_text(_lookup(context, match.group(1).strip(), loads)), text
+        lambda match: _as_text(_lookup(context, match.group(1).strip(), loads, follow)), text
     )
 
 
-def resolve(value: Any, context: dict[str, Any], *, _loads: dict[str, Any] | None = None) -> Any:
+def resolve(value: Any, context: dict[str, Any], *, _loads: dict[str, Any] | None = None,
+            follow_resources: bool = True) -> Any:
     """A copy of `value` with every reference replaced by what it names in `context`.
 
     A string that is exactly one reference becomes the referenced value itself, with its type
@@ -255,15 +258,21 @@ def resolve(value: Any, context: dict[str, Any], *, _loads: dict[str, Any] | Non
     A path into an offloaded value loads its resource (see the module docstring); each resource
     is loaded at most once per call.
 
+    `follow_resources=False` treats descriptor-shaped values as plain data: for a context that
+    came from outside (a webhook body may hold `{"$resource": "res://<someone else's>"}`, which
+    must never load another run's resource).
+
     Raises ReferenceUnresolved, naming the missing part, when a key or index does not exist (or
     when a reference is not valid syntax, which validation reports earlier); ReferenceTooLarge
     (a ReferenceUnresolved) when it would load more than WF_REFERENCE_LOAD_BYTES.
     """
     loads = {} if _loads is None else _loads
     if isinstance(value, str):
-        return _resolve_string(value, context, loads)
+        return _resolve_string(value, context, loads, follow_resources)
     if isinstance(value, dict):
-        return {key: resolve(item, context, _loads=loads) for key, item in value.items()}
+        return {key: resolve(item, context, _loads=loads, follow_resources=follow_resources)
+                for key, item in value.items()}
     if isinstance(value, list):
-        return [resolve(item, context, _loads=loads) for item in value]
+        return [resolve(item, context, _loads=loads, follow_resources=follow_resources)
+                for item in value]
     return copy.deepcopy(value)

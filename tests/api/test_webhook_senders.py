@@ -273,3 +273,36 @@ def test_a_run_keyed_before_the_delivery_log_makes_its_delivery_a_duplicate(anon
     assert response.status == 200 and response.body["outcome"] == "duplicate"
     assert response.body["run"] == older.pk and Run.objects.count() == 1
     assert list(WebhookDelivery.objects.values_list("outcome", flat=True)) == ["duplicate"]
+
+
+def test_a_body_that_looks_like_a_descriptor_never_loads_another_runs_resource(
+        anon_api, as_user, github):
+    from resources.services import resource_create
+
+    victim = resource_create(content=b'{"repository": {"full_name": "victim/secret"}}',
+                             content_type="application/json")
+    forged = {**PR, "repository": {"$resource": f"res://{victim.pk}"}}
+    response = github_post(anon_api, github, forged)
+    # The mapping walks into the body as data: no key full_name there, nothing loaded.
+    assert response.status == 422 and "victim" not in json.dumps(response.body)
+    whole = {"$resource": f"res://{victim.pk}"}
+    flow = webhook_flow("plain", {"verify": "github", "events": ["pull_request"]},
+                        inputs={"repo": {"type": "string"}})
+    set_secret(as_user, flow, GITHUB_SECRET)
+    filtered = github_post(anon_api, flow, whole, event="push")
+    assert filtered.body["outcome"] == "filtered"
+    again = as_user("operator").post(
+        f"/flows/plain/deliveries/{filtered.body['delivery']}/redeliver")
+    assert again.status == 201
+    assert again.body["trigger"]["payload"] == whole  # data, not the victim's content
+
+
+def test_a_delivery_id_with_a_nul_is_a_400_not_a_500(anon_api, as_user):
+    flow = webhook_flow("nul", {"verify": "stripe"})
+    secret = set_secret(as_user, flow, "whsec_" + "n" * 32)
+    body = json.dumps({"id": "evt_\u0000", "type": "x\u0000"}).encode()
+    ts = int(time.time())
+    response = anon_api.post("/hooks/nul", raw=body, headers={
+        "Stripe-Signature": f"t={ts},v1={hex_hmac(secret, f'{ts}.'.encode() + body)}"})
+    assert response.status == 400 and "NUL" in response.error["message"]
+    assert WebhookDelivery.objects.get().outcome == "invalid"

@@ -96,7 +96,10 @@ def webhook_payload(*, preset: Preset, body: bytes, content_type: str) -> dict[s
 
 
 def visible_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    return {name: value for name, value in headers.items() if name not in CREDENTIAL_HEADERS}
+    """The headers a condition, a mapping and the log see: no credentials, and none a
+    database could not store (NUL)."""
+    return {name: value for name, value in headers.items()
+            if name not in CREDENTIAL_HEADERS and "\x00" not in name + value}
 
 
 def webhook_input(*, trigger: dict[str, Any], definition: dict[str, Any],
@@ -114,7 +117,7 @@ def webhook_input(*, trigger: dict[str, Any], definition: dict[str, Any],
         problems = []
         for name, template in mapping.items():
             try:
-                run_input[name] = resolve(template, context)
+                run_input[name] = resolve(template, context, follow_resources=False)
             except ReferenceUnresolved as exc:
                 problems.append({"path": f"input.{name}", "message": str(exc)})
         if problems:
@@ -174,7 +177,11 @@ def delivery_redeliver(*, flow: Flow, delivery: WebhookDelivery, actor) -> Run:
     if found is None:
         raise Conflict(f"flow {flow.slug} has no webhook trigger in its live release")
     try:
-        payload = value_load(stored) if is_descriptor(stored) else stored
+        # Only the resource this delivery kept is loaded: a body that merely looks like a
+        # descriptor is data, never a handle on another run's resource.
+        own = delivery.payload_resource_id is not None and is_descriptor(stored) \
+            and stored["$resource"] == f"res://{delivery.payload_resource_id}"
+        payload = value_load(stored) if own else stored
     except NotFound:
         raise Conflict(f"the body of delivery {delivery.pk} is no longer kept") from None
     definition = engine.version_get(flow.live_version_id).definition

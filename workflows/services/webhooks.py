@@ -257,8 +257,12 @@ def webhook_receive(*, flow: Flow, body: bytes, headers: Mapping[str, str] | Non
                               challenge=challenge)
     event = preset.event(payload=payload, headers=headers)[:200]
     delivery_id = preset.delivery_id(payload=payload, headers=headers)
-    if len(delivery_id) > MAX_IDEMPOTENCY_KEY_LENGTH:
-        reason = f"the delivery id is longer than {MAX_IDEMPOTENCY_KEY_LENGTH} characters"
+    if len(delivery_id) > MAX_IDEMPOTENCY_KEY_LENGTH or json_storage_problems(
+            [event, delivery_id]):
+        event = event if not json_storage_problems(event) else ""
+        reason = (f"the delivery id is longer than {MAX_IDEMPOTENCY_KEY_LENGTH} characters"
+                  if len(delivery_id) > MAX_IDEMPOTENCY_KEY_LENGTH else
+                  "the event name or delivery id holds NUL characters or unpaired surrogates")
         _record(flow, DeliveryOutcome.INVALID, verify=preset.name, event=event, reason=reason,
                 headers=visible)
         raise WebhookPayloadInvalid(reason)
@@ -283,7 +287,8 @@ def webhook_receive(*, flow: Flow, body: bytes, headers: Mapping[str, str] | Non
         with transaction.atomic():
             # The body is the run's trigger payload: not written twice.
             row = _record(flow, DeliveryOutcome.STARTED, dedup_key=delivery_id or None,
-                          replay_digest=digest, **logged)
+                          replay_digest=digest, payload_resource_id=kept.resource_id,
+                          **logged)
             run, created = run_start(
                 flow=flow, input=run_input, actor=None, trigger_kind=TriggerKind.WEBHOOK,
                 trigger_payload=kept.value, trigger_delivery=row, key_is_new=True,
