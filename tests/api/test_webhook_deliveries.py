@@ -189,3 +189,12 @@ def test_a_started_delivery_is_redelivered_from_its_runs_payload(anon_api, as_us
     assert again.status == 201 and again.body["input"] == {"repo": "web"}
     assert again.body["id"] != started.body["id"]
     assert again.body["trigger"]["payload"] == {"event": "push", "repo": "web"}
+
+
+def test_a_verify_of_the_wrong_type_is_a_422_not_a_500(as_user):
+    definition = simple_definition("typed", triggers=[
+        {"type": "webhook", "verify": [None], "events": [""], "when": 5}])
+    response = as_user("builder").post("/flows", {"definition": definition})
+    assert response.status == 422
+    paths = {p["path"] for p in response.error["details"]}
+    assert {"triggers[0].verify", "triggers[0].events", "triggers[0].when"} <= paths

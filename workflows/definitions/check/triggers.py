@@ -136,7 +136,8 @@ def check_webhook(
                 isinstance(e, str) and e.strip() and len(e) <= 200 for e in events):
             add(problems, f"{path}.events",
                 "must be a non-empty list of event names such as [push, pull_request]")
-        preset = PRESETS.get(trigger.get("verify") or "signature")
+        verify = trigger.get("verify") or "signature"
+        preset = PRESETS.get(verify) if isinstance(verify, str) else None
         if preset is not None and not preset.names_events and isinstance(events, list) \
                 and events:
             add(problems, f"{path}.events",
