@@ -306,3 +306,13 @@ def test_a_delivery_id_with_a_nul_is_a_400_not_a_500(anon_api, as_user):
         "Stripe-Signature": f"t={ts},v1={hex_hmac(secret, f'{ts}.'.encode() + body)}"})
     assert response.status == 400 and "NUL" in response.error["message"]
     assert WebhookDelivery.objects.get().outcome == "invalid"
+
+
+def test_odd_bodies_are_kept_not_a_500(anon_api, github):
+    odd = {**PR, "action": "closed", "note": "nul\u0000", "k\u0000": 1}
+    response = github_post(anon_api, github, odd)
+    assert response.status == 200 and response.body["outcome"] == "filtered"
+    row = WebhookDelivery.objects.get()
+    assert row.payload_resource_id is not None  # kept as a resource: PostgreSQL refuses NUL
+    event = github_post(anon_api, github, PR, event="pull_request\u0000")
+    assert event.status == 400

@@ -45,7 +45,12 @@ from django.db.models import Q
 
 from connections.crypto import encrypt_text, rotate_token
 from connections.errors import SecretDecryptionError
-from resources.payloads import json_loads_strict, json_storage_problems, keep_json
+from resources.payloads import (
+    json_loads_strict,
+    json_storage_problems,
+    keep_json,
+    storable_text,
+)
 from workflows import engine
 from workflows.errors import DefinitionInvalid, InputInvalid, NotFound, WorkflowError
 from workflows.models import (
@@ -166,8 +171,9 @@ def _rejected_allowed(flow: Flow) -> bool:
         return True
 
 
-def _record(flow: Flow, outcome: str, **fields: Any) -> WebhookDelivery:
-    return WebhookDelivery.objects.create(flow=flow, outcome=outcome, **fields)
+def _record(flow: Flow, outcome: str, *, reason: str = "", **fields: Any) -> WebhookDelivery:
+    return WebhookDelivery.objects.create(flow=flow, outcome=outcome,
+                                          reason=storable_text(reason), **fields)
 
 
 def _reject(flow: Flow, verify: str, reason: str, **fields: Any) -> None:
@@ -248,13 +254,6 @@ def webhook_receive(*, flow: Flow, body: bytes, headers: Mapping[str, str] | Non
         _record(flow, DeliveryOutcome.INVALID, verify=preset.name, reason=str(exc)[:1000],
                 headers=visible)
         raise
-    challenge = preset.challenge(payload=payload)
-    if challenge is not None:
-        row = _record(flow, DeliveryOutcome.FILTERED, verify=preset.name,
-                      event=preset.event(payload=payload, headers=headers),
-                      reason="a handshake: its challenge was answered", headers=visible)
-        return DeliveryResult(delivery=row, outcome=DeliveryOutcome.FILTERED, reason=row.reason,
-                              challenge=challenge)
     event = preset.event(payload=payload, headers=headers)[:200]
     delivery_id = preset.delivery_id(payload=payload, headers=headers)
     if len(delivery_id) > MAX_IDEMPOTENCY_KEY_LENGTH or json_storage_problems(
@@ -266,6 +265,13 @@ def webhook_receive(*, flow: Flow, body: bytes, headers: Mapping[str, str] | Non
         _record(flow, DeliveryOutcome.INVALID, verify=preset.name, event=event, reason=reason,
                 headers=visible)
         raise WebhookPayloadInvalid(reason)
+    challenge = preset.challenge(payload=payload)
+    if challenge is not None:
+        row = _record(flow, DeliveryOutcome.FILTERED, verify=preset.name,
+                      event=event,
+                      reason="a handshake: its challenge was answered", headers=visible)
+        return DeliveryResult(delivery=row, outcome=DeliveryOutcome.FILTERED, reason=row.reason,
+                              challenge=challenge)
     digest = (hashlib.sha256(f"{timestamp}.".encode() + body).hexdigest()
               if timestamp is not None else None)
     seen = _seen(flow, delivery_id, digest)
