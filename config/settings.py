@@ -276,6 +276,9 @@ WF_HTTP_MAX_BYTES = env_int("WF_HTTP_MAX_BYTES", 1024**3)
 WF_INBOUND_MAX_BYTES = env_int("WF_INBOUND_MAX_BYTES", 2 * 1024 * 1024)
 # Django refuses to read a larger body into memory; at least the inbound cap.
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, WF_INBOUND_MAX_BYTES)
+# Rejected webhook deliveries (bad signature, token, replay) logged per flow per minute; the
+# rest are answered (401/409) but not logged, so forged requests cannot fill the delivery log.
+WF_WEBHOOK_REJECTED_PER_MINUTE = env_int("WF_WEBHOOK_REJECTED_PER_MINUTE", 30)
 # Ended runs older than this many days are pruned with their rows and files (0 keeps them
 # forever); a flow's `retention_days` overrides it.
 WF_RETENTION_DAYS = env_int("WF_RETENTION_DAYS", 30)

@@ -52,6 +52,7 @@ __all__ = [
     "describe_resource",
     "KeptValue",
     "is_descriptor",
+    "json_loads_strict",
     "json_storage_problems",
     "keep_json",
     "storable_json",
@@ -96,6 +97,27 @@ def _text_storable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+# --- JSON from outside ----------------------------------------------------------------------
+
+
+def json_loads_strict(text: str | bytes) -> Any:
+    """`json.loads` for bodies from outside: NaN, Infinity and numbers too large for a float
+    (`1e400`) are refused with ValueError instead of becoming non-finite floats, which no JSON
+    column can store (PostgreSQL refuses them; the attempt would fail after the fact)."""
+    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is too large for a JSON number")
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def storable_text(text: Any) -> str:

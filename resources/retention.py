@@ -19,6 +19,11 @@ handed to the newest run that refers to it (`Resource.run`), so it is pruned wit
 Resources whose `expires_at` has passed, and orphans (no run, no step run) older than
 WF_RETENTION_DAYS, are pruned too, unless a run refers to them.
 
+The webhook delivery log goes the same way: a flow's deliveries received longer ago than its
+live release's `retention_days` (else WF_RETENTION_DAYS; 0 keeps them) are deleted in batches,
+with the body resources only they hold (a started delivery's body belongs to its run and goes
+with it). A resource a remaining delivery holds is not an orphan.
+
 Work is done in batches of `batch_size` runs, one short transaction each, so no lock is held
 for long (on SQLite, the write lock for one batch). Files are deleted after the batch commits:
 a crash in between leaves files without rows, never rows without files.
@@ -39,10 +44,20 @@ from django.db.models import Q, TextField
 from django.db.models.functions import Cast, Coalesce
 
 from resources.models import Resource
-from workflows.models import Attempt, Event, FlowVersion, LogChunk, Run, StepRun
+from workflows.models import (
+    Attempt,
+    Event,
+    Flow,
+    FlowVersion,
+    LogChunk,
+    Run,
+    StepRun,
+    WebhookDelivery,
+)
 from workflows.states import RunStatus
 
-__all__ = ["resources_in_flight", "resources_referenced", "retention_days_of", "runs_prune"]
+__all__ = ["deliveries_prune", "resources_in_flight", "resources_referenced", "retention_days_of",
+           "runs_prune"]
 
 TERMINAL = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED)
 LISTED = 1000
@@ -143,7 +158,7 @@ def _empty_report(now: datetime, dry_run: bool) -> dict[str, Any]:
     return {"dry_run": dry_run, "now": now.isoformat(), "retention_days":
             settings.WF_RETENTION_DAYS, "runs": 0, "step_runs": 0, "attempts": 0,
             "log_chunks": 0, "events": 0, "approvals": 0, "resources": 0, "resource_bytes": 0,
-            "batches": 0, "run_ids": [], "spared_resources": []}
+            "batches": 0, "run_ids": [], "spared_resources": [], "deliveries": 0}
 
 
 def _count_batch(ids: list[int], report: dict[str, Any]) -> None:
@@ -229,8 +244,42 @@ def runs_prune(*, now: datetime, dry_run: bool = False, batch_size: int = 100) -
                 Attempt.objects.filter(step_run__run_id__in=ids).delete()
                 StepRun.objects.filter(run_id__in=ids).delete()
                 Run.objects.filter(pk__in=ids).delete()
+    deliveries_prune(now=now, dry_run=dry_run, batch_size=batch_size, report=report)
     _prune_loose_resources(now=now, dry_run=dry_run, batch_size=batch_size, report=report)
     return report
+
+
+def deliveries_prune(*, now: datetime, dry_run: bool, batch_size: int,
+                     report: dict[str, Any]) -> None:
+    """Delete the webhook deliveries past their flow's retention (counted in
+    report["deliveries"]), with the body resources that belong to no run, one short
+    transaction per batch (index delivery_received_at)."""
+    default = settings.WF_RETENTION_DAYS
+    days_of: dict[int, list[int]] = {}
+    for pk, definition in Flow.objects.filter(deliveries__isnull=False).distinct()\
+            .values_list("pk", "live_version__definition"):
+        days_of.setdefault(retention_days_of(definition, default), []).append(pk)
+    for days, flow_ids in days_of.items():
+        if days <= 0:
+            continue
+        old = WebhookDelivery.objects.filter(flow_id__in=flow_ids,
+                                             received_at__lt=now - timedelta(days=days))
+        if dry_run:
+            report["deliveries"] += old.count()
+            continue
+        while True:
+            rows = list(old.order_by("pk").values_list("pk", "payload_resource_id")
+                        [:batch_size])
+            if not rows:
+                break
+            report["deliveries"] += len(rows)
+            with transaction.atomic():
+                ids = [pk for pk, _ in rows]
+                resources = [res for _, res in rows if res is not None]
+                WebhookDelivery.objects.filter(pk__in=ids).delete()
+                _take_resources(Resource.objects.filter(pk__in=resources, run__isnull=True,
+                                                        step_run__isnull=True),
+                                resources_referenced() if resources else {}, report, dry_run)
 
 
 def _prune_loose_resources(*, now: datetime, dry_run: bool, batch_size: int,
@@ -244,9 +293,11 @@ def _prune_loose_resources(*, now: datetime, dry_run: bool, batch_size: int,
     if not Resource.objects.filter(loose).exists():
         return
     protected = resources_referenced()
+    kept = WebhookDelivery.objects.filter(payload_resource__isnull=False)\
+        .values("payload_resource_id")
     after: uuid.UUID | None = None
     while True:
-        page = Resource.objects.filter(loose).order_by("pk")
+        page = Resource.objects.filter(loose).exclude(pk__in=kept).order_by("pk")
         if after is not None:
             page = page.filter(pk__gt=after)
         ids = list(page.values_list("pk", flat=True)[:batch_size])

@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from workflows.admin_base import PagesMixin, ReadOnlyAdmin
-from workflows.admin_views import diff_page, flow_page, run_page, step_panel
+from workflows.admin_views import diff_page, flow_page, flow_webhooks, run_page, step_panel
 from workflows.admin_views.edge import run_url
 from workflows.admin_views.run_list import CreatedFilter, RunListColumns, match_column
 from workflows.investigation import SEARCHES, search_filter
@@ -82,6 +82,11 @@ class FlowAdmin(PagesMixin, admin.ModelAdmin):
                  name="workflows_flow_diff"),
             path("<str:flow_id>/start/", self._page(flow_page.flow_start_view),
                  name="workflows_flow_start"),
+            path("<str:flow_id>/webhook-secret/",
+                 self._page(flow_webhooks.flow_webhook_secret_view),
+                 name="workflows_flow_webhook_secret"),
+            path("<str:flow_id>/redeliver/", self._page(flow_webhooks.delivery_redeliver_view),
+                 name="workflows_flow_redeliver"),
             *super().get_urls(),
         ]
 

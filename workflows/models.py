@@ -14,6 +14,7 @@ from django.utils import timezone
 from connections.crypto import decrypt_text, encrypt_text
 from workflows.states import (
     AttemptStatus,
+    DeliveryOutcome,
     ErrorKind,
     FlowHistoryKind,
     NotificationChannel,
@@ -54,7 +55,7 @@ class Flow(models.Model):
     )
     # The HMAC key of webhook deliveries, encrypted with FIELD_ENCRYPTION_KEYS (MultiFernet);
     # webhook_signing_secret() opens it. Never shown except once, when rotated.
-    webhook_secret = models.CharField(max_length=255, default=_webhook_secret, editable=False)
+    webhook_secret = models.CharField(max_length=512, default=_webhook_secret, editable=False)
     # The HMAC key that signs the flow's outbound notifications (issue 25 H3), its own so a
     # notification is never a valid inbound delivery; encrypted like webhook_secret, shown once
     # when rotated (notification_secret_rotate).
@@ -210,6 +211,10 @@ class Run(models.Model):
     # The same input started again on the flow's live version (services.runs.run_rerun).
     rerun_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns"
+    )
+    # The webhook delivery this run was started from (by the delivery, or redelivered).
+    trigger_delivery = models.ForeignKey(
+        "WebhookDelivery", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -406,19 +411,54 @@ class ScheduleState(models.Model):
         return f"{self.flow_id} schedule {self.trigger_index} ({self.cron})"
 
 
-class WebhookSignatureSeen(models.Model):
-    """A signed webhook delivery already accepted, kept until its signature's tolerance window
-    ends (`expires_at`), so a captured delivery replayed inside the window is refused
-    (services.webhooks). `digest` is SHA-256 of flow id, signature timestamp and body: the
-    identity of one signed delivery. Rows past `expires_at` are deleted as deliveries arrive."""
+class WebhookDelivery(models.Model):
+    """One delivery that reached a flow's webhook URL, whatever became of it (the delivery log,
+    GET /flows/{slug}/deliveries). Written by services.webhooks.
 
-    digest = models.CharField(max_length=64, unique=True)
-    flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="+")
-    idempotency_key = models.CharField(max_length=200, blank=True)
-    expires_at = models.DateTimeField(db_index=True)
+    `delivery_id` is what the sender named it (X-GitHub-Delivery, Stripe's event id, webhook-id,
+    X-Gitlab-Event-UUID, Idempotency-Key). `dedup_key` holds it only on the row that started a
+    run: unique per flow, so two copies arriving at once cannot both start one (the second's
+    INSERT waits for the first's commit, then fails and answers `duplicate`). `replay_digest`
+    (SHA-256 of the signed timestamp and body) is set likewise, so a signed request captured
+    and sent again inside its tolerance window is refused. `payload` is the body as parsed
+    (the storage rule: inline, or a descriptor of `payload_resource`), with `headers` (lower
+    case, credentials left out): what a redelivery starts from. A started delivery's body is
+    its run's trigger payload (not written twice); a rejected delivery keeps neither body nor
+    headers, only its reason; a duplicate keeps no body (its original has it)."""
+
+    flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="deliveries")
+    received_at = models.DateTimeField(default=timezone.now)
+    verify = models.CharField(max_length=16, blank=True)
+    event = models.CharField(max_length=200, blank=True)
+    delivery_id = models.CharField(max_length=200, blank=True)
+    dedup_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
+    replay_digest = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
+    outcome = models.CharField(max_length=16, choices=DeliveryOutcome.choices)
+    reason = models.TextField(blank=True)
+    run = models.ForeignKey("Run", null=True, blank=True, on_delete=models.SET_NULL,
+                            related_name="+")
+    payload = models.JSONField(null=True, blank=True)
+    headers = models.JSONField(default=dict, blank=True)
+    payload_resource = models.ForeignKey(
+        "resources.Resource", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["flow", "-id"], name="delivery_flow_newest"),
+            models.Index(fields=["flow", "outcome", "-id"], name="delivery_flow_outcome"),
+            models.Index(fields=["received_at"], name="delivery_received_at"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["flow", "dedup_key"], name="delivery_unique_id",
+                                    condition=Q(dedup_key__isnull=False)),
+            models.UniqueConstraint(fields=["flow", "replay_digest"],
+                                    name="delivery_unique_signature",
+                                    condition=Q(replay_digest__isnull=False)),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.flow_id} {self.digest[:12]}…"
+        return f"delivery {self.pk} to {self.flow_id} ({self.outcome})"
 
 
 class ApiToken(models.Model):

@@ -211,7 +211,7 @@ def _load(descriptor: dict[str, Any], expr: str, loads: dict[str, Any],
 
 
 def _lookup(context: Any, expr: str, loads: dict[str, Any] | None = None,
-            scope: ResourceScope | None = None) -> Any:
+            scope: ResourceScope | None = None, follow: bool = True) -> Any:
     loads = {} if loads is None else loads
     try:
         segments = parse_reference(expr)
@@ -220,7 +220,7 @@ def _lookup(context: Any, expr: str, loads: dict[str, Any] | None = None,
     current = context
     for depth, segment in enumerate(segments):
         where = format_path(segments[:depth]) or "the context"
-        if is_descriptor(current):
+        if follow and is_descriptor(current):
             current = _load(current, expr, loads, scope)
         if isinstance(current, dict):
             key: Any = segment
@@ -261,19 +261,20 @@ def _as_text(value: Any) -> str:
 
 
 def _resolve_string(text: str, context: dict[str, Any], loads: dict[str, Any],
-                    scope: ResourceScope | None) -> Any:
+                    scope: ResourceScope | None, follow: bool) -> Any:
     if "{{" not in text:
         return text
     if is_single_reference(text):
         expr = REFERENCE_PATTERN.match(text).group(1).strip()
-        return copy.deepcopy(_lookup(context, expr, loads, scope))
+        return copy.deepcopy(_lookup(context, expr, loads, scope, follow))
     return REFERENCE_PATTERN.sub(
-        lambda match: _as_text(_lookup(context, match.group(1).strip(), loads, scope)), text
+        lambda match: _as_text(_lookup(context, match.group(1).strip(), loads, scope, follow)),
+        text,
     )
 
 
 def resolve(value: Any, context: dict[str, Any], *, scope: ResourceScope | None = None,
-            _loads: dict[str, Any] | None = None) -> Any:
+            follow_resources: bool = True, _loads: dict[str, Any] | None = None) -> Any:
     """A copy of `value` with every reference replaced by what it names in `context`.
 
     A string that is exactly one reference becomes the referenced value itself, with its type
@@ -285,6 +286,8 @@ def resolve(value: Any, context: dict[str, Any], *, scope: ResourceScope | None 
     A path into an offloaded value loads its resource (see the module docstring); each resource
     is loaded at most once per call, and only when `scope` allows its run (None, for values
     that belong to no run, allows any: every caller resolving for a run passes its scope).
+    With `follow_resources=False` nothing is loaded: a descriptor-shaped value is data (a
+    webhook body's), walked like any mapping.
 
     Raises ReferenceUnresolved, naming the missing part, when a key or index does not exist (or
     when a reference is not valid syntax, which validation reports earlier); ReferenceTooLarge
@@ -292,10 +295,10 @@ def resolve(value: Any, context: dict[str, Any], *, scope: ResourceScope | None 
     """
     loads = {} if _loads is None else _loads
     if isinstance(value, str):
-        return _resolve_string(value, context, loads, scope)
+        return _resolve_string(value, context, loads, scope, follow_resources)
+    options = {"scope": scope, "follow_resources": follow_resources, "_loads": loads}
     if isinstance(value, dict):
-        return {key: resolve(item, context, scope=scope, _loads=loads)
-                for key, item in value.items()}
+        return {key: resolve(item, context, **options) for key, item in value.items()}
     if isinstance(value, list):
-        return [resolve(item, context, scope=scope, _loads=loads) for item in value]
+        return [resolve(item, context, **options) for item in value]
     return copy.deepcopy(value)

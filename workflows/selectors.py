@@ -13,6 +13,7 @@ from resources.logs import log_resource_id
 from resources.models import Resource
 from workflows import engine
 from workflows.definitions import definition_diff
+from workflows.errors import NotFound
 from workflows.models import (
     Attempt,
     Event,
@@ -23,6 +24,7 @@ from workflows.models import (
     Run,
     ScheduleState,
     StepRun,
+    WebhookDelivery,
 )
 from workflows.permissions import ACTION_LABELS, ROLES, has_permission
 from workflows.states import RUN_TERMINAL, STEP_TERMINAL, FlowHistoryKind, RunStatus
@@ -422,3 +424,21 @@ def user_profile(*, user: Any) -> dict[str, Any]:
         "roles": roles,
         "permissions": sorted(perm for perm in ACTION_LABELS if has_permission(user, perm)),
     }
+
+
+def flow_deliveries(*, flow: Flow, outcome: str | None = None) -> QuerySet[WebhookDelivery]:
+    """The flow's webhook deliveries, newest first (index delivery_flow_newest /
+    delivery_flow_outcome); without the stored bodies, which lists never show."""
+    deliveries = WebhookDelivery.objects.filter(flow=flow).defer("payload", "headers")
+    if outcome:
+        deliveries = deliveries.filter(outcome=outcome)
+    return deliveries.order_by("-id")
+
+
+def flow_delivery(*, flow: Flow, delivery_id: int) -> WebhookDelivery:
+    """One delivery of the flow; NotFound otherwise (another flow's delivery too)."""
+    delivery = WebhookDelivery.objects.filter(flow=flow, pk=delivery_id).first() \
+        if 0 < delivery_id < 2**63 else None
+    if delivery is None:
+        raise NotFound(f"no delivery {delivery_id} of flow {flow.slug}")
+    return delivery

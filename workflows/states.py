@@ -42,6 +42,16 @@ class AttemptStatus(models.TextChoices):
     REJECTED = "rejected"
 
 
+class DeliveryOutcome(models.TextChoices):
+    """What became of a webhook delivery that reached a flow (`WebhookDelivery.outcome`)."""
+
+    STARTED = "started"  # verified, let through, a run started
+    DUPLICATE = "duplicate"  # its delivery id already started a run: that run, nothing new
+    FILTERED = "filtered"  # `events` / `when` left it out (or a handshake was answered)
+    REJECTED = "rejected"  # not verified (signature, token, timestamp, replay): no body kept
+    INVALID = "invalid"  # verified, but its body or the input it maps to is unusable
+
+
 class ErrorKind(models.TextChoices):
     """Why a failed run failed (`Run.error_kind`; empty for runs that did not fail). A canceled
     run has no error kind: its status already says it. See `error_kind_of`."""

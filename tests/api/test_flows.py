@@ -242,7 +242,8 @@ def test_start_a_run_and_follow_it_to_completion(as_user, flow):
     assert response.status == 201
     run = response.body
     assert run["status"] == "queued" and run["flow"] == "simple" and run["version"] == 1
-    assert run["trigger"] == {"kind": "manual", "actor": "operator", "payload": {}}
+    assert run["trigger"] == {"kind": "manual", "actor": "operator", "payload": {},
+                              "delivery": None}
     assert [s["key"] for s in run["steps"]] == ["first", "second"]
     drain()
     done = api.get(f"/runs/{run['id']}").body

@@ -76,6 +76,8 @@ PINNED_OPERATION_IDS = {
     "GET /api/v1/meta": "meta_get",
     "POST /api/v1/flows/{slug}/notification-secret": "flows_rotate_notification_secret",
     "PUT /api/v1/flows/{slug}/webhook-secret": "flows_set_webhook_secret",
+    "GET /api/v1/flows/{slug}/deliveries": "deliveries_list",
+    "POST /api/v1/flows/{slug}/deliveries/{delivery_id}/redeliver": "deliveries_redeliver",
 }
 
 

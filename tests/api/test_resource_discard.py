@@ -59,8 +59,8 @@ def test_a_repeated_idempotency_key_with_a_descriptor_body_leaves_it(anon_api, v
     first = deliver(anon_api, hooked, {"event": "push"}, key="k-1")
     assert first.status == 202
     again = deliver(anon_api, hooked, descriptor, key="k-1")
-    assert again.status == 202 and again.body["id"] == first.body["id"]
-    assert again.body["created"] is False
+    assert again.status == 200 and again.body["run"] == first.body["id"]
+    assert again.body["outcome"] == "duplicate"
     _survives(resource)
     # the inline body is data: it was never attached to the run it started either
     assert Resource.objects.get(pk=resource.pk).run_id != first.body["id"]

@@ -238,3 +238,33 @@ def test_a_run_of_a_flow_kept_forever_keeps_what_it_refers_to(flow, settings):
     report = runs_prune(now=timezone.now())
     assert report["run_ids"] == [old.pk] and report["resources"] == 0
     assert Resource.objects.filter(pk__in=[shared.pk, orphan.pk]).count() == 2
+
+
+def test_old_webhook_deliveries_go_with_the_bodies_only_they_hold(settings):
+    from resources.payloads import keep_json
+    from workflows.models import WebhookDelivery
+
+    settings.WF_INLINE_OUTPUT_BYTES = 16
+    hooked = make_flow(simple_definition("hooked-kept", triggers=[{"type": "webhook"}]))
+    short = make_flow(simple_definition("hooked-short", retention_days=1,
+                                        triggers=[{"type": "webhook"}]))
+    kept = keep_json({"blob": "x" * 100}, name="old-body.json")
+    old = WebhookDelivery.objects.create(
+        flow=hooked, outcome="filtered", payload=kept.value, payload_resource_id=kept.resource_id)
+    fresh_body = keep_json({"blob": "y" * 100}, name="fresh-body.json")
+    fresh = WebhookDelivery.objects.create(
+        flow=hooked, outcome="filtered", payload=fresh_body.value,
+        payload_resource_id=fresh_body.resource_id)
+    newer = WebhookDelivery.objects.create(flow=short, outcome="rejected", reason="forged")
+    WebhookDelivery.objects.filter(pk=old.pk).update(
+        received_at=timezone.now() - timedelta(days=31))
+    WebhookDelivery.objects.filter(pk=newer.pk).update(
+        received_at=timezone.now() - timedelta(days=2))
+    # An orphan resource older than retention is pruned, but not while a delivery holds it.
+    Resource.objects.filter(pk=fresh_body.resource_id).update(
+        created_at=timezone.now() - timedelta(days=40))
+    assert runs_prune(now=timezone.now(), dry_run=True)["deliveries"] == 2
+    report = runs_prune(now=timezone.now())
+    assert report["deliveries"] == 2
+    assert list(WebhookDelivery.objects.values_list("pk", flat=True)) == [fresh.pk]
+    assert set(Resource.objects.values_list("pk", flat=True)) == {fresh_body.resource_id}

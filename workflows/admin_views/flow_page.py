@@ -43,6 +43,7 @@ from workflows.admin_views.edge import (
     run_url,
 )
 from workflows.admin_views.flow_graph import flow_graph_context
+from workflows.admin_views.flow_webhooks import deliveries_context
 from workflows.admin_views.run_form import RunInputForm, json_value, start_context
 from workflows.definitions import definition_diff, validate_run_input
 from workflows.errors import DefinitionInvalid, InputInvalid, NotPermitted
@@ -92,6 +93,7 @@ def flow_page(request: HttpRequest, model_admin: Any, flow_id: Any, *,
         subtitle=flow.slug, draft_edited=ago(draft.updated_at) if draft else "",
         live_released=ago(live.released_at) if live else "", **release_history, **roles,
         release_facts=selectors.flow_release_facts(flow=flow),
+        **deliveries_context(flow),
     )
     return TemplateResponse(request, "workflows/flow_page.html", context, status=status)
 

@@ -25,11 +25,11 @@ from typing import Any
 from django import forms
 from django.http import HttpRequest
 
+from resources.payloads import json_loads_strict
 from workflows.definitions import validate_run_input
 from workflows.definitions.base import promotion_approval
 from workflows.errors import InputInvalid
 from workflows.models import Flow, FlowVersion
-from workflows.services.webhooks import json_loads_strict
 
 MODES = ("form", "draft", "json")
 # ASCII digits, as JSON writes numbers (`\d` would take "٣", which int() reads as 3).

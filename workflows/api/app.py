@@ -15,6 +15,7 @@ from workflows.api import (
     approvals,
     connections,
     definition_schema,
+    deliveries,
     flows,
     inbound,
     meta,
@@ -81,6 +82,7 @@ _guard = request_guard(max_bytes=MAX_BODY_BYTES, json_body=True)
 for module, prefix in (
     (flows, "/flows"), (runs, "/runs"), (approvals, "/approvals"), (resources, "/resources"),
     (connections, "/connections"), (definition_schema, "/schema"), (meta, ""),
+    (deliveries, "/flows"),
 ):
     module.router.add_decorator(_guard, mode="view")
     api.add_router(prefix, module.router)

@@ -21,6 +21,7 @@ from workflows.models import (
     LogChunk,
     Run,
     StepRun,
+    WebhookDelivery,
 )
 from workflows.permissions import actor_name
 from workflows.services.webhooks import webhook_url
@@ -139,7 +140,8 @@ def run_document(run: Run) -> dict[str, Any]:
         "rehearsal": run.is_rehearsal,
         "status": run.status,
         "trigger": {"kind": run.trigger_kind, "actor": run.trigger_actor,
-                    "payload": run.trigger_payload or {}},
+                    "payload": run.trigger_payload or {},
+                    "delivery": run.trigger_delivery_id},
         "input": run.input or {},
         "output": run.output,
         "error": run.error,
@@ -270,6 +272,19 @@ def approval_document(approval: Approval) -> dict[str, Any]:
 
 
 # --- flow history -------------------------------------------------------------------------------
+
+
+def delivery_document(delivery: WebhookDelivery) -> dict[str, Any]:
+    return {
+        "id": delivery.pk,
+        "received_at": delivery.received_at,
+        "verify": delivery.verify,
+        "event": delivery.event,
+        "delivery_id": delivery.delivery_id,
+        "outcome": delivery.outcome,
+        "reason": delivery.reason,
+        "run": delivery.run_id,
+    }
 
 
 def history_document(entry: FlowHistory) -> dict[str, Any]:

@@ -18,9 +18,8 @@ from django.db import DataError, IntegrityError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
 
-from resources.payloads import json_storage_problems
+from resources.payloads import json_loads_strict, json_storage_problems
 from workflows.errors import WorkflowError
-from workflows.services.webhooks import json_loads_strict
 
 logger = logging.getLogger(__name__)
 

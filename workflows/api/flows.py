@@ -228,10 +228,10 @@ def flows_rotate_notification_secret(request: HttpRequest, slug: FlowSlug):
     return {"notification_secret": secret, "signature_header": SIGNATURE_HEADER}
 
 
-@router.put("/{slug}/webhook-secret", response={200: WebhookSecretSetOut, **errors(422)},
-            summary="Set the webhook secret to one chosen outside (write-only: never returned)",
+@router.put("/{slug}/webhook-secret", response={200: WebhookSecretSetOut, **errors()},
+            summary="Set the secret the sender gave (never shown again)",
             operation_id="flows_set_webhook_secret")
-def flows_set_webhook_secret(request: HttpRequest, slug: FlowSlug, payload: WebhookSecretIn):
-    flow = get_flow(slug)
-    webhook_secret_set(flow=flow, secret=payload.secret, actor=request.auth)
-    return {"webhook_url": webhook_url(flow=flow)}
+def flows_set_webhook_secret(request: HttpRequest, slug: FlowSlug, body: WebhookSecretIn):
+    flow = get_flow_row(slug)
+    webhook_secret_set(flow=flow, secret=body.secret, actor=request.auth)
+    return {"set": True, "webhook_url": webhook_url(flow=flow)}

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpRequest
-from ninja import Header, Router, Status
+from django.http import HttpRequest, JsonResponse
+from ninja import Router, Status
 
 from workflows.api.auth import AnonThrottle
 from workflows.api.documents import run_admin_url
 from workflows.api.errors import bad_request, inbound_max_bytes, parse_json, read_body
-from workflows.api.lookups import get_flow
+from workflows.api.lookups import get_flow_row
 from workflows.api.openapi import errors
 from workflows.api.params import CallbackToken, FlowSlug
-from workflows.api.schemas import CallbackAcceptedOut, HookRunOut
+from workflows.api.schemas import CallbackAcceptedOut, HookOutcomeOut, HookRunOut
 from workflows.services.callbacks import callback_receive
 from workflows.services.webhooks import webhook_receive
+from workflows.states import DeliveryOutcome
 
 router = Router(tags=["callbacks and webhooks"], auth=None, throttle=[AnonThrottle()])
 
@@ -30,6 +31,18 @@ JSON_OBJECT_BODY = {
         "required": False,
         "content": {"application/json": {"schema": {"type": "object",
                                                     "additionalProperties": True}}},
+    }
+}
+
+
+HOOK_BODY = {
+    "requestBody": {
+        "required": False,
+        "content": {
+            "application/json": {"schema": {"type": "object", "additionalProperties": True}},
+            "application/x-www-form-urlencoded": {
+                "schema": {"type": "object", "additionalProperties": {"type": "string"}}},
+        },
     }
 }
 
@@ -61,21 +74,31 @@ def callbacks_receive(request: HttpRequest, token: CallbackToken):
 
 @router.post(
     "/hooks/{slug}",
-    response={202: HookRunOut, **errors(401, 409, anonymous=True, json_body=False)},
+    response={202: HookRunOut, 200: HookOutcomeOut,
+              **errors(401, 409, anonymous=True, json_body=False)},
     operation_id="hooks_receive",
-    openapi_extra=JSON_OBJECT_BODY,
-    summary="Webhook trigger: a signed delivery starts a run of the live release",
+    openapi_extra=HOOK_BODY,
+    summary="Webhook trigger: a verified delivery starts a run of the live release",
+    description="How a delivery is verified depends on the trigger's `verify:` preset "
+                "(signature, github, gitlab, stripe, slack, standard); see docs/webhooks.md. "
+                "202 a run started; 200 `duplicate` (the run the same delivery id started), "
+                "`filtered` (events / when left it out) or Slack's `{challenge}`; 401 "
+                "`signature_invalid` naming the failed check.",
 )
-def hooks_receive(
-    request: HttpRequest, slug: FlowSlug,
-    x_signature: str | None = Header(None, alias="X-Signature",
-                                     description="t=UNIX,v1=HEX (HMAC-SHA256 of UNIX.BODY)"),
-    idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
-):
+def hooks_receive(request: HttpRequest, slug: FlowSlug):
     body = read_body(request, inbound_max_bytes())
-    flow = get_flow(slug)
-    run, created = webhook_receive(
-        flow=flow, body=body, signature=x_signature, idempotency_key=idempotency_key,
-    )
+    flow = get_flow_row(slug)
+    result = webhook_receive(flow=flow, body=body, headers=request.headers,
+                             content_type=request.content_type or "")
+    if result.challenge is not None:
+        return JsonResponse(result.challenge)
+    if result.outcome != DeliveryOutcome.STARTED:
+        answer = {"delivery": result.delivery.pk, "outcome": result.outcome}
+        if result.outcome == DeliveryOutcome.DUPLICATE:
+            answer["run"] = result.run.pk if result.run is not None else None
+        else:
+            answer["reason"] = result.reason
+        return JsonResponse(answer)
+    run = result.run
     return Status(202, {"id": run.pk, "status": run.status, "admin_url": run_admin_url(run.pk),
-                        "created": created})
+                        "delivery": result.delivery.pk, "created": True})

@@ -195,11 +195,33 @@ class NotificationSecretOut(Schema):
 class WebhookSecretIn(Schema):
     model_config = ConfigDict(json_schema_extra={"examples": [{"secret": "a-secret-the-sender-chose"}]})
 
-    secret: str = Field(max_length=1000, description="16 to 100 bytes, printable; write-only.")
+    secret: str = Field(description="The secret the sender gave: 16 to 256 printable ASCII "
+                                    "characters without spaces; a whsec_ secret must be base64 "
+                                    "after its prefix.")
 
 
 class WebhookSecretSetOut(Schema):
+    set: bool = Field(description="Always true: the secret was stored (it is never shown).")
     webhook_url: str
+
+
+class DeliveryOut(Schema):
+    id: int
+    received_at: datetime
+    verify: str = Field(description="The preset that checked it (signature, github, gitlab, "
+                                    "stripe, slack, standard); empty when no trigger applied.")
+    event: str = Field(description="The event name the sender gave, or empty.")
+    delivery_id: str = Field(description="The sender's delivery id (X-GitHub-Delivery, Stripe's "
+                                         "event id, webhook-id, Idempotency-Key...), or empty.")
+    outcome: str = Field(description="started | duplicate | filtered | rejected | invalid")
+    reason: str = Field(description="Why it was filtered, rejected or invalid.")
+    run: int | None = Field(description="The run it started (a duplicate: the run its first "
+                                        "copy started).")
+
+
+class DeliveryPage(Schema):
+    items: list[DeliveryOut]
+    next_cursor: str | None
 
 
 class MetaOut(Schema):
@@ -280,6 +302,8 @@ class TriggerOut(Schema):
     kind: TriggerKind
     actor: str
     payload: dict[str, Any]
+    delivery: int | None = Field(None, description="The webhook delivery the run was started "
+                                                   "from (by the delivery or redelivered).")
 
 
 class StepOut(Schema):
@@ -560,7 +584,16 @@ class HookRunOut(Schema):
     id: int
     status: RunStatus
     admin_url: str
-    created: bool = Field(description="False when the Idempotency-Key named an earlier run.")
+    delivery: int = Field(description="The delivery's id in the flow's delivery log.")
+    created: bool = Field(description="Always true: a repeated delivery answers 200 duplicate.")
+
+
+class HookOutcomeOut(Schema):
+    delivery: int = Field(description="The delivery's id in the flow's delivery log.")
+    outcome: str = Field(description="duplicate | filtered")
+    run: int | None = Field(None, description="duplicate: the run the first copy started.")
+    reason: str | None = Field(None, description="filtered: why no run started.")
+    challenge: Any = Field(None, description="Slack's url_verification: its challenge.")
 
 
 # --- resources ----------------------------------------------------------------------------------

@@ -73,7 +73,7 @@ CONCURRENCY_KEYS = ("key", "limit", "policy")
 TRIGGER_KEYS = {
     TriggerType.MANUAL: ("type",),
     TriggerType.SCHEDULE: ("type", "cron", "input", "timezone"),
-    TriggerType.WEBHOOK: ("type",),
+    TriggerType.WEBHOOK: ("type", "verify", "events", "when", "input"),
 }
 RETRY_DEFAULTS = {"max_attempts": 1, "backoff_seconds": 0, "backoff_factor": 2}
 DEFAULT_CONCURRENCY = {"key": None, "limit": 1, "policy": ConcurrencyPolicy.QUEUE.value}

@@ -105,9 +105,19 @@ class ScheduleTrigger(_Part):
 
 
 class WebhookTrigger(_Part):
-    """Runs on a signed POST to /api/v1/hooks/{slug}; a flow has at most one."""
+    """Runs on a verified POST to /api/v1/hooks/{slug}; a flow has at most one."""
 
     type: Literal["webhook"]
+    verify: Literal["signature", "github", "gitlab", "stripe", "slack", "standard"] = Field(
+        "signature", description="How deliveries are authenticated (docs/webhooks.md).")
+    events: list[str] | None = Field(
+        None, min_length=1, description="Only these event names start a run.")
+    when: str | None = Field(
+        None, description="A CEL condition over body, headers (lower-case) and event.")
+    input: dict[str, Any] | None = Field(
+        None, description="The run's input, resolved from {{ webhook.body… }}, "
+                          "{{ webhook.headers.NAME }}, {{ webhook.event }}, "
+                          "{{ webhook.delivery_id }}.")
 
 
 Trigger = Annotated[ManualTrigger | ScheduleTrigger | WebhookTrigger, Field(discriminator="type")]

@@ -31,7 +31,8 @@ TRIGGER_ACTOR_KIND = {
 def run_start(
     *, flow: Flow, input: dict[str, Any] | None = None, actor=None,
     trigger_kind: str = TriggerKind.MANUAL, trigger_payload: dict[str, Any] | None = None,
-    idempotency_key: str | None = None, draft: bool = False,
+    idempotency_key: str | None = None, draft: bool = False, trigger_delivery=None,
+    key_is_new: bool = False,
 ) -> tuple[Run, bool]:
     """Start a run of the flow's live release (or of the draft, a rehearsal).
 
@@ -39,9 +40,12 @@ def run_start(
     every step run as not_started, mints wait callback tokens, applies the concurrency policy and
     queues the first ready steps; their tasks are enqueued when the transaction commits.
     Returns (run, created); a repeated idempotency key returns the existing run, created=False.
+    `trigger_delivery` is the webhook delivery (WebhookDelivery) the run starts from;
+    `key_is_new` skips the look-up of the idempotency key when the caller has just claimed it
+    (a race or an older run with the key still ends on the unique constraint: created=False).
     """
     require_permission(actor, OPERATE_RUN)
-    if idempotency_key:
+    if idempotency_key and not key_is_new:
         existing = Run.objects.filter(flow=flow, idempotency_key=idempotency_key).first()
         if existing is not None:
             return existing, False
@@ -61,7 +65,7 @@ def run_start(
                 flow=flow, version=version, definition=definition, input=full_input,
                 actor=actor, draft=draft,
                 trigger_kind=trigger_kind, trigger_payload=trigger_payload or {},
-                idempotency_key=idempotency_key or None,
+                idempotency_key=idempotency_key or None, trigger_delivery=trigger_delivery,
             )
             engine.run_admit(run, steps=run.created_steps)
     except IntegrityError:
@@ -99,7 +103,7 @@ def _run_create(*, flow: Flow, version: FlowVersion, definition: dict[str, Any],
                 trigger_payload: dict[str, Any], idempotency_key: str | None = None,
                 retry_of: Run | None = None, replay_of: Run | None = None,
                 rerun_of: Run | None = None,
-                reuse: dict[str, StepRun] | None = None) -> Run:
+                reuse: dict[str, StepRun] | None = None, trigger_delivery=None) -> Run:
     concurrency_key = _concurrency_key(definition, input)
     # No concurrency limit: nothing to wait for, so the run is written queued (its run_created
     # and run_queued events both below); `engine.run_admit` then only queues its first steps.
@@ -111,6 +115,7 @@ def _run_create(*, flow: Flow, version: FlowVersion, definition: dict[str, Any],
         trigger_payload=trigger_payload, idempotency_key=idempotency_key,
         concurrency_key=concurrency_key, retry_of=retry_of,
         replay_of=replay_of, rerun_of=rerun_of, created_by=actor,
+        trigger_delivery=trigger_delivery,
         status=RunStatus.QUEUED if admitted else RunStatus.CREATED,
         queued_at=timezone.now() if admitted else None,
     )

@@ -48,9 +48,9 @@ def desk(db) -> Desk:
         "hooked", triggers=[{"type": "webhook"}], input={"repo": {"type": "string"}},
         steps=[{"key": "echo", "type": "python", "action": "core.echo"}]))
     body = json.dumps({"repo": "widgets"}).encode()
-    hooked, _ = webhook_receive(
+    hooked = webhook_receive(
         flow=hooks, body=body, idempotency_key="dlv-7781",
-        signature=webhook_sign(secret=hooks.webhook_signing_secret(), body=body))
+        signature=webhook_sign(secret=hooks.webhook_signing_secret(), body=body)).run
     keyed, _ = run_start(flow=hooks, input={"repo": "gadgets"}, idempotency_key="order-1234")
     reviewer = user("rita", "reviewers")
     reviewed = make_flow(simple_definition("reviewed", steps=[

@@ -1,4 +1,5 @@
-"""Checks of `triggers`: manual, schedule (cron, timezone, input) and at most one webhook."""
+"""Checks of `triggers`: manual, schedule (cron, timezone, input) and at most one webhook (its
+`verify` preset, `events`, `when` condition and `input` mapping over `webhook.*`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from croniter import croniter
 
+from workflows.conditions import ConditionInvalid, condition_compile
 from workflows.definitions.base import (
     DEFAULT_TIMEZONE,
     TRIGGER_KEYS,
@@ -16,8 +18,17 @@ from workflows.definitions.base import (
     unknown_keys,
 )
 from workflows.definitions.inputs import run_input_problems
-from workflows.references import find_references
+from workflows.references import (
+    ReferenceSyntaxError,
+    find_references,
+    is_single_reference,
+    parse_reference,
+)
 from workflows.steps.base import Problem
+from workflows.webhook_presets import PRESETS
+
+WEBHOOK_ROOTS = ("body", "headers", "event", "delivery_id")
+_PROBES = {"string": "x", "integer": 0, "number": 0, "boolean": False, "object": {}, "array": []}
 
 
 def check_triggers(
@@ -54,6 +65,7 @@ def check_triggers(
                     " is already a webhook trigger",
                 )
             webhook_at = index
+            entry.update(check_webhook(problems, trigger, path, inputs=inputs))
         normalized.append(entry)
     return normalized
 
@@ -100,3 +112,82 @@ def check_schedule(
         p for p in run_input_problems(inputs, run_input, f"{path}.input") if p not in problems
     ]
     return {"cron": cron, "timezone": timezone, "input": copy.deepcopy(run_input)}
+
+
+def check_webhook(
+    problems: list[Problem],
+    trigger: dict[str, Any],
+    path: str,
+    *,
+    inputs: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """A webhook trigger's `verify`, `events`, `when` and `input`, as given (absent keys stay
+    absent, so a definition without them keeps its content hash)."""
+    entry: dict[str, Any] = {}
+    if "verify" in trigger:
+        verify = trigger["verify"]
+        if not isinstance(verify, str) or verify not in PRESETS:
+            add(problems, f"{path}.verify",
+                f"unknown verify preset {verify!r}; expected one of {', '.join(PRESETS)}")
+        entry["verify"] = verify
+    if "events" in trigger:
+        events = trigger["events"]
+        if not isinstance(events, list) or not events or not all(
+                isinstance(e, str) and e.strip() and len(e) <= 200 for e in events):
+            add(problems, f"{path}.events",
+                "must be a non-empty list of event names such as [push, pull_request]")
+        verify = trigger.get("verify") or "signature"
+        preset = PRESETS.get(verify) if isinstance(verify, str) else None
+        if preset is not None and not preset.names_events and isinstance(events, list) \
+                and events:
+            add(problems, f"{path}.events",
+                f"verify: {preset.name} deliveries name no event; filter with when: instead")
+        entry["events"] = copy.deepcopy(events)
+    if "when" in trigger:
+        try:
+            condition_compile(trigger["when"])
+        except ConditionInvalid as exc:
+            add(problems, f"{path}.when", str(exc))
+        entry["when"] = trigger["when"]
+    if "input" in trigger:
+        entry["input"] = copy.deepcopy(trigger["input"])
+        _check_webhook_input(problems, trigger["input"], f"{path}.input", inputs=inputs)
+    return entry
+
+
+def _check_webhook_input(problems: list[Problem], mapping: Any, path: str, *,
+                         inputs: dict[str, dict[str, Any]]) -> None:
+    """Each reference must read `webhook.body…`, `webhook.headers.NAME`, `webhook.event` or
+    `webhook.delivery_id`; the mapped names, with what the references will give standing in,
+    must make a valid run input (declared names, required ones given, literal types)."""
+    if not isinstance(mapping, dict):
+        add(problems, path, "must be a mapping of input name to a value or {{ webhook.… }}")
+        return
+    probe: dict[str, Any] = {}
+    for name, template in mapping.items():
+        references = find_references(template)
+        for suffix, expr in references:
+            where = f"{path}.{name}" + (f".{suffix}" if suffix else "")
+            try:
+                segments = parse_reference(expr)
+            except ReferenceSyntaxError as exc:
+                add(problems, where, f"invalid reference: {exc}")
+                continue
+            if segments[0] != "webhook" or len(segments) < 2 or segments[1] not in WEBHOOK_ROOTS:
+                add(problems, where, f"{{{{ {expr} }}}}: a webhook trigger's input reads "
+                                     "webhook.body, webhook.headers, webhook.event or "
+                                     "webhook.delivery_id")
+        declared = inputs.get(name) or {}
+        if isinstance(template, str) and references:
+            if not is_single_reference(template):
+                probe[name] = "x" if declared.get("type") == "string" else template
+            else:
+                probe[name] = (declared.get("enum") or [None])[0] \
+                    if declared.get("enum") else _PROBES.get(declared.get("type"), "x")
+        else:
+            probe[name] = template
+    for name, declaration in inputs.items():
+        if name not in probe and "default" in declaration:
+            probe[name] = declaration["default"]
+    for entry in run_input_problems(inputs, probe, path):
+        add(problems, entry["path"], entry["message"])
