@@ -26,6 +26,7 @@ from workflows_cli.commands import (
     approvals,
     auth,
     connections,
+    deliveries,
     flows,
     meta,
     resources,
@@ -114,7 +115,8 @@ def build_parser() -> Parser:
                         help='print {"version", "api"}: this client\'s and the server\'s')
     groups = parser.add_subparsers(dest="group", metavar="GROUP", parser_class=Parser)
     commands = Commands(groups, common)
-    for module in (flows, runs, approvals, connections, resources, auth, api_commands, meta):
+    for module in (flows, runs, approvals, deliveries, connections, resources, auth, api_commands,
+                   meta):
         module.register(commands)
     return parser
 
