@@ -185,7 +185,7 @@ class RunAdmin(RunListColumns, PagesMixin, ReadOnlyAdmin):
     list_display_links = ["run"]
     list_filter = [CreatedFilter, "status", "error_kind", "trigger_kind", "flow",
                    CreatedRangeFilter]
-    list_select_related = ["flow", "version"]
+    list_select_related = ["flow", "version", "trigger_delivery"]
     search_fields = ["id"]  # shows the box; get_search_results does the searching
     search_help_text = f"Searches {SEARCHES}. A number that is a run's id finds that run."
     list_per_page = 50
@@ -197,6 +197,12 @@ class RunAdmin(RunListColumns, PagesMixin, ReadOnlyAdmin):
         columns = list(super().get_list_display(request))
         q = request.GET.get(SEARCH_VAR, "").strip()
         return [*(c for c in columns if c != "input_short"), match_column(q)] if q else columns
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # The delivery is joined for the trigger label ("webhook: pull_request"), never its
+        # stored body and headers.
+        return super().get_queryset(request).defer("trigger_delivery__payload",
+                                                    "trigger_delivery__headers")
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet,
                            search_term: str) -> tuple[QuerySet, bool]:

@@ -226,8 +226,10 @@ def run_matrix_newer_before(*, flow: Flow, newest_shown: int, status: str | None
 
 
 def run_get(*, run_id: int) -> Run | None:
-    """A run with its flow and pinned version joined (None when there is no such run)."""
-    return Run.objects.select_related("flow", "version").filter(pk=run_id).first()
+    """A run with its flow, pinned version and webhook delivery (not its body) joined (None
+    when there is no such run)."""
+    return Run.objects.select_related("flow", "version", "trigger_delivery").defer(
+        "trigger_delivery__payload", "trigger_delivery__headers").filter(pk=run_id).first()
 
 
 def run_in_flow(*, run_id: int, flow_id: int) -> Run | None:

@@ -133,3 +133,32 @@ def test_without_staff_status_a_reviewer_cannot_sign_in_and_the_user_admin_says_
     page = admin_client.get(f"/admin/auth/user/{user.pk}/change/").content.decode()
     assert "Needed to sign in to the admin at all, reviewers included" in page
     assert "create_reviewer" in page
+
+
+def test_a_webhook_run_names_its_event_in_the_runs_list_and_on_its_page(admin_client):
+    """Issue 24: "webhook: pull_request", from the delivery that started the run (joined by
+    the list, never a query per row)."""
+    import hashlib
+    import hmac
+    import json
+    import uuid
+
+    from workflows.services.webhooks import webhook_secret_set
+
+    flow = make_flow(simple_definition("gh", triggers=[
+        {"type": "webhook", "verify": "github", "events": ["pull_request"]}]))
+    secret = "gh-secret-for-tests-0123"
+    webhook_secret_set(flow=flow, secret=secret,
+                       actor=User.objects.create_superuser("hooks-admin", "", "pw"))
+    body = json.dumps({"action": "opened"}).encode()
+    response = Client().post(
+        f"/api/v1/hooks/{flow.slug}", data=body, content_type="application/json",
+        headers={"X-GitHub-Event": "pull_request", "X-GitHub-Delivery": str(uuid.uuid4()),
+                 "X-Hub-Signature-256": "sha256=" + hmac.new(secret.encode(), body,
+                                                             hashlib.sha256).hexdigest()})
+    assert response.status_code == 202, response.content
+    run_id = response.json()["id"]
+    listed = admin_client.get(RUNS).content.decode()
+    assert 'data-trigger="webhook">webhook: pull_request<' in listed
+    page = admin_client.get(f"/admin/workflows/run/{run_id}/change/").content.decode()
+    assert "webhook: pull_request" in page

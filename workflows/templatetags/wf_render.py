@@ -32,6 +32,7 @@ from resources.selectors import resource_get, resource_preview
 from resources.services import DEFAULT_EXPIRES_IN, resource_signed_path
 from workflows.diffs import MAX_DIFF_BYTES, diff_parse, is_diff_content_type, looks_like_diff
 from workflows.errors import WorkflowError
+from workflows.models import Run
 
 register = template.Library()
 
@@ -150,16 +151,24 @@ TRIGGER_SOURCES = (("retry", "retry_of_id"), ("replay", "replay_of_id"),
                    ("rerun", "rerun_of_id"))
 
 
+_DELIVERY = Run._meta.get_field("trigger_delivery")
+
+
 @register.filter
 def trigger_label(run: Any) -> str:
-    """How a run was started: "retry of #10", "replay of #11", "rerun of #12", else its
-    trigger kind ("schedule", "webhook", "manual"). Pages name the actor beside it only when
-    it is not the kind again (`trigger_actor_shown`: a run started by the system has its
-    trigger kind as actor, which read "schedule schedule")."""
+    """How a run was started: "retry of #10", "replay of #11", "rerun of #12", "webhook:
+    pull_request" (the event its delivery named, when the page joined the delivery: never a
+    query per row), else its trigger kind ("schedule", "webhook", "manual"). Pages name the
+    actor beside it only when it is not the kind again (`trigger_actor_shown`: a run started by
+    the system has its trigger kind as actor, which read "schedule schedule")."""
     kind = run.trigger_kind
     for name, attr in TRIGGER_SOURCES:
         if kind == name and getattr(run, attr, None):
             return f"{name} of #{getattr(run, attr)}"
+    if getattr(run, "trigger_delivery_id", None) and _DELIVERY.is_cached(run):
+        event = run.trigger_delivery.event
+        if event:
+            return f"{kind}: {event}"
     return kind
 
 
