@@ -135,6 +135,7 @@ def run_document(run: Run) -> dict[str, Any]:
         "retry_of": run.retry_of_id,
         "replay_of": run.replay_of_id,
         "rerun_of": run.rerun_of_id,
+        "trace_id": run.trace_id or None,
         "steps": [step_document(s) for s in steps],
         "admin_url": run_admin_url(run.pk),
     }

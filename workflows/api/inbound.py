@@ -53,6 +53,7 @@ def callbacks_receive(request: HttpRequest, token: str):
     step_run = callback_receive(
         token=token, payload=payload, remote_addr=request.META.get("REMOTE_ADDR") or "",
         user_agent=request.headers.get("User-Agent") or "",
+        traceparent=request.headers.get("traceparent"),
     )
     return Status(202, {"status": "accepted", "step": step_run.key, "run": step_run.run_id})
 
@@ -73,6 +74,7 @@ def hooks_receive(
     flow = get_flow(slug)
     run, created = webhook_receive(
         flow=flow, body=body, signature=x_signature, idempotency_key=idempotency_key,
+        traceparent=request.headers.get("traceparent"),
     )
     return Status(202, {"id": run.pk, "status": run.status, "admin_url": run_admin_url(run.pk),
                         "created": created})

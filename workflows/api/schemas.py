@@ -290,6 +290,9 @@ class RunOut(Schema):
     replay_of: int | None
     rerun_of: int | None = Field(
         None, description="The run whose input this run reruns on the live version.")
+    trace_id: str | None = Field(
+        None, description="The run's OpenTelemetry trace id (32 hex digits); null when the run "
+                          "was started with tracing off.")
     steps: list[StepOut]
     admin_url: str
 

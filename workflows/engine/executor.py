@@ -42,7 +42,14 @@ from connections.selectors import (
 from ops.logs import log_context_update
 from resources.payloads import storable_text
 from resources.services import resource_record
-from workflows.engine import attempt_values, attempts, dispatch, handler_threads, progress
+from workflows.engine import (
+    attempt_values,
+    attempts,
+    dispatch,
+    handler_threads,
+    progress,
+    tracing,
+)
 from workflows.engine.attempt_logs import LogWriter
 from workflows.engine.callback_tokens import callback_token
 from workflows.engine.context import AttemptContext, resolution_context, resource_scope
@@ -118,7 +125,9 @@ def advance(step_run_id: int) -> None:
     """Run the queued step run `step_run_id`, then any step it makes ready (see module doc)."""
     claimed = claim(step_run_id)
     while claimed is not None:
-        log_context_update(step_run_id=claimed.step.pk)  # ops.logs: lines name this step
+        log_context_update(step_run_id=claimed.step.pk,  # ops.logs: lines name this step
+                           **tracing.log_fields(claimed.run, claimed.step.pk,
+                                                claimed.attempt.number))
         nxt = finish_guarded(claimed, execute(claimed))
         claimed = claim(nxt) if isinstance(nxt, int) else nxt
 
@@ -280,6 +289,8 @@ def execute(claimed: Claimed) -> Result:
         step=claimed.resolved or {}, run_id=claimed.run.pk, step_key=claimed.step.key,
         attempt_number=claimed.attempt.number, connections=claimed.connections,
         secrets=claimed.secrets,
+        traceparent=tracing.attempt_traceparent(claimed.run, claimed.step.pk,
+                                                claimed.attempt.number),
     )
     result = Result()
     done = threading.Event()

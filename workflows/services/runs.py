@@ -8,6 +8,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from ops import tracing
 from workflows import engine
 from workflows.definitions import validate_run_input
 from workflows.errors import Conflict
@@ -30,7 +31,7 @@ TRIGGER_ACTOR_KIND = {
 def run_start(
     *, flow: Flow, input: dict[str, Any] | None = None, actor=None,
     trigger_kind: str = TriggerKind.MANUAL, trigger_payload: dict[str, Any] | None = None,
-    idempotency_key: str | None = None, draft: bool = False,
+    idempotency_key: str | None = None, draft: bool = False, traceparent: str | None = None,
 ) -> tuple[Run, bool]:
     """Start a run of the flow's live release (or of the draft, a rehearsal).
 
@@ -38,6 +39,8 @@ def run_start(
     every step run as not_started, mints wait callback tokens, applies the concurrency policy and
     queues the first ready steps; their tasks are enqueued when the transaction commits.
     Returns (run, created); a repeated idempotency key returns the existing run, created=False.
+    With tracing on, the run's trace is the child of `traceparent` (a caller's W3C header; a
+    malformed one is ignored and the run starts a fresh trace).
     """
     require_permission(actor, OPERATE_RUN)
     if idempotency_key:
@@ -59,7 +62,7 @@ def run_start(
                 flow=flow, version=version, definition=definition, input=full_input,
                 actor=actor, draft=draft,
                 trigger_kind=trigger_kind, trigger_payload=trigger_payload or {},
-                idempotency_key=idempotency_key or None,
+                idempotency_key=idempotency_key or None, traceparent=traceparent,
             )
             engine.run_admit(run, steps=run.created_steps)
     except IntegrityError:
@@ -76,7 +79,8 @@ def _run_create(*, flow: Flow, version: FlowVersion, definition: dict[str, Any],
                 trigger_payload: dict[str, Any], idempotency_key: str | None = None,
                 retry_of: Run | None = None, replay_of: Run | None = None,
                 rerun_of: Run | None = None,
-                reuse: dict[str, StepRun] | None = None) -> Run:
+                reuse: dict[str, StepRun] | None = None,
+                traceparent: str | None = None) -> Run:
     concurrency_key = _concurrency_key(definition, input)
     # No concurrency limit: nothing to wait for, so the run is written queued (its run_created
     # and run_queued events both below); `engine.run_admit` then only queues its first steps.
@@ -90,6 +94,7 @@ def _run_create(*, flow: Flow, version: FlowVersion, definition: dict[str, Any],
         replay_of=replay_of, rerun_of=rerun_of, created_by=actor,
         status=RunStatus.QUEUED if admitted else RunStatus.CREATED,
         queued_at=timezone.now() if admitted else None,
+        **tracing.run_ids(traceparent),
     )
     reuse = reuse or {}
     now = timezone.now()

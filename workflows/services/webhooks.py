@@ -221,7 +221,8 @@ def _refuse_constant(name: str) -> Any:
 
 def webhook_receive(*, flow: Flow, body: bytes, signature: str | None,
                     idempotency_key: str | None = None,
-                    now: float | None = None) -> tuple[Run, bool]:
+                    now: float | None = None,
+                    traceparent: str | None = None) -> tuple[Run, bool]:
     """Verify a delivery and start a run of the live release; return (run, created).
 
     Raises WebhookNotEnabled (no webhook trigger in the live release), WebhookSignatureInvalid,
@@ -262,6 +263,7 @@ def webhook_receive(*, flow: Flow, body: bytes, signature: str | None,
                 flow=flow, input=run_input, actor=None, trigger_kind=TriggerKind.WEBHOOK,
                 trigger_payload=kept.value,
                 idempotency_key=IDEMPOTENCY_PREFIX + key if key else None,
+                traceparent=traceparent,
             )
     except BaseException:
         kept.discard()
