@@ -78,8 +78,8 @@ def _decide() -> bool:
             on = _wanted()
             if on:
                 try:
-                    import opentelemetry.sdk.trace  # noqa: F401
                     import opentelemetry.exporter.otlp.proto.http.trace_exporter  # noqa: F401
+                    import opentelemetry.sdk.trace  # noqa: F401
                 except ImportError:
                     logger.warning("OTEL_* variables are set but the [otel] extra is not "
                                    "installed: traces are off")

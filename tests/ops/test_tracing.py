@@ -4,7 +4,9 @@ which decodes what it got with opentelemetry-proto."""
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -15,6 +17,7 @@ import pytest
 from django.test import Client
 
 from ops import tracing
+from ops.logs import JsonFormatter, RunContextFilter
 from ops.models import TraceDrop
 from tests.conftest import free_port, local_http_server, respond
 from tests.factories import (
@@ -32,6 +35,7 @@ from workflows.models import Run
 from workflows.services.callbacks import callback_receive
 from workflows.services.runs import run_start
 from workflows.services.tokens import api_token_create
+from workflows.steps.actions import action, get_action
 
 pytestmark = pytest.mark.django_db(transaction=True)  # spans are emitted on commit
 
@@ -265,3 +269,51 @@ def test_off_a_step_imports_no_sdk():
         cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True,
         timeout=300)
     assert result.returncode == 0 and "1 passed" in result.stdout, result.stdout + result.stderr
+
+
+def test_json_log_lines_of_an_attempt_carry_its_trace_and_span(traced):
+    from workflows import tasks
+    from workflows.models import StepRun
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RunContextFilter())
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        if get_action("tests.trace_log_line") is None:
+            @action("tests.trace_log_line")
+            def log_line(ctx, **args):
+                logging.getLogger("workflows.steps.test").info("tracing %s", ctx.step_key)
+                return {}
+
+        flow = make_flow(simple_definition("logged-traced", steps=[
+            {"key": "one", "type": "python", "action": "tests.trace_log_line"}]))
+        run, _ = run_start(flow=flow, input={})
+        tasks.advance_step(StepRun.objects.get(run=run, key="one").pk)
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+    tracing.flush()
+    run.refresh_from_db()
+    lines = [json.loads(x) for x in stream.getvalue().splitlines()]
+    line = next(x for x in lines if x["message"] == "tracing one")
+    assert line["trace_id"] == run.trace_id
+    assert line["span_id"] == traced.one("attempt one#1").span_id
+
+
+def test_the_run_page_and_the_step_panel_link_to_the_trace(traced, admin_client, settings):
+    settings.WF_TRACE_URL = "https://tempo.example.com/trace?id={trace_id}&span={span_id}"
+    run = run_flow(simple_definition(slug="linked"))
+    page = admin_client.get(f"/admin/workflows/run/{run.pk}/change/").content.decode()
+    assert (f'href="https://tempo.example.com/trace?id={run.trace_id}&amp;'
+            f'span={run.trace_span_id}"') in page
+    panel = admin_client.get(f"/admin/workflows/run/{run.pk}/steps/first/").content.decode()
+    step_span = traced.one("step first").span_id
+    assert f"id={run.trace_id}&amp;span={step_span}" in panel
+    settings.WF_TRACE_URL = ""
+    assert "data-trace" not in admin_client.get(
+        f"/admin/workflows/run/{run.pk}/change/").content.decode()

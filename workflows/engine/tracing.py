@@ -52,6 +52,7 @@ def run_locked(run: Run) -> None:
 
 
 def step_span_id(run: Run, step_run_id: int) -> str:
+    # The same formula gives the step panel's link (templatetags.wf_render.trace_url).
     return otel.derived_id(run.trace_id, "step", step_run_id)
 
 
