@@ -25,11 +25,10 @@ from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
 from django.utils import dateformat, timezone
 from django.utils.html import escape, format_html
-
-from ops.tracing import derived_id
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.timesince import timesince, timeuntil
 
+from ops.tracing import derived_id
 from resources.payloads import is_descriptor, is_json_type, value_load
 from resources.selectors import resource_get, resource_preview
 from resources.services import DEFAULT_EXPIRES_IN, resource_signed_path
