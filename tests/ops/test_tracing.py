@@ -317,3 +317,17 @@ def test_the_run_page_and_the_step_panel_link_to_the_trace(traced, admin_client,
     settings.WF_TRACE_URL = ""
     assert "data-trace" not in admin_client.get(
         f"/admin/workflows/run/{run.pk}/change/").content.decode()
+
+
+def test_the_webhook_passes_the_callers_traceparent(traced):
+    from workflows.services.webhooks import webhook_sign
+
+    flow = make_flow(simple_definition("hooked-traced", triggers=[{"type": "webhook"}]))
+    body = json.dumps({"input": {}}).encode()
+    response = Client().post(
+        "/api/v1/hooks/hooked-traced", body, content_type="application/json",
+        headers={"X-Signature": webhook_sign(secret=flow.webhook_signing_secret(), body=body),
+                 "traceparent": INBOUND})
+    assert response.status_code == 202, response.content
+    run = Run.objects.get(pk=response.json()["id"])
+    assert (run.trace_id, run.trace_parent_id) == (PARENT_TRACE, PARENT_SPAN)
