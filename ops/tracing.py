@@ -9,8 +9,8 @@ process and end in another (a web process resolving a callback, the sweeper). So
 created when its subject ends, with explicit start and end times and *known ids*: the run's trace
 id and span id are stored on the run row (`run_ids`), and the ids of its step, attempt and pause
 spans are derived from them (`derived_id`), so whichever process ends a span puts it in the same
-trace under the right parent. `_Ids` is the SDK IdGenerator that hands the tracer the id we
-chose for the next span.
+trace under the right parent. A span that has ended is all we ever make, so it is built as
+the SDK's `ReadableSpan` and handed to the batch processor directly.
 
 Export is the SDK's BatchSpanProcessor (a bounded queue, a background thread) with the
 OTLP/HTTP protobuf exporter: a collector that is down or slow never slows a step; what cannot be
@@ -43,9 +43,8 @@ PERSIST_DROPS_EVERY_SECONDS = 5.0
 
 _enabled: bool | None = None  # decided once per process (reset() decides again)
 _lock = threading.Lock()
-_tracer: Any = None
-_provider: Any = None
-_ids: Any = None
+_processor: Any = None
+_sdk: dict[str, Any] = {}
 _drops: dict[str, int] = {}
 _drops_lock = threading.Lock()
 _drops_persisted_at = 0.0
@@ -91,18 +90,18 @@ def _decide() -> bool:
 def reset() -> None:
     """Flush and drop the SDK set-up, and decide again from the environment (tests, and a
     process that changed its OTEL_* variables)."""
-    global _enabled, _tracer, _provider, _ids
+    global _enabled, _processor
     with _lock:
-        if _provider is not None:
-            _provider.force_flush(2000)
-            _provider.shutdown()
-        _enabled = _tracer = _provider = _ids = None
+        if _processor is not None:
+            _processor.force_flush(2000)
+            _processor.shutdown()
+        _enabled = _processor = None
 
 
 def flush(timeout_millis: int = 5000) -> None:
     """Export what is queued, then record the drops counted so far (tests; process exit)."""
-    if _provider is not None:
-        _provider.force_flush(timeout_millis)
+    if _processor is not None:
+        _processor.force_flush(timeout_millis)
     drops_persist(force=True)
 
 
@@ -149,31 +148,17 @@ def derived_id(trace_id: str, *parts: Any) -> str:
 # --- emitting ----------------------------------------------------------------------------------
 
 def _setup() -> Any:
-    """The tracer, built on first use in this process (after django-q2 forked it)."""
-    global _tracer, _provider, _ids
+    """The span processor, built on first use in this process (after django-q2 forked it)."""
+    global _processor, _sdk
     with _lock:
-        if _tracer is not None:
-            return _tracer
+        if _processor is not None:
+            return _processor
+        from opentelemetry import trace as api
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace import Event, ReadableSpan
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
-        from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
-
-        class Ids(IdGenerator):
-            def __init__(self) -> None:
-                self.next = threading.local()
-                self.random = RandomIdGenerator()
-
-            def generate_span_id(self) -> int:
-                chosen = getattr(self.next, "span_id", None)
-                self.next.span_id = None
-                return chosen if chosen else self.random.generate_span_id()
-
-            def generate_trace_id(self) -> int:
-                chosen = getattr(self.next, "trace_id", None)
-                self.next.trace_id = None
-                return chosen if chosen else self.random.generate_trace_id()
+        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
         class CountingExporter(OTLPSpanExporter):
             def export(self, spans: Any) -> Any:
@@ -195,14 +180,15 @@ def _setup() -> Any:
                     drop_count("queue_full", 1)
                 super().on_end(span)
 
-        _ids = Ids()
-        resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME")
-                                    or "workflows"})
-        _provider = TracerProvider(resource=resource, id_generator=_ids,
-                                   shutdown_on_exit=False)
-        _provider.add_span_processor(BoundedProcessor(CountingExporter()))
-        _tracer = _provider.get_tracer("workflows")
-        return _tracer
+        _sdk = {
+            "api": api, "Event": Event, "ReadableSpan": ReadableSpan,
+            "resource": Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME")
+                                         or "workflows"}),
+            "scope": InstrumentationScope("workflows"),
+            "sampled": api.TraceFlags(api.TraceFlags.SAMPLED),
+        }
+        _processor = BoundedProcessor(CountingExporter())
+        return _processor
 
 
 def span_emit(name: str, *, trace_id: str, span_id: str, parent_id: str = "",
@@ -224,34 +210,38 @@ def span_emit(name: str, *, trace_id: str, span_id: str, parent_id: str = "",
 def _emit(name: str, trace_id: str, span_id: str, parent_id: str, start: datetime | None,
           end: datetime | None, attributes: Mapping[str, Any] | None,
           error: Mapping[str, Any] | None, links: Iterable[tuple[str, str]], kind: str) -> None:
-    from opentelemetry import trace
-    from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
-
-    tracer = _tracer or _setup()
+    """The finished span, built as the SDK's ReadableSpan and handed to the batch processor:
+    a span that has already ended needs none of the tracer's live-span machinery (context,
+    sampler, id generator), which cost several times more per span."""
+    processor = _processor or _setup()
+    api = _sdk["api"]
+    sampled = _sdk["sampled"]
+    trace = int(trace_id, 16)
     end_ns = _ns(end) if end else time.time_ns()
     start_ns = min(_ns(start), end_ns) if start else end_ns
-    context = None
-    if parent_id:
-        parent = SpanContext(int(trace_id, 16), int(parent_id, 16), is_remote=True,
-                             trace_flags=TraceFlags(TraceFlags.SAMPLED))
-        context = trace.set_span_in_context(trace.NonRecordingSpan(parent))
-    else:
-        _ids.next.trace_id = int(trace_id, 16)
-    _ids.next.span_id = int(span_id, 16)
-    span_links = [Link(SpanContext(int(t, 16), int(s, 16), is_remote=True,
-                                   trace_flags=TraceFlags(TraceFlags.SAMPLED)))
+    parent = api.SpanContext(trace, int(parent_id, 16), is_remote=True,
+                             trace_flags=sampled) if parent_id else None
+    span_links = [api.Link(api.SpanContext(int(t, 16), int(s, 16), is_remote=True,
+                                           trace_flags=sampled))
                   for t, s in links if t and s]
-    clean = {k: v for k, v in (attributes or {}).items() if v is not None and v != ""}
-    span = tracer.start_span(name, context=context, kind=getattr(SpanKind, kind.upper()),
-                             attributes=clean, links=span_links, start_time=start_ns)
+    events = ()
+    status = api.Status(api.StatusCode.UNSET)
     if error:
-        span.add_event("exception", {
+        events = (_sdk["Event"]("exception", {
             "exception.type": str(error.get("type") or "Error"),
             "exception.message": str(error.get("message") or ""),
             "exception.stacktrace": str(error.get("traceback") or ""),
-        }, timestamp=end_ns)
-        span.set_status(Status(StatusCode.ERROR, str(error.get("message") or "")[:500]))
-    span.end(end_time=end_ns)
+        }, timestamp=end_ns),)
+        status = api.Status(api.StatusCode.ERROR, str(error.get("message") or "")[:500])
+    span = _sdk["ReadableSpan"](
+        name=name,
+        context=api.SpanContext(trace, int(span_id, 16), is_remote=False, trace_flags=sampled),
+        parent=parent, resource=_sdk["resource"],
+        attributes={k: v for k, v in (attributes or {}).items() if v is not None and v != ""},
+        events=events, links=span_links, kind=getattr(api.SpanKind, kind.upper()),
+        status=status, start_time=start_ns, end_time=end_ns,
+        instrumentation_scope=_sdk["scope"])
+    processor.on_end(span)
 
 
 def _ns(moment: datetime) -> int:
@@ -290,4 +280,4 @@ def drops_persist(*, force: bool = False) -> None:
             connection.close()
 
 
-atexit.register(lambda: flush(2000) if _provider is not None else None)
+atexit.register(lambda: flush(2000) if _processor is not None else None)
