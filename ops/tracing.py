@@ -177,7 +177,8 @@ def _setup() -> Any:
                 inner = getattr(self, "_batch_processor", None)
                 queue = getattr(inner, "_queue", None)
                 if queue is not None and len(queue) >= inner._max_queue_size:
-                    drop_count("queue_full", 1)
+                    drop_count("queue_full", 1)  # counted, not logged span by span
+                    return
                 super().on_end(span)
 
         _sdk = {

@@ -42,19 +42,13 @@ from connections.selectors import (
 from ops.logs import log_context_update
 from resources.payloads import storable_text
 from resources.services import resource_record
-from workflows.engine import (
-    attempt_values,
-    attempts,
-    dispatch,
-    handler_threads,
-    progress,
-    tracing,
-)
+from workflows.engine import attempt_values, attempts, dispatch, handler_threads, progress
 from workflows.engine.attempt_logs import LogWriter
 from workflows.engine.callback_tokens import callback_token
 from workflows.engine.context import AttemptContext, resolution_context, resource_scope
 from workflows.engine.locking import lock_run_and_load_steps
 from workflows.engine.resolve import Completed, step_resolve
+from workflows.engine.tracing import attempt_traceparent, log_fields
 from workflows.engine.transitions import (
     pipelined_or_portable,
     run_transition,
@@ -126,7 +120,7 @@ def advance(step_run_id: int) -> None:
     claimed = claim(step_run_id)
     while claimed is not None:
         log_context_update(step_run_id=claimed.step.pk,  # ops.logs: lines name this step
-                           **tracing.log_fields(claimed.run, claimed.step.pk,
+                           **log_fields(claimed.run, claimed.step.pk,
                                                 claimed.attempt.number))
         nxt = finish_guarded(claimed, execute(claimed))
         claimed = claim(nxt) if isinstance(nxt, int) else nxt
@@ -289,7 +283,7 @@ def execute(claimed: Claimed) -> Result:
         step=claimed.resolved or {}, run_id=claimed.run.pk, step_key=claimed.step.key,
         attempt_number=claimed.attempt.number, connections=claimed.connections,
         secrets=claimed.secrets,
-        traceparent=tracing.attempt_traceparent(claimed.run, claimed.step.pk,
+        traceparent=attempt_traceparent(claimed.run, claimed.step.pk,
                                                 claimed.attempt.number),
     )
     result = Result()
