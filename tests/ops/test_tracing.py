@@ -338,3 +338,30 @@ def test_the_webhook_passes_the_callers_traceparent(traced):
     assert response.status_code == 202, response.content
     run = Run.objects.get(pk=response.json()["id"])
     assert (run.trace_id, run.trace_parent_id) == (PARENT_TRACE, PARENT_SPAN)
+
+
+def test_an_approval_is_a_span_over_the_pause_and_a_rejection_is_an_error(traced):
+    from django.contrib.auth.models import Group, User
+
+    from approvals.models import Approval
+    from approvals.services import approval_reject
+    from tests.factories import approval_definition
+
+    reviewer = User.objects.create_user("rita")
+    reviewer.groups.add(Group.objects.get_or_create(name="reviewers")[0])
+    flow = make_flow(approval_definition())
+    run, _ = run_start(flow=flow, input={})
+    drain()
+    approval_reject(approval=Approval.objects.get(run=run), actor=reviewer, comment="no")
+    run.refresh_from_db()
+    tracing.flush()
+    assert run.status == "failed"
+    attempt = traced.one("attempt review#1")
+    pause = traced.one("approval review")
+    assert pause.parent_id == attempt.span_id and pause.trace_id == run.trace_id
+    assert attempt.start_ns <= pause.start_ns <= pause.end_ns <= attempt.end_ns + 1
+    step = traced.one("step review")
+    assert step.attributes["workflow.status"] == "rejected" and step.status_code == 2
+    assert attempt.attributes["workflow.status"] == "rejected" and attempt.status_code == 2
+    root = traced.one("run simple")
+    assert root.status_code == 2 and root.attributes["workflow.error_kind"] == "rejected"
