@@ -17,7 +17,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml constraints.txt | $(PY)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,postgres,redis]' -c constraints.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,postgres,redis,otel]' -c constraints.txt
 	touch $@
 
 install: $(STAMP)

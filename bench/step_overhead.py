@@ -16,6 +16,11 @@ Transact (a `@DBOS.workflow` of `@DBOS.step`s, called in process, checkpointed i
 database on the same PostgreSQL) and Prefect 3 (a `@flow` of `@task`s, ephemeral server on
 SQLite under the temp dir), each installed from PyPI into a throwaway venv under the bench's
 temp dir (never a project dependency), and the bench prints the ratios measured in the same run.
+
+With --otel (needs the `[otel]` extra) it measures instead what tracing costs per step: the
+engine's own cost (the flow advanced in process, no broker) with tracing off, then on, exporting
+over OTLP/HTTP to a receiver on loopback in the same child, rounds interleaved (off then on,
+on then off…) so drift hits both; it prints the medians and the fastest rounds, and the increase.
 """
 
 from __future__ import annotations
@@ -175,6 +180,88 @@ def child(config: str, steps: int, repeat: int) -> dict:
     return {k: round(statistics.median(v), 2) for k, v in results.items()}
 
 
+def otel_child(steps: int, repeat: int) -> dict:
+    """Per-step engine cost (in process) with tracing off and on; see the module doc."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import django
+
+    for name in [k for k in os.environ if k.startswith("OTEL_")]:
+        del os.environ[name]
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    from unittest import mock
+
+    from ops import tracing
+    from workflows.engine import executor
+    from workflows.models import Flow, Run, StepRun
+    from workflows.services.flows import flow_create, flow_promote, flow_release
+    from workflows.services.runs import run_start
+
+    received = {"requests": 0, "bytes": 0}
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            received["bytes"] += len(self.rfile.read(int(self.headers["Content-Length"])))
+            received["requests"] += 1
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    Flow.objects.filter(slug="bench-echo").delete()
+    flow = flow_create(definition={
+        "slug": "bench-echo", "name": "Bench echo",
+        "steps": [{"key": f"s{i:02d}", "type": "python", "action": "core.echo",
+                   "args": {"i": i}} for i in range(steps)],
+    })
+    flow_promote(flow=flow, number=flow_release(flow=flow).number)
+    flow.refresh_from_db()
+
+    def tracing_on(on: bool) -> None:
+        if on:
+            os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{server.server_port}"
+        else:
+            os.environ.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+        tracing.reset()
+
+    def run_in_process() -> float:
+        with mock.patch("workflows.engine.dispatch.enqueue"):
+            run, _ = run_start(flow=flow, input={})
+            first = StepRun.objects.get(run=run, key="s00")
+            started = time.perf_counter()
+            executor.advance(first.pk)
+            elapsed = time.perf_counter() - started
+        run.refresh_from_db()
+        assert run.status == "completed", run.status
+        return elapsed * 1000 / steps
+
+    results: dict[str, list[float]] = {"off": [], "on": []}
+    for on in (False, True):  # warm-up, both ways
+        tracing_on(on)
+        run_in_process()
+    for index in range(repeat):
+        for on in ((False, True) if index % 2 == 0 else (True, False)):  # neither always first
+            tracing_on(on)
+            results["on" if on else "off"].append(run_in_process())
+            if on:
+                tracing.flush()  # exported between rounds, not during the next one
+    tracing_on(False)
+    server.shutdown()
+    Run.objects.filter(flow=flow).delete()
+    summary = {k: round(statistics.median(v), 3) for k, v in results.items()}
+    summary.update({f"{k}_min": round(min(v), 3) for k, v in results.items()})
+    summary["spans_received_requests"] = received["requests"]
+    return summary
+
+
 # --- other engines, each in its own throwaway venv ---------------------------------------------
 
 DBOS_SCRIPT = """
@@ -326,8 +413,13 @@ def main() -> None:
                         help="also run the flow through Prefect 3 (installed in a temp venv)")
     parser.add_argument("--dbos", action="store_true",
                         help="also run it through DBOS Transact on PostgreSQL (temp venv)")
+    parser.add_argument("--otel", action="store_true",
+                        help="measure the per-step cost of tracing (off, then on)")
     parser.add_argument("--child")
     args = parser.parse_args()
+    if args.child == "otel":
+        print(json.dumps(otel_child(args.steps, args.repeat)))
+        return
     if args.child:
         print(json.dumps(child(args.child, args.steps, args.repeat)))
         return
@@ -357,7 +449,8 @@ def main() -> None:
                     continue
                 env["REDIS_URL"] = REDIS_URL
             out = subprocess.run(
-                [sys.executable, __file__, "--child", name, "--steps", str(args.steps),
+                [sys.executable, __file__, "--child", "otel" if args.otel else name,
+                 "--steps", str(args.steps),
                  "--repeat", str(args.repeat)],
                 env=env, cwd=ROOT, capture_output=True, text=True, check=False,
             )
@@ -365,8 +458,17 @@ def main() -> None:
                 print(f"{name} failed:\n{out.stderr[-3000:]}", file=sys.stderr)
                 continue
             result = json.loads(out.stdout.strip().splitlines()[-1])
+            if args.otel:
+                print(f"{name:22} tracing off {result['off']:.3f} ms/step, on {result['on']:.3f}"
+                      f" ms/step ({(result['on'] / result['off'] - 1) * 100:+.1f}%); fastest "
+                      f"round off {result['off_min']:.3f}, on {result['on_min']:.3f} "
+                      f"({(result['on_min'] / result['off_min'] - 1) * 100:+.1f}%); the "
+                      f"receiver got {result['spans_received_requests']} export requests")
+                continue
             rows.append((name, config["poll"], result))
         drop_pg()
+        if args.otel:
+            return
         others = {}
         if args.dbos:
             others["DBOS"] = bench_dbos(tmp, args.steps, args.repeat)

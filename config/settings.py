@@ -362,6 +362,9 @@ WF_DECISION_LINK_TTL_HOURS = env_float("WF_DECISION_LINK_TTL_HOURS", 72.0)
 # --- Health and metrics (ops/) ------------------------------------------------------------------
 # Bearer token for /metrics; unset, /metrics is off (404).
 WF_METRICS_TOKEN = os.environ.get("WF_METRICS_TOKEN", "")
+# A link to a run's trace in the operators' tracing tool, e.g.
+# https://grafana.example.com/explore?...{trace_id}... (traces: ops/tracing.py; unset: no link).
+WF_TRACE_URL = os.environ.get("WF_TRACE_URL", "")
 # /readyz fails when the sweeper's schedule is overdue by more than this (no qcluster is
 # running schedules); 0 leaves the sweeper out of readiness.
 WF_READY_SWEEPER_GRACE_SECONDS = env_int("WF_READY_SWEEPER_GRACE_SECONDS", 300)

@@ -3,7 +3,8 @@
 The django-q2 task entry points (workflows/tasks.py) set which run, step run and flow a worker
 is busy with in a context variable; RunContextFilter copies it onto every log record, so every
 engine line carries `run_id`, `step_run_id` and `flow` (None outside a task, e.g. in the
-sweeper, which spans many runs). JsonFormatter writes one JSON object per line.
+sweeper, which spans many runs), and with tracing on (ops.tracing) `trace_id` and `span_id`
+(the run's trace, the attempt's span), so a log line leads to its place in the trace. JsonFormatter writes one JSON object per line.
 
 This module imports nothing from the apps, so any layer may use it.
 """
@@ -18,7 +19,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-FIELDS = ("run_id", "step_run_id", "flow")
+FIELDS = ("run_id", "step_run_id", "flow", "trace_id", "span_id")
 _context: ContextVar[dict[str, Any]] = ContextVar("wf_log_context", default={})  # noqa: B039
 
 
@@ -57,7 +58,7 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time (ISO 8601 UTC), level, logger, message, run_id,
-    step_run_id, flow, any `extra=` fields, and `exc_info` (the traceback) when there is one."""
+    step_run_id, flow, trace_id, span_id, any `extra=` fields, and `exc_info` (the traceback) when there is one."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {

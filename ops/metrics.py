@@ -54,6 +54,13 @@ class WorkflowsCollector(Collector):
             refusals.add_metric([endpoint, code], count)
         yield refusals
 
+        drops = CounterMetricFamily(
+            "wf_trace_spans_dropped", "Trace spans dropped (export queue full, collector down).",
+            labels=["reason"])
+        for reason, count in selectors.trace_drops():
+            drops.add_metric([reason], count)
+        yield drops
+
         yield CounterMetricFamily(
             "wf_notification_failures", "Notifications that could not be delivered.",
             value=selectors.notification_failures())

@@ -14,7 +14,7 @@ from django.db.models import Count, Min, Q, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from ops.models import InboundRefusal
+from ops.models import InboundRefusal, TraceDrop
 from workflows.models import Attempt, Event, Run, StepRun
 from workflows.states import StepStatus
 
@@ -182,6 +182,10 @@ def sweeper_repairs() -> dict[str, int]:
 def inbound_refusals() -> list[tuple[str, str, int]]:
     return list(InboundRefusal.objects.order_by("endpoint", "code")
                 .values_list("endpoint", "code", "count"))
+
+
+def trace_drops() -> list[tuple[str, int]]:
+    return list(TraceDrop.objects.order_by("reason").values_list("reason", "count"))
 
 
 def notification_failures() -> int:

@@ -223,6 +223,12 @@ class Run(models.Model):
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # OpenTelemetry (ops.tracing): the run's trace and its own span, and the span of the caller
+    # whose traceparent started it; blank when tracing was off. Every process that ends a span
+    # of this run puts it in this trace.
+    trace_id = models.CharField(max_length=32, blank=True, default="")
+    trace_span_id = models.CharField(max_length=16, blank=True, default="")
+    trace_parent_id = models.CharField(max_length=16, blank=True, default="")
 
     class Meta:
         ordering = ["-id"]

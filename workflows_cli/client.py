@@ -65,11 +65,12 @@ class Api:
                                    timeout=timeout, follow_redirects=False)
 
     def send(self, method: str, path: str, *, body: Any = None,
-             params: dict[str, Any] | None = None) -> httpx.Response:
+             params: dict[str, Any] | None = None,
+             headers: dict[str, str] | None = None) -> httpx.Response:
         """The raw answer; a network failure or timeout raises CliError (exit 5)."""
         params = {k: v for k, v in (params or {}).items() if v is not None}
         try:
-            return self.client.request(method, path, params=params,
+            return self.client.request(method, path, params=params, headers=headers,
                                        json=body if body is not None else None)
         except httpx.TimeoutException as exc:
             raise CliError(EXIT_SERVER, error_object("timeout", f"the API did not answer in time: "
@@ -79,10 +80,11 @@ class Api:
                 "network_error", f"cannot reach the API at {self.base}: {exc}")) from None
 
     def request(self, method: str, path: str, *, body: Any = None,
-                params: dict[str, Any] | None = None) -> tuple[int, Any]:
+                params: dict[str, Any] | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, Any]:
         """(status, parsed JSON) of a successful answer; an error answer raises CliError with
         the API's error object (and its `status`)."""
-        response = self.send(method, path, body=body, params=params)
+        response = self.send(method, path, body=body, params=params, headers=headers)
         return response.status_code, self.check(response)
 
     def check(self, response: httpx.Response) -> Any:
@@ -108,8 +110,9 @@ class Api:
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params=params)[1]
 
-    def post(self, path: str, body: Any = None) -> Any:
-        return self.request("POST", path, body=body)[1]
+    def post(self, path: str, body: Any = None, *,
+             headers: dict[str, str] | None = None) -> Any:
+        return self.request("POST", path, body=body, headers=headers)[1]
 
     def put(self, path: str, body: Any = None) -> Any:
         return self.request("PUT", path, body=body)[1]

@@ -10,6 +10,7 @@ import pytest
 
 from resources.services import resource_create
 from tests.factories import make_flow, simple_definition
+from tests.otel_receiver import otlp_receiver
 from workflows.models import Run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -223,3 +224,23 @@ def test_notification_secret_rotates_and_prints_once(wf):
     assert rotated.document["signature_header"] == "X-Workflows-Notification-Signature"
     flow.refresh_from_db()
     assert rotated.document["notification_secret"] == flow.notification_signing_secret()
+
+
+def test_runs_start_sends_the_callers_traceparent(wf, monkeypatch):
+    from ops import tracing
+
+    with otlp_receiver() as receiver:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+        tracing.reset()  # the live server runs in this process
+        try:
+            make_flow(simple_definition("cli-traced"))
+            parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+            started = wf("runs", "start", "cli-traced", env={"TRACEPARENT": parent})
+            assert started.code == 0, started.stderr
+            assert started.document["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+            fresh = wf("runs", "start", "cli-traced", env={"TRACEPARENT": "nonsense"})
+            assert fresh.code == 0 and fresh.document["trace_id"] not in (
+                None, "4bf92f3577b34da6a3ce929d0e0e4736")
+        finally:
+            monkeypatch.undo()
+            tracing.reset()

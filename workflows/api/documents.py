@@ -156,6 +156,7 @@ def run_document(run: Run) -> dict[str, Any]:
         "replay_of": run.replay_of_id,
         "rerun_of": run.rerun_of_id,
         "reruns": rerun_ids(run),
+        "trace_id": run.trace_id or None,
         "steps": [step_document(s) for s in steps],
         "admin_url": run_admin_url(run.pk),
     }

@@ -178,6 +178,7 @@ def runs_start(request: HttpRequest, slug: FlowSlug, payload: RunStartIn):
     run, created = run_start(
         flow=flow, input=payload.input, actor=request.auth,
         idempotency_key=payload.idempotency_key, draft=payload.draft,
+        traceparent=request.headers.get("traceparent"),
     )
     if created:  # the answer is what was just written, not read back
         run.ordered_steps = list(run.created_steps.values())

@@ -68,6 +68,7 @@ def callbacks_receive(request: HttpRequest, token: CallbackToken):
     step_run = callback_receive(
         token=token, payload=payload, remote_addr=request.META.get("REMOTE_ADDR") or "",
         user_agent=request.headers.get("User-Agent") or "",
+        traceparent=request.headers.get("traceparent"),
     )
     return Status(202, {"status": "accepted", "step": step_run.key, "run": step_run.run_id})
 
@@ -89,7 +90,8 @@ def hooks_receive(request: HttpRequest, slug: FlowSlug):
     body = read_body(request, inbound_max_bytes())
     flow = get_flow_row(slug)
     result = webhook_receive(flow=flow, body=body, headers=request.headers,
-                             content_type=request.content_type or "")
+                             content_type=request.content_type or "",
+                             traceparent=request.headers.get("traceparent"))
     if result.challenge is not None:
         return JsonResponse(result.challenge)
     if result.outcome != DeliveryOutcome.STARTED:

@@ -345,6 +345,9 @@ class RunOut(Schema):
     reruns: list[int] = Field(
         default_factory=list, description="The runs started from this one with "
         "POST /runs/{id}/rerun, oldest first.")
+    trace_id: str | None = Field(
+        None, description="The run's OpenTelemetry trace id (32 hex digits); null when the run "
+                          "was started with tracing off.")
     steps: list[StepOut]
     admin_url: str
 

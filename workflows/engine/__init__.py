@@ -43,8 +43,12 @@ from workflows.engine.resolve import (
 )
 from workflows.engine.rewind import run_rewind
 from workflows.engine.sweeper import step_wake, sweep
+from workflows.engine.tracing import inbound_linked as trace_inbound
+from workflows.engine.tracing import run_ended as _trace_run_ended
 from workflows.engine.transitions import event_record, events_batched, on_run_ended
 from workflows.engine.versions import version_get
+
+on_run_ended(_trace_run_ended)  # the run's span, when it ends (workflows.engine.tracing)
 
 __all__ = [
     # the verbs
@@ -79,4 +83,6 @@ __all__ = [
     "version_get",
     # what listens for runs that end (notifications), registered in WorkflowsConfig.ready
     "on_run_ended",
+    # a callback carrying a traceparent, linked to the wait's span (OpenTelemetry)
+    "trace_inbound",
 ]

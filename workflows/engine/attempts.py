@@ -22,6 +22,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from workflows.engine import tracing
 from workflows.engine.transitions import row_insert
 from workflows.models import Attempt, StepRun
 from workflows.states import AttemptStatus, StepStatus
@@ -66,6 +67,7 @@ def attempt_close(attempt: Attempt, status: str, *, output: Any = None,
         exit_code=exit_code, finished_at=now,
         duration_ms=int((now - attempt.started_at).total_seconds() * 1000),
     )
+    tracing.attempt_ended(attempt.step_run, attempt.number, attempt.started_at, status, error)
 
 
 def attempt_finish(step: StepRun, status: str, *, output: Any = None,
@@ -76,7 +78,7 @@ def attempt_finish(step: StepRun, status: str, *, output: Any = None,
     now = timezone.now()
     attempt = (
         Attempt.objects.filter(step_run_id=step.pk, number=step.attempt_count)
-        .only("id", "started_at").first()
+        .only("id", "started_at", "status").first()
     )
     if attempt is None:
         if record_missing and step.attempt_count:
@@ -87,11 +89,15 @@ def attempt_finish(step: StepRun, status: str, *, output: Any = None,
                 started_at=started, finished_at=now,
                 duration_ms=int((now - started).total_seconds() * 1000),
             )
+            tracing.attempt_ended(step, step.attempt_count, started, status, error)
         return
     Attempt.objects.filter(pk=attempt.pk, status__in=OPEN).update(
         status=status, output=output, error=error, exit_code=exit_code, finished_at=now,
         duration_ms=int((now - attempt.started_at).total_seconds() * 1000),
     )
+    if attempt.status in OPEN:
+        tracing.attempt_ended(step, step.attempt_count, attempt.started_at, status, error,
+                              paused=attempt.status == AttemptStatus.WAITING)
 
 
 def worker_losses(step: StepRun) -> int:

@@ -92,8 +92,10 @@ class AttemptContext:
     handler only touches memory; the executor's supervising thread does all database work."""
 
     def __init__(self, *, step: dict[str, Any], run_id: int, step_key: str, attempt_number: int,
-                 connections: dict[str, Any], secrets: dict[str, dict[str, Any]]):
+                 connections: dict[str, Any], secrets: dict[str, dict[str, Any]],
+                 traceparent: str | None = None):
         self.step = step
+        self.traceparent = traceparent  # the attempt's span, for what the step calls
         self.run_id = run_id
         self.step_key = step_key
         self.attempt_number = attempt_number

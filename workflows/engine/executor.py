@@ -48,6 +48,7 @@ from workflows.engine.callback_tokens import callback_token
 from workflows.engine.context import AttemptContext, resolution_context, resource_scope
 from workflows.engine.locking import lock_run_and_load_steps
 from workflows.engine.resolve import Completed, step_resolve
+from workflows.engine.tracing import attempt_traceparent, log_fields
 from workflows.engine.transitions import (
     pipelined_or_portable,
     run_transition,
@@ -118,7 +119,9 @@ def advance(step_run_id: int) -> None:
     """Run the queued step run `step_run_id`, then any step it makes ready (see module doc)."""
     claimed = claim(step_run_id)
     while claimed is not None:
-        log_context_update(step_run_id=claimed.step.pk)  # ops.logs: lines name this step
+        log_context_update(step_run_id=claimed.step.pk,  # ops.logs: lines name this step
+                           **log_fields(claimed.run, claimed.step.pk,
+                                                claimed.attempt.number))
         nxt = finish_guarded(claimed, execute(claimed))
         claimed = claim(nxt) if isinstance(nxt, int) else nxt
 
@@ -280,6 +283,8 @@ def execute(claimed: Claimed) -> Result:
         step=claimed.resolved or {}, run_id=claimed.run.pk, step_key=claimed.step.key,
         attempt_number=claimed.attempt.number, connections=claimed.connections,
         secrets=claimed.secrets,
+        traceparent=attempt_traceparent(claimed.run, claimed.step.pk,
+                                                claimed.attempt.number),
     )
     result = Result()
     done = threading.Event()

@@ -13,6 +13,7 @@ from typing import Any
 from django.db import connection
 from django.db.transaction import TransactionManagementError
 
+from workflows.engine import tracing
 from workflows.engine.versions import version_get
 from workflows.models import Run, StepRun
 from workflows.prepared_queries import PreparedQuery
@@ -48,6 +49,7 @@ def lock_run(run_id: int) -> Run:
 
 def _pin_version(run: Run) -> Run:
     run.version = version_get(run.version_id)
+    tracing.run_locked(run)  # the run whose spans this thread may end
     return run
 
 

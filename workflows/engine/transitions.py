@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from workflows.engine import statements
+from workflows.engine import statements, tracing
 from workflows.errors import TransitionNotAllowed
 from workflows.models import ActorKind, Event, Run, StepRun
 from workflows.states import (
@@ -299,6 +299,8 @@ def step_transition(
     for name, value in values.items():
         if type(value) is not statements.IfNull:  # left unloaded: read from the row if asked
             setattr(step_run, name, value)
+    if to in STEP_TERMINAL:
+        tracing.step_ended(step_run, to, values)
     return True
 
 
@@ -351,4 +353,6 @@ def steps_transition(
         step.status = to
         for name, value in values.items():
             setattr(step, name, value)
+        if to in STEP_TERMINAL:
+            tracing.step_ended(step, to, values)
     return moved

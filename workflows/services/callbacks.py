@@ -21,7 +21,8 @@ from workflows.states import RUN_TERMINAL, StepStatus
 
 
 def callback_receive(
-    *, token: str, payload: Any, remote_addr: str = "", user_agent: str = ""
+    *, token: str, payload: Any, remote_addr: str = "", user_agent: str = "",
+    traceparent: str | None = None,
 ) -> StepRun:
     """Resume a wait with `payload` as its output (or keep it until the wait is reached).
 
@@ -31,7 +32,8 @@ def callback_receive(
     The payload follows the storage rule: larger than WF_INLINE_OUTPUT_BYTES, or holding what
     a database cannot store, it is kept whole as a resource (before the transaction: storing
     takes time and must not hold the run's lock) and the descriptor is what the wait outputs.
-    A refused callback leaves no resource behind.
+    A refused callback leaves no resource behind. A `traceparent` (the sender's span) is linked
+    to the wait's span when tracing is on.
     """
     if not token or len(token) > 200:
         raise CallbackUnknown("unknown callback token")
@@ -44,7 +46,7 @@ def callback_receive(
     kept = keep_json(payload, run=found.run, step_run=found, name=f"{found.key}-callback.json")
     try:
         return _receive(step_run=found, payload=kept.value, remote_addr=remote_addr,
-                        user_agent=user_agent)
+                        user_agent=user_agent, traceparent=traceparent)
     except BaseException:
         kept.discard()  # only what this request stored: the body is data, never a handle
         raise
@@ -61,13 +63,15 @@ def _check(run: Any, step_run: StepRun) -> None:
         raise CallbackExpired("the wait this callback belongs to timed out")
 
 
-def _receive(*, step_run: StepRun, payload: Any, remote_addr: str, user_agent: str) -> StepRun:
+def _receive(*, step_run: StepRun, payload: Any, remote_addr: str, user_agent: str,
+             traceparent: str | None = None) -> StepRun:
     with transaction.atomic():
         run = engine.lock_run(step_run.run_id)
         step_run.refresh_from_db()
         _check(run, step_run)
-        engine.step_resolve(
-            run=run, step_run=step_run, actor_kind=ActorKind.CALLBACK, actor=remote_addr,
-            outcome=engine.CallbackReceived(payload=payload, remote_addr=remote_addr,
-                                            user_agent=user_agent))
+        with engine.trace_inbound(run, step_run, traceparent, "callback"):
+            engine.step_resolve(
+                run=run, step_run=step_run, actor_kind=ActorKind.CALLBACK, actor=remote_addr,
+                outcome=engine.CallbackReceived(payload=payload, remote_addr=remote_addr,
+                                                user_agent=user_agent))
     return step_run

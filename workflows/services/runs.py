@@ -8,6 +8,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from ops import tracing
 from workflows import engine
 from workflows.definitions import validate_run_input
 from workflows.definitions.base import promotion_approval
@@ -32,7 +33,7 @@ def run_start(
     *, flow: Flow, input: dict[str, Any] | None = None, actor=None,
     trigger_kind: str = TriggerKind.MANUAL, trigger_payload: dict[str, Any] | None = None,
     idempotency_key: str | None = None, draft: bool = False, trigger_delivery=None,
-    key_is_new: bool = False,
+    key_is_new: bool = False, traceparent: str | None = None,
 ) -> tuple[Run, bool]:
     """Start a run of the flow's live release (or of the draft, a rehearsal).
 
@@ -43,6 +44,8 @@ def run_start(
     `trigger_delivery` is the webhook delivery (WebhookDelivery) the run starts from;
     `key_is_new` skips the look-up of the idempotency key when the caller has just claimed it
     (a race or an older run with the key still ends on the unique constraint: created=False).
+    With tracing on, the run's trace is the child of `traceparent` (a caller's W3C header; a
+    malformed one is ignored and the run starts a fresh trace).
     """
     require_permission(actor, OPERATE_RUN)
     if idempotency_key and not key_is_new:
@@ -66,6 +69,7 @@ def run_start(
                 actor=actor, draft=draft,
                 trigger_kind=trigger_kind, trigger_payload=trigger_payload or {},
                 idempotency_key=idempotency_key or None, trigger_delivery=trigger_delivery,
+                traceparent=traceparent,
             )
             engine.run_admit(run, steps=run.created_steps)
     except IntegrityError:
@@ -103,7 +107,8 @@ def _run_create(*, flow: Flow, version: FlowVersion, definition: dict[str, Any],
                 trigger_payload: dict[str, Any], idempotency_key: str | None = None,
                 retry_of: Run | None = None, replay_of: Run | None = None,
                 rerun_of: Run | None = None,
-                reuse: dict[str, StepRun] | None = None, trigger_delivery=None) -> Run:
+                reuse: dict[str, StepRun] | None = None, trigger_delivery=None,
+                traceparent: str | None = None) -> Run:
     concurrency_key = _concurrency_key(definition, input)
     # No concurrency limit: nothing to wait for, so the run is written queued (its run_created
     # and run_queued events both below); `engine.run_admit` then only queues its first steps.
@@ -118,6 +123,7 @@ def _run_create(*, flow: Flow, version: FlowVersion, definition: dict[str, Any],
         trigger_delivery=trigger_delivery,
         status=RunStatus.QUEUED if admitted else RunStatus.CREATED,
         queued_at=timezone.now() if admitted else None,
+        **tracing.run_ids(traceparent),
     )
     reuse = reuse or {}
     now = timezone.now()

@@ -56,6 +56,9 @@ class StepContext(Protocol):
     step_key: str
     attempt_number: int
     connections: dict[str, Any]
+    # W3C traceparent of this attempt's span when tracing is on (ops.tracing), else None: http
+    # steps send it, ssh steps export it as TRACEPARENT.
+    traceparent: str | None
 
     def log(self, text: str, stream: str = "stdout") -> None: ...
 

@@ -142,6 +142,9 @@ class HttpStep(StepType):
             prepared = connection_request_settings(conn["config"], ctx.secret(name))
             base_url, headers, auth = prepared["base_url"], prepared["headers"], prepared["auth"]
         headers.update(request.get("headers") or {})
+        traceparent = getattr(ctx, "traceparent", None)
+        if traceparent and not any(k.lower() == "traceparent" for k in headers):
+            headers["traceparent"] = traceparent  # the attempt's span (ops.tracing)
         method = str(request.get("method", "GET")).upper()
         url = request["url"]
         if name:

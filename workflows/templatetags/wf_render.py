@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django import template
+from django.conf import settings
 from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
 from django.utils import dateformat, timezone
@@ -27,6 +28,7 @@ from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.timesince import timesince, timeuntil
 
+from ops.tracing import derived_id
 from resources.payloads import is_descriptor, is_json_type, value_load
 from resources.selectors import resource_get, resource_preview
 from resources.services import DEFAULT_EXPIRES_IN, resource_signed_path
@@ -328,3 +330,15 @@ def _json_node(value: Any, depth: int) -> str:
                     f"{len(value)} items</span></summary>{body}</details>")
         return body
     return _json_scalar(value)
+
+
+@register.filter
+def trace_url(run: Any, step: Any = None) -> str:
+    """The run's trace in the operators' tracing tool: WF_TRACE_URL with `{trace_id}` (and
+    `{span_id}`: the step's span, or the run's) filled in; "" when either is missing."""
+    pattern = getattr(settings, "WF_TRACE_URL", "")
+    trace_id = getattr(run, "trace_id", "")
+    if not pattern or not trace_id or "{trace_id}" not in pattern:
+        return ""
+    span_id = derived_id(trace_id, "step", step.pk) if step is not None else run.trace_span_id
+    return pattern.replace("{trace_id}", trace_id).replace("{span_id}", span_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -48,6 +49,18 @@ def wait_for_run(api: Api, run: dict[str, Any], *, timeout: float | None,
     return run
 
 
+def trace_headers() -> dict[str, str]:
+    """The caller's trace (TRACEPARENT / TRACESTATE in the environment, as an ssh step or a CI
+    job exports them) sent as W3C headers: the run's trace becomes its child (the server
+    ignores a malformed one)."""
+    headers = {}
+    for name in ("TRACEPARENT", "TRACESTATE"):
+        value = os.environ.get(name, "").strip()
+        if value and value.isprintable() and len(value) <= 512:
+            headers[name.lower()] = value
+    return headers
+
+
 def cmd_runs_start(api: Api, args: argparse.Namespace) -> Any:
     """With --wait: on a terminal, a line per transition (as `wf runs watch`) then the run;
     otherwise only the final run, as before, so scripts see one document. Exit 0 whatever the
@@ -55,7 +68,7 @@ def cmd_runs_start(api: Api, args: argparse.Namespace) -> Any:
     body: dict[str, Any] = {"input": _parse_input(args.input), "draft": args.draft}
     if args.idempotency_key:
         body["idempotency_key"] = args.idempotency_key
-    run = api.post(f"/flows/{seg(args.slug)}/runs", body)
+    run = api.post(f"/flows/{seg(args.slug)}/runs", body, headers=trace_headers())
     if args.wait and sys.stdout.isatty():
         run = follow(api, run["id"], printer=args.printer, as_json=False,
                      timeout=args.timeout, poll=args.poll)

@@ -189,7 +189,10 @@ class SshStep(StepType):
                 use_pty=use_pty, open_timeout=timeout,
             )
             system(f"$ {step['command']}\n")
-            command.start(step["command"], step.get("env"))
+            env = step.get("env")
+            if getattr(ctx, "traceparent", None):  # the attempt's span (ops.tracing)
+                env = {"TRACEPARENT": ctx.traceparent, **(env or {})}
+            command.start(step["command"], env)
             try:
                 exit_code = command.wait()
             except SSHConnectionLost as exc:
