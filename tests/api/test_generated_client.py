@@ -63,7 +63,7 @@ def generated(live_server, tmp_path):
             del sys.modules[name]
 
 
-def _poll(read, until, *, timeout: float = 60):
+def _poll(read, until, *, timeout: float = 180):
     deadline = time.monotonic() + timeout
     value = read()
     while not until(value) and time.monotonic() < deadline:
