@@ -23,6 +23,7 @@ from workflows.models import (
     StepRun,
 )
 from workflows.permissions import actor_name
+from workflows.states import StepStatus, error_kind_of
 from workflows.services.webhooks import webhook_url
 
 
@@ -107,7 +108,40 @@ def step_document(step: StepRun) -> dict[str, Any]:
         "output": step.output,
         "error": step.error,
         "reused": step.is_reused,
+        "error_kind": _step_error_kind(step),
+        **agent_fields(step),
     }
+
+
+def _step_error_kind(step: StepRun) -> str | None:
+    if step.status not in (StepStatus.FAILED, StepStatus.REJECTED):
+        return None
+    return error_kind_of(step.status, step.error) or None
+
+
+def agent_fields(step: StepRun) -> dict[str, Any]:
+    """What a wait's remote agent reported (null for other steps): heartbeat, message,
+    progress, usage, artifacts, and what its on_cancel command did."""
+    return {
+        "heartbeat_at": step.heartbeat_at,
+        "message": step.agent_message or None,
+        "progress": step.agent_progress,
+        "usage": step.agent_usage,
+        "artifacts": step.agent_artifacts,
+        "on_cancel": step.on_cancel_result if step.on_cancel_state else None,
+    }
+
+
+def usage_total(steps) -> dict[str, float] | None:
+    """A run's usage: its steps' reported usage summed (None when no step reported any)."""
+    total: dict[str, float] = {}
+    for step in steps:
+        for key, value in (step.agent_usage or {}).items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                total[key] = total.get(key, 0) + value
+    if "cost_usd" in total:
+        total["cost_usd"] = round(total["cost_usd"], 6)
+    return total or None
 
 
 def run_document(run: Run) -> dict[str, Any]:
@@ -136,6 +170,7 @@ def run_document(run: Run) -> dict[str, Any]:
         "replay_of": run.replay_of_id,
         "rerun_of": run.rerun_of_id,
         "steps": [step_document(s) for s in steps],
+        "usage": usage_total(steps),
         "admin_url": run_admin_url(run.pk),
     }
 
