@@ -295,9 +295,10 @@ class StepRun(models.Model):
     # it runs once however many workers race).
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     heartbeat_deadline = models.DateTimeField(null=True, blank=True)
-    agent_message = models.CharField(max_length=1000, blank=True)
-    agent_progress = models.JSONField(null=True, blank=True)
-    agent_usage = models.JSONField(null=True, blank=True)
+    # The agent's last report, {message, progress: {done, total}, usage: {input_tokens,
+    # output_tokens, cost_usd}}: one column, so a run's INSERT of its step runs stays one
+    # statement on SQLite for 30 steps (its 999-parameter batches).
+    agent_report = models.JSONField(null=True, blank=True)
     agent_artifacts = models.JSONField(null=True, blank=True)
     on_cancel_state = models.CharField(max_length=16, blank=True)
     on_cancel_result = models.JSONField(null=True, blank=True)
@@ -330,6 +331,18 @@ class StepRun(models.Model):
     @property
     def is_reused(self) -> bool:
         return self.reused_from_id is not None
+
+    @property
+    def agent_message(self) -> str:
+        return (self.agent_report or {}).get("message") or ""
+
+    @property
+    def agent_progress(self) -> dict | None:
+        return (self.agent_report or {}).get("progress")
+
+    @property
+    def agent_usage(self) -> dict | None:
+        return (self.agent_report or {}).get("usage")
 
 
 class Attempt(models.Model):

@@ -289,3 +289,17 @@ def test_the_plain_wait_definition_still_works(anon_api, as_user):
     step = step_of(run["id"])
     token = engine.callback_token(step.callback_nonce)
     assert anon_api.post(f"/callbacks/{token}/heartbeat", {"message": "hi"}).status == 200
+
+
+def test_metrics_export_agent_cost_and_heartbeat_timeouts_by_flow(anon_api, as_user):
+    from ops.metrics import metrics_text
+
+    run_id, _, path = start(as_user, "metered", agent_definition(
+        "metered", heartbeat_timeout_seconds=30))
+    assert anon_api.post(f"{path}/heartbeat", {"usage": {"cost_usd": 0.25}}).status == 200
+    StepRun.objects.filter(run_id=run_id, key="agent_done").update(
+        heartbeat_deadline=timezone.now() - timedelta(seconds=1))
+    engine.sweep()
+    text = metrics_text().decode()
+    assert 'workflows_agent_cost_usd_total{flow="metered"} 0.25' in text
+    assert 'workflows_heartbeat_timeouts_total{flow="metered"} 1.0' in text

@@ -23,6 +23,7 @@ from workflows.models import (
     StepRun,
 )
 from workflows.permissions import actor_name
+from workflows.selectors import usage_total
 from workflows.states import StepStatus, error_kind_of
 from workflows.services.webhooks import webhook_url
 
@@ -130,18 +131,6 @@ def agent_fields(step: StepRun) -> dict[str, Any]:
         "artifacts": step.agent_artifacts,
         "on_cancel": step.on_cancel_result if step.on_cancel_state else None,
     }
-
-
-def usage_total(steps) -> dict[str, float] | None:
-    """A run's usage: its steps' reported usage summed (None when no step reported any)."""
-    total: dict[str, float] = {}
-    for step in steps:
-        for key, value in (step.agent_usage or {}).items():
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                total[key] = total.get(key, 0) + value
-    if "cost_usd" in total:
-        total["cost_usd"] = round(total["cost_usd"], 6)
-    return total or None
 
 
 def run_document(run: Run) -> dict[str, Any]:

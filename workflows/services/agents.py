@@ -168,14 +168,12 @@ def agent_heartbeat(*, token: str, payload: Any) -> StepRun:
     beat = heartbeat_parse(payload)
     step = _wait_of(token)
     now = timezone.now()
-    fields: dict[str, Any] = {}
-    if beat.message is not None:
-        fields["agent_message"] = beat.message
-    if beat.progress is not None:
-        fields["agent_progress"] = beat.progress
-    if beat.usage is not None:
-        fields["agent_usage"] = beat.usage
-    _touch(step, now=now, fields=fields)
+    # Fields a heartbeat leaves out keep their last value: merged with the report read with the
+    # token (one agent heartbeats one at a time; the UPDATE below is still the only write).
+    given = {k: v for k, v in (("message", beat.message), ("progress", beat.progress),
+                               ("usage", beat.usage)) if v is not None}
+    _touch(step, now=now,
+           fields={"agent_report": {**(step.agent_report or {}), **given}} if given else None)
     over = _over_budget(engine.agent_params(step.run, step.key).get("budget"), beat.usage)
     if over and _budget_end(step, over):
         raise CallbackExpired(f"the wait ended: {over}")
