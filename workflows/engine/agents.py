@@ -30,9 +30,11 @@ from django.db.models import Q
 from django.utils import timezone
 
 from workflows.engine import dispatch
+from workflows.engine.context import resolution_context, resource_scope
 from workflows.engine.transitions import event_record
 from workflows.engine.versions import step_definitions
 from workflows.models import Run, StepRun
+from workflows.references import resolve
 from workflows.states import EventKind, StepStatus
 from workflows.steps import get_step_type
 from workflows.steps.base import StepFailed
@@ -104,7 +106,12 @@ def on_cancel_run(step_run_id: int) -> bool:
     spec = agent_params(step.run, step.key).get("on_cancel") or {}
     started = timezone.now()
     try:
-        result = _run_command(spec)
+        # `{{ }}` references in the command see what the run's steps saw (e.g. the wait's
+        # callback URL, from which the launch step derived where the agent keeps its pid).
+        steps = list(StepRun.objects.filter(run_id=step.run_id))
+        resolved = resolve(spec, resolution_context(step.run, steps, spec),
+                           scope=resource_scope(step.run))
+        result = _run_command(resolved)
     except Exception as exc:  # noqa: BLE001 - an unreachable host is recorded, not raised
         result = {"exit_code": None, "output": "",
                   "error": {"type": getattr(exc, "error_type", type(exc).__name__),
