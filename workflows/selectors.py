@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Count, FloatField, Q, QuerySet, Subquery, Sum
+from django.db.models import Count, FloatField, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
 
@@ -411,15 +411,16 @@ def user_profile(*, user: Any) -> dict[str, Any]:
 
 def flow_agent_costs(*, flow: Flow, limit: int = 50) -> list[dict[str, Any]]:
     """Cost reported by remote agents per run, for the flow's last `limit` runs (oldest
-    first, for a chart): [{run, cost_usd}]. Two queries; runs without a report cost 0."""
-    run_ids = list(Run.objects.filter(flow=flow).order_by("-id")
-                   .values_list("id", flat=True)[:limit])
+    first, for a chart): [{run, cost_usd}]. One aggregate query; runs without a report cost
+    0."""
     cost = Cast(KT("agent_report__usage__cost_usd"), FloatField())
-    totals = dict(StepRun.objects.order_by().filter(run_id__in=run_ids,
-                                                    agent_report__usage__has_key="cost_usd")
-                  .values("run_id").annotate(total=Sum(cost)).values_list("run_id", "total"))
-    return [{"run": run_id, "cost_usd": round(float(totals.get(run_id) or 0), 6)}
-            for run_id in reversed(run_ids)]
+    per_run = (StepRun.objects.order_by().filter(run=OuterRef("pk"))
+               .filter(agent_report__usage__has_key="cost_usd")
+               .values("run").annotate(total=Sum(cost)).values("total"))
+    rows = list(Run.objects.filter(flow=flow).order_by("-id")
+                .annotate(total=Subquery(per_run)).values_list("id", "total")[:limit])
+    return [{"run": run_id, "cost_usd": round(float(total or 0), 6)}
+            for run_id, total in reversed(rows)]
 
 
 def usage_total(steps) -> dict[str, float] | None:

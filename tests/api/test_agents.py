@@ -303,3 +303,33 @@ def test_metrics_export_agent_cost_and_heartbeat_timeouts_by_flow(anon_api, as_u
     text = metrics_text().decode()
     assert 'workflows_agent_cost_usd_total{flow="metered"} 0.25' in text
     assert 'workflows_heartbeat_timeouts_total{flow="metered"} 1.0' in text
+
+
+def test_the_panel_matrix_run_page_and_flow_page_show_the_agent(anon_api, as_user, admin_client):
+    from django.urls import reverse
+
+    from workflows.models import Flow
+
+    run_id, _, path = start(as_user)
+    anon_api.post(f"{path}/heartbeat", {"message": "running <tests>",
+                                        "progress": {"done": 1, "total": 4},
+                                        "usage": {"input_tokens": 10, "output_tokens": 5,
+                                                  "cost_usd": 1.25}})
+    anon_api.post(f"{path}/logs", raw=b"remote line\n", content_type="text/plain")
+    anon_api.put(f"{path}/artifacts/fix.patch", raw=b"--- a/x\n+++ b/x\n",
+                 content_type="text/x-diff")
+    panel = admin_client.get(reverse("admin:workflows_run_step",
+                                     args=[run_id, "agent_done"])).content.decode()
+    assert 'data-section="agent"' in panel
+    assert "running &lt;tests&gt;" in panel and "<tests>" not in panel
+    assert '<progress max="100" value="25"' in panel and "$1.2500" in panel
+    assert "fix.patch" in panel and "remote line" in panel
+    run_page = admin_client.get(f"/admin/workflows/run/{run_id}/change/").content.decode()
+    assert "data-run-cost" in run_page and "$1.2500" in run_page
+    flow = Flow.objects.get(slug="agent")
+    flow_page = admin_client.get(f"/admin/workflows/flow/{flow.pk}/change/").content.decode()
+    from workflows.selectors import flow_agent_costs
+    assert flow_agent_costs(flow=flow) == [{"run": run_id, "cost_usd": 1.25}]
+    assert 'data-section="agent-costs"' in flow_page
+    assert f'data-run="{run_id}" data-cost="1.25"' in flow_page
+    assert 'data-progress="25"' in flow_page  # the waiting agent's matrix cell

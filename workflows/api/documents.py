@@ -24,8 +24,8 @@ from workflows.models import (
 )
 from workflows.permissions import actor_name
 from workflows.selectors import usage_total
-from workflows.states import StepStatus, error_kind_of
 from workflows.services.webhooks import webhook_url
+from workflows.states import StepStatus, error_kind_of
 
 
 def flow_admin_url(flow_id: int) -> str:

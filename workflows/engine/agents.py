@@ -23,16 +23,16 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from connections.errors import SecretDecryptionError
-from connections.selectors import connection_secrets_for_step, connections_for_step
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from connections.errors import SecretDecryptionError
+from connections.selectors import connection_secrets_for_step, connections_for_step
 from workflows.engine import dispatch
 from workflows.engine.context import resolution_context, resource_scope
 from workflows.engine.transitions import event_record
-from workflows.engine.versions import step_definitions
+from workflows.engine.versions import step_definitions, version_get
 from workflows.models import Run, StepRun
 from workflows.references import resolve
 from workflows.states import EventKind, StepStatus
@@ -55,6 +55,8 @@ ON_CANCEL_DONE = "done"
 
 def agent_params(run: Run, key: str) -> dict[str, Any]:
     """The wait step's definition (from the per-process version cache: no query when warm)."""
+    if run.rehearsal_definition is None and not Run._meta.get_field("version").is_cached(run):
+        run.version = version_get(run.version_id)
     return step_definitions(run).get(key, {})
 
 
@@ -66,17 +68,28 @@ def heartbeat_deadline_of(params: dict[str, Any], now: datetime) -> datetime | N
 
 
 def agent_touch(step_run_id: int, *, now: datetime, deadline: datetime | None,
-                fields: dict[str, Any] | None = None) -> bool:
+                fields: dict[str, Any] | None = None, durable: bool = True) -> bool:
     """The one write of a heartbeat, a log post or an artifact: `heartbeat_at`, the moved
     deadline and `fields` (message, progress, usage, artifacts), only while the wait has not
     ended. False when it has (the caller answers 410). No lock: a concurrent end of the wait
-    makes this UPDATE match nothing, or lands first and is ignored by the ended step."""
+    makes this UPDATE match nothing, or lands first and is ignored by the ended step.
+
+    `durable=False` (a heartbeat outside any transaction): on PostgreSQL the commit does not
+    wait for the WAL flush (`SET LOCAL synchronous_commit TO OFF`). A crash can lose the last
+    few heartbeats, which only says the agent was alive a moment earlier than it was; that
+    wait (milliseconds on a busy disk) is most of a heartbeat's cost otherwise."""
     values: dict[str, Any] = {"heartbeat_at": now, **(fields or {})}
     if deadline is not None:
         values["heartbeat_deadline"] = deadline
-    return bool(StepRun.objects.filter(
-        pk=step_run_id, status__in=AGENT_OPEN_STATUSES, callback_received_at__isnull=True,
-    ).update(**values))
+    rows = StepRun.objects.filter(
+        pk=step_run_id, status__in=AGENT_OPEN_STATUSES, callback_received_at__isnull=True)
+    connection = connections[rows.db]
+    if durable or connection.vendor != "postgresql" or connection.in_atomic_block:
+        return bool(rows.update(**values))
+    with transaction.atomic(using=rows.db):
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        return bool(rows.update(**values))
 
 
 def on_cancel_mark(step_run: StepRun, params: dict[str, Any]) -> None:

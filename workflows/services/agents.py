@@ -83,8 +83,13 @@ class Heartbeat:
 def _wait_of(token: str) -> StepRun:
     if not token or len(token) > 200:
         raise CallbackUnknown("unknown callback token")
+    # The columns the checks and the heartbeat need, not the run's or the step's values.
     found = (StepRun.objects.filter(callback_token_hash=engine.token_hash(token))
-             .select_related("run").first())
+             .select_related("run")
+             .defer("output", "error", "callback_payload", "needs", "on_cancel_result",
+                    "agent_artifacts", "run__input", "run__output", "run__error",
+                    "run__trigger_payload")
+             .first())
     if found is None or not hmac.compare_digest(engine.callback_token(found.callback_nonce),
                                                 token):
         raise CallbackUnknown("unknown callback token")
@@ -100,11 +105,13 @@ def _open_check(step: StepRun) -> None:
         raise CallbackExpired("the wait this callback belongs to timed out")
 
 
-def _touch(step: StepRun, *, now, fields: dict[str, Any] | None = None) -> None:
+def _touch(step: StepRun, *, now, fields: dict[str, Any] | None = None,
+           durable: bool = True) -> None:
     params = engine.agent_params(step.run, step.key)
     deadline = engine.heartbeat_deadline_of(params, now) if step.status == StepStatus.WAITING \
         else None
-    if not engine.agent_touch(step.pk, now=now, deadline=deadline, fields=fields):
+    if not engine.agent_touch(step.pk, now=now, deadline=deadline, fields=fields,
+                              durable=durable):
         raise CallbackExpired("the wait this callback belongs to has ended")
 
 
@@ -172,7 +179,7 @@ def agent_heartbeat(*, token: str, payload: Any) -> StepRun:
     # token (one agent heartbeats one at a time; the UPDATE below is still the only write).
     given = {k: v for k, v in (("message", beat.message), ("progress", beat.progress),
                                ("usage", beat.usage)) if v is not None}
-    _touch(step, now=now,
+    _touch(step, now=now, durable=False,
            fields={"agent_report": {**(step.agent_report or {}), **given}} if given else None)
     over = _over_budget(engine.agent_params(step.run, step.key).get("budget"), beat.usage)
     if over and _budget_end(step, over):

@@ -91,14 +91,14 @@ def main():
                                             "progress": {"done": number - 1,
                                                          "total": len(steps)},
                                             "usage": usage})
-            log(base, "[%d/%d] %s" % (number, len(steps), what))
+            log(base, f"[{number}/{len(steps)}] {what}")
             time.sleep(seconds / len(steps))
         patch_path = os.path.join(work, "fix.patch")
         with open(patch_path, "w") as handle:
             handle.write(PATCH)
         stored = call("PUT", base + "/artifacts/patch", PATCH.encode(), "text/x-diff")
-        log(base, "uploaded the patch: %s (sha256 %s)" % (stored.get("uri"),
-                                                        stored.get("sha256", "")[:12]))
+        log(base, f"uploaded the patch: {stored.get('uri')} "
+                  f"(sha256 {stored.get('sha256', '')[:12]})")
         post_json(base + "/heartbeat", {"message": "done", "usage": usage,
                                         "progress": {"done": len(steps), "total": len(steps)}})
         post_json(base, {"pr_url": PR_URL, "summary": "demo agent finished: " + task})
