@@ -87,7 +87,8 @@ def test_a_malformed_heartbeat_is_a_400_naming_the_field_and_writes_nothing(
 def test_non_finite_and_oversized_heartbeats_are_refused(anon_api, agent):
     run_id, _, path = agent
     for raw in (b'{"usage": {"cost_usd": NaN}}', b'{"usage": {"cost_usd": Infinity}}',
-                b'{"usage": {"cost_usd": 1e400}}', b"\xff\xfe", b"[1]"):
+                b'{"usage": {"cost_usd": 1e400}}', b"\xff\xfe", b"[1]",
+                b'{"message": "\\ud800"}', b'{"message": "a\\u0000"}'):
         response = anon_api.post(f"{path}/heartbeat", raw=raw)
         assert response.status == 400, raw
     big = anon_api.post(f"{path}/heartbeat", {"message": "x" * (17 * 1024)})
