@@ -46,7 +46,7 @@ def _wake_step(step_run_id: int) -> None:
     if step is None:
         return
     if step.status not in (StepStatus.WAITING, StepStatus.WAITING_FOR_APPROVAL):
-        if step.on_cancel_state:  # a wait that ended without its callback: its on_cancel
+        if step.on_cancel_state == "due":  # a wait that ended without its callback
             engine.step_wake(step_run_id)
         return
     due = wake_due(step)

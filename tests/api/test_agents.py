@@ -334,3 +334,16 @@ def test_the_panel_matrix_run_page_and_flow_page_show_the_agent(anon_api, as_use
     assert 'data-section="agent-costs"' in flow_page
     assert f'data-run="{run_id}" data-cost="1.25"' in flow_page
     assert 'data-progress="25"' in flow_page  # the waiting agent's matrix cell
+
+
+def test_the_wake_task_fails_a_wait_whose_agent_went_silent(as_user):
+    from workflows.tasks import wake_step
+
+    run_id, _, _ = start(as_user, "silent", agent_definition(
+        "silent", heartbeat_timeout_seconds=60))
+    step = step_of(run_id)
+    StepRun.objects.filter(pk=step.pk).update(
+        heartbeat_deadline=timezone.now() - timedelta(milliseconds=10))
+    wake_step(step.pk)
+    step = step_of(run_id)
+    assert step.status == "failed" and step.error["kind"] == "heartbeat_timeout"
