@@ -17,7 +17,10 @@ What it does, on a throwaway PostgreSQL database it creates and drops and its ow
   one `running` event), and exits 1 loudly if not.
 
 Usage: `python bench/throughput.py [--runs 1000] [--clients 16] [--clusters 3]
-[--web-workers N] [--web-threads N] [--worker-nice 10] [--single-runs 200] [--timeout 900]`. Needs PostgreSQL (BENCH_PG_URL, an admin
+[--web-workers N] [--web-threads N] [--worker-nice 10] [--single-runs 200] [--timeout 900]
+[--agents 200 [--agent-every 2]]`. With --agents, that many runs of a one-wait flow wait for
+their agents, which heartbeat every 2 s through the API (the callback siblings) for the whole
+measured load; compare the step throughput with a run without it. Needs PostgreSQL (BENCH_PG_URL, an admin
 URL; default postgres://postgres@127.0.0.1:5432/postgres) and Redis (BENCH_THROUGHPUT_REDIS_URL,
 default redis://127.0.0.1:6379/13; the db is flushed). BENCH_THROUGHPUT_DB names the database
 (default bench_throughput). Everything listens on 127.0.0.1 only.
@@ -29,6 +32,7 @@ import argparse
 import io
 import json
 import os
+import random
 import runpy
 import signal
 import socket
@@ -325,6 +329,83 @@ def api(http, method: str, path: str, **kwargs) -> dict:
     return response.json()
 
 
+AGENT_FLOW = {
+    "slug": "agents-load", "name": "Agents load",
+    "steps": [{"key": "agent_done", "type": "wait", "timeout_seconds": 7200,
+               "heartbeat_timeout_seconds": 300}],
+}
+
+
+class Agents:
+    """`count` remote agents heartbeating every `every` seconds through the API (the callback
+    siblings), from `threads` threads, while the load runs; records each heartbeat's latency."""
+
+    def __init__(self, base: str, tokens: list[str], every: float, threads: int = 8):
+        self.base, self.tokens, self.every = base, tokens, every
+        self.threads_count = threads
+        self.latencies: list[float] = []
+        self.errors = 0
+        self.stopping = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def _agent_loop(self, tokens: list[str]) -> None:
+        import httpx
+
+        with httpx.Client(base_url=self.base, timeout=30) as http:
+            next_at = {token: time.monotonic() + random.random() * self.every
+                       for token in tokens}
+            while not self.stopping.is_set():
+                token = min(next_at, key=next_at.get)
+                delay = next_at[token] - time.monotonic()
+                if delay > 0 and self.stopping.wait(delay):
+                    return
+                began = time.perf_counter()
+                try:
+                    response = http.post(f"/api/v1/callbacks/{token}/heartbeat",
+                                         json={"message": "working",
+                                               "usage": {"cost_usd": 0.01}})
+                    if response.status_code != 200:
+                        self.errors += 1
+                except httpx.TransportError:
+                    self.errors += 1
+                self.latencies.append(time.perf_counter() - began)
+                next_at[token] += self.every
+
+    def start(self) -> None:
+        for index in range(self.threads_count):
+            part = self.tokens[index::self.threads_count]
+            if part:
+                thread = threading.Thread(target=self._agent_loop, args=(part,), daemon=True)
+                thread.start()
+                self.threads.append(thread)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(timeout=30)
+
+
+def start_agents(http, base: str, token: str, count: int) -> list[str]:
+    """Start `count` runs of a one-wait flow, wait until every one waits, return the callback
+    tokens (read from the database: the bench shares the server's SECRET_KEY)."""
+    from workflows import engine
+    from workflows.models import StepRun
+
+    api(http, "POST", "/api/v1/flows", json={"definition": AGENT_FLOW})
+    release = api(http, "POST", f"/api/v1/flows/{AGENT_FLOW['slug']}/releases", json={})
+    api(http, "POST",
+        f"/api/v1/flows/{AGENT_FLOW['slug']}/releases/{release['version']}/promote")
+    for _ in range(count):
+        api(http, "POST", f"/api/v1/flows/{AGENT_FLOW['slug']}/runs", json={"input": {}})
+    deadline = time.monotonic() + 300
+    waits = StepRun.objects.filter(run__flow__slug=AGENT_FLOW["slug"], status="waiting")
+    while waits.count() < count:
+        if time.monotonic() > deadline:
+            raise BenchFailure(f"only {waits.count()} of {count} agent waits were reached")
+        time.sleep(0.5)
+    return [engine.callback_token(n) for n in waits.values_list("callback_nonce", flat=True)]
+
+
 def run_bench(args: argparse.Namespace, tmp: Path) -> None:
     import httpx
     import redis
@@ -391,6 +472,12 @@ def run_bench(args: argparse.Namespace, tmp: Path) -> None:
             release = api(http, "POST", f"/api/v1/flows/{SLUG}/releases", json={})
             api(http, "POST", f"/api/v1/flows/{SLUG}/releases/{release['version']}/promote")
 
+            tokens = start_agents(http, base, token, args.agents) if args.agents else []
+        agents = Agents(base, tokens, args.agent_every) if tokens else None
+        if agents:
+            agents.start()
+            print(f"{len(tokens)} agents heartbeating every {args.agent_every}s",
+                  file=sys.stderr)
         warm_ids, _, _ = start_runs(base, token, args.clients, args.clients)
         wait_for_runs(warm_ids, 120)
         # One client, one start after another: the latency of a start itself, not of a queue.
@@ -406,6 +493,8 @@ def run_bench(args: argparse.Namespace, tmp: Path) -> None:
         wait_for_runs(run_ids, args.timeout)
         done_wall = time.time() - began
         cpu_after = cpu_snapshot(web, clusters)
+        if agents:
+            agents.stop()
         for process, log in processes:
             if process.poll() is not None:
                 raise BenchFailure(f"a process exited early ({process.args}):\n{tail(log)}")
@@ -446,6 +535,16 @@ def run_bench(args: argparse.Namespace, tmp: Path) -> None:
         ("all runs ended after (s)", f"{done_wall:.1f}"),
         ("starting took (s)", f"{start_wall:.1f}"),
     ]
+    if agents:
+        rows += [
+            (f"agents heartbeating every {args.agent_every:g}s", f"{len(tokens)}"),
+            ("heartbeats sent", f"{len(agents.latencies)}"),
+            ("heartbeats refused or failed", f"{agents.errors}"),
+            ("heartbeat latency over HTTP, p50 (ms)",
+             f"{statistics.median(agents.latencies) * 1000:.1f}"),
+            ("heartbeat latency over HTTP, p99 (ms)",
+             f"{percentile(agents.latencies, 99) * 1000:.1f}"),
+        ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value:>8}")
@@ -479,6 +578,10 @@ def main() -> None:
                         help="runs started one after another by one client, for the latency")
     parser.add_argument("--web-workers", type=int, help="WEB_CONCURRENCY (default: config's)")
     parser.add_argument("--web-threads", type=int, help="WEB_THREADS (default: config's)")
+    parser.add_argument("--agents", type=int, default=0,
+                        help="remote agents heartbeating alongside the load (waiting runs)")
+    parser.add_argument("--agent-every", type=float, default=2.0,
+                        help="seconds between one agent's heartbeats")
     parser.add_argument("--timeout", type=float, default=900,
                         help="seconds to wait for the runs to end")
     args = parser.parse_args()

@@ -271,6 +271,9 @@ WF_LOG_INLINE_BYTES = env_int("WF_LOG_INLINE_BYTES", 5 * 1024 * 1024)
 # The largest response body an http step accepts (streamed into a resource); a larger one fails
 # the attempt with ResponseTooLarge naming this setting. Default 1 GiB.
 WF_HTTP_MAX_BYTES = env_int("WF_HTTP_MAX_BYTES", 1024**3)
+# The largest artifact a wait's remote agent may PUT (streamed into a resource); larger: 413
+# naming this setting. Default 1 GiB.
+WF_ARTIFACT_MAX_BYTES = env_int("WF_ARTIFACT_MAX_BYTES", 1024**3)
 # The largest body a callback or a webhook delivery may POST (a body over WF_INLINE_OUTPUT_BYTES
 # is kept as a resource). Default 2 MiB.
 WF_INBOUND_MAX_BYTES = env_int("WF_INBOUND_MAX_BYTES", 2 * 1024 * 1024)

@@ -61,6 +61,20 @@ class WorkflowsCollector(Collector):
             drops.add_metric([reason], count)
         yield drops
 
+        cost = CounterMetricFamily(
+            "workflows_agent_cost_usd", "Cost reported by remote agents (usage.cost_usd).",
+            labels=["flow"])
+        for flow, total in selectors.agent_cost_by_flow():
+            cost.add_metric([flow], total)
+        yield cost
+
+        missed = CounterMetricFamily(
+            "workflows_heartbeat_timeouts", "Waits failed because their agent missed its "
+            "heartbeat.", labels=["flow"])
+        for flow, count in selectors.heartbeat_timeouts_by_flow():
+            missed.add_metric([flow], count)
+        yield missed
+
         yield CounterMetricFamily(
             "wf_notification_failures", "Notifications that could not be delivered.",
             value=selectors.notification_failures())

@@ -10,13 +10,14 @@ from typing import Any
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
-from django.db.models import Count, Min, Q, Sum
-from django.db.models.functions import Coalesce
+from django.db.models import Count, FloatField, Min, Q, Sum
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
 from ops.models import InboundRefusal, TraceDrop
 from workflows.models import Attempt, Event, Run, StepRun
-from workflows.states import StepStatus
+from workflows.states import EventKind, StepStatus
 
 SWEEPER_SCHEDULE = "workflows-sweeper"
 # Event kinds only the sweeper writes, each a repair of what a crash left behind.
@@ -191,3 +192,18 @@ def trace_drops() -> list[tuple[str, int]]:
 def notification_failures() -> int:
 
     return Event.objects.filter(kind=NOTIFICATION_FAILED_KIND).count()
+
+
+def agent_cost_by_flow() -> list[tuple[str, float]]:
+    """Remote agents' reported cost (usage.cost_usd), summed per flow over the step runs that
+    reported one. One aggregate query."""
+    cost = Cast(KT("agent_report__usage__cost_usd"), FloatField())
+    rows = (StepRun.objects.order_by().filter(agent_report__usage__has_key="cost_usd")
+            .values("run__flow__slug").annotate(total=Sum(cost)))
+    return [(row["run__flow__slug"], float(row["total"] or 0)) for row in rows]
+
+
+def heartbeat_timeouts_by_flow() -> list[tuple[str, int]]:
+    rows = (Event.objects.order_by().filter(kind=EventKind.HEARTBEAT_TIMED_OUT)
+            .values("run__flow__slug").annotate(n=Count("id")))
+    return [(row["run__flow__slug"], row["n"]) for row in rows]

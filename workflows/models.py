@@ -197,7 +197,7 @@ class Run(models.Model):
     output = models.JSONField(null=True, blank=True)
     error = models.JSONField(null=True, blank=True)
     # Set with status=failed (states.error_kind_of): rejected, timeout or error; else "".
-    error_kind = models.CharField(max_length=16, choices=ErrorKind.choices, blank=True,
+    error_kind = models.CharField(max_length=32, choices=ErrorKind.choices, blank=True,
                                   default="")
     # NULL, not "", means "none": the unique constraint and the concurrency query rely on it.
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
@@ -301,6 +301,20 @@ class StepRun(models.Model):
     callback_issued_at = models.DateTimeField(null=True, blank=True)
     callback_remote_addr = models.CharField(max_length=64, blank=True)
     callback_user_agent = models.CharField(max_length=300, blank=True)
+    # Remote agents (a wait's callback siblings, DESIGN.md §9): the liveness columns a heartbeat,
+    # a log post or an artifact touches with one conditional UPDATE (never the run lock), the
+    # heartbeat deadline the engine wakes up for, and the wait's `on_cancel` bookkeeping
+    # (`on_cancel_state`: "" none, due, claimed, done — the claim is a conditional UPDATE, so
+    # it runs once however many workers race).
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_deadline = models.DateTimeField(null=True, blank=True)
+    # The agent's last report, {message, progress: {done, total}, usage: {input_tokens,
+    # output_tokens, cost_usd}}: one column, so a run's INSERT of its step runs stays one
+    # statement on SQLite for 30 steps (its 999-parameter batches).
+    agent_report = models.JSONField(null=True, blank=True)
+    agent_artifacts = models.JSONField(null=True, blank=True)
+    on_cancel_state = models.CharField(max_length=16, blank=True)
+    on_cancel_result = models.JSONField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -314,6 +328,8 @@ class StepRun(models.Model):
             models.Index(fields=["status", "not_before"], name="steprun_status_due"),
             models.Index(fields=["status", "lease_until"], name="steprun_status_lease"),
             models.Index(fields=["status", "timeout_at"], name="steprun_status_timeout"),
+            models.Index(fields=["status", "heartbeat_deadline"], name="steprun_status_heartbeat"),
+            models.Index(fields=["on_cancel_state"], name="steprun_on_cancel"),
         ]
 
     def __str__(self) -> str:
@@ -328,6 +344,18 @@ class StepRun(models.Model):
     @property
     def is_reused(self) -> bool:
         return self.reused_from_id is not None
+
+    @property
+    def agent_message(self) -> str:
+        return (self.agent_report or {}).get("message") or ""
+
+    @property
+    def agent_progress(self) -> dict | None:
+        return (self.agent_report or {}).get("progress")
+
+    @property
+    def agent_usage(self) -> dict | None:
+        return (self.agent_report or {}).get("usage")
 
 
 class Attempt(models.Model):

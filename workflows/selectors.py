@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet, Subquery
+from django.db.models import Count, FloatField, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast
 
 from resources.logs import log_resource_id
 from resources.models import Resource
@@ -27,7 +29,13 @@ from workflows.models import (
     WebhookDelivery,
 )
 from workflows.permissions import ACTION_LABELS, ROLES, has_permission
-from workflows.states import RUN_TERMINAL, STEP_TERMINAL, FlowHistoryKind, RunStatus
+from workflows.states import (
+    RUN_TERMINAL,
+    STEP_TERMINAL,
+    FlowHistoryKind,
+    RunStatus,
+    StepStatus,
+)
 
 MATRIX_MAX_RUNS = 200
 MATRIX_MIN_RUNS = 5
@@ -85,12 +93,15 @@ def run_matrix(*, flow: Flow, limit: int = 50, before: int | None = None,
     cells: dict[int, dict[str, Any]] = {r["id"]: {} for r in runs}
     for s in StepRun.objects.filter(run_id__in=list(cells)).order_by().values(
         "id", "run_id", "key", "status", "attempt_count", "started_at", "finished_at",
-        "reused_from_id",
+        "reused_from_id", "agent_report",
     ):
         cells[s["run_id"]][s["key"]] = {
             "step_run_id": s["id"], "status": s["status"], "attempts": s["attempt_count"],
             "duration_ms": _ms(s["started_at"], s["finished_at"]),
             "reused": s["reused_from_id"] is not None,
+            # a waiting remote agent's {done, total} (its heartbeat's)
+            "progress": (s["agent_report"] or {}).get("progress")
+            if s["status"] == StepStatus.WAITING else None,
         }
     return {
         "steps": steps,
@@ -444,3 +455,29 @@ def flow_delivery(*, flow: Flow, delivery_id: int) -> WebhookDelivery:
     if delivery is None:
         raise NotFound(f"no delivery {delivery_id} of flow {flow.slug}")
     return delivery
+
+
+def flow_agent_costs(*, flow: Flow, limit: int = 50) -> list[dict[str, Any]]:
+    """Cost reported by remote agents per run, for the flow's last `limit` runs (oldest
+    first, for a chart): [{run, cost_usd}]. One aggregate query; runs without a report cost
+    0."""
+    cost = Cast(KT("agent_report__usage__cost_usd"), FloatField())
+    per_run = (StepRun.objects.order_by().filter(run=OuterRef("pk"))
+               .filter(agent_report__usage__has_key="cost_usd")
+               .values("run").annotate(total=Sum(cost)).values("total"))
+    rows = list(Run.objects.filter(flow=flow).order_by("-id")
+                .annotate(total=Subquery(per_run)).values_list("id", "total")[:limit])
+    return [{"run": run_id, "cost_usd": round(float(total or 0), 6)}
+            for run_id, total in reversed(rows)]
+
+
+def usage_total(steps) -> dict[str, float] | None:
+    """A run's usage: its steps' reported usage summed (None when no step reported any)."""
+    total: dict[str, float] = {}
+    for step in steps:
+        for key, value in (step.agent_usage or {}).items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                total[key] = total.get(key, 0) + value
+    if "cost_usd" in total:
+        total["cost_usd"] = round(total["cost_usd"], 6)
+    return total or None

@@ -59,10 +59,16 @@ class ErrorKind(models.TextChoices):
     REJECTED = "rejected"  # an approval was rejected (or timed out with on_timeout: reject)
     TIMEOUT = "timeout"  # a step, a wait or an approval ran out of time (on_timeout: fail)
     ERROR = "error"  # anything else: the step's handler failed, a worker was lost, ...
+    HEARTBEAT_TIMEOUT = "heartbeat_timeout"  # a wait's agent stopped heartbeating
+    BUDGET_EXCEEDED = "budget_exceeded"  # a wait's agent reported usage beyond its budget
 
 
 # Error types (`error.type`) that mean "ran out of time".
 TIMEOUT_ERROR_TYPES = frozenset({"StepTimeout", "WaitTimeout", "ApprovalTimeout"})
+
+
+# Error types of a wait whose remote agent was stopped, and the error kind each one is.
+AGENT_ERROR_KINDS = {"HeartbeatTimeout": "heartbeat_timeout", "BudgetExceeded": "budget_exceeded"}
 
 
 def error_kind_of(step_status: str | None, error: dict | None) -> str:
@@ -73,6 +79,8 @@ def error_kind_of(step_status: str | None, error: dict | None) -> str:
     error_type = (error or {}).get("type") if isinstance(error, dict) else None
     if error_type == "Rejected":
         return ErrorKind.REJECTED
+    if error_type in AGENT_ERROR_KINDS:
+        return AGENT_ERROR_KINDS[error_type]
     if error_type in TIMEOUT_ERROR_TYPES:
         return ErrorKind.TIMEOUT
     return ErrorKind.ERROR
@@ -113,6 +121,9 @@ class EventKind(models.TextChoices):
     LEASE_EXPIRED = "lease_expired"
     WAIT_TIMED_OUT = "wait_timed_out"
     CALLBACK_RECEIVED_EARLY = "callback_received_early"
+    HEARTBEAT_TIMED_OUT = "heartbeat_timed_out"  # a wait's agent missed its heartbeat
+    BUDGET_EXCEEDED = "budget_exceeded"  # a wait's agent reported usage beyond its budget
+    ON_CANCEL_RAN = "on_cancel_ran"  # a wait's on_cancel command ran (exit code in data)
     APPROVAL_REQUESTED = "approval_requested"
     APPROVAL_APPROVED = "approval_approved"
     APPROVAL_REJECTED = "approval_rejected"

@@ -42,14 +42,22 @@ def wake_step(step_run_id: int) -> None:
 
 
 def _wake_step(step_run_id: int) -> None:
-    step = StepRun.objects.filter(
-        pk=step_run_id, status__in=(StepStatus.WAITING, StepStatus.WAITING_FOR_APPROVAL)
-    ).first()
-    due = wake_due(step) if step is not None else None
+    step = StepRun.objects.filter(pk=step_run_id).first()
+    if step is None:
+        return
+    if step.status not in (StepStatus.WAITING, StepStatus.WAITING_FOR_APPROVAL):
+        if step.on_cancel_state == "due":  # a wait that ended without its callback
+            engine.step_wake(step_run_id)
+        return
+    due = wake_due(step)
     if due is None:
         return
     delay = (due - timezone.now()).total_seconds()
-    if delay > settings.WF_INLINE_DELAY_SECONDS:
+    # A heartbeat deadline is sent by the sweeper up to one pass ahead (engine/agents.py).
+    limit = settings.WF_INLINE_DELAY_SECONDS
+    if due == step.heartbeat_deadline:
+        limit = max(limit, settings.WF_SWEEP_INTERVAL_MINUTES * 60)
+    if delay > limit:
         return
     if delay > 0:
         time.sleep(delay)
@@ -58,7 +66,8 @@ def _wake_step(step_run_id: int) -> None:
 
 def wake_due(step: StepRun):
     """When something is next due on a paused step: its timer or its timeout."""
-    times = [t for t in (step.not_before, step.timeout_at) if t is not None]
+    times = [t for t in (step.not_before, step.timeout_at, step.heartbeat_deadline)
+             if t is not None]
     return min(times) if times else None
 
 

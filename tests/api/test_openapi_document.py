@@ -78,6 +78,9 @@ PINNED_OPERATION_IDS = {
     "PUT /api/v1/flows/{slug}/webhook-secret": "flows_set_webhook_secret",
     "GET /api/v1/flows/{slug}/deliveries": "deliveries_list",
     "POST /api/v1/flows/{slug}/deliveries/{delivery_id}/redeliver": "deliveries_redeliver",
+    "POST /api/v1/callbacks/{token}/heartbeat": "callbacks_heartbeat",
+    "POST /api/v1/callbacks/{token}/logs": "callbacks_logs",
+    "PUT /api/v1/callbacks/{token}/artifacts/{name}": "callbacks_artifact",
 }
 
 

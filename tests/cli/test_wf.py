@@ -244,3 +244,42 @@ def test_runs_start_sends_the_callers_traceparent(wf, monkeypatch):
         finally:
             monkeypatch.undo()
             tracing.reset()
+
+
+def test_logs_follow_shows_a_remote_agents_log_live(wf, live_server):
+    """`wf runs logs RUN WAIT --follow` prints what the wait's remote agent posts (stream
+    `remote`) while it waits, and ends when the agent's callback completes the wait."""
+    import threading
+
+    import httpx
+
+    from tests.factories import drain
+    from workflows import engine
+    from workflows.models import StepRun
+
+    make_flow(simple_definition("agentic", steps=[
+        {"key": "agent_done", "type": "wait", "timeout_seconds": 600},
+    ]))
+    run = wf("runs", "start", "agentic").document
+    drain()
+    step = StepRun.objects.get(run_id=run["id"], key="agent_done")
+    url = f"{live_server.url}/api/v1/callbacks/{engine.callback_token(step.callback_nonce)}"
+    text = {"Content-Type": "text/plain"}
+    assert httpx.post(url + "/logs", content=b"first remote line\n", headers=text
+                      ).status_code == 200
+
+    def agent_goes_on() -> None:
+        time.sleep(1.5)
+        httpx.post(url + "/logs", content=b"second remote line\n", headers=text)
+        httpx.post(url, json={"ok": True})
+
+    thread = threading.Thread(target=agent_goes_on)
+    thread.start()
+    followed = wf("runs", "logs", str(run["id"]), "agent_done", "--follow", "--timeout", "60")
+    thread.join()
+    assert followed.code == 0, followed.stdout
+    streams = [(c["stream"], c["text"]) for c in followed.document["items"]]
+    assert ("remote", "first remote line\n") in streams
+    assert ("remote", "second remote line\n") in streams
+    assert "second remote line" in followed.stderr
+    assert followed.document["step_status"] == "completed"

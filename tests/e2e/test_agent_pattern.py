@@ -69,44 +69,53 @@ def reviewer(django_user_model):
 
 # --- the demo definition -----------------------------------------------------------------------
 
+AGENT_SCRIPT = str(Path(__file__).resolve().parents[2] / "workflows" / "demo" / "agent"
+                   / "agent.py")
+
 
 @pytest.mark.django_db
 def test_the_agent_demo_is_valid_and_its_release_needs_the_build_vm_connection():
     definition = parse_definition(DEMO.read_text())
     normalized = validate_definition(definition)
-    assert [s["key"] for s in normalized["steps"]] == [
-        "agent", "agent_done", "collect", "review", "publish"]
+    assert [s["key"] for s in normalized["steps"]] == ["agent", "agent_done", "review", "publish"]
+    wait = normalized["steps"][1]
+    assert wait["heartbeat_timeout_seconds"] == 120 and wait["budget"]["cost_usd"] == 5
     with pytest.raises(DefinitionInvalid) as caught:
         validate_definition(definition, check_connections=True)
     assert caught.value.problems == [
         {"path": "steps[0].connection", "message": "no connection named 'build-vm'"},
-        {"path": "steps[2].connection", "message": "no connection named 'build-vm'"},
+        {"path": "steps[1].on_cancel.connection", "message": "no connection named 'build-vm'"},
     ]
 
 
 def test_the_agent_demo_starts_its_job_the_plain_way():
     """The README's promise: a background job written as in a terminal, no pty and no
-    `setsid nohup` incantation."""
+    `setsid nohup` incantation; the agent is a script in the repository."""
     definition = parse_definition(DEMO.read_text())
     agent = definition["steps"][0]
     assert "pty" not in agent
     assert "setsid" not in agent["command"] and "nohup" not in agent["command"]
-    assert "trap" not in agent["command"]
-    assert agent["command"].rstrip().splitlines()[-2].endswith("&")
+    assert 'python3 "$AGENT"' in agent["command"]
+    assert Path(AGENT_SCRIPT).is_file()
 
 
 # --- end to end --------------------------------------------------------------------------------
 
 
+def start_demo(sshd, **input):
+    ssh_connection(sshd, "build-vm")
+    flow = load_demo_flow()
+    run, _ = run_start(flow=flow, input={"agent_script": AGENT_SCRIPT, **input})
+    return run
+
+
 @pytest.mark.ssh
 @pytest.mark.django_db(transaction=True)
-def test_the_agent_calls_back_a_reviewer_approves_and_the_run_completes(
+def test_the_agent_heartbeats_streams_uploads_its_patch_calls_back_and_is_approved(
     sshd, live_server, settings, reviewer
 ):
     settings.PUBLIC_BASE_URL = live_server.url
-    ssh_connection(sshd, "build-vm")
-    flow = load_demo_flow()
-    run, _ = run_start(flow=flow, input={"task": 'Fix it\'s "quoting"', "agent_seconds": 1})
+    run = start_demo(sshd, task='Fix it\'s "quoting"', agent_seconds=1)
 
     drain_until(
         run,
@@ -119,22 +128,28 @@ def test_the_agent_calls_back_a_reviewer_approves_and_the_run_completes(
     agent_log = logs_of(steps["agent"], "stdout")
     assert 'starting the agent for: Fix it\'s "quoting"' in agent_log
     assert "will call back" in agent_log
-    # The agent step returned at once; the job's POST completed the wait later.
-    patch_path = steps["agent_done"].output.pop("patch")
-    assert steps["agent_done"].output == {"pr_url": PR_URL, "summary": "demo agent finished"}
-    assert steps["agent_done"].finished_at > steps["agent"].finished_at
-    # The patch the job left came back as a resource, and the reviewer is pointed at it.
-    patch_ref = steps["collect"].output["files"]["patch"]
-    patch = Resource.objects.get(pk=patch_ref.removeprefix("res://"))
-    with patch.file.open("rb") as handle:
-        assert handle.read() == Path(patch_path).read_bytes()
-    assert b"+today = datetime.now(tz).date()" in Path(patch_path).read_bytes()
-    completed = Event.objects.get(step_run=steps["agent_done"], to_status="completed")
+    done = steps["agent_done"]
+    # The agent reported while it worked: heartbeat, progress, usage, its log, its patch.
+    assert done.heartbeat_at is not None and done.agent_message == "done"
+    assert done.agent_progress == {"done": 4, "total": 4}
+    assert done.agent_usage["input_tokens"] == 6000 and done.agent_usage["cost_usd"] > 0
+    remote = logs_of(done, "remote")
+    assert "agent started: Fix it's \"quoting\"" in remote
+    assert "[4/4] running the tests" in remote and "uploaded the patch" in remote
+    patch = done.output["artifacts"]["patch"]
+    assert patch["content_type"] == "text/x-diff"
+    resource = Resource.objects.get(pk=patch["$resource"].removeprefix("res://"))
+    with resource.file.open("rb") as handle:
+        assert b"+today = datetime.now(tz).date()" in handle.read()
+    assert done.output["pr_url"] == PR_URL
+    assert done.finished_at > steps["agent"].finished_at
+    completed = Event.objects.get(step_run=done, to_status="completed")
     assert completed.actor_kind == "callback" and completed.reason == "callback received"
 
+    # The reviewer is shown the patch, as a descriptor the approval card renders as a diff.
     approval = Approval.objects.get(step_run=steps["review"], status="pending")
-    assert approval.instructions.startswith(f"Review {PR_URL} (demo agent finished). ")
-    assert f"The patch is {patch_ref}" in approval.instructions
+    assert approval.instructions.startswith(f"Review {PR_URL} (demo agent finished: ")
+    assert patch["$resource"] in str(approval.data)
     approval_approve(approval=approval, actor=reviewer, comment="ship it")
     drain()
     run.refresh_from_db()
@@ -142,20 +157,63 @@ def test_the_agent_calls_back_a_reviewer_approves_and_the_run_completes(
     steps = steps_of(run)
     assert steps["review"].output["decision"] == "approved"
     assert steps["publish"].output == {"published": True, "pr_url": PR_URL}
+    assert steps["agent_done"].on_cancel_state == ""  # it called back: nothing to stop
 
-    # The callback URL was single-use.
+    # The callback URL was single-use, and its siblings are closed now.
     token = callback_token(steps["agent_done"].callback_nonce)
     response = httpx.post(f"{live_server.url}/api/v1/callbacks/{token}", json={"again": True})
     assert response.status_code == 409, response.text
+    beat = httpx.post(f"{live_server.url}/api/v1/callbacks/{token}/heartbeat", json={})
+    assert beat.status_code == 410 and beat.json()["error"]["code"] == "callback_expired"
+
+
+@pytest.mark.ssh
+@pytest.mark.django_db(transaction=True)
+def test_canceling_the_run_stops_the_agent_on_the_vm(sshd, live_server, settings,
+                                                     django_user_model):
+    """The agent works for a long time; canceling the run runs on_cancel over ssh, which kills
+    it (its pid found under the callback URL's hash), once."""
+    settings.PUBLIC_BASE_URL = live_server.url
+    run = start_demo(sshd, agent_seconds=600)
+    drain_until(run, lambda s: s["agent_done"].status == "waiting"
+                and s["agent_done"].heartbeat_at is not None, what="the agent's first heartbeat")
+    from workflows.services.runs import run_cancel
+
+    admin = django_user_model.objects.create_superuser(username="ops", password="x")
+    run_cancel(run=run, actor=admin, reason="changed my mind")
+    step = steps_of(run)["agent_done"]
+    assert step.on_cancel_state == "due"
+    from workflows import engine
+
+    engine.step_wake(step.pk)
+    step.refresh_from_db()
+    assert step.on_cancel_state == "done", step.on_cancel_result
+    assert step.on_cancel_result["exit_code"] == 0, step.on_cancel_result
+    assert "stopped the agent (pid " in step.on_cancel_result["output"]
+    pid = int(step.on_cancel_result["output"].split("(pid ")[1].split(")")[0])
+    wait_for(lambda: not _alive(pid), timeout=10, what="the agent to stop")
+    assert engine.step_wake(step.pk) is False  # never a second on_cancel
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (the sshd session reaps it later) counts as stopped
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(") ")[1][0] != "Z"
+    except OSError:
+        return False
 
 
 @pytest.mark.ssh
 @pytest.mark.django_db(transaction=True)
 def test_redo_runs_the_agent_again_with_a_fresh_callback_url(sshd, live_server, settings, reviewer):
     settings.PUBLIC_BASE_URL = live_server.url
-    ssh_connection(sshd, "build-vm")
-    flow = load_demo_flow()
-    run, _ = run_start(flow=flow, input={"agent_seconds": 0})
+    run = start_demo(sshd, agent_seconds=0)
     drain_until(
         run, lambda s: s["review"].status == "waiting_for_approval", what="the first review request"
     )
@@ -175,7 +233,7 @@ def test_redo_runs_the_agent_again_with_a_fresh_callback_url(sshd, live_server, 
     assert steps["agent"].attempt_count == 2
     assert steps["agent_done"].callback_nonce != first_nonce
     assert steps["agent_done"].output["pr_url"] == PR_URL
-    assert steps["collect"].attempt_count == 2
+    assert steps["agent_done"].output["artifacts"]["patch"]["$resource"].startswith("res://")
     approval_approve(approval=Approval.objects.get(run=run, status="pending"), actor=reviewer)
     drain()
     run.refresh_from_db()
@@ -238,22 +296,22 @@ def test_a_callback_that_arrives_before_the_wait_is_reached_is_kept(sshd, live_s
 def test_the_agent_pattern_through_a_real_worker(
     sshd, live_server, cluster_env, qcluster, reviewer
 ):
-    """The same flow with a real qcluster doing the work: the worker runs the ssh step, the
-    callback (handled by the live server) queues the review, the approval queues publish."""
+    """The demo with a real qcluster doing the work: the worker runs the ssh step, the agent's
+    heartbeats, log, patch and callback are handled by the live server, the callback queues the
+    review, the approval queues publish."""
     cluster_env["PUBLIC_BASE_URL"] = live_server.url  # the worker writes the callback URL
-    ssh_connection(sshd, "build-vm")
-    flow = load_demo_flow()
+    run = start_demo(sshd, agent_seconds=1)
     qcluster()
-    run, _ = run_start(flow=flow, input={"agent_seconds": 1})
     wait_for(
         lambda: Approval.objects.filter(run=run, status="pending").exists(),
         timeout=60,
         what="the agent's callback and the review request",
     )
     steps = steps_of(run)
-    assert steps["agent_done"].output["summary"] == "demo agent finished"
+    assert steps["agent_done"].output["summary"].startswith("demo agent finished")
     assert steps["agent_done"].callback_received_at is not None
-    assert steps["collect"].output["files"]["patch"].startswith("res://")
+    assert steps["agent_done"].output["artifacts"]["patch"]["$resource"].startswith("res://")
+    assert "running the tests" in logs_of(steps["agent_done"], "remote")
     approval_approve(approval=Approval.objects.get(run=run, status="pending"), actor=reviewer)
     wait_for_run(run)
     assert run.status == "completed"

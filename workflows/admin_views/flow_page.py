@@ -90,6 +90,7 @@ def flow_page(request: HttpRequest, model_admin: Any, flow_id: Any, *,
         **start_context(request, flow, live=live, draft=draft, bound=start_bound),
         **flow_graph_context(flow, live=live, draft=draft, newest=matrix["newest"]),
         counts=count_items(counts, flow, matrix["status"]), matrix=matrix,
+        agent_costs=agent_cost_chart(selectors.flow_agent_costs(flow=flow)),
         subtitle=flow.slug, draft_edited=ago(draft.updated_at) if draft else "",
         live_released=ago(live.released_at) if live else "", **release_history, **roles,
         release_facts=selectors.flow_release_facts(flow=flow),
@@ -283,7 +284,8 @@ def matrix_context(request: HttpRequest, flow: Flow, *,
         live = live or any(counts.get(s, 0) for s in RunStatus.values if s not in RUN_TERMINAL)
     signature = hashlib.sha1(
         json.dumps([[(r["id"], r["status"], sorted(
-            (k, c["status"], c["attempts"], c["duration_ms"]) for k, c in r["cells"].items()))
+            (k, c["status"], c["attempts"], c["duration_ms"], c.get("progress"))
+            for k, c in r["cells"].items()))
             for r in runs], counts], default=str).encode()
     ).hexdigest()[:16]
     base = flow_url(flow.pk)
@@ -338,6 +340,13 @@ def _cell_html(run: dict, key: str, cell: dict | None, longest: int, panel_base:
     if attempts > 1:
         title += f" · {attempts} attempts"
         extra += f'<span class="mx-att" title="{attempts} attempts">×{attempts}</span>'
+    progress = cell.get("progress") or {}
+    if progress.get("total"):
+        percent = max(0, min(100, round(100 * progress.get("done", 0) / progress["total"])))
+        title += f" · agent progress {percent}%"
+        extra += (f'<span class="mx-bar mx-progress" data-progress="{percent}">'
+                  f'<span style="width:{percent}%"></span></span>'
+                  f'<span class="mx-dur">{percent}%</span>')
     if cell["reused"]:
         title += " · output reused from an earlier run"
         extra += '<span class="mx-reused" title="reused from an earlier run">↺</span>'
@@ -468,3 +477,22 @@ steps:
     action: core.echo
     args: {topic: "{{ input.topic }}"}
 """
+
+
+def agent_cost_chart(points: list[dict[str, Any]], *, width: int = 300,
+                     height: int = 60) -> dict[str, Any] | None:
+    """Cost per run over the last runs (remote agents' usage.cost_usd) as an inline SVG bar
+    chart's geometry; None when no run reported a cost."""
+    top = max((p["cost_usd"] for p in points), default=0)
+    if not top:
+        return None
+    step = width / max(len(points), 1)
+    bars = []
+    for index, point in enumerate(points):
+        bar_height = max(1.0, height * point["cost_usd"] / top) if point["cost_usd"] else 0
+        bars.append({"x": round(index * step, 2), "y": round(height - bar_height, 2),
+                     "w": round(max(step - 1, 1), 2), "h": round(bar_height, 2),
+                     "run": point["run"], "cost": point["cost_usd"]})
+    total = sum(p["cost_usd"] for p in points)
+    return {"bars": bars, "width": width, "height": height, "max": top,
+            "total": round(total, 4), "runs": len(points)}

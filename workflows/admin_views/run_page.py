@@ -125,6 +125,7 @@ def run_live_context(request: HttpRequest, run: Run) -> dict[str, Any]:
         "run_error": json_html(error_shown(run.error)) if run.error else None,
         "run_output": json_html(run.output) if run.output is not None else None,
         "duration": duration_label(run.duration_ms),
+        "usage": selectors.usage_total(steps),
         "running_for": since(run.started_at) if run.started_at and not terminal else "",
         "run_status_label": status_label(run.status),
         "page_url": run_url(run.pk),

@@ -23,6 +23,7 @@ from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
 from approvals.selectors import approvals_pending_for_step
+from resources.selectors import resource_get
 from resources.services import resource_signed_path
 from workflows import selectors
 from workflows.admin_views.approvals import approval_card
@@ -50,7 +51,36 @@ def get_step(request: HttpRequest, model_admin: Any, run_id: Any, key: str) -> S
 
 
 def _state_token(step: StepRun) -> str:
-    return f"{step.status}.{step.attempt_count}.{step.updated_at.timestamp():.6f}"
+    # A remote agent's heartbeat changes the panel without touching updated_at (its write is
+    # one conditional UPDATE of the liveness columns), so its time is part of the token.
+    beat = step.heartbeat_at.timestamp() if step.heartbeat_at else 0
+    return f"{step.status}.{step.attempt_count}.{step.updated_at.timestamp():.6f}.{beat:.6f}"
+
+
+def agent_context(step: StepRun) -> dict[str, Any] | None:
+    """What a wait's remote agent reported, for the panel: its last sign of life ("12 s ago"),
+    message, progress (a percentage for the bar), usage and cost, artifacts (with download
+    links) and what its on_cancel command did. None when it reported nothing."""
+    if step.type != "wait" or not (step.heartbeat_at or step.on_cancel_state):
+        return None
+    age = None
+    if step.heartbeat_at:
+        age = max(int((timezone.now() - step.heartbeat_at).total_seconds()), 0)
+    progress = step.agent_progress or {}
+    percent = None
+    if progress.get("total"):
+        percent = max(0, min(100, round(100 * progress.get("done", 0) / progress["total"])))
+    artifacts = []
+    for name, descriptor in sorted((step.agent_artifacts or {}).items()):
+        resource = resource_get(uri=descriptor.get("$resource", ""))
+        artifacts.append({"name": name, "size": descriptor.get("size"),
+                          "sha256": descriptor.get("sha256", ""),
+                          "content_type": descriptor.get("content_type", ""),
+                          "url": resource_signed_path(resource=resource) if resource else None})
+    return {"heartbeat_at": step.heartbeat_at, "age_seconds": age,
+            "message": step.agent_message, "progress": progress or None, "percent": percent,
+            "usage": step.agent_usage, "artifacts": artifacts,
+            "on_cancel_state": step.on_cancel_state, "on_cancel": step.on_cancel_result}
 
 
 def step_panel(request: HttpRequest, model_admin: Any, run_id: Any, key: str) -> HttpResponse:
@@ -110,6 +140,7 @@ def step_state_context(request: HttpRequest, step: StepRun) -> dict[str, Any]:
         "run_terminal": run.status in RUN_TERMINAL, "token": _state_token(step),
         "run_url": run_url(run.pk),
         "wait": wait, "timer_at": step.not_before if step.type == "wait" else None,
+        "agent": agent_context(step),
         "reused_from": source,
         "reused_url": step_url(source.run_id, source.key) if source else None,
         # Whoever holds the URL can complete the wait: operators only (support only reads).

@@ -12,6 +12,7 @@ from ninja.errors import HttpError, ValidationError
 from ninja.operation import PathView
 
 from workflows.api import (
+    agents,
     approvals,
     connections,
     definition_schema,
@@ -91,6 +92,7 @@ inbound.router.add_decorator(
     request_guard(max_bytes=inbound_max_bytes, json_body=False), mode="view"
 )
 api.add_router("", inbound.router)
+api.add_router("", agents.router)
 
 
 @csrf_exempt

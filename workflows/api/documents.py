@@ -24,7 +24,9 @@ from workflows.models import (
     WebhookDelivery,
 )
 from workflows.permissions import actor_name
+from workflows.selectors import usage_total
 from workflows.services.webhooks import webhook_url
+from workflows.states import StepStatus, error_kind_of
 
 
 def flow_admin_url(flow_id: int) -> str:
@@ -126,6 +128,27 @@ def step_document(step: StepRun) -> dict[str, Any]:
         "output": step.output,
         "error": step.error,
         "reused": step.is_reused,
+        "error_kind": _step_error_kind(step),
+        **agent_fields(step),
+    }
+
+
+def _step_error_kind(step: StepRun) -> str | None:
+    if step.status not in (StepStatus.FAILED, StepStatus.REJECTED):
+        return None
+    return error_kind_of(step.status, step.error) or None
+
+
+def agent_fields(step: StepRun) -> dict[str, Any]:
+    """What a wait's remote agent reported (null for other steps): heartbeat, message,
+    progress, usage, artifacts, and what its on_cancel command did."""
+    return {
+        "heartbeat_at": step.heartbeat_at,
+        "message": step.agent_message or None,
+        "progress": step.agent_progress,
+        "usage": step.agent_usage,
+        "artifacts": step.agent_artifacts,
+        "on_cancel": step.on_cancel_result if step.on_cancel_state else None,
     }
 
 
@@ -158,6 +181,7 @@ def run_document(run: Run) -> dict[str, Any]:
         "reruns": rerun_ids(run),
         "trace_id": run.trace_id or None,
         "steps": [step_document(s) for s in steps],
+        "usage": usage_total(steps),
         "admin_url": run_admin_url(run.pk),
     }
 

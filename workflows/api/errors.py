@@ -164,7 +164,7 @@ def read_body(request: HttpRequest, max_bytes: int) -> bytes:
     return body
 
 
-def _check_request_strings(request: HttpRequest, kwargs: dict[str, Any]) -> None:
+def check_request_strings(request: HttpRequest, kwargs: dict[str, Any]) -> None:
     texts = [request.path] + [str(v) for v in kwargs.values() if isinstance(v, str)]
     for key, values in request.GET.lists():
         texts.append(key)
@@ -183,7 +183,7 @@ def request_guard(*, max_bytes: int | Callable[[], int], json_body: bool) -> Cal
         @wraps(run)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             try:
-                _check_request_strings(request, kwargs)
+                check_request_strings(request, kwargs)
                 body = read_body(request, max_bytes() if callable(max_bytes) else max_bytes)
                 if json_body and body.strip():
                     content_type = request.content_type or ""

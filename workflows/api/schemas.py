@@ -317,6 +317,19 @@ class StepOut(Schema):
     output: Any = None
     error: Any = None
     reused: bool = Field(description="The output was reused from an earlier run (retry).")
+    error_kind: str | None = Field(
+        None, description="For a failed step: rejected, timeout, heartbeat_timeout, "
+                          "budget_exceeded or error.")
+    heartbeat_at: datetime | None = Field(
+        None, description="A wait's remote agent: its last heartbeat, log post or artifact.")
+    message: str | None = Field(None, description="The agent's last heartbeat message.")
+    progress: dict[str, float] | None = Field(None, description="{done, total}")
+    usage: dict[str, float] | None = Field(
+        None, description="The agent's running total: {input_tokens, output_tokens, cost_usd}.")
+    artifacts: dict[str, Any] | None = Field(
+        None, description="What the agent uploaded: {name: resource descriptor}.")
+    on_cancel: dict[str, Any] | None = Field(
+        None, description="What the wait's on_cancel command did: {exit_code, output, ...}.")
 
 
 class RunOut(Schema):
@@ -349,6 +362,8 @@ class RunOut(Schema):
         None, description="The run's OpenTelemetry trace id (32 hex digits); null when the run "
                           "was started with tracing off.")
     steps: list[StepOut]
+    usage: dict[str, float] | None = Field(
+        None, description="Usage reported by the run's remote agents, summed over its steps.")
     admin_url: str
 
 
@@ -581,6 +596,22 @@ class CallbackAcceptedOut(Schema):
     status: Literal["accepted"]
     step: str
     run: int
+
+
+class AgentStatusOut(Schema):
+    status: Literal["waiting"]
+
+
+class AgentLogOut(Schema):
+    status: Literal["waiting"]
+    seq: int
+
+
+class AgentArtifactOut(Schema):
+    uri: str
+    size: int
+    sha256: str
+    content_type: str
 
 
 class HookRunOut(Schema):

@@ -224,12 +224,34 @@ class SshStep(_Step):
     )
 
 
+class AgentBudget(_Part):
+    cost_usd: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="Reported usage.cost_usd beyond this fails the wait "
+                          "(budget_exceeded).")
+    tokens: Annotated[int, Field(gt=0)] | None = Field(
+        None, description="Reported input_tokens + output_tokens beyond this fails the wait.")
+
+
+class OnCancel(_Part):
+    connection: Annotated[str, Field(min_length=1)] = Field(
+        description="The ssh connection the command runs on.")
+    command: Annotated[str, Field(min_length=1)] = Field(
+        description="Run once when the wait ends without its callback (canceled, timed out, "
+                    "missed heartbeat, over budget); exit code and output kept on the step.")
+
+
 class WaitStep(_Step):
-    """Waits for a POST to its callback URL (the body is the output), or `duration_seconds`."""
+    """Waits for a POST to its callback URL (the body is the output), or `duration_seconds`.
+    A remote agent handed the URL may heartbeat, post its log and upload artifacts beside it."""
 
     type: Literal["wait"]
     duration_seconds: Annotated[float, Field(ge=0)] | None = None
     on_timeout: Literal["fail", "continue"] | None = None
+    heartbeat_timeout_seconds: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="No heartbeat, log or artifact for this long fails the wait "
+                          "(heartbeat_timeout).")
+    budget: AgentBudget | None = None
+    on_cancel: OnCancel | None = None
 
 
 class Assignees(_Part):

@@ -10,7 +10,10 @@ The verbs (each runs in the caller's transaction; those taking a `run` need it l
 - `run_cancel`: cancel a run and every step that has not ended;
 - `run_rewind`: send a run back from a paused step to an earlier one (an approval's redo);
 - `step_resolve`: end a step from outside its worker with an outcome — `Completed`,
-  `Failed`, `Rejected` (a decision, a timer, a timeout), `CallbackReceived`, `WorkerLost`;
+  `Failed`, `Rejected` (a decision, a timer, a timeout), `CallbackReceived`, `WorkerLost`,
+  `WaitEnded` (a wait ended without its callback: its `on_cancel` runs after);
+- `agent_touch`: a remote agent's heartbeat, log post or artifact refreshes its wait's liveness
+  columns (one conditional UPDATE, no run lock; `agents`);
 - workers: `advance` (run a queued step run), `step_wake` (a paused step's short timer or
   timeout is due), `sweep` (the periodic repairs), and `task`, which registers the task
   functions the engine sends (`ADVANCE_STEP`, `WAKE_STEP`) so it never names them by string.
@@ -24,11 +27,18 @@ compare-and-set move of a status, with its Event), `callback_tokens`, `versions`
 per-process version cache), `locking` (the run lock and the step states), `context` (what
 references and handlers see), `attempts` (every Attempt write), `dispatch` (every django-q2
 send), `progress` (ready steps, the run's status), `resolve`, `admission`, `rewind`,
-`executor` (a worker's attempt) and `sweeper`. docs/architecture.md "Life of a step" shows
+`executor` (a worker's attempt), `agents` (remote agents' liveness and `on_cancel`) and
+`sweeper`. docs/architecture.md "Life of a step" shows
 which module makes each write.
 """
 
 from workflows.engine.admission import run_admit, run_cancel
+from workflows.engine.agents import (
+    AGENT_OPEN_STATUSES,
+    agent_params,
+    agent_touch,
+    heartbeat_deadline_of,
+)
 from workflows.engine.callback_tokens import callback_mint, callback_token, callback_url, token_hash
 from workflows.engine.dispatch import ADVANCE_STEP, WAKE_STEP, task
 from workflows.engine.executor import advance
@@ -38,6 +48,7 @@ from workflows.engine.resolve import (
     Completed,
     Failed,
     Rejected,
+    WaitEnded,
     WorkerLost,
     step_resolve,
 )
@@ -61,6 +72,7 @@ __all__ = [
     "Completed",
     "Failed",
     "Rejected",
+    "WaitEnded",
     "WorkerLost",
     # the workers' verbs, and the task functions they are sent as
     "advance",
@@ -79,6 +91,11 @@ __all__ = [
     "callback_token",
     "callback_url",
     "token_hash",
+    # a wait's remote agent: its definition, its one liveness write, its heartbeat deadline
+    "AGENT_OPEN_STATUSES",
+    "agent_params",
+    "agent_touch",
+    "heartbeat_deadline_of",
     # released versions, cached per process
     "version_get",
     # what listens for runs that end (notifications), registered in WorkflowsConfig.ready

@@ -92,6 +92,11 @@ def wake_later(step: StepRun, *times: datetime | None) -> None:
     transaction.on_commit(lambda: _send(WAKE_STEP, step_run_id, f"wake-{step_run_id}"))
 
 
+def wake_now(step_run_id: int) -> None:
+    """Send a step's wake task now (a wait's due `on_cancel`; the caller sends it on commit)."""
+    _send(WAKE_STEP, step_run_id, f"wake-{step_run_id}")
+
+
 def step_requeue(*, step_run_id: int, run_id: int, now: datetime) -> bool:
     """Send a queued step's task again (its first was lost: the Redis broker drops tasks when
     a worker dies), in its own transaction: `enqueued_at` moves to `now` only while the step

@@ -42,7 +42,7 @@ from connections.selectors import (
 from ops.logs import log_context_update
 from resources.payloads import storable_text
 from resources.services import resource_record
-from workflows.engine import attempt_values, attempts, dispatch, handler_threads, progress
+from workflows.engine import agents, attempt_values, attempts, dispatch, handler_threads, progress
 from workflows.engine.attempt_logs import LogWriter
 from workflows.engine.callback_tokens import callback_token
 from workflows.engine.context import AttemptContext, resolution_context, resource_scope
@@ -406,6 +406,9 @@ def _record_outcome(run: Run, steps: dict[str, StepRun], step: StepRun, claimed:
         fields: dict[str, Any] = {"timeout_at": attempts.timeout_at(outcome.timeout_seconds)}
         if outcome.wake_at is not None:
             fields["not_before"] = outcome.wake_at
+        deadline = agents.heartbeat_deadline_of(claimed.resolved or {}, timezone.now())
+        if deadline is not None:  # a remote agent's heartbeat deadline (engine/agents.py)
+            fields["heartbeat_deadline"] = max(deadline, step.heartbeat_deadline or deadline)
         step_transition(step, StepStatus.WAITING, actor_kind=ActorKind.WORKER, actor=actor,
                         fields=fields, expected_attempt=number,
                         reason="timer" if outcome.wake_at else "waiting for a callback")
@@ -417,7 +420,8 @@ def _record_outcome(run: Run, steps: dict[str, StepRun], step: StepRun, claimed:
                 output=step.callback_payload,
                 reason="callback had arrived before the wait was reached"))
             return None
-        dispatch.wake_later(step, fields.get("not_before"), fields["timeout_at"])
+        dispatch.wake_later(step, fields.get("not_before"), fields["timeout_at"],
+                            fields.get("heartbeat_deadline"))
         progress.run_settle(run, steps)
         return None
     if outcome.kind == "approval":

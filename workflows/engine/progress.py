@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from django.utils import timezone
 
-from workflows.engine import attempts
+from workflows.engine import agents, attempts
 from workflows.engine.context import resolution_context, resource_scope
 from workflows.engine.transitions import (
     run_transition,
@@ -157,6 +157,8 @@ def cancel_active_steps(run: Run, steps: dict[str, StepRun], *, reason: str,
                 step_type = get_step_type(step.type)
                 if step_type is not None:
                     step_type.on_cancel(run=run, step_run=step)
+                if was == StepStatus.WAITING:  # a remote agent's wait: its on_cancel command
+                    agents.on_cancel_mark(step, step_definitions(run).get(step.key, {}))
 
 
 # Called as listener(flow_id=..., concurrency_key=...) when a run holding a concurrency slot

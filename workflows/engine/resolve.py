@@ -27,13 +27,14 @@ from typing import Any
 
 from django.utils import timezone
 
-from workflows.engine import attempts, dispatch, progress
+from workflows.engine import agents, attempts, dispatch, progress
 from workflows.engine.locking import load_steps
 from workflows.engine.transitions import event_record, step_transition
 from workflows.models import ActorKind, Run, StepRun
 from workflows.states import AttemptStatus, EventKind, StepStatus
 
-__all__ = ["CallbackReceived", "Completed", "Failed", "Rejected", "WorkerLost", "step_resolve"]
+__all__ = ["CallbackReceived", "Completed", "Failed", "Rejected", "WaitEnded", "WorkerLost",
+           "step_resolve"]
 
 
 def step_resolve(*, run: Run, step_run: StepRun, outcome: Any,
@@ -186,4 +187,21 @@ class WorkerLost:
                             fields={"error": error},
                             reason=f"{error['message']}; {losses} workers lost, giving up")
             progress.run_settle(run, load_steps(run))
+        return True
+
+
+@dataclass(frozen=True)
+class WaitEnded:
+    """A wait ends without its callback (timed out, missed its agent's heartbeat, went over
+    its agent's budget): `outcome` (a `Failed` or a `Completed`) ends it, then the wait's
+    `on_cancel` command, if it has one, is marked due and sent once the transaction commits
+    (`agents.on_cancel_mark`; it runs at most once, see workflows/engine/agents.py)."""
+
+    outcome: Any
+    params: dict[str, Any]
+
+    def apply(self, run: Run, step_run: StepRun, actor_kind: str, actor: str) -> bool:
+        if not self.outcome.apply(run, step_run, actor_kind, actor):
+            return False
+        agents.on_cancel_mark(step_run, self.params)
         return True

@@ -28,9 +28,9 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from resources.logs import log_parts_assemble
-from workflows.engine import attempts, dispatch
+from workflows.engine import agents, attempts, dispatch
 from workflows.engine.locking import lock_run
-from workflows.engine.resolve import Completed, Failed, WorkerLost, step_resolve
+from workflows.engine.resolve import Completed, Failed, WaitEnded, WorkerLost, step_resolve
 from workflows.engine.versions import step_definitions
 from workflows.models import ActorKind, Run, StepRun
 from workflows.states import EventKind, StepStatus
@@ -54,6 +54,8 @@ def sweep(now=None) -> dict[str, int]:
             for name, status, due_field, repair in PAUSED_REPAIRS
         },
         "orphan_attempts": attempts.attempts_orphaned_close(now),
+        "heartbeat_wakes": _heartbeat_wakes(now),
+        "on_cancel": _on_cancel_due(),
     }
     return counts
 
@@ -137,7 +139,25 @@ def _wait_timeout_repair(run: Run, step: StepRun, now) -> bool:
     else:
         outcome = Failed(error={"type": "WaitTimeout", "message": reason},
                          kind=EventKind.WAIT_TIMED_OUT, reason=reason, run_reason=reason)
-    step_resolve(run=run, step_run=step, outcome=outcome)
+    step_resolve(run=run, step_run=step,
+                 outcome=WaitEnded(outcome=outcome, params=step_definitions(run).get(step.key, {})))
+    return True
+
+
+def _heartbeat_timeout_repair(run: Run, step: StepRun, now) -> bool:
+    """A wait whose agent sent no heartbeat, log or artifact before its deadline fails
+    (`HeartbeatTimeout`, error kind `heartbeat_timeout`); its on_cancel is then due."""
+    if (step.status != StepStatus.WAITING or not step.heartbeat_deadline
+            or step.heartbeat_deadline > now):
+        return False
+    params = step_definitions(run).get(step.key, {})
+    last = step.heartbeat_at.isoformat() if step.heartbeat_at else "never"
+    reason = (f"no heartbeat, log or artifact for {params.get('heartbeat_timeout_seconds')}s "
+              f"(last: {last})")
+    outcome = Failed(error={"type": "HeartbeatTimeout", "kind": "heartbeat_timeout",
+                            "message": reason},
+                     kind=EventKind.HEARTBEAT_TIMED_OUT, reason=reason, run_reason=reason)
+    step_resolve(run=run, step_run=step, outcome=WaitEnded(outcome=outcome, params=params))
     return True
 
 
@@ -158,6 +178,7 @@ def _approval_timeout_repair(run: Run, step: StepRun, now) -> bool:
 PAUSED_REPAIRS = (
     ("timers", StepStatus.WAITING, "not_before", _timer_repair),
     ("wait_timeouts", StepStatus.WAITING, "timeout_at", _wait_timeout_repair),
+    ("heartbeat_timeouts", StepStatus.WAITING, "heartbeat_deadline", _heartbeat_timeout_repair),
     ("approval_timeouts", StepStatus.WAITING_FOR_APPROVAL, "timeout_at",
      _approval_timeout_repair),
 )
@@ -169,9 +190,35 @@ def step_wake(step_run_id: int, *, now=None) -> bool:
     now = now or timezone.now()
 
     def repair(run: Run, step: StepRun) -> bool:
-        return any(repair(run, step, now) for *_, repair in PAUSED_REPAIRS)
+        if any(repair(run, step, now) for *_, repair in PAUSED_REPAIRS):
+            return True
+        if step.status == StepStatus.WAITING and step.heartbeat_deadline:
+            # a heartbeat moved the deadline since this wake was sent: wake for the new one
+            dispatch.wake_later(step, step.heartbeat_deadline)
+        return False
 
-    return bool(_repair_each(StepRun.objects.filter(pk=step_run_id), repair))
+    woken = bool(_repair_each(StepRun.objects.filter(pk=step_run_id), repair))
+    ran = agents.on_cancel_run(step_run_id)  # a wait that ended without its callback
+    return woken or ran
+
+
+def _heartbeat_wakes(now) -> int:
+    """Send a wake task for each heartbeat deadline coming due before the next pass, so a
+    missed heartbeat is seen within seconds of its deadline, not at the next pass."""
+    soon = now + timedelta(seconds=settings.WF_SWEEP_INTERVAL_MINUTES * 60)
+    ids = list(StepRun.objects.filter(status=StepStatus.WAITING, heartbeat_deadline__gt=now,
+                                      heartbeat_deadline__lte=soon)
+               .values_list("id", flat=True))
+    for step_run_id in ids:
+        dispatch.wake_now(step_run_id)
+    return len(ids)
+
+
+def _on_cancel_due() -> int:
+    """Backstop: on_cancel commands marked due whose wake task was lost."""
+    ids = list(StepRun.objects.filter(on_cancel_state=agents.ON_CANCEL_DUE)
+               .values_list("id", flat=True))
+    return sum(agents.on_cancel_run(step_run_id) for step_run_id in ids)
 
 
 def _step_param(run, key: str, name: str, default: Any) -> Any:

@@ -13,7 +13,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from resources.payloads import keep_json
+from resources.payloads import is_descriptor, keep_json
 from workflows import engine
 from workflows.errors import CallbackExpired, CallbackUnknown, CallbackUsed
 from workflows.models import ActorKind, StepRun
@@ -69,6 +69,10 @@ def _receive(*, step_run: StepRun, payload: Any, remote_addr: str, user_agent: s
         run = engine.lock_run(step_run.run_id)
         step_run.refresh_from_db()
         _check(run, step_run)
+        if step_run.agent_artifacts and isinstance(payload, dict) \
+                and not is_descriptor(payload) and "artifacts" not in payload:
+            # what the remote agent uploaded beside the callback (services/agents.py)
+            payload = {**payload, "artifacts": step_run.agent_artifacts}
         with engine.trace_inbound(run, step_run, traceparent, "callback"):
             engine.step_resolve(
                 run=run, step_run=step_run, actor_kind=ActorKind.CALLBACK, actor=remote_addr,

@@ -176,6 +176,9 @@ def check_step_type_params(
         for name in step_type.connection_names(step):
             if isinstance(name, str) and name:
                 where = f"{path}.connection" if step.get("connection") == name else path
+                on_cancel = step.get("on_cancel")
+                if isinstance(on_cancel, dict) and on_cancel.get("connection") == name:
+                    where = f"{path}.on_cancel.connection"  # a wait's (workflows/steps/wait.py)
                 connection_uses.append((where, name, step_type_name))
         # Checks a step type can only make against the connections it names (a literal URL
         # outside an http connection's base_url, an ssh proxy_jump chain).

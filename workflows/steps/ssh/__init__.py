@@ -240,3 +240,24 @@ class SshStep(StepType):
             exit_code=exit_code,
             output=output,
         )
+
+
+def run_once(*, name: str, connections: dict[str, Any], secrets: dict[str, dict[str, Any]],
+             command: str, timeout: float = DEFAULT_CONNECT_TIMEOUT_SECONDS,
+             max_chars: int = TAIL_CHARS) -> dict[str, Any]:
+    """Run `command` once on connection `name` (a wait's `on_cancel`): `{exit_code, output}`,
+    the output's tail redacted of the connections' secrets. Raises StepFailed when the host
+    cannot be reached (the caller records it)."""
+    secret_texts = [v for s in secrets.values() for v in secret_values(s)]
+    tail = Tail(max_chars, secret_texts)
+    chain = open_chain(name=name, connections=connections, secrets=secrets, timeout=timeout)
+    try:
+        remote = RemoteCommand(chain.transport, log=lambda text, stream="stdout": None,
+                               canceled=lambda: False,
+                               on_output=lambda stream, text: tail.add(text),
+                               use_pty=False, open_timeout=timeout)
+        remote.start(command, None)
+        exit_code = remote.wait()
+    finally:
+        chain.close()
+    return {"exit_code": exit_code, "output": storable_text(tail.value())}

@@ -1,0 +1,162 @@
+"""Remote agents on a wait step (DESIGN.md §9): the liveness write, the heartbeat deadline, and
+the wait's `on_cancel` command.
+
+- `agent_touch`: what a heartbeat, a log post or an artifact writes — one conditional UPDATE of
+  the step run's liveness columns by primary key, never the run lock. Its WHERE clause is the
+  check that the wait has not ended (not ended, no callback accepted), so a heartbeat that
+  arrives after a cancel or a callback writes nothing and revives nothing.
+- The heartbeat deadline (`heartbeat_deadline`) is set when the wait pauses and moved on by
+  every touch. It is a deadline the engine schedules: a `wake_step` task is sent for it at the
+  pause when it is near (`dispatch.wake_later`), and each wake that finds it moved sends the
+  next one; the sweeper sends wakes for deadlines coming due before its next pass, and resolves
+  any it finds past due (the backstop).
+- `on_cancel`: when a wait ends without its callback (canceled, timed out, missed its heartbeat,
+  over budget), the outcome marks the command due (`on_cancel_state = due`) and a `wake_step`
+  task is sent on commit. Whoever runs it first claims it with a conditional UPDATE
+  (due → claimed, only while no callback was accepted), so two workers racing run it once;
+  the ssh command runs outside any transaction; its exit code and output are written after.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connections, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from connections.errors import SecretDecryptionError
+from connections.selectors import connection_secrets_for_step, connections_for_step
+from workflows.engine import dispatch
+from workflows.engine.context import resolution_context, resource_scope
+from workflows.engine.transitions import event_record
+from workflows.engine.versions import step_definitions, version_get
+from workflows.models import Run, StepRun
+from workflows.references import resolve
+from workflows.states import EventKind, StepStatus
+from workflows.steps import get_step_type
+from workflows.steps.base import StepFailed
+from workflows.steps.ssh import run_once
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["agent_params", "agent_touch", "on_cancel_mark", "on_cancel_run",
+           "heartbeat_deadline_of", "AGENT_OPEN_STATUSES"]
+
+# A wait's callback siblings are accepted while the wait step has not ended.
+AGENT_OPEN_STATUSES = (StepStatus.NOT_STARTED, StepStatus.QUEUED, StepStatus.RUNNING,
+                       StepStatus.WAITING)
+ON_CANCEL_DUE = "due"
+ON_CANCEL_CLAIMED = "claimed"
+ON_CANCEL_DONE = "done"
+
+
+def agent_params(run: Run, key: str) -> dict[str, Any]:
+    """The wait step's definition (from the per-process version cache: no query when warm)."""
+    if run.rehearsal_definition is None and not Run._meta.get_field("version").is_cached(run):
+        run.version = version_get(run.version_id)
+    return step_definitions(run).get(key, {})
+
+
+def heartbeat_deadline_of(params: dict[str, Any], now: datetime) -> datetime | None:
+    seconds = params.get("heartbeat_timeout_seconds")
+    if seconds is None or isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        return None
+    return now + timedelta(seconds=float(seconds))
+
+
+def agent_touch(step_run_id: int, *, now: datetime, deadline: datetime | None,
+                fields: dict[str, Any] | None = None, durable: bool = True) -> bool:
+    """The one write of a heartbeat, a log post or an artifact: `heartbeat_at`, the moved
+    deadline and `fields` (message, progress, usage, artifacts), only while the wait has not
+    ended. False when it has (the caller answers 410). No lock: a concurrent end of the wait
+    makes this UPDATE match nothing, or lands first and is ignored by the ended step.
+
+    `durable=False` (a heartbeat outside any transaction): on PostgreSQL the commit does not
+    wait for the WAL flush (`SET LOCAL synchronous_commit TO OFF`). A crash can lose the last
+    few heartbeats, which only says the agent was alive a moment earlier than it was; that
+    wait (milliseconds on a busy disk) is most of a heartbeat's cost otherwise."""
+    values: dict[str, Any] = {"heartbeat_at": now, **(fields or {})}
+    if deadline is not None:
+        values["heartbeat_deadline"] = deadline
+    rows = StepRun.objects.filter(
+        pk=step_run_id, status__in=AGENT_OPEN_STATUSES, callback_received_at__isnull=True)
+    connection = connections[rows.db]
+    if durable or connection.vendor != "postgresql" or connection.in_atomic_block:
+        return bool(rows.update(**values))
+    with transaction.atomic(using=rows.db):
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        return bool(rows.update(**values))
+
+
+def on_cancel_mark(step_run: StepRun, params: dict[str, Any]) -> None:
+    """The wait ended without its callback: if it has an `on_cancel`, mark it due and send
+    the task that runs it once this transaction commits. Called under the run lock by the
+    outcome that ended the wait."""
+    if not isinstance(params.get("on_cancel"), dict) or step_run.callback_received_at:
+        return
+    if StepRun.objects.filter(pk=step_run.pk, on_cancel_state="").update(
+            on_cancel_state=ON_CANCEL_DUE):
+        step_run.on_cancel_state = ON_CANCEL_DUE
+        step_run_id = step_run.pk
+        transaction.on_commit(lambda: dispatch.wake_now(step_run_id))
+
+
+def on_cancel_run(step_run_id: int) -> bool:
+    """Run a due `on_cancel` once: claim it (due → claimed, a conditional UPDATE: a second
+    worker's claim matches nothing), run the ssh command outside any transaction, record its
+    exit code and output on the step run, with an Event. False when there was nothing to run
+    or another worker claimed it."""
+    claimed = StepRun.objects.filter(
+        pk=step_run_id, on_cancel_state=ON_CANCEL_DUE, callback_received_at__isnull=True,
+    ).exclude(Q(status__in=AGENT_OPEN_STATUSES)).update(on_cancel_state=ON_CANCEL_CLAIMED)
+    if not claimed:
+        return False
+    step = StepRun.objects.select_related("run").get(pk=step_run_id)
+    spec = agent_params(step.run, step.key).get("on_cancel") or {}
+    started = timezone.now()
+    try:
+        # `{{ }}` references in the command see what the run's steps saw (e.g. the wait's
+        # callback URL, from which the launch step derived where the agent keeps its pid).
+        steps = list(StepRun.objects.filter(run_id=step.run_id))
+        resolved = resolve(spec, resolution_context(step.run, steps, spec),
+                           scope=resource_scope(step.run))
+        result = _run_command(resolved)
+    except Exception as exc:  # noqa: BLE001 - an unreachable host is recorded, not raised
+        result = {"exit_code": None, "output": "",
+                  "error": {"type": getattr(exc, "error_type", type(exc).__name__),
+                            "message": str(exc)[:1000]}}
+    result.update({"connection": spec.get("connection"), "command": spec.get("command"),
+                   "started_at": started.isoformat(),
+                   "finished_at": timezone.now().isoformat()})
+    with transaction.atomic():
+        StepRun.objects.filter(pk=step_run_id).update(on_cancel_state=ON_CANCEL_DONE,
+                                                      on_cancel_result=result)
+        event_record(run_id=step.run_id, step_run_id=step_run_id,
+                     kind=EventKind.ON_CANCEL_RAN,
+                     reason=f"on_cancel ran on {spec.get('connection')}: exit code "
+                            f"{result.get('exit_code')}",
+                     data={"exit_code": result.get("exit_code")})
+    return True
+
+
+def _run_command(spec: dict[str, Any]) -> dict[str, Any]:
+    """Raises StepFailed (unreachable host, missing connection) for the caller to record."""
+    name = spec.get("connection")
+    ssh = get_step_type("ssh")
+    names = ssh.connections_to_load({"connection": name}) if ssh else [name]
+    documents = connections_for_step(names=names)
+    missing = [n for n in names if n not in documents]
+    if missing:
+        raise StepFailed(f"connection(s) {', '.join(missing)} do not exist",
+                         error_type="ConnectionMissing")
+    try:
+        secrets = connection_secrets_for_step(names=names)
+    except SecretDecryptionError as exc:
+        raise StepFailed(str(exc), error_type="SecretDecryptionError") from exc
+    connections = documents
+    return run_once(name=name, connections=connections, secrets=secrets,
+                    command=str(spec.get("command") or ""))

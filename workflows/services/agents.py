@@ -1,0 +1,296 @@
+"""A wait's callback siblings: what the remote agent it was handed to posts while it works
+(CONTRACT.md "Remote agents", DESIGN.md §9).
+
+- `agent_heartbeat`: message, progress and usage (a running total). One indexed read (the
+  token's hash, with the run) and one conditional UPDATE of the step run's liveness columns
+  (`engine.agent_touch`); never the run lock. Usage beyond the wait's `budget` ends the wait
+  (`budget_exceeded`) through `engine.step_resolve`, under the run lock — the rare path.
+- `agent_log`: text appended to the wait's log as stream `remote` (LogChunks of the wait's
+  attempt, kept by `resources.logs.LogWindow`: head and newest tail inline). The step run's row
+  is locked for the append (not the run), so concurrent posts get consecutive sequence numbers.
+- `agent_artifact`: a body streamed into a `res://` resource (sha256 computed while streaming,
+  capped at WF_ARTIFACT_MAX_BYTES) before any transaction; then, under the step run's row lock,
+  the step's `artifacts` gains `{name: descriptor}`. A wait that ended meanwhile keeps nothing.
+
+Every one of them refreshes the wait's heartbeat deadline. The token is checked as a callback's
+is (lookup by its hash, constant-time comparison of the recomputed token): an unknown token is
+404 (`callback_unknown`), a wait that has ended for any reason 410 (`callback_expired`).
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from resources.logs import LogWindow
+from resources.models import Resource, ResourceKind
+from resources.payloads import describe_resource
+from resources.services import header_safe, resource_record, resource_store
+from workflows import engine
+from workflows.errors import CallbackExpired, CallbackUnknown, WorkflowError
+from workflows.models import ActorKind, Attempt, LogChunk, StepRun
+from workflows.services.webhooks import json_loads_strict
+from workflows.states import RUN_TERMINAL, EventKind, StepStatus
+
+HEARTBEAT_MAX_BYTES = 16 * 1024
+LOG_MAX_BYTES = 1024 * 1024
+MESSAGE_MAX_CHARS = 1000
+REMOTE_STREAM = "remote"
+ARTIFACT_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}\Z")
+USAGE_KEYS = ("input_tokens", "output_tokens", "cost_usd")
+PROGRESS_KEYS = ("done", "total")
+
+
+class AgentInvalid(WorkflowError):
+    """A heartbeat, log post or artifact that is malformed (names the field)."""
+
+    code = "bad_request"
+    http_status = 400
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+    @property
+    def details(self) -> list[dict[str, str]]:
+        return [{"path": self.field, "message": str(self).split(": ", 1)[-1]}]
+
+
+class WaitNotReached(WorkflowError):
+    """A log line posted before the wait step was reached has no attempt to belong to yet."""
+
+    code = "wait_not_reached"
+    http_status = 409
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    message: str | None = None
+    progress: dict[str, float] | None = None
+    usage: dict[str, float] | None = None
+
+
+# --- the token ----------------------------------------------------------------------------------
+
+def _wait_of(token: str) -> StepRun:
+    if not token or len(token) > 200:
+        raise CallbackUnknown("unknown callback token")
+    # The columns the checks and the heartbeat need, not the run's or the step's values.
+    found = (StepRun.objects.filter(callback_token_hash=engine.token_hash(token))
+             .select_related("run")
+             .defer("output", "error", "callback_payload", "needs", "on_cancel_result",
+                    "agent_artifacts", "run__input", "run__output", "run__error",
+                    "run__trigger_payload")
+             .first())
+    if found is None or not hmac.compare_digest(engine.callback_token(found.callback_nonce),
+                                                token):
+        raise CallbackUnknown("unknown callback token")
+    _open_check(found)
+    return found
+
+
+def _open_check(step: StepRun) -> None:
+    if (step.callback_received_at is not None or step.run.status in RUN_TERMINAL
+            or step.status not in engine.AGENT_OPEN_STATUSES):
+        raise CallbackExpired("the wait this callback belongs to has ended")
+    if step.timeout_at and step.timeout_at <= timezone.now():
+        raise CallbackExpired("the wait this callback belongs to timed out")
+
+
+def _touch(step: StepRun, *, now, fields: dict[str, Any] | None = None,
+           durable: bool = True) -> None:
+    params = engine.agent_params(step.run, step.key)
+    deadline = engine.heartbeat_deadline_of(params, now) if step.status == StepStatus.WAITING \
+        else None
+    if not engine.agent_touch(step.pk, now=now, deadline=deadline, fields=fields,
+                              durable=durable):
+        raise CallbackExpired("the wait this callback belongs to has ended")
+
+
+# --- heartbeat ----------------------------------------------------------------------------------
+
+def _number(value: Any, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise AgentInvalid(field, "must be a number")
+    if not math.isfinite(value):
+        raise AgentInvalid(field, "must be a finite number")
+    if value < 0:
+        raise AgentInvalid(field, "must not be negative")
+    return value
+
+
+def heartbeat_parse(payload: Any) -> Heartbeat:
+    """A heartbeat body, checked field by field (AgentInvalid names the first bad one)."""
+    if not isinstance(payload, dict):
+        raise AgentInvalid("(body)", "must be a JSON object")
+    unknown = sorted(set(payload) - {"message", "progress", "usage"})
+    if unknown:
+        raise AgentInvalid(unknown[0], "unknown field (message, progress, usage)")
+    message = payload.get("message")
+    if message is not None:
+        if not isinstance(message, str):
+            raise AgentInvalid("message", "must be a string")
+        if "\x00" in message or not _encodable(message):
+            raise AgentInvalid("message", "must not hold NUL or unpaired surrogates")
+        message = message[:MESSAGE_MAX_CHARS]
+    return Heartbeat(message=message,
+                     progress=_numbers(payload.get("progress"), "progress", PROGRESS_KEYS),
+                     usage=_numbers(payload.get("usage"), "usage", USAGE_KEYS))
+
+
+def _numbers(value: Any, field: str, keys: tuple[str, ...]) -> dict[str, float] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise AgentInvalid(field, f"must be an object with {', '.join(keys)}")
+    extra = sorted(set(value) - set(keys))
+    if extra:
+        raise AgentInvalid(f"{field}.{extra[0]}", f"unknown field ({', '.join(keys)})")
+    numbers = {k: _number(v, f"{field}.{k}") for k, v in value.items()}
+    if field == "progress" and "done" in numbers and numbers.get("total") not in (None, 0) \
+            and numbers["done"] > numbers["total"]:
+        raise AgentInvalid("progress.done", "must not be larger than progress.total")
+    return numbers
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def agent_heartbeat(*, token: str, payload: Any) -> StepRun:
+    """Record a heartbeat; raises CallbackUnknown, CallbackExpired (also when this heartbeat's
+    usage went over the wait's budget, which ends the wait), AgentInvalid."""
+    beat = heartbeat_parse(payload)
+    step = _wait_of(token)
+    now = timezone.now()
+    # Fields a heartbeat leaves out keep their last value: merged with the report read with the
+    # token (one agent heartbeats one at a time; the UPDATE below is still the only write).
+    given = {k: v for k, v in (("message", beat.message), ("progress", beat.progress),
+                               ("usage", beat.usage)) if v is not None}
+    _touch(step, now=now, durable=False,
+           fields={"agent_report": {**(step.agent_report or {}), **given}} if given else None)
+    over = _over_budget(engine.agent_params(step.run, step.key).get("budget"), beat.usage)
+    if over and _budget_end(step, over):
+        raise CallbackExpired(f"the wait ended: {over}")
+    return step
+
+
+def _over_budget(budget: Any, usage: dict[str, float] | None) -> str:
+    if not isinstance(budget, dict) or not usage:
+        return ""
+    cost = usage.get("cost_usd")
+    if budget.get("cost_usd") is not None and cost is not None and cost > budget["cost_usd"]:
+        return f"usage cost_usd {cost:g} is beyond the budget of {budget['cost_usd']:g}"
+    tokens = usage.get("input_tokens", 0) + usage.get("output_tokens", 0)
+    if budget.get("tokens") is not None and tokens > budget["tokens"]:
+        return f"usage of {tokens:g} tokens is beyond the budget of {budget['tokens']:g}"
+    return ""
+
+
+def _budget_end(step: StepRun, reason: str) -> bool:
+    """Over budget: fail the wait (error kind `budget_exceeded`) under the run lock; its
+    on_cancel then runs. Only a waiting step is ended here: a wait not reached yet keeps the
+    usage, and the first heartbeat after its pause ends it."""
+    with transaction.atomic():
+        run = engine.lock_run(step.run_id)
+        step = StepRun.objects.get(pk=step.pk)
+        if step.status != StepStatus.WAITING or step.callback_received_at is not None:
+            return False
+        outcome = engine.Failed(error={"type": "BudgetExceeded", "kind": "budget_exceeded",
+                                       "message": reason},
+                                kind=EventKind.BUDGET_EXCEEDED, reason=reason, run_reason=reason)
+        return engine.step_resolve(
+            run=run, step_run=step, actor_kind=ActorKind.CALLBACK,
+            outcome=engine.WaitEnded(outcome=outcome,
+                                     params=engine.agent_params(run, step.key)))
+
+
+# --- logs ---------------------------------------------------------------------------------------
+
+def log_text(body: bytes, content_type: str) -> str:
+    """The text of a log post: text/plain (UTF-8), or JSON `{"text": ...}`."""
+    if content_type.split(";")[0].strip().lower() == "application/json":
+        payload = _json(body)
+        if not isinstance(payload, dict) or not isinstance(payload.get("text"), str):
+            raise AgentInvalid("text", "must be a string (a JSON body is {\"text\": ...})")
+        text = payload["text"]
+    else:
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise AgentInvalid("(body)", f"must be UTF-8 text (byte {exc.start})") from None
+    if "\x00" in text or not _encodable(text):
+        raise AgentInvalid("text", "must not hold NUL or unpaired surrogates")
+    return text
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json_loads_strict(body)
+    except (ValueError, RecursionError) as exc:
+        raise AgentInvalid("(body)", f"not valid JSON: {exc}") from None
+
+
+def agent_log(*, token: str, text: str) -> int:
+    """Append `text` to the wait's log (stream `remote`); the number of the last chunk."""
+    step = _wait_of(token)
+    if not text:
+        _touch(step, now=timezone.now())
+        return 0
+    with transaction.atomic():
+        _touch(step, now=timezone.now())  # also locks the step run's row until commit
+        attempt = (Attempt.objects.filter(step_run_id=step.pk).order_by("-number")
+                   .only("id", "number").first())
+        if attempt is None:
+            raise WaitNotReached("the wait has not been reached yet; post its log once it is")
+        last = LogChunk.objects.filter(step_run_id=step.pk).aggregate(m=Max("seq"))["m"]
+        first = (last or 0) + 1
+        return LogWindow(step_run_id=step.pk).keep([(REMOTE_STREAM, text)],
+                                                   attempt_id=attempt.pk, first_seq=first) - 1
+
+
+# --- artifacts ----------------------------------------------------------------------------------
+
+def artifact_name_check(name: str) -> None:
+    if not ARTIFACT_NAME.match(name or "") or name in (".", ".."):
+        raise AgentInvalid("name", "must be 1 to 128 of A-Z a-z 0-9 . _ - (not . or ..)")
+
+
+def agent_artifact(*, token: str, name: str, content: Any, content_type: str) -> dict[str, Any]:
+    """Stream `content` into a resource and add it to the wait's artifacts; its descriptor.
+    The file is stored under its resource id (never `name`): no path from the request."""
+    artifact_name_check(name)
+    step = _wait_of(token)
+    stored = resource_store(content=content, name=name,
+                            content_type=header_safe(content_type)
+                            or "application/octet-stream",
+                            max_bytes=int(settings.WF_ARTIFACT_MAX_BYTES),
+                            max_bytes_setting="WF_ARTIFACT_MAX_BYTES")
+    try:
+        with transaction.atomic():
+            _touch(step, now=timezone.now())  # row locked: the artifacts merge is serial
+            current = StepRun.objects.filter(pk=step.pk).values_list(
+                "agent_artifacts", flat=True).first() or {}
+            resource = resource_record(stored=stored, run=step.run, step_run=step,
+                                       kind=ResourceKind.ARTIFACT)
+            descriptor = describe_resource(resource, reason="artifact")
+            StepRun.objects.filter(pk=step.pk).update(
+                agent_artifacts={**current, name: descriptor})
+    except BaseException:
+        storage = Resource._meta.get_field("file").storage
+        if storage.exists(stored.file_name):
+            storage.delete(stored.file_name)
+        raise
+    return descriptor
