@@ -49,6 +49,11 @@ def check_when(problems: list[Problem], when: Any, path: str) -> None:
                             "or a single reference such as '{{ steps.check.output.ok }}', got "
                             f"{type_name(when)}")
         return
+    if "{{" in when:
+        add(problems, path, "must be either a single reference such as "
+                            "'{{ steps.check.output.ok }}' (truthy) or a CEL expression without "
+                            "{{ }}, such as 'steps.check.output.count > 10'")
+        return
     check_cel(problems, when, path, WHEN_ROOTS)
 
 
