@@ -164,6 +164,7 @@ class TriggerKind(models.TextChoices):
     RETRY = "retry"
     REPLAY = "replay"
     RERUN = "rerun"
+    SUBFLOW = "subflow"  # started by a `flow` step of another run (Run.parent_step)
 
 
 class ActorKind(models.TextChoices):
@@ -208,6 +209,10 @@ class Run(models.Model):
     # The same input started again on the flow's live version (services.runs.run_rerun).
     rerun_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns"
+    )
+    # A subflow: the `flow` step run that started this run (its run is the parent run).
+    parent_step = models.ForeignKey(
+        "StepRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="child_runs"
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -100,6 +100,7 @@ class EventKind(models.TextChoices):
     STEP_REDO = "step_redo"
     STEP_RETRY_SCHEDULED = "step_retry_scheduled"
     STEP_REPEAT_SCHEDULED = "step_repeat_scheduled"  # `until:` did not hold yet
+    SUBFLOW_STARTED = "subflow_started"  # a `flow` step started its child run
     STEP_REQUEUED = "step_requeued"
     LEASE_EXPIRED = "lease_expired"
     WAIT_TIMED_OUT = "wait_timed_out"

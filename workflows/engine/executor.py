@@ -421,6 +421,8 @@ def _record_outcome(run: Run, steps: dict[str, StepRun], step: StepRun, claimed:
         attempts.attempt_write(claimed.attempt, status=AttemptStatus.WAITING)
         step_type.on_pause(run=run, step_run=step, steps=steps, params=claimed.resolved or {},
                            attempt_number=number)
+        if step.status != StepStatus.WAITING:
+            return None  # on_pause ended it through step_resolve (a subflow that cannot start)
         if step.callback_received_at is not None:
             step_resolve(run=run, step_run=step, actor_kind=ActorKind.CALLBACK, outcome=Completed(
                 output=step.callback_payload,

@@ -31,6 +31,7 @@ def run_start(
     *, flow: Flow, input: dict[str, Any] | None = None, actor=None,
     trigger_kind: str = TriggerKind.MANUAL, trigger_payload: dict[str, Any] | None = None,
     idempotency_key: str | None = None, draft: bool = False,
+    parent_step: StepRun | None = None,
 ) -> tuple[Run, bool]:
     """Start a run of the flow's live release (or of the draft, a rehearsal).
 
@@ -38,6 +39,7 @@ def run_start(
     every step run as not_started, mints wait callback tokens, applies the concurrency policy and
     queues the first ready steps; their tasks are enqueued when the transaction commits.
     Returns (run, created); a repeated idempotency key returns the existing run, created=False.
+    `parent_step`: the `flow` step run this run is a subflow of (services.subflows).
     """
     require_permission(actor, OPERATE_RUN)
     if idempotency_key:
@@ -59,7 +61,7 @@ def run_start(
                 flow=flow, version=version, definition=definition, input=full_input,
                 actor=actor, draft=draft,
                 trigger_kind=trigger_kind, trigger_payload=trigger_payload or {},
-                idempotency_key=idempotency_key or None,
+                idempotency_key=idempotency_key or None, parent_step=parent_step,
             )
             engine.run_admit(run, steps=run.created_steps)
     except IntegrityError:
@@ -75,7 +77,7 @@ def _run_create(*, flow: Flow, version: FlowVersion, definition: dict[str, Any],
                 input: dict[str, Any], actor, draft: bool, trigger_kind: str,
                 trigger_payload: dict[str, Any], idempotency_key: str | None = None,
                 retry_of: Run | None = None, replay_of: Run | None = None,
-                rerun_of: Run | None = None,
+                rerun_of: Run | None = None, parent_step: StepRun | None = None,
                 reuse: dict[str, StepRun] | None = None) -> Run:
     concurrency_key = _concurrency_key(definition, input)
     # No concurrency limit: nothing to wait for, so the run is written queued (its run_created
@@ -87,7 +89,7 @@ def _run_create(*, flow: Flow, version: FlowVersion, definition: dict[str, Any],
         trigger_kind=trigger_kind, trigger_actor=actor_name(actor) or trigger_kind,
         trigger_payload=trigger_payload, idempotency_key=idempotency_key,
         concurrency_key=concurrency_key, retry_of=retry_of,
-        replay_of=replay_of, rerun_of=rerun_of, created_by=actor,
+        replay_of=replay_of, rerun_of=rerun_of, parent_step=parent_step, created_by=actor,
         status=RunStatus.QUEUED if admitted else RunStatus.CREATED,
         queued_at=timezone.now() if admitted else None,
     )
