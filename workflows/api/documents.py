@@ -89,13 +89,34 @@ def release_document(version: FlowVersion, *, live_id: int | None) -> dict[str, 
 
 def runs_queryset() -> QuerySet[Run]:
     """Runs with flow, version and ordered step runs: three queries a page, whatever its size."""
-    return Run.objects.select_related("flow", "version").prefetch_related(
+    return Run.objects.select_related("flow", "version", "parent_step").prefetch_related(
         Prefetch("step_runs", queryset=StepRun.objects.order_by("position"),
                  to_attr="ordered_steps")
     )
 
 
-def step_document(step: StepRun) -> dict[str, Any]:
+def child_runs(steps: list[StepRun]) -> dict[int, int]:
+    """{step run id: its newest child run} for the `flow` steps among `steps` (a reused one:
+    the child of the step run it reuses). One query, and none for a run without subflows."""
+    flow_steps = [s for s in steps if s.type == "flow"]
+    if not flow_steps:
+        return {}
+    source = {s.pk: s.reused_from_id or s.pk for s in flow_steps}
+    newest: dict[int, int] = {}
+    for parent_step_id, child_id in (Run.objects.filter(parent_step_id__in=set(source.values()))
+                                     .order_by("pk").values_list("parent_step_id", "pk")):
+        newest[parent_step_id] = child_id
+    return {pk: newest[origin] for pk, origin in source.items() if origin in newest}
+
+
+def parent_document(run: Run) -> dict[str, Any] | None:
+    """`{run, step}`: the run and step key of the `flow` step that started `run`, or None."""
+    if run.parent_step_id is None:
+        return None
+    return {"run": run.parent_step.run_id, "step": run.parent_step.key}
+
+
+def step_document(step: StepRun, child_run: int | None = None) -> dict[str, Any]:
     return {
         "key": step.key,
         "type": step.type,
@@ -107,6 +128,7 @@ def step_document(step: StepRun) -> dict[str, Any]:
         "output": step.output,
         "error": step.error,
         "reused": step.is_reused,
+        "child_run": child_run,
     }
 
 
@@ -114,6 +136,7 @@ def run_document(run: Run) -> dict[str, Any]:
     steps = getattr(run, "ordered_steps", None)
     if steps is None:
         steps = list(StepRun.objects.filter(run=run).order_by("position"))
+    children = child_runs(steps)
     return {
         "id": run.pk,
         "flow": run.flow.slug,
@@ -135,7 +158,8 @@ def run_document(run: Run) -> dict[str, Any]:
         "retry_of": run.retry_of_id,
         "replay_of": run.replay_of_id,
         "rerun_of": run.rerun_of_id,
-        "steps": [step_document(s) for s in steps],
+        "parent": parent_document(run),
+        "steps": [step_document(s, children.get(s.pk)) for s in steps],
         "admin_url": run_admin_url(run.pk),
     }
 
@@ -194,6 +218,7 @@ def step_detail_document(step: StepRun, attempts: list[Attempt],
         "output": step.output,
         "error": step.error,
         "reused": step.is_reused,
+        "child_run": child_runs([step]).get(step.pk),
         **log_ref_fields(logs[max(logs)] if logs else None),
     }
 

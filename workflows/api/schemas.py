@@ -266,6 +266,13 @@ class StepOut(Schema):
     output: Any = None
     error: Any = None
     reused: bool = Field(description="The output was reused from an earlier run (retry).")
+    child_run: int | None = Field(
+        None, description="A `flow` step: the run it started (its subflow); null otherwise.")
+
+
+class ParentOut(Schema):
+    run: int
+    step: str
 
 
 class RunOut(Schema):
@@ -290,6 +297,8 @@ class RunOut(Schema):
     replay_of: int | None
     rerun_of: int | None = Field(
         None, description="The run whose input this run reruns on the live version.")
+    parent: ParentOut | None = Field(
+        None, description="A subflow: the run and `flow` step that started it; null otherwise.")
     steps: list[StepOut]
     admin_url: str
 
@@ -349,6 +358,7 @@ class StepDetailOut(Schema):
     output: Any = None
     error: Any = None
     reused: bool
+    child_run: int | None = Field(None, description="A `flow` step: its child run.")
     log_ref: str | None = Field(None, description="res:// uri of the latest attempt's whole "
                                 "log (the database keeps a window of WF_LOG_INLINE_BYTES).")
     log_size: int | None = Field(None, description="Its size in bytes.")

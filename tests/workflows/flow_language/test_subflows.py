@@ -199,3 +199,4 @@ def test_the_sweep_resolves_a_parent_whose_child_ended_unnoticed():
     assert sweep_all()["subflows_resolved"] == 1
     drain()
     assert Run.objects.get(pk=run.pk).status == "completed"
+
