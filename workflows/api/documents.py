@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db.models import Prefetch, QuerySet
 
 from approvals.models import Approval
+from workflows import selectors
 from workflows.models import (
     Attempt,
     Event,
@@ -95,27 +96,6 @@ def runs_queryset() -> QuerySet[Run]:
     )
 
 
-def child_runs(steps: list[StepRun]) -> dict[int, int]:
-    """{step run id: its newest child run} for the `flow` steps among `steps` (a reused one:
-    the child of the step run it reuses). One query, and none for a run without subflows."""
-    flow_steps = [s for s in steps if s.type == "flow"]
-    if not flow_steps:
-        return {}
-    source = {s.pk: s.reused_from_id or s.pk for s in flow_steps}
-    newest: dict[int, int] = {}
-    for parent_step_id, child_id in (Run.objects.filter(parent_step_id__in=set(source.values()))
-                                     .order_by("pk").values_list("parent_step_id", "pk")):
-        newest[parent_step_id] = child_id
-    return {pk: newest[origin] for pk, origin in source.items() if origin in newest}
-
-
-def parent_document(run: Run) -> dict[str, Any] | None:
-    """`{run, step}`: the run and step key of the `flow` step that started `run`, or None."""
-    if run.parent_step_id is None:
-        return None
-    return {"run": run.parent_step.run_id, "step": run.parent_step.key}
-
-
 def step_document(step: StepRun, child_run: int | None = None) -> dict[str, Any]:
     return {
         "key": step.key,
@@ -136,7 +116,7 @@ def run_document(run: Run) -> dict[str, Any]:
     steps = getattr(run, "ordered_steps", None)
     if steps is None:
         steps = list(StepRun.objects.filter(run=run).order_by("position"))
-    children = child_runs(steps)
+    children = selectors.subflow_children(steps=steps)
     return {
         "id": run.pk,
         "flow": run.flow.slug,
@@ -158,7 +138,7 @@ def run_document(run: Run) -> dict[str, Any]:
         "retry_of": run.retry_of_id,
         "replay_of": run.replay_of_id,
         "rerun_of": run.rerun_of_id,
-        "parent": parent_document(run),
+        "parent": selectors.subflow_parent(run=run),
         "steps": [step_document(s, children.get(s.pk)) for s in steps],
         "admin_url": run_admin_url(run.pk),
     }
@@ -218,7 +198,7 @@ def step_detail_document(step: StepRun, attempts: list[Attempt],
         "output": step.output,
         "error": step.error,
         "reused": step.is_reused,
-        "child_run": child_runs([step]).get(step.pk),
+        "child_run": selectors.subflow_children(steps=[step]).get(step.pk),
         **log_ref_fields(logs[max(logs)] if logs else None),
     }
 
