@@ -200,3 +200,26 @@ def test_the_sweep_resolves_a_parent_whose_child_ended_unnoticed():
     drain()
     assert Run.objects.get(pk=run.pk).status == "completed"
 
+
+
+def test_the_nightly_report_demo_runs_its_subflow_and_completes(settings):
+    import io
+
+    from django.core.management import call_command
+
+    from workflows.models import Flow
+    from workflows.services.runs import run_start
+
+    settings.WF_INLINE_DELAY_SECONDS = 5  # the demo polls every second: waited out inline
+    call_command("load_demo_flows", stdout=io.StringIO())
+    run, _ = run_start(flow=Flow.objects.get(slug="nightly-report"), input={"day": "monday"})
+    drain()
+    run.refresh_from_db()
+    steps = steps_of(run)
+    assert run.status == "completed"
+    assert steps["post_to_chat"].status == "failed"
+    assert steps["alert"].output == {"message": "payments failed overnight", "count": 3}
+    assert steps["report"].output == {"day": "monday", "orders": 42}
+    child = Run.objects.get(parent_step=steps["collect"])
+    export = steps_of(child)["export"]
+    assert export.attempt_count == 2 and export.output["ready"] is True
