@@ -239,7 +239,7 @@ def _append_step(step: dict):
         (
             _set("steps.0.type", "ftp"),
             "steps[0].type",
-            "unknown step type 'ftp'; known: approval, http",
+            "unknown step type 'ftp'; known: approval, flow, http",
         ),
         (_delete("steps.0.type"), "steps[0].type", "required"),
         (_set("steps.1.action", "core.nope"), "steps[1].action", "unknown action 'core.nope'"),
