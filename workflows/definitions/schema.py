@@ -276,6 +276,8 @@ class FlowStep(_Step):
     and waits for it. Output: the child run's output; the child's failure fails the step."""
 
     type: Literal["flow"]
+    timeout_seconds: None = Field(
+        None, description="Not accepted: bound the child flow's steps instead.")
     flow: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=MAX_SLUG_LENGTH,
                       description="The slug of the flow to run; it must have a live release "
                                   "and must not call this flow back.")

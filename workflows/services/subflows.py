@@ -57,6 +57,12 @@ class FlowStep(StepType):
         slug = step.get("flow")
         if not isinstance(slug, str) or not slug:
             problems.append(problem(f"{path}.flow", "required: the slug of the flow to run"))
+        if "timeout_seconds" in step:
+            # A timed-out wait would fail the step and leave its child running: bound the
+            # child's own steps instead.
+            problems.append(problem(f"{path}.timeout_seconds",
+                                    "a flow step waits for its child run to end; set "
+                                    "timeout_seconds on the child flow's steps instead"))
         if "input" in step and not isinstance(step["input"], dict):
             problems.append(problem(f"{path}.input", "must be a mapping of the child run's "
                                                      "input, such as {builds: '{{ steps.build.output }}'}"))
@@ -76,7 +82,7 @@ class FlowStep(StepType):
 
     def execute(self, ctx: StepContext) -> StepOutcome:
         ctx.log(f"starting a run of flow {ctx.step.get('flow')}\n")
-        return StepOutcome("wait", timeout_seconds=ctx.step.get("timeout_seconds"))
+        return StepOutcome("wait")
 
     def on_pause(self, *, run: Any, step_run: Any, steps: dict[str, Any],
                  params: dict[str, Any], attempt_number: int) -> None:

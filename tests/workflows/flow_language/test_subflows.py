@@ -185,10 +185,10 @@ def test_depth_is_capped(settings):
 
 def test_bad_parameters_are_a_problem_at_draft_time():
     with pytest.raises(DefinitionInvalid) as caught:
-        make_flow(simple_definition(steps=[{"key": "x", "type": "flow", "input": [1]}]),
-                  promote=False)
+        make_flow(simple_definition(steps=[{"key": "x", "type": "flow", "input": [1],
+                                            "timeout_seconds": 60}]), promote=False)
     paths = [p["path"] for p in caught.value.problems]
-    assert paths == ["steps[0].flow", "steps[0].input"]
+    assert paths == ["steps[0].flow", "steps[0].timeout_seconds", "steps[0].input"]
 
 
 def test_the_sweep_resolves_a_parent_whose_child_ended_unnoticed():
