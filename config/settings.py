@@ -247,6 +247,8 @@ WF_SFTP_MAX_BYTES = env_int("WF_SFTP_MAX_BYTES", 2 * 1024**3)
 # Bounds of a flow definition: more steps, or a larger document (YAML/JSON text, or the JSON of
 # a parsed definition), is a 422 naming the limit.
 WF_MAX_STEPS = env_int("WF_MAX_STEPS", 500)
+# How deep subflows may nest: a run started by a `flow` step of a run at this depth fails.
+WF_SUBFLOW_MAX_DEPTH = env_int("WF_SUBFLOW_MAX_DEPTH", 5)
 WF_MAX_DEFINITION_BYTES = env_int("WF_MAX_DEFINITION_BYTES", 512 * 1024)
 # Outbound http steps (workflows/steps/http_policy.py): link-local and cloud metadata
 # addresses are refused by default; WF_HTTP_DENY refuses more, WF_HTTP_ALLOW lets some through

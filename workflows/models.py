@@ -166,6 +166,7 @@ class TriggerKind(models.TextChoices):
     RETRY = "retry"
     REPLAY = "replay"
     RERUN = "rerun"
+    SUBFLOW = "subflow"  # started by a `flow` step of another run (Run.parent_step)
 
 
 class ActorKind(models.TextChoices):
@@ -215,6 +216,10 @@ class Run(models.Model):
     # The webhook delivery this run was started from (by the delivery, or redelivered).
     trigger_delivery = models.ForeignKey(
         "WebhookDelivery", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # A subflow: the `flow` step run that started this run (its run is the parent run).
+    parent_step = models.ForeignKey(
+        "StepRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="child_runs"
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -137,6 +137,28 @@ def run_events(*, run: Run, after: int | None = None) -> QuerySet[Event]:
     return events if after is None else events.filter(pk__gt=after)
 
 
+def subflow_children(*, steps: list[StepRun]) -> dict[int, int]:
+    """{step run id: its newest child run} for the `flow` steps among `steps` (a reused one:
+    the child of the step run it reuses). One query, and none for a run without subflows."""
+    flow_steps = [s for s in steps if s.type == "flow"]
+    if not flow_steps:
+        return {}
+    source = {s.pk: s.reused_from_id or s.pk for s in flow_steps}
+    newest: dict[int, int] = {}
+    for parent_step_id, child_id in (Run.objects.filter(parent_step_id__in=set(source.values()))
+                                     .order_by("pk").values_list("parent_step_id", "pk")):
+        newest[parent_step_id] = child_id
+    return {pk: newest[origin] for pk, origin in source.items() if origin in newest}
+
+
+def subflow_parent(*, run: Run) -> dict[str, Any] | None:
+    """`{run, step}`: the run and step key of the `flow` step that started `run`, or None."""
+    if run.parent_step_id is None:
+        return None
+    parent = run.parent_step  # select_related by the API's runs_queryset; else one query
+    return {"run": parent.run_id, "step": parent.key}
+
+
 def run_steps(*, run: Run) -> QuerySet[StepRun]:
     return StepRun.objects.filter(run=run).order_by("position")
 

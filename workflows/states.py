@@ -117,6 +117,8 @@ class EventKind(models.TextChoices):
     STEP_REUSED = "step_reused"
     STEP_REDO = "step_redo"
     STEP_RETRY_SCHEDULED = "step_retry_scheduled"
+    STEP_REPEAT_SCHEDULED = "step_repeat_scheduled"  # `until:` did not hold yet
+    SUBFLOW_STARTED = "subflow_started"  # a `flow` step started its child run
     STEP_REQUEUED = "step_requeued"
     LEASE_EXPIRED = "lease_expired"
     WAIT_TIMED_OUT = "wait_timed_out"
@@ -204,7 +206,8 @@ RUN_TRANSITIONS: dict[str, frozenset[str]] = {
 
 _S = StepStatus
 STEP_TRANSITIONS: dict[str, frozenset[str]] = {
-    _S.NOT_STARTED: frozenset({_S.QUEUED, _S.SKIPPED, _S.CANCELED}),
+    # not_started -> failed: its CEL `when` could not be evaluated (condition_error).
+    _S.NOT_STARTED: frozenset({_S.QUEUED, _S.SKIPPED, _S.CANCELED, _S.FAILED}),
     _S.QUEUED: frozenset({_S.RUNNING, _S.CANCELED}),
     # running -> queued is an automatic retry (a new Attempt of the same step run).
     _S.RUNNING: frozenset({_S.COMPLETED, _S.FAILED, _S.CANCELED, _S.WAITING,

@@ -52,7 +52,7 @@ from workflows.permissions import EDIT_DRAFT, has_permission
 from workflows.services.flows import flow_create, flow_release, flow_update_draft
 from workflows.services.runs import run_start
 from workflows.services.webhooks import webhook_url
-from workflows.states import RUN_TERMINAL, RunStatus
+from workflows.states import RUN_TERMINAL, RunStatus, StepStatus
 from workflows.templatetags.wf_render import STATUS_LABELS, ago, duration_label, status_label
 
 RUNS_PER_PAGE = 50
@@ -270,6 +270,9 @@ def matrix_context(request: HttpRequest, flow: Flow, *,
             "created_at": run["created_at"], "ago": ago(run["created_at"]),
             "duration": duration_label(run["duration_ms"]),
             "retry_of": run["retry_of"], "replay_of": run["replay_of"],
+            # continue_on_error steps failed, yet the run completed
+            "optional_failed": run["status"] == RunStatus.COMPLETED and any(
+                c["status"] == StepStatus.FAILED for c in run["cells"].values()),
         })
     rows = []
     for step in data["steps"]:

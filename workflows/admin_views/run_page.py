@@ -49,10 +49,11 @@ from workflows.investigation.next_steps import run_reruns
 from workflows.investigation.noise import is_volatile
 from workflows.models import Run
 from workflows.services.runs import run_cancel, run_replay, run_rerun, run_retry
-from workflows.states import RUN_TERMINAL, RunStatus
+from workflows.states import RUN_TERMINAL, RunStatus, StepStatus
 from workflows.templatetags.wf_render import duration_label, json_html, since, status_label
 
 CHAIN_MAX_HOPS = 25
+OPTIONAL_FAILED_LABEL = "completed with failed optional steps"
 
 
 def run_page(request: HttpRequest, model_admin: Any, run_id: Any) -> HttpResponse:
@@ -63,10 +64,19 @@ def run_page(request: HttpRequest, model_admin: Any, run_id: Any) -> HttpRespons
     context = admin_context(
         request, model_admin, f"Run {run.pk}",
         chain=run_chain(run), trigger_payload=json_html(run.trigger_payload),
+        parent=_parent_link(run),
         input_html=json_html(run.input), subtitle=f"{run.flow.name} · {version_label(run)}",
         **run_live_context(request, run),
     )
     return TemplateResponse(request, "workflows/run_page.html", context)
+
+
+def _parent_link(run: Run) -> dict[str, Any] | None:
+    """A subflow's parent run and step, for the link back to it."""
+    parent = selectors.subflow_parent(run=run)
+    if parent is None:
+        return None
+    return {**parent, "url": run_url(parent["run"])}
 
 
 def version_label(run: Run) -> str:
@@ -92,6 +102,10 @@ def run_live_context(request: HttpRequest, run: Run) -> dict[str, Any]:
     roles = role_context(request.user)
     terminal = run.status in RUN_TERMINAL
     longest = max((s.duration_ms or 0 for s in steps), default=0)
+    children = selectors.subflow_children(steps=steps)
+    # continue_on_error steps that failed in a run that still completed
+    optional_failed = ([s.key for s in steps if s.status == StepStatus.FAILED]
+                       if run.status == RunStatus.COMPLETED else [])
     rows = []
     for step in steps:
         duration = step.duration_ms
@@ -100,6 +114,8 @@ def run_live_context(request: HttpRequest, run: Run) -> dict[str, Any]:
             "bar": max(3, round(100 * duration / longest)) if duration and longest else 0,
             "panel_url": reverse("admin:workflows_run_step", args=[run.pk, step.key]),
             "error": (step.error or {}).get("message", "") if step.error else "",
+            "child_run": children.get(step.pk),
+            "child_url": run_url(children[step.pk]) if step.pk in children else "",
         })
     next_box = next_context(run=run) if run.status == RunStatus.FAILED else None
     confirms = action_confirmations(
@@ -127,7 +143,9 @@ def run_live_context(request: HttpRequest, run: Run) -> dict[str, Any]:
         "duration": duration_label(run.duration_ms),
         "usage": selectors.usage_total(steps),
         "running_for": since(run.started_at) if run.started_at and not terminal else "",
-        "run_status_label": status_label(run.status),
+        "run_status_label": (OPTIONAL_FAILED_LABEL if optional_failed
+                             else status_label(run.status)),
+        "optional_failed": optional_failed,
         "page_url": run_url(run.pk),
         **roles,
     }

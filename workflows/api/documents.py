@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db.models import Prefetch, QuerySet
 
 from approvals.models import Approval
+from workflows import selectors
 from workflows.models import (
     Attempt,
     Event,
@@ -101,7 +102,8 @@ RUN_PREFETCH = (
 def runs_queryset() -> QuerySet[Run]:
     """Runs with flow, version, ordered step runs and reruns: four queries a page, whatever
     its size."""
-    return Run.objects.select_related("flow", "version").prefetch_related(*RUN_PREFETCH)
+    return Run.objects.select_related("flow", "version", "parent_step").prefetch_related(
+        *RUN_PREFETCH)
 
 
 def rerun_ids(run: Run) -> list[int]:
@@ -116,7 +118,7 @@ def rerun_ids(run: Run) -> list[int]:
                 .values_list("id", flat=True))
 
 
-def step_document(step: StepRun) -> dict[str, Any]:
+def step_document(step: StepRun, child_run: int | None = None) -> dict[str, Any]:
     return {
         "key": step.key,
         "type": step.type,
@@ -130,6 +132,7 @@ def step_document(step: StepRun) -> dict[str, Any]:
         "reused": step.is_reused,
         "error_kind": _step_error_kind(step),
         **agent_fields(step),
+        "child_run": child_run,
     }
 
 
@@ -156,6 +159,7 @@ def run_document(run: Run) -> dict[str, Any]:
     steps = getattr(run, "ordered_steps", None)
     if steps is None:
         steps = list(StepRun.objects.filter(run=run).order_by("position"))
+    children = selectors.subflow_children(steps=steps)
     return {
         "id": run.pk,
         "flow": run.flow.slug,
@@ -180,7 +184,8 @@ def run_document(run: Run) -> dict[str, Any]:
         "rerun_of": run.rerun_of_id,
         "reruns": rerun_ids(run),
         "trace_id": run.trace_id or None,
-        "steps": [step_document(s) for s in steps],
+        "parent": selectors.subflow_parent(run=run),
+        "steps": [step_document(s, children.get(s.pk)) for s in steps],
         "usage": usage_total(steps),
         "admin_url": run_admin_url(run.pk),
     }
@@ -240,6 +245,7 @@ def step_detail_document(step: StepRun, attempts: list[Attempt],
         "output": step.output,
         "error": step.error,
         "reused": step.is_reused,
+        "child_run": selectors.subflow_children(steps=[step]).get(step.pk),
         **log_ref_fields(logs[max(logs)] if logs else None),
     }
 

@@ -330,6 +330,13 @@ class StepOut(Schema):
         None, description="What the agent uploaded: {name: resource descriptor}.")
     on_cancel: dict[str, Any] | None = Field(
         None, description="What the wait's on_cancel command did: {exit_code, output, ...}.")
+    child_run: int | None = Field(
+        None, description="A `flow` step: the run it started (its subflow); null otherwise.")
+
+
+class ParentOut(Schema):
+    run: int
+    step: str
 
 
 class RunOut(Schema):
@@ -361,6 +368,8 @@ class RunOut(Schema):
     trace_id: str | None = Field(
         None, description="The run's OpenTelemetry trace id (32 hex digits); null when the run "
                           "was started with tracing off.")
+    parent: ParentOut | None = Field(
+        None, description="A subflow: the run and `flow` step that started it; null otherwise.")
     steps: list[StepOut]
     usage: dict[str, float] | None = Field(
         None, description="Usage reported by the run's remote agents, summed over its steps.")
@@ -442,6 +451,7 @@ class StepDetailOut(Schema):
     output: Any = None
     error: Any = None
     reused: bool
+    child_run: int | None = Field(None, description="A `flow` step: its child run.")
     log_ref: str | None = Field(None, description="res:// uri of the latest attempt's whole "
                                 "log (the database keeps a window of WF_LOG_INLINE_BYTES).")
     log_size: int | None = Field(None, description="Its size in bytes.")

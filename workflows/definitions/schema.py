@@ -131,6 +131,17 @@ class Retry(_Part):
     backoff_factor: float = Field(2, ge=1)
 
 
+class Until(_Part):
+    """Repeat the step (each repetition an attempt) until `condition` holds; after
+    `max_times` attempts it fails with condition_not_met and the last output."""
+
+    condition: str = Field(min_length=1, examples=['output.status == "healthy"'],
+                           description="A CEL expression over `output` (and `input`).")
+    every_seconds: Annotated[float, Field(ge=0)] = Field(
+        10, description="The wait between two repetitions; a long one waits in the database.")
+    max_times: Annotated[int, Field(ge=1, le=10_000)] = 10
+
+
 class _Step(_Part):
     """What every step may carry besides its type's parameters."""
 
@@ -143,9 +154,25 @@ class _Step(_Part):
     )
     retry: Retry | None = None
     timeout_seconds: Seconds | None = None
-    when: Reference | None = Field(
+    when: str | None = Field(
         None,
-        description="The step is skipped when this reference resolves to false, null, 0 or empty.",
+        description="A CEL expression over `input`, `steps` ({output, status} of each ended "
+                    "step) and `item`; the step is skipped when it is false. A single "
+                    "`{{ reference }}` instead: skipped when it resolves to false, null, 0 or "
+                    "empty. A CEL expression that cannot be evaluated fails the step "
+                    "(condition_error).",
+        examples=['steps.check.output.count > 10 && size(input.repos) > 1',
+                  "{{ steps.check.output.ok }}"],
+    )
+    until: str | Until | None = Field(
+        None,
+        description="Polling: run the step again until this CEL expression over its `output` "
+                    "holds (a string: the condition, every 10 s, at most 10 times).",
+    )
+    continue_on_error: bool | None = Field(
+        None,
+        description="The step may fail without failing the run: the steps after it still run "
+                    "(they can test `steps.KEY.status`), and the run completes.",
     )
 
 
@@ -276,8 +303,24 @@ class ApprovalStep(_Step):
     )
 
 
+class FlowStep(_Step):
+    """A subflow: runs another flow's live release (pinned when the step starts) with `input`
+    and waits for it. Output: the child run's output; the child's failure fails the step."""
+
+    type: Literal["flow"]
+    timeout_seconds: None = Field(
+        None, description="Not accepted: bound the child flow's steps instead.")
+    flow: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=MAX_SLUG_LENGTH,
+                      description="The slug of the flow to run; it must have a live release "
+                                  "and must not call this flow back.")
+    input: dict[str, Any] | None = Field(
+        None, description="The child run's input; references allowed.",
+        examples=[{"builds": "{{ steps.build.output }}"}])
+
+
 Step = Annotated[
-    PythonStep | HttpStep | SshStep | WaitStep | ApprovalStep, Field(discriminator="type")
+    PythonStep | HttpStep | SshStep | WaitStep | ApprovalStep | FlowStep,
+    Field(discriminator="type"),
 ]
 
 

@@ -42,12 +42,21 @@ from connections.selectors import (
 from ops.logs import log_context_update
 from resources.payloads import storable_text
 from resources.services import resource_record
-from workflows.engine import agents, attempt_values, attempts, dispatch, handler_threads, progress
+from workflows.engine import (
+    agents,
+    attempt_values,
+    attempts,
+    dispatch,
+    handler_threads,
+    progress,
+    repeat,
+)
 from workflows.engine.attempt_logs import LogWriter
 from workflows.engine.callback_tokens import callback_token
 from workflows.engine.context import AttemptContext, resolution_context, resource_scope
 from workflows.engine.locking import lock_run_and_load_steps
 from workflows.engine.resolve import Completed, step_resolve
+from workflows.engine.step_conditions import optional
 from workflows.engine.tracing import attempt_traceparent, log_fields
 from workflows.engine.transitions import (
     pipelined_or_portable,
@@ -390,11 +399,17 @@ def finish(claimed: Claimed, result: Result) -> Claimed | int | None:
 
 
 def _record_outcome(run: Run, steps: dict[str, StepRun], step: StepRun, claimed: Claimed,
-                    outcome: StepOutcome) -> Claimed | None:
+                    outcome: StepOutcome) -> Claimed | int | None:
     number = claimed.attempt.number
     actor = worker_id()
     if outcome.kind == "completed":
         output = outcome.output  # redacted and storable (attempt_values.result_storable)
+        until = claimed.definition.get("until")
+        if until is not None:
+            after = repeat.until_outcome(run, steps, step, claimed.attempt, until, output,
+                                         actor=actor)
+            if after is not repeat.HOLDS:
+                return after
         step_transition(step, StepStatus.COMPLETED, actor_kind=ActorKind.WORKER, actor=actor,
                         fields={"output": output, "error": None}, expected_attempt=number,
                         data={"attempt": number})
@@ -415,6 +430,8 @@ def _record_outcome(run: Run, steps: dict[str, StepRun], step: StepRun, claimed:
         attempts.attempt_write(claimed.attempt, status=AttemptStatus.WAITING)
         step_type.on_pause(run=run, step_run=step, steps=steps, params=claimed.resolved or {},
                            attempt_number=number)
+        if step.status != StepStatus.WAITING:
+            return None  # on_pause ended it through step_resolve (a subflow that cannot start)
         if step.callback_received_at is not None:
             step_resolve(run=run, step_run=step, actor_kind=ActorKind.CALLBACK, outcome=Completed(
                 output=step.callback_payload,
@@ -438,7 +455,7 @@ def _record_outcome(run: Run, steps: dict[str, StepRun], step: StepRun, claimed:
 
 
 def _record_failure(run: Run, steps: dict[str, StepRun], step: StepRun, claimed: Claimed,
-                    result: Result) -> int | None:
+                    result: Result) -> Claimed | int | None:
     exc = result.error
     number = claimed.attempt.number
     if isinstance(exc, StepCanceled):
@@ -472,6 +489,8 @@ def _record_failure(run: Run, steps: dict[str, StepRun], step: StepRun, claimed:
     step_transition(step, StepStatus.FAILED, actor_kind=ActorKind.WORKER, actor=worker_id(),
                     reason=f"{error['type']}: {error['message']}", expected_attempt=number,
                     fields={"error": error, "output": output}, data={"attempt": number})
+    if optional(claimed.definition):
+        return _continue(run, steps)  # continue_on_error: the steps after it still run
     progress.run_settle(run, steps)
     return None
 

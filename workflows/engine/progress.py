@@ -16,6 +16,12 @@ from django.utils import timezone
 
 from workflows.engine import agents, attempts
 from workflows.engine.context import resolution_context, resource_scope
+from workflows.engine.step_conditions import (
+    ConditionError,
+    optional,
+    step_failed_counts,
+    when_holds,
+)
 from workflows.engine.transitions import (
     run_transition,
     step_transition,
@@ -23,7 +29,7 @@ from workflows.engine.transitions import (
 )
 from workflows.engine.versions import step_definitions
 from workflows.models import ActorKind, Run, StepRun
-from workflows.references import ReferenceUnresolved, resolve
+from workflows.references import ReferenceUnresolved, is_single_reference, resolve
 from workflows.states import (
     READY_REASON,
     RUN_TERMINAL,
@@ -41,8 +47,10 @@ from workflows.steps import get_step_type
 
 def ready_steps(run: Run, steps: dict[str, StepRun], *, actor_kind: str = ActorKind.SYSTEM,
                 actor: str = "") -> list[StepRun]:
-    """The not-started steps whose `needs` are all done, in definition order. Steps whose
-    `when` is falsy are skipped on the way (which may make more steps ready)."""
+    """The not-started steps whose `needs` are all done (or failed with `continue_on_error`),
+    in definition order. Steps whose `when` is false are skipped on the way, and those whose
+    CEL `when` cannot be evaluated fail with `condition_error` (either may make more steps
+    ready)."""
     if run.status in RUN_TERMINAL:
         return []
     defs = step_definitions(run)
@@ -54,10 +62,19 @@ def ready_steps(run: Run, steps: dict[str, StepRun], *, actor_kind: str = ActorK
             if step.status != StepStatus.NOT_STARTED:
                 continue
             needs = defs[step.key]["needs"]
-            if not all(steps[n].status in STEP_DONE for n in needs if n in steps):
+            if not all(steps[n].status in STEP_DONE or (
+                    steps[n].status == StepStatus.FAILED and optional(defs.get(n)))
+                    for n in needs if n in steps):
                 continue
             condition = defs[step.key].get("when")
-            if condition is not None and not _truthy(run, steps, condition):
+            try:
+                holds = condition is None or _holds(run, steps, condition)
+            except ConditionError as exc:
+                step_transition(step, StepStatus.FAILED, actor_kind=actor_kind, actor=actor,
+                                reason=exc.error["message"], fields={"error": exc.error})
+                changed = True
+                continue
+            if not holds:
                 step_transition(step, StepStatus.SKIPPED, actor_kind=actor_kind, actor=actor,
                                 reason=f"condition {condition} is false")
                 changed = True
@@ -82,6 +99,13 @@ def queue_ready(run: Run, steps: dict[str, StepRun], *, actor_kind: str = ActorK
                        actor_kind=actor_kind, actor=actor, reason=reason)
 
 
+def _holds(run: Run, steps: dict[str, StepRun], condition: str) -> bool:
+    """A `{{ ref }}` is truthy; anything else is CEL (raises ConditionError)."""
+    if is_single_reference(condition):
+        return _truthy(run, steps, condition)
+    return when_holds(run, steps, condition)
+
+
 def _truthy(run: Run, steps: dict[str, StepRun], condition: str) -> bool:
     try:
         return bool(resolve(condition, resolution_context(run, steps.values(), condition),
@@ -90,14 +114,35 @@ def _truthy(run: Run, steps: dict[str, StepRun], condition: str) -> bool:
         return False
 
 
+def failed_settle(run: Run, steps: dict[str, StepRun], step: StepRun, *,
+                  actor_kind: str = ActorKind.SYSTEM, actor: str = "",
+                  reason: str = "") -> list[StepRun]:
+    """`step` just failed: a `continue_on_error` step lets the steps after it go on (queued
+    here, returned for the caller to send on commit); then the run's status is settled."""
+    queued: list[StepRun] = []
+    if step.status == StepStatus.FAILED and optional(step_definitions(run).get(step.key)):
+        steps[step.key] = step
+        queued = queue_ready(run, steps)
+    run_settle(run, steps, actor_kind=actor_kind, actor=actor, reason=reason)
+    return queued
+
+
 def run_settle(run: Run, steps: dict[str, StepRun], *, actor_kind: str = ActorKind.SYSTEM,
                actor: str = "", reason: str = "") -> None:
     """Bring the run's status in line with its steps'. A failed or rejected step fails the run
-    and cancels its other active steps; all steps done completes it."""
+    and cancels its other active steps, unless it is a failed `continue_on_error` step; all
+    steps done (or failed optionally) completes it."""
     if run.status in RUN_TERMINAL:
         return
     statuses = [s.status for s in steps.values()]
     failed = [s for s in steps.values() if s.status in (StepStatus.FAILED, StepStatus.REJECTED)]
+    if failed:
+        defs = step_definitions(run)
+        optional_keys = {s.key for s in failed if not step_failed_counts(s.status, defs.get(s.key))}
+        failed = [s for s in failed if s.key not in optional_keys]
+        # A failed optional step counts as done for the run's status, as a skipped one does.
+        statuses = [StepStatus.SKIPPED if s.key in optional_keys else s.status
+                    for s in steps.values()]
     if failed:
         first = failed[0]
         error = {"step": first.key, **(first.error or {"message": f"step {first.key} {first.status}"})}

@@ -93,8 +93,9 @@ class Failed:
                                fields={"error": self.error}):
             return False
         attempts.attempt_finish(step_run, AttemptStatus.FAILED, error=self.error)
-        progress.run_settle(run, load_steps(run), **_run_actor(actor_kind, actor),
-                            reason=self.run_reason)
+        queued = progress.failed_settle(run, load_steps(run), step_run,
+                                        **_run_actor(actor_kind, actor), reason=self.run_reason)
+        dispatch.enqueue([s.pk for s in queued])
         return True
 
 

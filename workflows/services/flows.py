@@ -21,6 +21,7 @@ from workflows.permissions import EDIT_DRAFT, RELEASE_FLOW, require_permission
 from workflows.services.history import flow_history_record
 from workflows.services.promotions import flow_promote
 from workflows.services.schedules import schedules_sync
+from workflows.services.subflows import subflow_problems
 from workflows.states import FlowHistoryKind
 
 __all__ = ["flow_create", "flow_draft", "flow_promote", "flow_release", "flow_update_draft"]
@@ -101,6 +102,9 @@ def flow_release(*, flow: Flow, actor=None, notes: str = "") -> FlowVersion:
         locked = Flow.objects.select_for_update().get(pk=flow.pk)
         draft = flow_draft(flow=locked)
         normalized = validate_definition(draft.definition, check_connections=True)
+        loops = subflow_problems(slug=locked.slug, definition=normalized)
+        if loops:
+            raise DefinitionInvalid(loops)
         number = (FlowVersion.objects.filter(flow=locked).aggregate(n=Max("number"))["n"] or 0) + 1
         version = FlowVersion.objects.create(
             flow=locked, number=number, definition=normalized,

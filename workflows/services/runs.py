@@ -34,6 +34,7 @@ def run_start(
     trigger_kind: str = TriggerKind.MANUAL, trigger_payload: dict[str, Any] | None = None,
     idempotency_key: str | None = None, draft: bool = False, trigger_delivery=None,
     key_is_new: bool = False, traceparent: str | None = None,
+    parent_step: StepRun | None = None,
 ) -> tuple[Run, bool]:
     """Start a run of the flow's live release (or of the draft, a rehearsal).
 
@@ -46,6 +47,7 @@ def run_start(
     (a race or an older run with the key still ends on the unique constraint: created=False).
     With tracing on, the run's trace is the child of `traceparent` (a caller's W3C header; a
     malformed one is ignored and the run starts a fresh trace).
+    `parent_step`: the `flow` step run this run is a subflow of (services.subflows).
     """
     require_permission(actor, OPERATE_RUN)
     if idempotency_key and not key_is_new:
@@ -69,7 +71,7 @@ def run_start(
                 actor=actor, draft=draft,
                 trigger_kind=trigger_kind, trigger_payload=trigger_payload or {},
                 idempotency_key=idempotency_key or None, trigger_delivery=trigger_delivery,
-                traceparent=traceparent,
+                traceparent=traceparent, parent_step=parent_step,
             )
             engine.run_admit(run, steps=run.created_steps)
     except IntegrityError:
@@ -108,6 +110,7 @@ def _run_create(*, flow: Flow, version: FlowVersion, definition: dict[str, Any],
                 retry_of: Run | None = None, replay_of: Run | None = None,
                 rerun_of: Run | None = None,
                 reuse: dict[str, StepRun] | None = None, trigger_delivery=None,
+                parent_step: StepRun | None = None,
                 traceparent: str | None = None) -> Run:
     concurrency_key = _concurrency_key(definition, input)
     # No concurrency limit: nothing to wait for, so the run is written queued (its run_created
@@ -120,7 +123,7 @@ def _run_create(*, flow: Flow, version: FlowVersion, definition: dict[str, Any],
         trigger_payload=trigger_payload, idempotency_key=idempotency_key,
         concurrency_key=concurrency_key, retry_of=retry_of,
         replay_of=replay_of, rerun_of=rerun_of, created_by=actor,
-        trigger_delivery=trigger_delivery,
+        trigger_delivery=trigger_delivery, parent_step=parent_step,
         status=RunStatus.QUEUED if admitted else RunStatus.CREATED,
         queued_at=timezone.now() if admitted else None,
         **tracing.run_ids(traceparent),

@@ -70,3 +70,10 @@ def core_flaky(ctx, fail_times: int = 1, message: str = "transient failure", **_
     if ctx.attempt_number <= int(fail_times):
         raise StepFailed(f"{message} (attempt {ctx.attempt_number})", error_type="Transient")
     return {"succeeded_on_attempt": ctx.attempt_number}
+
+
+@action("core.poll")
+def core_poll(ctx, ready_after: int = 2, **args: Any) -> dict[str, Any]:
+    """Reports `ready: true` from its `ready_after`-th attempt on (with its other args): what
+    a step polled with `until:` sees of a job that finishes meanwhile. The demo of polling."""
+    return {**args, "attempt": ctx.attempt_number, "ready": ctx.attempt_number >= int(ready_after)}

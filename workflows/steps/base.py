@@ -102,7 +102,8 @@ class StepType:
     name: ClassVar[str]
     # Parameters every step may carry, besides the ones its type declares.
     common_keys: ClassVar[frozenset[str]] = frozenset(
-        {"key", "type", "needs", "retry", "timeout_seconds", "when", "name", "description"}
+        {"key", "type", "needs", "retry", "timeout_seconds", "when", "name", "description",
+         "until", "continue_on_error"}
     )
     # Parameters of this type (validate() reports any other key as unknown).
     param_keys: ClassVar[frozenset[str]] = frozenset()

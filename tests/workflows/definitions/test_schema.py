@@ -96,7 +96,8 @@ def _errors(validator, document) -> list[str]:
 
 def test_there_are_demo_flows():
     assert [path.name for path in DEMO_FLOWS] == [
-        "agent-demo.yaml", "approval-demo.yaml", "retry-demo.yaml"
+        "agent-demo.yaml", "approval-demo.yaml", "nightly-collect.yaml", "nightly-report.yaml",
+        "retry-demo.yaml"
     ]
 
 

@@ -25,10 +25,14 @@ from workflows.definitions.base import (
     type_name,
     unknown_keys,
 )
+from workflows.definitions.check.conditions import (
+    check_continue_on_error,
+    check_until,
+    check_when,
+)
 from workflows.definitions.check.metadata import check_optional_text
 from workflows.definitions.check.references import ConnectionUses, check_step_references
 from workflows.definitions.graph import closure, find_cycles
-from workflows.references import is_single_reference
 from workflows.steps import get_step_type, step_type_names
 from workflows.steps.base import Problem, problem
 
@@ -93,6 +97,9 @@ def check_steps(
         entry["needs"] = needs
         entry["retry"] = check_retry(problems, step.get("retry"), f"{path}.retry")
         check_step_common(problems, step, path)
+        until = check_until(problems, step.get("until"), f"{path}.until")
+        if until is not None:
+            entry["until"] = until
         normalized.append(entry)
 
     graph = {key: needs_at[index] for index, key in keys.items()}
@@ -240,19 +247,13 @@ def check_retry(problems: list[Problem], raw: Any, path: str) -> dict[str, Any]:
 
 
 def check_step_common(problems: list[Problem], step: dict[str, Any], path: str) -> None:
-    """timeout_seconds, when, name and description, which every step may carry."""
+    """timeout_seconds, when, continue_on_error, name and description, which every step may
+    carry."""
     timeout = step.get("timeout_seconds")
     if timeout is not None and (not is_number(timeout) or timeout <= 0):
         add(problems, f"{path}.timeout_seconds", "must be a number of seconds above 0")
-    when = step.get("when")
-    if when is not None and not (isinstance(when, str) and is_single_reference(when)):
-        add(
-            problems,
-            f"{path}.when",
-            "must be a single reference such as "
-            "'{{ steps.check.output.ok }}'; the step is skipped when it"
-            " resolves to false, null, 0 or empty",
-        )
+    check_when(problems, step.get("when"), f"{path}.when")
+    check_continue_on_error(problems, step.get("continue_on_error"), f"{path}.continue_on_error")
     for field in ("name", "description"):
         if field in step:
             check_optional_text(problems, step[field], f"{path}.{field}")
