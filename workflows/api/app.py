@@ -11,8 +11,8 @@ from ninja import NinjaAPI
 from ninja.errors import HttpError, ValidationError
 from ninja.operation import PathView
 
+from approvals import api as approvals
 from workflows.api import (
-    approvals,
     connections,
     definition_schema,
     deliveries,
