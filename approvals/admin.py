@@ -1,5 +1,5 @@
 """The approvals inbox replaces the Approval changelist; decisions go through the services.
-The pages themselves are in `workflows/admin_views/approvals.py`."""
+The pages themselves are in `approvals/admin_views.py`."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from django.contrib.auth.admin import UserAdmin
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
+from approvals import admin_views as pages
 from approvals.models import Approval
 from workflows.admin_base import PagesMixin, ReadOnlyAdmin
-from workflows.admin_views import approvals as pages
 
 
 @admin.register(Approval)

@@ -220,3 +220,10 @@ def approval_assignee_emails(*, approval: Approval) -> list[str]:
             Q(pk__in=approval.assignee_users.values("pk"))
             | Q(groups__in=approval.assignee_groups.values("pk")))
     return sorted(set(users.values_list("email", flat=True)))
+
+
+def approvals_queryset() -> QuerySet[Approval]:
+    """Approvals of both kinds with what their API document shows (run and flow, step,
+    decider, version, requester) joined: one query a page."""
+    return Approval.objects.select_related("run__flow", "step_run", "decision_actor", "flow",
+                                           "version", "requested_by")

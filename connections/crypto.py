@@ -12,12 +12,14 @@ a rotation in progress) take effect at once; building it is cheap and memoised p
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.db import models, transaction
 
 from connections.errors import SecretDecryptionError
 
@@ -27,6 +29,7 @@ __all__ = [
     "decrypt_text",
     "encrypt_secret",
     "encrypt_text",
+    "rotate_encrypted_column",
     "rotate_token",
 ]
 
@@ -137,3 +140,38 @@ def rotate_token(token: str) -> str:
             "be rotated: restore the key that encrypted it"
         ) from None
     return rotated.decode("ascii")
+
+
+def rotate_encrypted_column(
+    queryset: models.QuerySet,
+    columns: Sequence[str],
+    *,
+    label_field: str,
+    describe: Callable[[Any], str],
+    on_rotated: Callable[[Any, Any], None] | None = None,
+) -> int:
+    """Re-encrypt `columns` of every row of `queryset` with the newest key and return how many
+    rows were rewritten: the one loop behind both key rotations (connections' secrets, flows'
+    webhook and notification secrets), so both lock and fail the same way.
+
+    Runs in a transaction (joining the caller's, so `rotate_connection_keys` rotates both halves
+    or neither) holding row locks (select_for_update, in primary-key order so two rotations
+    cannot deadlock). All or nothing: the first value no configured key opens raises
+    SecretDecryptionError prefixed with `describe(label)`, naming the row, and nothing changes.
+    `on_rotated(pk, label)` runs after each row's update (the connections' audit row); the
+    rows' other columns, updated_at included, are left alone: the secrets' values did not
+    change."""
+    count = 0
+    with transaction.atomic():
+        rows = (queryset.select_for_update().order_by("pk")
+                .values_list("pk", label_field, *columns))
+        for pk, label, *tokens in rows:
+            try:
+                rotated = [rotate_token(token) for token in tokens]
+            except SecretDecryptionError as exc:
+                raise SecretDecryptionError(f"{describe(label)}: {exc}") from None
+            queryset.model._default_manager.filter(pk=pk).update(**dict(zip(columns, rotated, strict=True)))
+            if on_rotated is not None:
+                on_rotated(pk, label)
+            count += 1
+    return count

@@ -14,12 +14,11 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
-from connections.crypto import encrypt_secret, rotate_token
+from connections.crypto import encrypt_secret, rotate_encrypted_column
 from connections.errors import (
     ConnectionInvalid,
     ConnectionNotFound,
     NotPermitted,
-    SecretDecryptionError,
 )
 from connections.jumps import jump_problems
 from connections.models import Connection, ConnectionAudit
@@ -206,20 +205,10 @@ def connection_rotate_keys() -> int:
     Runs in one transaction, holding row locks on the connections with a secret. Writes a
     "secret_rotated" audit row per connection (actor: system). updated_at is left alone: the
     secret's value did not change."""
-    count = 0
-    with transaction.atomic():
-        rows = (
-            Connection.objects.select_for_update()
-            .exclude(secret_ciphertext="")
-            .order_by("pk")
-            .values_list("pk", "name", "secret_ciphertext")
-        )
-        for pk, name, token in rows:
-            try:
-                rotated = rotate_token(token)
-            except SecretDecryptionError as exc:
-                raise SecretDecryptionError(f"connection {name!r}: {exc}") from None
-            Connection.objects.filter(pk=pk).update(secret_ciphertext=rotated)
-            _audit(pk, name, AuditAction.SECRET_ROTATED, ["secret"], None)
-            count += 1
-    return count
+    return rotate_encrypted_column(
+        Connection.objects.exclude(secret_ciphertext=""),
+        ["secret_ciphertext"],
+        label_field="name",
+        describe=lambda name: f"connection {name!r}",
+        on_rotated=lambda pk, name: _audit(pk, name, AuditAction.SECRET_ROTATED, ["secret"], None),
+    )

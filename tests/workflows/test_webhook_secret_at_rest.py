@@ -12,6 +12,7 @@ from django.apps import apps
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from connections.crypto import SecretDecryptionError, rotate_encrypted_column
 from tests.factories import make_flow, simple_definition
 from workflows.models import Flow
 from workflows.services.webhooks import webhook_secret_rotate
@@ -66,3 +67,30 @@ def test_rotation_changes_nothing_when_a_webhook_secret_opens_with_no_key(settin
     with pytest.raises(CommandError, match="flow 'lost-key' webhook secret"):
         call_command("rotate_connection_keys", stdout=io.StringIO())
     assert Flow.objects.get(pk=flow.pk).webhook_secret == before
+
+
+@pytest.mark.django_db
+def test_rotate_encrypted_column_rotates_every_column_or_none(settings):
+    """The one rotation loop (issue 18): both of a flow's secrets move to the newest key, and a
+    later row no key opens leaves the earlier, already rotated, rows as they were."""
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.FIELD_ENCRYPTION_KEYS = [old]
+    first = make_flow(simple_definition("first"))
+    webhook, notification = first.webhook_signing_secret(), first.notification_signing_secret()
+    before = Flow.objects.values_list("webhook_secret", "notification_secret").get(pk=first.pk)
+    settings.FIELD_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    make_flow(simple_definition("second"))  # encrypted with a key that will be gone
+    settings.FIELD_ENCRYPTION_KEYS = [new, old]
+    with pytest.raises(SecretDecryptionError, match="flow 'second'"):
+        rotate_encrypted_column(Flow.objects.all(), ["webhook_secret", "notification_secret"],
+                                label_field="slug", describe=lambda slug: f"flow {slug!r}")
+    assert Flow.objects.values_list(
+        "webhook_secret", "notification_secret").get(pk=first.pk) == before
+
+    assert rotate_encrypted_column(
+        Flow.objects.exclude(slug="second"), ["webhook_secret", "notification_secret"],
+        label_field="slug", describe=lambda slug: f"flow {slug!r}") == 1
+    settings.FIELD_ENCRYPTION_KEYS = [new]
+    first.refresh_from_db()
+    assert (first.webhook_signing_secret(), first.notification_signing_secret()) == (
+        webhook, notification)

@@ -12,10 +12,10 @@ One module per page, so a page's code is in the file named for it:
 | `run_next.py` | a failed run's "what happens next" box, the run actions' confirmations, and the one place the value diff is linked from (`version_diff_url`) |
 | `timeline.py` | the run page's timeline, compact by default and full with `?timeline=full` |
 | `step_panel.py` | the step panel and its polled live / earlier-logs fragments |
-| `approvals.py` | the approvals inbox and detail pages, the decision endpoints and the approval cards the run page and step panel show too |
 | `edge.py` | what every page shares at the edge: `call_service` (the one mapping of refusals), the 403 page, `safe_next`/`page_url`, the admin context, roles, polling responses, loading a flow or run the user may view |
 
 The small renderers (status labels, durations, JSON as HTML) are template filters in
-`workflows/templatetags/wf_render.py`; every query goes through `workflows.selectors` or
+`workflows/templatetags/wf_render.py`. The approvals inbox and detail pages, the decision
+endpoints and the approval cards live in the approvals app (`approvals/admin_views.py`, issue 18); every query goes through `workflows.selectors` or
 `approvals.selectors`; every action calls the same service as the API.
 """

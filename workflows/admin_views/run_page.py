@@ -23,9 +23,9 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from approvals.admin_views import approval_card
 from approvals.selectors import approvals_pending_for_run
 from workflows import selectors
-from workflows.admin_views.approvals import approval_card
 from workflows.admin_views.edge import (
     admin_context,
     call_service,

@@ -22,11 +22,11 @@ from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
+from approvals.admin_views import approval_card
 from approvals.selectors import approvals_pending_for_step
 from resources.selectors import resource_get
 from resources.services import resource_signed_path
 from workflows import selectors
-from workflows.admin_views.approvals import approval_card
 from workflows.admin_views.edge import get_run, poll_response, positive_int, run_url
 from workflows.investigation import wait_step_info
 from workflows.models import StepRun

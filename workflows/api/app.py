@@ -11,9 +11,9 @@ from ninja import NinjaAPI
 from ninja.errors import HttpError, ValidationError
 from ninja.operation import PathView
 
+from approvals import api as approvals
 from workflows.api import (
     agents,
-    approvals,
     connections,
     definition_schema,
     deliveries,

@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Prefetch, QuerySet
 
 from approvals.models import Approval
 from workflows import selectors
+from workflows.document_selectors import flow_drafts, run_rerun_ids, run_steps
 from workflows.models import (
     Attempt,
     Event,
@@ -41,18 +41,10 @@ def run_admin_url(run_id: int) -> str:
 # --- flows --------------------------------------------------------------------------------------
 
 
-def flows_queryset() -> QuerySet[Flow]:
-    """Flows with their live release and their draft (as `drafts`), in three queries a page."""
-    return Flow.objects.select_related("live_version").prefetch_related(
-        Prefetch("versions", queryset=FlowVersion.objects.filter(number__isnull=True),
-                 to_attr="drafts")
-    )
-
-
 def flow_document(flow: Flow) -> dict[str, Any]:
     drafts = getattr(flow, "drafts", None)
     if drafts is None:
-        drafts = list(FlowVersion.objects.filter(flow=flow, number__isnull=True))
+        drafts = flow_drafts(flow)
     draft = drafts[0] if drafts else None
     live = flow.live_version if flow.live_version_id else None
     triggers = list((live.definition or {}).get("triggers") or []) if live else []
@@ -91,21 +83,6 @@ def release_document(version: FlowVersion, *, live_id: int | None) -> dict[str, 
 # --- runs ---------------------------------------------------------------------------------------
 
 
-RUN_PREFETCH = (
-    Prefetch("step_runs", queryset=StepRun.objects.order_by("position"), to_attr="ordered_steps"),
-    # `reruns` of each run document (issue 24): the runs started from it by POST .../rerun.
-    Prefetch("reruns", queryset=Run.objects.only("id", "rerun_of_id").order_by("id"),
-             to_attr="rerun_list"),
-)
-
-
-def runs_queryset() -> QuerySet[Run]:
-    """Runs with flow, version, ordered step runs and reruns: four queries a page, whatever
-    its size."""
-    return Run.objects.select_related("flow", "version", "parent_step").prefetch_related(
-        *RUN_PREFETCH)
-
-
 def rerun_ids(run: Run) -> list[int]:
     """The ids of the runs started from `run` by a rerun, oldest first (prefetched by
     `runs_queryset`; a run just created has none; else one query)."""
@@ -114,8 +91,7 @@ def rerun_ids(run: Run) -> list[int]:
         return [r.pk for r in prefetched]
     if hasattr(run, "created_steps"):
         return []
-    return list(Run.objects.filter(rerun_of_id=run.pk).order_by("id")
-                .values_list("id", flat=True))
+    return run_rerun_ids(run)
 
 
 def step_document(step: StepRun, child_run: int | None = None) -> dict[str, Any]:
@@ -158,7 +134,7 @@ def agent_fields(step: StepRun) -> dict[str, Any]:
 def run_document(run: Run) -> dict[str, Any]:
     steps = getattr(run, "ordered_steps", None)
     if steps is None:
-        steps = list(StepRun.objects.filter(run=run).order_by("position"))
+        steps = run_steps(run)
     children = selectors.subflow_children(steps=steps)
     return {
         "id": run.pk,
@@ -261,11 +237,6 @@ def log_document(chunk: LogChunk, attempt_numbers: dict[int, int]) -> dict[str, 
 
 
 # --- approvals ----------------------------------------------------------------------------------
-
-
-def approvals_queryset() -> QuerySet[Approval]:
-    return Approval.objects.select_related("run__flow", "step_run", "decision_actor", "flow",
-                                           "version", "requested_by")
 
 
 def approval_admin_url(approval_id: int) -> str:

@@ -5,15 +5,13 @@ from __future__ import annotations
 from django.http import HttpRequest
 from ninja import Query, Router, Status
 
+from approvals.selectors import approvals_queryset
 from workflows.api.documents import (
     approval_document,
-    approvals_queryset,
     flow_document,
-    flows_queryset,
     history_document,
     release_document,
     run_document,
-    runs_queryset,
 )
 from workflows.api.errors import invalid
 from workflows.api.lookups import can_view_flows, can_view_runs, get_flow, get_flow_row
@@ -42,9 +40,15 @@ from workflows.api.schemas import (
     WebhookSecretSetOut,
 )
 from workflows.definitions import definition_diff
+from workflows.document_selectors import (
+    flow_history_entries,
+    flow_releases,
+    flows_queryset,
+    runs_queryset,
+)
 from workflows.errors import NotFound
-from workflows.models import Flow, FlowHistory, FlowVersion
-from workflows.selectors import MATRIX_MAX_RUNS, run_matrix
+from workflows.models import Flow, FlowVersion
+from workflows.selectors import MATRIX_MAX_RUNS, flow_version_by_label, run_matrix
 from workflows.services.flows import flow_create, flow_promote, flow_release, flow_update_draft
 from workflows.services.notifications import SIGNATURE_HEADER, notification_secret_rotate
 from workflows.services.runs import run_start
@@ -101,7 +105,7 @@ def releases_list(request: HttpRequest, slug: FlowSlug, cursor: Cursor = None,
     can_view_flows(request.auth)
     flow = get_flow(slug)
     versions, next_cursor = keyset_page(
-        FlowVersion.objects.filter(flow=flow, number__isnull=False).select_related("created_by"),
+        flow_releases(flow),
         cursor=cursor, limit=limit, key="number",
     )
     return {"items": [release_document(v, live_id=flow.live_version_id) for v in versions],
@@ -132,23 +136,20 @@ def flows_history(request: HttpRequest, slug: FlowSlug, cursor: Cursor = None,
                   limit: Limit = 50):
     can_view_flows(request.auth)
     flow = get_flow(slug)
-    entries, next_cursor = keyset_page(FlowHistory.objects.filter(flow=flow), cursor=cursor,
+    entries, next_cursor = keyset_page(flow_history_entries(flow), cursor=cursor,
                                        limit=limit)
     return {"items": [history_document(e) for e in entries], "next_cursor": next_cursor}
 
 
 def _version(flow: Flow, label: str, param: str) -> FlowVersion:
+    """The version `label` names (selectors.flow_version_by_label); a label that is no release
+    number, `live` or `draft` is a 422 on `param`, one naming no version a 404."""
     text = (label or "").strip().lower()
-    if text == "draft":
-        version = FlowVersion.objects.filter(flow=flow, number__isnull=True).first()
-    elif text == "live":
-        version = FlowVersion.objects.filter(pk=flow.live_version_id).first() \
-            if flow.live_version_id else None
-    else:
-        digits = text[1:] if text.startswith("v") else text
-        if not digits.isascii() or not digits.isdigit() or len(digits) > 9:
-            raise invalid(f"query.{param}", "must be a release number (3 or v3), live or draft")
-        version = FlowVersion.objects.filter(flow=flow, number=int(digits)).first()
+    digits = text.removeprefix("v")
+    if text not in ("draft", "live") and not (
+            digits.isascii() and digits.isdigit() and len(digits) <= 9):
+        raise invalid(f"query.{param}", "must be a release number (3 or v3), live or draft")
+    version = flow_version_by_label(flow=flow, label=label)
     if version is None:
         raise NotFound(f"flow {flow.slug} has no version {label!r}")
     return version

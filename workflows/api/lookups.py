@@ -10,22 +10,20 @@ import re
 from typing import Any
 
 from approvals.models import Approval
-from workflows.api.documents import approvals_queryset, flows_queryset, runs_queryset
+from approvals.selectors import approvals_queryset
+from workflows.document_selectors import (
+    flow_row_by_slug,
+    flows_queryset,
+    run_step,
+    runs_queryset,
+    runs_with_flow,
+)
 from workflows.errors import NotFound
 from workflows.models import Flow, Run, StepRun
 from workflows.permissions import VIEW_FLOW, VIEW_RUN, require_permission
-from workflows.prepared_queries import PreparedQuery, concrete_attnames
 
 SLUG_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,99}")
 MAX_ID = 2**63 - 1
-
-_FLOW_COLUMNS = concrete_attnames(Flow)
-# Run starts read the flow by its (unique) slug on every call: compiled once per process.
-_flow_by_slug = PreparedQuery(
-    Flow, lambda slug: Flow.objects.filter(slug=slug).order_by().values_list(*_FLOW_COLUMNS),
-    sentinel="prepared-query-sentinel",
-)
-
 
 def can_view_flows(user: Any) -> None:
     require_permission(user, VIEW_FLOW)
@@ -48,17 +46,17 @@ def get_flow_row(slug: str) -> Flow:
     """The flow alone (no versions): for commands that only need its row."""
     if not SLUG_RE.fullmatch(slug or ""):
         raise NotFound(f"no flow {slug!r}")
-    rows = _flow_by_slug.rows(slug)
-    if not rows:
+    flow = flow_row_by_slug(slug)
+    if flow is None:
         raise NotFound(f"no flow {slug!r}")
-    return Flow.from_db(_flow_by_slug.db_alias(), _FLOW_COLUMNS, rows[0])
+    return flow
 
 
 def get_run(run_id: int, *, with_steps: bool = True) -> Run:
     """The run (with flow and version; with its ordered steps unless `with_steps` is False)."""
     if not 0 < run_id <= MAX_ID:
         raise NotFound(f"no run {run_id}")
-    queryset = runs_queryset() if with_steps else Run.objects.select_related("flow", "version")
+    queryset = runs_queryset() if with_steps else runs_with_flow()
     run = queryset.filter(pk=run_id).first()
     if run is None:
         raise NotFound(f"no run {run_id}")
@@ -66,7 +64,7 @@ def get_run(run_id: int, *, with_steps: bool = True) -> Run:
 
 
 def get_step(run: Run, key: str) -> StepRun:
-    step = StepRun.objects.filter(run=run, key=key).first()
+    step = run_step(run, key)
     if step is None:
         raise NotFound(f"run {run.pk} has no step {key!r}")
     return step

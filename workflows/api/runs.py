@@ -9,12 +9,10 @@ from django.http import HttpRequest
 from ninja import Query, Router, Status
 
 from workflows.api.documents import (
-    RUN_PREFETCH,
     event_document,
     log_document,
     log_ref_fields,
     run_document,
-    runs_queryset,
     step_detail_document,
 )
 from workflows.api.errors import invalid
@@ -34,9 +32,14 @@ from workflows.api.schemas import (
     RunPage,
     StepDetailOut,
 )
+from workflows.document_selectors import (
+    RUN_PREFETCH,
+    runs_queryset,
+    step_attempt_numbers,
+    step_attempts,
+)
 from workflows.errors import NotFound
 from workflows.investigation import run_baseline, run_explain, runs_search, search_matches
-from workflows.models import Attempt
 from workflows.selectors import (
     run_compare,
     run_events,
@@ -111,7 +114,7 @@ def runs_events(request: HttpRequest, run_id: RunId, cursor: Cursor = None, limi
 def runs_step(request: HttpRequest, run_id: RunId, key: StepKey):
     can_view_runs(request.auth)
     step = get_step(get_run(run_id, with_steps=False), key)
-    attempts = list(Attempt.objects.filter(step_run=step).order_by("number"))
+    attempts = step_attempts(step)
     return step_detail_document(step, attempts, step_log_resources(step_run=step))
 
 
@@ -125,7 +128,7 @@ def runs_step_logs(request: HttpRequest, run_id: RunId, key: StepKey,
     chunks = step_logs(step_run=step, after=after, limit=size + 1)
     more = len(chunks) > size
     chunks = chunks[:size]
-    numbers = dict(Attempt.objects.filter(step_run=step).values_list("id", "number"))
+    numbers = step_attempt_numbers(step)
     last_seq = chunks[-1].seq if chunks else after
     return {
         "items": [log_document(c, numbers) for c in chunks],

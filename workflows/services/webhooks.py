@@ -43,8 +43,7 @@ from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
-from connections.crypto import encrypt_text, rotate_token
-from connections.errors import SecretDecryptionError
+from connections.crypto import encrypt_text, rotate_encrypted_column
 from resources.payloads import (
     json_loads_strict,
     json_storage_problems,
@@ -383,18 +382,13 @@ def _secret_store(*, flow: Flow, secret: str, actor, source: str, comment: str) 
 
 def webhook_secrets_rotate_keys() -> int:
     """Re-encrypt every flow's webhook and notification secrets with the newest of
-    FIELD_ENCRYPTION_KEYS (the flows' half of `rotate_connection_keys`); returns how many. Raises SecretDecryptionError,
+    FIELD_ENCRYPTION_KEYS (the flows' half of `rotate_connection_keys`, through the same
+    connections.crypto.rotate_encrypted_column); returns how many. Raises SecretDecryptionError,
     changing nothing, when a secret opens with no configured key. Call inside the caller's
     transaction so a failure rolls back the connections' half too; rows are locked."""
-    with transaction.atomic():
-        flows = list(Flow.objects.select_for_update().order_by("pk")
-                     .values_list("pk", "slug", "webhook_secret", "notification_secret"))
-        for pk, slug, token, notification_token in flows:
-            try:
-                rotated = rotate_token(token)
-                notification_rotated = rotate_token(notification_token)
-            except SecretDecryptionError as exc:
-                raise SecretDecryptionError(f"flow {slug!r} webhook secret: {exc}") from None
-            Flow.objects.filter(pk=pk).update(webhook_secret=rotated,
-                                              notification_secret=notification_rotated)
-    return len(flows)
+    return rotate_encrypted_column(
+        Flow.objects.all(),
+        ["webhook_secret", "notification_secret"],
+        label_field="slug",
+        describe=lambda slug: f"flow {slug!r} webhook secret",
+    )

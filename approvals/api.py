@@ -8,9 +8,9 @@ from django.http import HttpRequest
 from ninja import Router
 
 from approvals.models import ApprovalStatus
-from approvals.selectors import approval_readable, approvals_decidable
+from approvals.selectors import approval_readable, approvals_decidable, approvals_queryset
 from approvals.services import approval_approve, approval_redo, approval_reject
-from workflows.api.documents import approval_document, approvals_queryset
+from workflows.api.documents import approval_document
 from workflows.api.lookups import get_approval
 from workflows.api.openapi import errors
 from workflows.api.pagination import keyset_page

@@ -1,5 +1,8 @@
 """The approvals pages (mounted in the admin by `approvals.admin`) and the approval cards.
 
+They live in the approvals app (issue 18) and build on the workflows admin's edge helpers
+(`workflows.admin_views.edge`); the run page and the step panel import `approval_card` from here.
+
 - `approval_card`: what a decision form needs; the inbox, the detail page, the run page and
   the step panel all show these cards.
 - `inbox`: pending approvals this user may decide (tab `pending`), every pending approval
