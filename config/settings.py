@@ -247,6 +247,10 @@ WF_SFTP_MAX_BYTES = env_int("WF_SFTP_MAX_BYTES", 2 * 1024**3)
 # Bounds of a flow definition: more steps, or a larger document (YAML/JSON text, or the JSON of
 # a parsed definition), is a 422 naming the limit.
 WF_MAX_STEPS = env_int("WF_MAX_STEPS", 500)
+# for_each: instances running at once when a step names no max_parallel, and the most items a
+# step may fan out to (more fails the step with too_many_items).
+WF_FOR_EACH_PARALLEL = env_int("WF_FOR_EACH_PARALLEL", 10)
+WF_FOR_EACH_MAX_ITEMS = env_int("WF_FOR_EACH_MAX_ITEMS", 10_000)
 WF_MAX_DEFINITION_BYTES = env_int("WF_MAX_DEFINITION_BYTES", 512 * 1024)
 # Outbound http steps (workflows/steps/http_policy.py): link-local and cloud metadata
 # addresses are refused by default; WF_HTTP_DENY refuses more, WF_HTTP_ALLOW lets some through

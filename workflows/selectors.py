@@ -129,12 +129,12 @@ def run_steps(*, run: Run) -> QuerySet[StepRun]:
 
 
 def step_logs(*, step_run: StepRun, after: int = 0, limit: int = 500) -> list[LogChunk]:
-    return list(LogChunk.objects.filter(step_run=step_run, seq__gt=after).order_by("seq")[:limit])
+    return list(LogChunk.objects.filter(step_run=step_run, instance=None, seq__gt=after).order_by("seq")[:limit])
 
 
 def step_logs_before(*, step_run: StepRun, before: int, limit: int = 200) -> list[LogChunk]:
     """The `limit` chunks just before sequence number `before`, oldest first."""
-    chunks = list(LogChunk.objects.filter(step_run=step_run, seq__lt=before)
+    chunks = list(LogChunk.objects.filter(step_run=step_run, instance=None, seq__lt=before)
                   .order_by("-seq")[:limit])
     chunks.reverse()
     return chunks
@@ -142,7 +142,7 @@ def step_logs_before(*, step_run: StepRun, before: int, limit: int = 200) -> lis
 
 def step_logs_tail(*, step_run: StepRun, limit: int = 200) -> list[LogChunk]:
     """The last `limit` chunks, oldest first (a page shows the tail, earlier on demand)."""
-    chunks = list(LogChunk.objects.filter(step_run=step_run).order_by("-seq")[:limit])
+    chunks = list(LogChunk.objects.filter(step_run=step_run, instance=None).order_by("-seq")[:limit])
     chunks.reverse()
     return chunks
 
@@ -287,12 +287,12 @@ def step_reused_source(*, step_run: StepRun) -> StepRun | None:
 
 
 def step_attempts(*, step_run: StepRun) -> list[Attempt]:
-    return list(Attempt.objects.filter(step_run=step_run).order_by("number"))
+    return list(Attempt.objects.filter(step_run=step_run, instance=None).order_by("number"))
 
 
 def step_attempt_numbers(*, step_run: StepRun) -> dict[int, int]:
     """Attempt number by attempt id, to mark where each attempt's logs begin."""
-    return dict(Attempt.objects.filter(step_run=step_run).values_list("id", "number"))
+    return dict(Attempt.objects.filter(step_run=step_run, instance=None).values_list("id", "number"))
 
 
 # --- release history, diffs and promotion (issue 13) --------------------------------------------

@@ -104,7 +104,7 @@ def runs_events(request: HttpRequest, run_id: int, cursor: str | None = None, li
 def runs_step(request: HttpRequest, run_id: int, key: str):
     can_view_runs(request.auth)
     step = get_step(get_run(run_id, with_steps=False), key)
-    attempts = list(Attempt.objects.filter(step_run=step).order_by("number"))
+    attempts = list(Attempt.objects.filter(step_run=step, instance=None).order_by("number"))
     return step_detail_document(step, attempts, step_log_resources(step_run=step))
 
 
@@ -118,7 +118,7 @@ def runs_step_logs(request: HttpRequest, run_id: int, key: str,
     chunks = step_logs(step_run=step, after=after, limit=size + 1)
     more = len(chunks) > size
     chunks = chunks[:size]
-    numbers = dict(Attempt.objects.filter(step_run=step).values_list("id", "number"))
+    numbers = dict(Attempt.objects.filter(step_run=step, instance=None).values_list("id", "number"))
     last_seq = chunks[-1].seq if chunks else after
     return {
         "items": [log_document(c, numbers) for c in chunks],

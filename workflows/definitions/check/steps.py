@@ -25,6 +25,7 @@ from workflows.definitions.base import (
     type_name,
     unknown_keys,
 )
+from workflows.definitions.check.for_each import check_for_each
 from workflows.definitions.check.metadata import check_optional_text
 from workflows.definitions.check.references import ConnectionUses, check_step_references
 from workflows.definitions.graph import closure, find_cycles
@@ -93,6 +94,7 @@ def check_steps(
         entry["needs"] = needs
         entry["retry"] = check_retry(problems, step.get("retry"), f"{path}.retry")
         check_step_common(problems, step, path)
+        check_for_each(problems, step, path)
         normalized.append(entry)
 
     graph = {key: needs_at[index] for index, key in keys.items()}

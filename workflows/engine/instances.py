@@ -1,0 +1,548 @@
+"""Running the instances of a `for_each` step (DESIGN.md §9 "Instances").
+
+`advance_instance(instance_id)` is what an `advance_instance` task calls. It claims the
+instance with a conditional UPDATE (queued → running, with a lease; a duplicate or late task
+finds it no longer queued and exits), runs the step type's handler on the step's parameters
+resolved with `item` and `item_index`, and records the outcome in one short transaction:
+
+1. the instance's move (`instance_states.instance_transition`, conditional on its status and
+   attempt number: a canceled instance or one the sweeper took back writes nothing more but
+   its attempt, closed as abandoned);
+2. its Attempt and its log lines (numbered per instance);
+3. on its end (completed, or failed after its retries): one UPDATE of the step's `FanOut`
+   row, `left = left - 1, next_index = next_index + 1 ... RETURNING` — which tells this
+   worker whether it ended the last instance, and which index it starts next (the
+   `max_parallel` window moves by one; that instance is queued and this worker goes on with it).
+
+None of this takes the run's row lock: instances of one step contend only on their step's
+`FanOut` row, for one UPDATE at the end of each instance. Only the instance that brings
+`left` to 0 (or the first that fails under `fail_fast`) settles the step, after its
+transaction commits: it reads the outcome without a lock (`fan_out.fan_out_outcome`), then
+locks the run and ends the step through `step_resolve` like any paused step. The sweeper
+(`instances_sweep`) takes back instances whose worker died (lease expired), sends again the
+tasks of queued instances nobody claimed, and settles steps whose settler died.
+
+What a handler sees per instance (the run's input, the referenced outputs, connections and
+their secrets) does not change during the fan-out, so each worker process computes it once
+per step run (`_prepared`) and resolves only the parameters per item.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+import time
+import traceback
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from connections.selectors import connection_redactor
+from resources.payloads import storable_text
+from resources.services import resource_record
+from workflows.engine import attempt_values, attempts, dispatch, handler_threads
+from workflows.engine.context import AttemptContext, resolution_context, resource_scope
+from workflows.engine.executor import (
+    Claimed,
+    Result,
+    _callback_tokens,
+    _load_connections,
+    worker_id,
+)
+from workflows.engine.fan_out import fan_out_outcome, step_settle_locked
+from workflows.engine.instance_states import instance_transition
+from workflows.engine.locking import load_steps, lock_run
+from workflows.engine.transitions import event_record, events_batched
+from workflows.engine.versions import step_definitions, version_get
+from workflows.models import ActorKind, Attempt, FanOut, LogChunk, Run, StepInstance, StepRun
+from workflows.references import ReferenceUnresolved, resolve
+from workflows.states import AttemptStatus, EventKind, StepStatus
+from workflows.steps import StepCanceled, StepFailed, get_step_type
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["advance_instance", "instances_sweep", "step_settle"]
+
+CANCEL_GRACE_SECONDS = 5.0
+MAX_WORKER_LOSSES = attempts.MAX_WORKER_LOSSES
+_PREPARED_KEEP = 8
+
+
+@dataclass
+class _Prepared:
+    """What every instance of one step run shares in this process."""
+
+    run: Run
+    step: StepRun
+    definition: dict[str, Any]
+    immediate: dict[str, Any]
+    deferred: dict[str, Any]
+    context: dict[str, Any]
+    connections: dict[str, Any]
+    secrets: dict[str, dict[str, Any]]
+    redactor: Any
+    setup_error: StepFailed | None
+
+
+_prepared_cache: OrderedDict[tuple[int, Any], _Prepared] = OrderedDict()
+_prepared_lock = threading.Lock()
+
+
+def _prepared(step_run_id: int, started_at: Any) -> _Prepared:
+    """Keyed by the step run's id and start: an id SQLite reuses after a prune, or a step run
+    started again (a redo), is never served what an earlier one prepared."""
+    key = (step_run_id, started_at)
+    with _prepared_lock:
+        hit = _prepared_cache.get(key)
+        if hit is not None:
+            _prepared_cache.move_to_end(key)
+            return hit
+    step = StepRun.objects.select_related("run").get(pk=step_run_id)
+    run = step.run
+    run.version = version_get(run.version_id)
+    definition = step_definitions(run)[step.key]
+    step_type = get_step_type(step.type)
+    setup_error: StepFailed | None = None
+    connections: dict[str, Any] = {}
+    secrets: dict[str, dict[str, Any]] = {}
+    redactor = connection_redactor(secrets=[])
+    deferred = {k: v for k, v in definition.items()
+                if step_type is not None and k in step_type.deferred_keys}
+    immediate = {k: v for k, v in definition.items() if k not in deferred and k != "for_each"}
+    context: dict[str, Any] = {}
+    try:
+        if step_type is None:
+            raise StepFailed(f"unknown step type {step.type!r}", error_type="UnknownStepType",
+                             retryable=False)
+        connections, secrets = _load_connections(step_type.connections_to_load(definition))
+        redactor = connection_redactor(
+            secrets=secrets.values(), configs=[c["config"] for c in connections.values()])
+        steps = load_steps(run)
+        redactor.add(_callback_tokens(steps))
+        context = resolution_context(run, steps.values(), immediate)
+    except StepFailed as exc:
+        setup_error = exc
+    prepared = _Prepared(run=run, step=step, definition=definition, immediate=immediate,
+                         deferred=deferred, context=context, connections=connections,
+                         secrets=secrets, redactor=redactor, setup_error=setup_error)
+    with _prepared_lock:
+        _prepared_cache[key] = prepared
+        while len(_prepared_cache) > _PREPARED_KEEP:
+            _prepared_cache.popitem(last=False)
+    return prepared
+
+
+# --- entry point -------------------------------------------------------------------------------
+
+def advance_instance(instance_id: int) -> None:
+    """Run the queued instance `instance_id`, then the instance its end queues (this worker
+    goes on with it, as the executor does with the next ready step); settle the step when this
+    worker ended its last instance."""
+    current: int | None = instance_id
+    while current is not None:
+        claim = _claim(current)
+        if claim is None:
+            return
+        current, settle = _finish(claim, _execute(claim))
+        if settle is not None:
+            step_settle(settle)
+
+
+# --- claim -------------------------------------------------------------------------------------
+
+@dataclass
+class _Claim:
+    prepared: _Prepared
+    instance: StepInstance
+    claimed: Claimed  # what the storage rule and the error document read (run, step, attempt)
+    logs: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _claim(instance_id: int) -> _Claim | None:
+    """queued → running with a lease; None when the instance is not (or no longer) queued, or
+    its step no longer running (a duplicate, late or canceled task)."""
+    while True:
+        row = (StepInstance.objects.filter(pk=instance_id)
+               .values_list("status", "not_before", "step_run__status",
+                            "step_run__started_at").first())
+        if row is None or row[0] != StepStatus.QUEUED or row[2] != StepStatus.RUNNING:
+            return None
+        not_before = row[1]
+        delay = (not_before - timezone.now()).total_seconds() if not_before else 0
+        if delay <= 0:
+            break
+        if delay > settings.WF_INLINE_DELAY_SECONDS:
+            return None  # the sweeper sends it again when it is due
+        time.sleep(delay)
+    instance = StepInstance.objects.get(pk=instance_id)
+    prepared = _prepared(instance.step_run_id, row[3])
+    now = timezone.now()
+    number = instance.attempt_count + 1
+    with transaction.atomic(), events_batched():
+        if not instance_transition(
+            instance_id=instance.pk, run_id=prepared.run.pk, step_run_id=instance.step_run_id,
+            index=instance.index, from_status=StepStatus.QUEUED, to=StepStatus.RUNNING,
+            expected_attempt=instance.attempt_count, actor=worker_id(),
+            data={"attempt": number},
+            fields={"attempt_count": number, "worker": worker_id(), "not_before": None,
+                    "lease_until": now + timedelta(seconds=settings.WF_LEASE_SECONDS),
+                    "started_at": instance.started_at or now},
+        ):
+            return None
+    instance.attempt_count = number
+    instance.status = StepStatus.RUNNING
+    attempt = Attempt(step_run_id=instance.step_run_id, instance=instance, number=number,
+                      status=AttemptStatus.RUNNING, worker=worker_id(), started_at=now)
+    claimed = Claimed(run=prepared.run, step=prepared.step, attempt=attempt,
+                      definition=prepared.definition, resolved=None,
+                      connections=prepared.connections, secrets=prepared.secrets,
+                      redactor=prepared.redactor, setup_error=prepared.setup_error)
+    if claimed.setup_error is None:
+        try:
+            resolved = resolve(
+                prepared.immediate,
+                {**prepared.context, "item": instance.item, "item_index": instance.index},
+                scope=resource_scope(prepared.run))
+            resolved.update(prepared.deferred)
+            claimed.resolved = resolved
+            attempt.input = prepared.redactor.redact(resolved)
+        except ReferenceUnresolved as exc:
+            claimed.setup_error = StepFailed(str(exc), error_type="ReferenceUnresolved",
+                                             retryable=False)
+    return _Claim(prepared=prepared, instance=instance, claimed=claimed)
+
+
+# --- execute -----------------------------------------------------------------------------------
+
+def _execute(claim: _Claim) -> Result:
+    """The handler in a thread, this thread heartbeating the instance's lease and watching the
+    timeout (as executor.execute does for a step); the log is taken when it ends."""
+    claimed = claim.claimed
+    if claimed.setup_error is None:
+        claimed.setup_error = attempt_values.input_storable(claimed)
+    if claimed.setup_error is not None:
+        result = Result(error=claimed.setup_error)
+        attempt_values.result_storable(claimed, result)
+        return result
+    step_type = get_step_type(claimed.step.type)
+    ctx = AttemptContext(step=claimed.resolved or {}, run_id=claimed.run.pk,
+                         step_key=claimed.step.key, attempt_number=claimed.attempt.number,
+                         connections=claimed.connections, secrets=claimed.secrets)
+    result = Result()
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            result.outcome = step_type.execute(ctx)
+        except BaseException as exc:  # the handler's failure is data, recorded on the Attempt
+            result.error = exc
+            result.trace = traceback.format_exc()
+        finally:
+            done.set()
+            ctx.wake()
+
+    timeout = float(claimed.definition.get("timeout_seconds") or attempts.default_step_timeout())
+    context = contextvars.copy_context()
+    started = last_beat = time.monotonic()
+    handler_threads.run(lambda: context.run(target), name=f"instance-{claim.instance.pk}")
+    logs: list[tuple[str, str]] = []
+    canceled_at: float | None = None
+    while not done.is_set():
+        ctx.wait_for_work(0.25)
+        logs.extend(ctx.take_logs())
+        now = time.monotonic()
+        if canceled_at is not None:
+            if now - canceled_at > CANCEL_GRACE_SECONDS:
+                break
+            continue
+        if now - started > timeout:
+            result.timed_out = True
+            ctx.cancel()
+            canceled_at = now
+        elif now - last_beat >= settings.WF_HEARTBEAT_SECONDS:
+            last_beat = now
+            if not _heartbeat(claim):
+                result.lost = True
+                ctx.cancel()
+                canceled_at = now
+    logs.extend(ctx.take_logs())
+    claim.logs = logs
+    for content, kind in ctx.take_stored():
+        resource_record(stored=content, run=claimed.run, step_run=claimed.step, kind=kind)
+    if result.timed_out:
+        result.outcome = None
+        result.error = StepFailed(f"the instance ran past its timeout of {timeout:g}s",
+                                  error_type="StepTimeout")
+    elif result.outcome is not None and result.outcome.kind != "completed":
+        kind = result.outcome.kind
+        result.outcome = None
+        result.error = StepFailed(f"an instance of a for_each step cannot pause ({kind})",
+                                  error_type="InstanceCannotPause", retryable=False)
+    attempt_values.result_storable(claimed, result)
+    return result
+
+
+def _heartbeat(claim: _Claim) -> bool:
+    lease = timezone.now() + timedelta(seconds=settings.WF_LEASE_SECONDS)
+    return bool(StepInstance.objects.filter(
+        pk=claim.instance.pk, status=StepStatus.RUNNING,
+        attempt_count=claim.instance.attempt_count).update(lease_until=lease))
+
+
+# --- finish ------------------------------------------------------------------------------------
+
+def _finish(claim: _Claim, result: Result) -> tuple[int | None, int | None]:
+    """Record the attempt's outcome in one transaction without the run's lock (module doc).
+    Returns (the instance this worker goes on with, the step run to settle now)."""
+    instance = claim.instance
+    claimed = claim.claimed
+    number = instance.attempt_count
+    step_run_id = instance.step_run_id
+    where = {"instance_id": instance.pk, "run_id": claimed.run.pk, "step_run_id": step_run_id,
+             "index": instance.index, "from_status": StepStatus.RUNNING,
+             "expected_attempt": number, "actor": worker_id()}
+    attempt = claimed.attempt
+    now = timezone.now()
+    attempt.finished_at = now
+    attempt.duration_ms = int((now - attempt.started_at).total_seconds() * 1000)
+    with transaction.atomic(), events_batched():
+        if result.outcome is not None and result.error is None:
+            output = result.outcome.output
+            moved = instance_transition(**where, to=StepStatus.COMPLETED,
+                                        fields={"output": output, "error": None},
+                                        data={"attempt": number})
+            _attempt_record(claim, moved, AttemptStatus.COMPLETED, output=output,
+                            exit_code=result.outcome.exit_code)
+            failed = False
+        elif isinstance(result.error, StepCanceled) or result.lost:
+            _attempt_record(claim, False, AttemptStatus.CANCELED)
+            return None, None
+        else:
+            exc = result.error
+            error = result.error_doc or attempt_values.error_document(claimed, exc, result.trace)
+            retry = claimed.definition.get("retry") or {}
+            failures = number - _worker_losses(instance.pk)
+            if getattr(exc, "retryable", True) and failures < int(retry.get("max_attempts") or 1):
+                delay = attempts.backoff_seconds(retry, failures)
+                moved = instance_transition(
+                    **where, to=StepStatus.QUEUED, kind=EventKind.INSTANCE_RETRY_SCHEDULED,
+                    reason=f"attempt {number} failed ({error['type']}: {error['message']}); "
+                           f"retrying in {delay:g}s",
+                    data={"attempt": number, "delay_seconds": delay},
+                    fields={"error": error, "lease_until": None, "enqueued_at": now,
+                            "not_before": now + timedelta(seconds=delay) if delay else None})
+                _attempt_record(claim, moved, AttemptStatus.FAILED, output=result.output,
+                                error=error)
+                return (instance.pk if moved else None), None
+            moved = instance_transition(**where, to=StepStatus.FAILED,
+                                        reason=f"{error['type']}: {error['message']}",
+                                        fields={"error": error, "output": result.output},
+                                        data={"attempt": number})
+            _attempt_record(claim, moved, AttemptStatus.FAILED, output=result.output,
+                            error=error)
+            failed = True
+        if not moved:
+            return None, None
+        return _ended(claimed.run.pk, step_run_id, failed=failed)
+
+
+def _attempt_record(claim: _Claim, moved: bool, status: str, *, output: Any = None,
+                    error: dict[str, Any] | None = None, exit_code: int | None = None) -> None:
+    """INSERT the instance's attempt (once, when it ends) and its log lines. An attempt whose
+    instance moved on without it (canceled, or taken back by the sweeper) is closed as
+    abandoned, unless the sweeper already recorded it."""
+    attempt = claim.claimed.attempt
+    if not moved:
+        if Attempt.objects.filter(instance_id=claim.instance.pk,
+                                  number=attempt.number).exists():
+            return
+        status = AttemptStatus.CANCELED
+        error = {"type": "AttemptAbandoned",
+                 "message": "the instance moved on (canceled, or its lease taken back) before "
+                            "this attempt ended"}
+        output = None
+    attempt.status, attempt.output, attempt.error, attempt.exit_code = (
+        status, output, error, exit_code)
+    attempt.save(force_insert=True)
+    _logs_record(claim, attempt)
+
+
+def _logs_record(claim: _Claim, attempt: Attempt) -> None:
+    """The instance's log lines, redacted, as LogChunks numbered per instance; at most
+    WF_LOG_INLINE_BYTES of them are kept (an instance's log is short by design: a step whose
+    items need long logs is better a subflow)."""
+    redactor = claim.claimed.redactor
+    pieces = [(stream, storable_text(redactor.redact(text))) for stream, text in claim.logs]
+    pieces = [(stream, text) for stream, text in pieces if text]
+    if not pieces:
+        return
+    budget = settings.WF_LOG_INLINE_BYTES
+    first = 1
+    if attempt.number > 1:
+        last = (LogChunk.objects.filter(instance_id=claim.instance.pk).order_by("-seq")
+                .values_list("seq", flat=True).first())
+        first = (last or 0) + 1
+    chunks = []
+    for offset, (stream, text) in enumerate(pieces):
+        if budget <= 0:
+            break
+        text = text[:budget]
+        budget -= len(text.encode())
+        chunks.append(LogChunk(step_run_id=claim.instance.step_run_id, attempt=attempt,
+                               instance_id=claim.instance.pk, seq=first + offset,
+                               stream=stream, text=text))
+    LogChunk.objects.bulk_create(chunks)
+
+
+def _worker_losses(instance_id: int) -> int:
+    return Attempt.objects.filter(instance_id=instance_id, error__type="WorkerLost").count()
+
+
+def _ended(run_id: int, step_run_id: int, *, failed: bool) -> tuple[int | None, int | None]:
+    """An instance of `step_run_id` ended (in the caller's transaction): count it on the
+    step's FanOut row and queue the next instance of the window. Returns (the queued
+    instance's id, for this worker to go on with; the step run to settle once this
+    transaction commits, when this was the last instance or a fail_fast failure)."""
+    left, taken, total, fail_fast = _count_end(step_run_id)
+    settle = step_run_id if left <= 0 or (failed and fail_fast) else None
+    if failed and fail_fast:
+        return None, settle
+    nxt = _queue_from(run_id, step_run_id, taken, total)
+    return nxt, settle
+
+
+def _count_end(step_run_id: int) -> tuple[int, int, int, bool]:
+    table = connection.ops.quote_name(FanOut._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'UPDATE {table} SET "left" = "left" - 1, next_index = next_index + 1 '
+            f'WHERE step_run_id = %s RETURNING "left", next_index - 1, total, fail_fast',
+            [step_run_id])
+        row = cursor.fetchone()
+    return int(row[0]), int(row[1]), int(row[2]), bool(row[3])
+
+
+def _take_next(step_run_id: int) -> int:
+    table = connection.ops.quote_name(FanOut._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {table} SET next_index = next_index + 1 WHERE step_run_id = %s "
+                       "RETURNING next_index - 1", [step_run_id])
+        return int(cursor.fetchone()[0])
+
+
+def _queue_from(run_id: int, step_run_id: int, index: int, total: int) -> int | None:
+    """Queue the instance at `index` (the window's next); one that a run retry reused is
+    already completed, so the next index is taken instead. Returns the queued instance's id."""
+    while index < total:
+        row = (StepInstance.objects.filter(step_run_id=step_run_id, index=index)
+               .values_list("pk", "status").first())
+        if row is not None and row[1] == StepStatus.NOT_STARTED and instance_transition(
+            instance_id=row[0], run_id=run_id, step_run_id=step_run_id, index=index,
+            from_status=StepStatus.NOT_STARTED, to=StepStatus.QUEUED, actor=worker_id(),
+            fields={"enqueued_at": timezone.now()}, reason="a slot of max_parallel freed up",
+        ):
+            return row[0]
+        index = _take_next(step_run_id)
+    return None
+
+
+# --- settle ------------------------------------------------------------------------------------
+
+def step_settle(step_run_id: int) -> bool:
+    """End a fanned-out step whose instances have ended (or one failed under fail_fast): its
+    outcome read without a lock, then the step resolved under the run's lock. False when the
+    step had already ended."""
+    step = StepRun.objects.select_related("run").filter(pk=step_run_id).first()
+    if step is None or step.status != StepStatus.RUNNING:
+        return False
+    outcome = fan_out_outcome(step.run, step)
+    with transaction.atomic(), events_batched():
+        run = lock_run(step.run_id)
+        current = load_steps(run).get(step.key)
+        if current is None or current.pk != step_run_id:
+            return False
+        return step_settle_locked(run, current, outcome)
+
+
+# --- the sweeper's part ------------------------------------------------------------------------
+
+def instances_sweep(now: Any = None) -> dict[str, int]:
+    """The repairs of instances (engine.sweep calls it): leases expired (the worker died: the
+    instance is queued again, or fails after MAX_WORKER_LOSSES), queued instances whose task
+    was lost or whose retry delay has passed (sent again), and steps whose instances all ended
+    but whose settler died (settled now)."""
+    now = now or timezone.now()
+    counts = {"instance_leases": 0, "instances_requeued": 0, "fan_outs_settled": 0}
+    to_settle: set[int] = set()
+    for pk in list(StepInstance.objects.filter(status=StepStatus.RUNNING, lease_until__lt=now)
+                   .values_list("pk", flat=True)):
+        settle = _lease_repair(pk, now)
+        counts["instance_leases"] += 1 if settle is not False else 0
+        if isinstance(settle, int):
+            to_settle.add(settle)
+    stale = now - timedelta(seconds=settings.WF_REQUEUE_AFTER_SECONDS)
+    due = StepInstance.objects.filter(status=StepStatus.QUEUED,
+                                      step_run__status=StepStatus.RUNNING)
+    lost = list(due.filter(enqueued_at__lt=stale, not_before__isnull=True)
+                .values_list("pk", "enqueued_at")) + list(
+        due.filter(not_before__lte=now).values_list("pk", "enqueued_at"))
+    for pk, enqueued_at in lost:
+        with transaction.atomic():
+            if StepInstance.objects.filter(pk=pk, status=StepStatus.QUEUED,
+                                           enqueued_at=enqueued_at).update(enqueued_at=now):
+                counts["instances_requeued"] += 1
+                dispatch.enqueue_instances([pk])
+    to_settle.update(FanOut.objects.filter(left__lte=0, step_run__status=StepStatus.RUNNING)
+                     .values_list("step_run_id", flat=True))
+    for step_run_id in to_settle:
+        counts["fan_outs_settled"] += 1 if step_settle(step_run_id) else 0
+    return counts
+
+
+def _lease_repair(instance_id: int, now: Any) -> bool | int | None:
+    """One instance whose lease expired: its attempt recorded failed with WorkerLost, the
+    instance queued again (or failed after MAX_WORKER_LOSSES, which counts as its end).
+    Returns False when it had moved on, else the step run to settle (or None)."""
+    with transaction.atomic(), events_batched():
+        row = (StepInstance.objects.filter(pk=instance_id, status=StepStatus.RUNNING,
+                                           lease_until__lt=now)
+               .values("step_run_id", "step_run__run_id", "index", "attempt_count", "worker",
+                       "started_at").first())
+        if row is None:
+            return False
+        number = row["attempt_count"]
+        error = {"type": "WorkerLost",
+                 "message": f"the worker ({row['worker']}) stopped heartbeating; lease expired"}
+        where = {"instance_id": instance_id, "run_id": row["step_run__run_id"],
+                 "step_run_id": row["step_run_id"], "index": row["index"],
+                 "from_status": StepStatus.RUNNING, "expected_attempt": number,
+                 "actor_kind": ActorKind.SYSTEM, "actor": ""}
+        losses = _worker_losses(instance_id) + 1
+        if losses < MAX_WORKER_LOSSES:
+            if not instance_transition(**where, to=StepStatus.QUEUED,
+                                       kind=EventKind.INSTANCE_REQUEUED,
+                                       reason=error["message"] + "; queued again",
+                                       fields={"enqueued_at": now, "lease_until": None}):
+                return False
+            settle = None
+            dispatch.enqueue_instances([instance_id])
+        else:
+            if not instance_transition(**where, to=StepStatus.FAILED, fields={"error": error},
+                                       reason=f"{error['message']}; {losses} workers lost"):
+                return False
+            nxt, settle = _ended(row["step_run__run_id"], row["step_run_id"], failed=True)
+            dispatch.enqueue_instances([nxt] if nxt is not None else [])
+        if not Attempt.objects.filter(instance_id=instance_id, number=number).exists():
+            started = row["started_at"] or now
+            Attempt.objects.create(
+                step_run_id=row["step_run_id"], instance_id=instance_id, number=number,
+                status=AttemptStatus.FAILED, worker=row["worker"], error=error,
+                started_at=started, finished_at=now,
+                duration_ms=int((now - started).total_seconds() * 1000))
+        return settle
