@@ -20,8 +20,10 @@ from workflows.models import (
     FlowVersion,
     LogChunk,
     Run,
+    StepInstance,
     StepRun,
 )
+from workflows.instance_selectors import instance_counts, run_has_fan_out
 from workflows.permissions import actor_name
 from workflows.services.webhooks import webhook_url
 
@@ -95,8 +97,9 @@ def runs_queryset() -> QuerySet[Run]:
     )
 
 
-def step_document(step: StepRun) -> dict[str, Any]:
-    return {
+def step_document(step: StepRun, instances: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`instances` ({total, by_status}) only on a for_each step's document."""
+    doc = {
         "key": step.key,
         "type": step.type,
         "status": step.status,
@@ -108,12 +111,17 @@ def step_document(step: StepRun) -> dict[str, Any]:
         "error": step.error,
         "reused": step.is_reused,
     }
+    if instances is not None:
+        doc["instances"] = instances
+    return doc
 
 
 def run_document(run: Run) -> dict[str, Any]:
     steps = getattr(run, "ordered_steps", None)
     if steps is None:
         steps = list(StepRun.objects.filter(run=run).order_by("position"))
+    # One GROUP BY, and only for a run whose definition fans out.
+    counts = instance_counts([run.pk]) if run_has_fan_out(run) else {}
     return {
         "id": run.pk,
         "flow": run.flow.slug,
@@ -135,7 +143,7 @@ def run_document(run: Run) -> dict[str, Any]:
         "retry_of": run.retry_of_id,
         "replay_of": run.replay_of_id,
         "rerun_of": run.rerun_of_id,
-        "steps": [step_document(s) for s in steps],
+        "steps": [step_document(s, counts.get(s.pk)) for s in steps],
         "admin_url": run_admin_url(run.pk),
     }
 
@@ -178,7 +186,8 @@ def attempt_document(attempt: Attempt, log: Any = None) -> dict[str, Any]:
 
 
 def step_detail_document(step: StepRun, attempts: list[Attempt],
-                         logs: dict[int, Any] | None = None) -> dict[str, Any]:
+                         logs: dict[int, Any] | None = None,
+                         instances: dict[str, Any] | None = None) -> dict[str, Any]:
     logs = logs or {}
     return {
         "run": step.run_id,
@@ -195,6 +204,22 @@ def step_detail_document(step: StepRun, attempts: list[Attempt],
         "error": step.error,
         "reused": step.is_reused,
         **log_ref_fields(logs[max(logs)] if logs else None),
+        **({"instances": instances} if instances is not None else {}),
+    }
+
+
+def instance_document(instance: StepInstance) -> dict[str, Any]:
+    return {
+        "index": instance.index,
+        "item": instance.item,
+        "status": instance.status,
+        "attempts": instance.attempt_count,
+        "reused": instance.reused,
+        "started_at": instance.started_at,
+        "finished_at": instance.finished_at,
+        "duration_ms": instance.duration_ms,
+        "output": instance.output,
+        "error": instance.error,
     }
 
 
