@@ -192,4 +192,4 @@ def test_run_documents_have_the_contract_fields(operator, flow):
             "created_at", "queued_at", "started_at", "finished_at", "duration_ms", "retry_of",
             "replay_of", "steps", "admin_url"} <= set(run)
     assert {"key", "type", "status", "attempts", "started_at", "finished_at", "duration_ms",
-            "output", "error", "reused"} == set(run["steps"][0])
+            "output", "error", "reused", "instances"} == set(run["steps"][0])

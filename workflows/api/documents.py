@@ -98,8 +98,8 @@ def runs_queryset() -> QuerySet[Run]:
 
 
 def step_document(step: StepRun, instances: dict[str, Any] | None = None) -> dict[str, Any]:
-    """`instances` ({total, by_status}) only on a for_each step's document."""
-    doc = {
+    """`instances`: {total, by_status} of a for_each step, else None."""
+    return {
         "key": step.key,
         "type": step.type,
         "status": step.status,
@@ -110,10 +110,8 @@ def step_document(step: StepRun, instances: dict[str, Any] | None = None) -> dic
         "output": step.output,
         "error": step.error,
         "reused": step.is_reused,
+        "instances": instances,
     }
-    if instances is not None:
-        doc["instances"] = instances
-    return doc
 
 
 def run_document(run: Run) -> dict[str, Any]:
@@ -204,7 +202,7 @@ def step_detail_document(step: StepRun, attempts: list[Attempt],
         "error": step.error,
         "reused": step.is_reused,
         **log_ref_fields(logs[max(logs)] if logs else None),
-        **({"instances": instances} if instances is not None else {}),
+        "instances": instances,
     }
 
 

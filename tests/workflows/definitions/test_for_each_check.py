@@ -84,3 +84,11 @@ def test_the_schema_knows_for_each_and_refuses_it_on_approvals():
     assert list(validator.iter_errors(flow(each(max_parallel=0))))
     approval = {"key": "x", "type": "approval", "for_each": "{{ input.repos }}"}
     assert list(validator.iter_errors(flow(approval)))
+
+
+def test_odd_values_are_problems_not_crashes():
+    # A type that is not a string (found by schemathesis: a 500), nulls meaning "not given".
+    step = {"key": "x", "type": {}, "for_each": "{{ input.repos }}", "max_parallel": None,
+            "fail_fast": None}
+    assert "steps[0].type" in messages(flow(step)) or "steps[0]" in messages(flow(step))
+    assert validate_definition(flow(each(max_parallel=None, fail_fast=None)))

@@ -27,9 +27,10 @@ NOT_FANNED_OUT = {
 def check_for_each(problems: list[Problem], step: dict[str, Any], path: str) -> None:
     """for_each (a single reference), max_parallel (1..MAX_PARALLEL) and fail_fast (a
     boolean); the last two only beside a for_each."""
-    has = "for_each" in step
+    has = step.get("for_each") is not None
     if has:
-        why = NOT_FANNED_OUT.get(step.get("type"))
+        kind = step.get("type")
+        why = NOT_FANNED_OUT.get(kind) if isinstance(kind, str) else None
         if why is not None:
             add(problems, f"{path}.for_each", why)
         value = step["for_each"]
@@ -40,14 +41,14 @@ def check_for_each(problems: list[Problem], step: dict[str, Any], path: str) -> 
         elif _root(value) in ITEM_ROOTS:
             add(problems, f"{path}.for_each", "cannot refer to item or item_index: it makes them")
     for name in ("max_parallel", "fail_fast"):
-        if name in step and not has:
+        if step.get(name) is not None and not has:
             add(problems, f"{path}.{name}", "only a step with for_each takes it")
-    if "max_parallel" in step:
+    if step.get("max_parallel") is not None:
         value = step["max_parallel"]
         if not is_int(value) or not 1 <= value <= MAX_PARALLEL:
             add(problems, f"{path}.max_parallel",
                 f"must be an integer from 1 to {MAX_PARALLEL:,}, got {value!r}")
-    if "fail_fast" in step and not isinstance(step["fail_fast"], bool):
+    if step.get("fail_fast") is not None and not isinstance(step["fail_fast"], bool):
         add(problems, f"{path}.fail_fast", f"must be true or false, got {type_name(step['fail_fast'])}")
 
 
