@@ -111,9 +111,11 @@ def fan_out_start(run: Run, steps: dict[str, StepRun], step: StepRun,
         # Every instance was reused: the step ends now, under this lock.
         step_settle_locked(run, step)
         return
-    ids = [pk for pk in StepInstance.objects.filter(
-        step_run=step, status=StepStatus.QUEUED).values_list("pk", flat=True)]
-    dispatch.enqueue_instances(ids)
+    ids = list(StepInstance.objects.filter(step_run=step, status=StepStatus.QUEUED)
+               .order_by("index").values_list("pk", flat=True))
+    # One task per batch of the window: each claims its first instance and the queued ones
+    # after it (engine/instances.py).
+    dispatch.enqueue_instances(ids[::max(1, settings.WF_FOR_EACH_BATCH)])
 
 
 def _reusable(run: Run, key: str, items: list[Any]) -> dict[int, dict[str, Any]]:

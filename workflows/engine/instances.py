@@ -141,17 +141,17 @@ def _prepared(step_run_id: int, started_at: Any) -> _Prepared:
 # --- entry point -------------------------------------------------------------------------------
 
 def advance_instance(instance_id: int) -> None:
-    """Run the queued instance `instance_id`, then the instance its end queues (this worker
-    goes on with it, as the executor does with the next ready step); settle the step when this
-    worker ended its last instance."""
-    current: int | None = instance_id
-    while current is not None:
-        claim = _claim(current)
-        if claim is None:
-            return
-        current, settle = _finish(claim, _execute(claim))
+    """Run the queued instance `instance_id` with up to WF_FOR_EACH_BATCH - 1 of its queued
+    neighbours (one batch: claimed in one transaction, their handlers run at once in this
+    worker's handler threads, their outcomes recorded in one transaction), then the instances
+    their ends queued; settle the step when this worker ended its last instance."""
+    batch = _claim_first(instance_id)
+    while batch:
+        nxt, settle = _finish(batch, _execute(batch))
         if settle is not None:
             step_settle(settle)
+            return
+        batch = _claim_ids(nxt) if nxt else []
 
 
 # --- claim -------------------------------------------------------------------------------------
@@ -164,41 +164,78 @@ class _Claim:
     logs: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _claim(instance_id: int) -> _Claim | None:
-    """queued → running with a lease; None when the instance is not (or no longer) queued, or
-    its step no longer running (a duplicate, late or canceled task)."""
+def _claim_first(instance_id: int) -> list[_Claim]:
+    """A task's batch: its instance (waited for when a short retry delay is not over) and the
+    queued instances after it, of the same step, that no other worker is claiming."""
     while True:
         row = (StepInstance.objects.filter(pk=instance_id)
-               .values_list("status", "not_before", "step_run__status",
-                            "step_run__started_at").first())
+               .values_list("status", "not_before", "step_run__status", "step_run_id",
+                            "index").first())
         if row is None or row[0] != StepStatus.QUEUED or row[2] != StepStatus.RUNNING:
-            return None
+            return []
         not_before = row[1]
         delay = (not_before - timezone.now()).total_seconds() if not_before else 0
         if delay <= 0:
             break
         if delay > settings.WF_INLINE_DELAY_SECONDS:
-            return None  # the sweeper sends it again when it is due
+            return []  # the sweeper sends it again when it is due
         time.sleep(delay)
-    instance = StepInstance.objects.get(pk=instance_id)
-    prepared = _prepared(instance.step_run_id, row[3])
+    return _claim(instance_id, neighbours=(row[3], row[4]))
+
+
+def _claim_ids(ids: list[int]) -> list[_Claim]:
+    return _claim(*ids[:1], extra=ids[1:]) if ids else []
+
+
+def _claim(instance_id: int, *, neighbours: tuple[int, int] | None = None,
+           extra: list[int] | None = None) -> list[_Claim]:
+    """queued → running with a lease, for `instance_id`, the `extra` ids and (with
+    `neighbours`: step run id and index) the next queued instances of the step, up to
+    WF_FOR_EACH_BATCH in all, in one transaction: the rows are locked `SKIP LOCKED` (two
+    workers never wait for each other's batch) and each moves with its own conditional UPDATE
+    and Event, so a duplicate or late task claims nothing."""
+    size = max(1, settings.WF_FOR_EACH_BATCH)
     now = timezone.now()
-    number = instance.attempt_count + 1
+    wanted = [instance_id, *(extra or [])][:size]
+    claims: list[_Claim] = []
     with transaction.atomic(), events_batched():
-        if not instance_transition(
-            instance_id=instance.pk, run_id=prepared.run.pk, step_run_id=instance.step_run_id,
-            index=instance.index, from_status=StepStatus.QUEUED, to=StepStatus.RUNNING,
-            expected_attempt=instance.attempt_count, actor=worker_id(),
-            data={"attempt": number},
-            fields={"attempt_count": number, "worker": worker_id(), "not_before": None,
-                    "lease_until": now + timedelta(seconds=settings.WF_LEASE_SECONDS),
-                    "started_at": instance.started_at or now},
-        ):
-            return None
-    instance.attempt_count = number
-    instance.status = StepStatus.RUNNING
-    attempt = Attempt(step_run_id=instance.step_run_id, instance=instance, number=number,
-                      status=AttemptStatus.RUNNING, worker=worker_id(), started_at=now)
+        query = StepInstance.objects.select_for_update(skip_locked=True).filter(
+            status=StepStatus.QUEUED, step_run__status=StepStatus.RUNNING)
+        rows = list(query.filter(pk__in=wanted).order_by("index"))
+        if neighbours is not None and rows and len(rows) < size:
+            rows += list(query.filter(step_run_id=neighbours[0], index__gt=neighbours[1],
+                                      not_before__isnull=True)
+                         .order_by("index")[:size - len(rows)])
+        if not rows:
+            return []
+        started = (StepRun.objects.filter(pk=rows[0].step_run_id)
+                   .values_list("started_at", flat=True).first())
+        prepared = _prepared(rows[0].step_run_id, started)
+        lease = now + timedelta(seconds=settings.WF_LEASE_SECONDS)
+        for instance in rows:
+            if instance.step_run_id != prepared.step.pk:
+                continue  # a batch is one step's
+            number = instance.attempt_count + 1
+            if not instance_transition(
+                instance_id=instance.pk, run_id=prepared.run.pk,
+                step_run_id=instance.step_run_id, index=instance.index,
+                from_status=StepStatus.QUEUED, to=StepStatus.RUNNING,
+                expected_attempt=instance.attempt_count, actor=worker_id(),
+                data={"attempt": number},
+                fields={"attempt_count": number, "worker": worker_id(), "not_before": None,
+                        "lease_until": lease, "started_at": instance.started_at or now},
+            ):
+                continue
+            instance.attempt_count = number
+            instance.status = StepStatus.RUNNING
+            claims.append(_claimed(prepared, instance, now))
+    return claims
+
+
+def _claimed(prepared: _Prepared, instance: StepInstance, now: Any) -> _Claim:
+    attempt = Attempt(step_run_id=instance.step_run_id, instance=instance,
+                      number=instance.attempt_count, status=AttemptStatus.RUNNING,
+                      worker=worker_id(), started_at=now)
     claimed = Claimed(run=prepared.run, step=prepared.step, attempt=attempt,
                       definition=prepared.definition, resolved=None,
                       connections=prepared.connections, secrets=prepared.secrets,
@@ -220,21 +257,67 @@ def _claim(instance_id: int) -> _Claim | None:
 
 # --- execute -----------------------------------------------------------------------------------
 
-def _execute(claim: _Claim) -> Result:
-    """The handler in a thread, this thread heartbeating the instance's lease and watching the
-    timeout (as executor.execute does for a step); the log is taken when it ends."""
+@dataclass
+class _Running:
+    claim: _Claim
+    ctx: AttemptContext
+    result: Result
+    done: threading.Event
+    timeout: float
+    canceled_at: float | None = None
+
+
+def _execute(batch: list[_Claim]) -> list[Result]:
+    """The batch's handlers at once, each in a handler thread, while this thread heartbeats
+    their leases (one UPDATE for the batch), takes their logs and watches their timeouts (as
+    executor.execute does for a step)."""
+    results: list[Result] = []
+    running: list[_Running] = []
+    for claim in batch:
+        claimed = claim.claimed
+        if claimed.setup_error is None:
+            claimed.setup_error = attempt_values.input_storable(claimed)
+        if claimed.setup_error is not None:
+            result = Result(error=claimed.setup_error)
+            attempt_values.result_storable(claimed, result)
+            results.append(result)
+            continue
+        result = Result()
+        results.append(result)
+        running.append(_start(claim, result))
+    started = last_beat = time.monotonic()
+    while any(not r.done.is_set() for r in running):
+        running[0].ctx.wait_for_work(0.05 if len(running) > 1 else 0.25)
+        now = time.monotonic()
+        for r in running:
+            r.claim.logs.extend(r.ctx.take_logs())
+            if r.done.is_set():
+                continue
+            if r.canceled_at is not None:
+                if now - r.canceled_at > CANCEL_GRACE_SECONDS:
+                    r.done.set()  # abandoned: its thread ends on its own
+                continue
+            if now - started > r.timeout:
+                r.result.timed_out = True
+                r.ctx.cancel()
+                r.canceled_at = now
+        if now - last_beat >= settings.WF_HEARTBEAT_SECONDS:
+            last_beat = now
+            for r in _heartbeat([r for r in running if not r.done.is_set()]):
+                r.result.lost = True
+                r.ctx.cancel()
+                r.canceled_at = now
+    for r in running:
+        _ended_attempt(r)
+    return results
+
+
+def _start(claim: _Claim, result: Result) -> _Running:
     claimed = claim.claimed
-    if claimed.setup_error is None:
-        claimed.setup_error = attempt_values.input_storable(claimed)
-    if claimed.setup_error is not None:
-        result = Result(error=claimed.setup_error)
-        attempt_values.result_storable(claimed, result)
-        return result
     step_type = get_step_type(claimed.step.type)
     ctx = AttemptContext(step=claimed.resolved or {}, run_id=claimed.run.pk,
                          step_key=claimed.step.key, attempt_number=claimed.attempt.number,
                          connections=claimed.connections, secrets=claimed.secrets)
-    result = Result()
     done = threading.Event()
 
     def target() -> None:
@@ -249,35 +332,19 @@ def _execute(claim: _Claim) -> Result:
 
     timeout = float(claimed.definition.get("timeout_seconds") or attempts.default_step_timeout())
     context = contextvars.copy_context()
-    started = last_beat = time.monotonic()
     handler_threads.run(lambda: context.run(target), name=f"instance-{claim.instance.pk}")
-    logs: list[tuple[str, str]] = []
-    canceled_at: float | None = None
-    while not done.is_set():
-        ctx.wait_for_work(0.25)
-        logs.extend(ctx.take_logs())
-        now = time.monotonic()
-        if canceled_at is not None:
-            if now - canceled_at > CANCEL_GRACE_SECONDS:
-                break
-            continue
-        if now - started > timeout:
-            result.timed_out = True
-            ctx.cancel()
-            canceled_at = now
-        elif now - last_beat >= settings.WF_HEARTBEAT_SECONDS:
-            last_beat = now
-            if not _heartbeat(claim):
-                result.lost = True
-                ctx.cancel()
-                canceled_at = now
-    logs.extend(ctx.take_logs())
-    claim.logs = logs
-    for content, kind in ctx.take_stored():
+    return _Running(claim=claim, ctx=ctx, result=result, done=done, timeout=timeout)
+
+
+def _ended_attempt(r: _Running) -> None:
+    claimed = r.claim.claimed
+    result = r.result
+    r.claim.logs.extend(r.ctx.take_logs())
+    for content, kind in r.ctx.take_stored():
         resource_record(stored=content, run=claimed.run, step_run=claimed.step, kind=kind)
     if result.timed_out:
         result.outcome = None
-        result.error = StepFailed(f"the instance ran past its timeout of {timeout:g}s",
+        result.error = StepFailed(f"the instance ran past its timeout of {r.timeout:g}s",
                                   error_type="StepTimeout")
     elif result.outcome is not None and result.outcome.kind != "completed":
         kind = result.outcome.kind
@@ -285,71 +352,95 @@ def _execute(claim: _Claim) -> Result:
         result.error = StepFailed(f"an instance of a for_each step cannot pause ({kind})",
                                   error_type="InstanceCannotPause", retryable=False)
     attempt_values.result_storable(claimed, result)
-    return result
 
 
-def _heartbeat(claim: _Claim) -> bool:
+def _heartbeat(running: list[_Running]) -> list[_Running]:
+    """Extend the batch's leases; returns the instances no longer this worker's (canceled, or
+    taken back by the sweeper)."""
+    if not running:
+        return []
     lease = timezone.now() + timedelta(seconds=settings.WF_LEASE_SECONDS)
-    return bool(StepInstance.objects.filter(
-        pk=claim.instance.pk, status=StepStatus.RUNNING,
-        attempt_count=claim.instance.attempt_count).update(lease_until=lease))
+    ids = [r.claim.instance.pk for r in running]
+    updated = StepInstance.objects.filter(pk__in=ids, status=StepStatus.RUNNING).update(
+        lease_until=lease)
+    if updated == len(ids):
+        return []
+    mine = set(StepInstance.objects.filter(pk__in=ids, status=StepStatus.RUNNING,
+                                           worker=worker_id()).values_list("pk", flat=True))
+    return [r for r in running if r.claim.instance.pk not in mine]
 
 
 # --- finish ------------------------------------------------------------------------------------
 
-def _finish(claim: _Claim, result: Result) -> tuple[int | None, int | None]:
-    """Record the attempt's outcome in one transaction without the run's lock (module doc).
-    Returns (the instance this worker goes on with, the step run to settle now)."""
+def _finish(batch: list[_Claim], results: list[Result]) -> tuple[list[int], int | None]:
+    """Record the batch's outcomes in one transaction without the run's lock (module doc).
+    Returns (the instances this worker goes on with, the step run to settle now)."""
+    ended = failed = 0
+    again: list[int] = []
+    step_run_id = batch[0].instance.step_run_id
+    run_id = batch[0].claimed.run.pk
+    with transaction.atomic(), events_batched():
+        for claim, result in zip(batch, results, strict=True):
+            outcome = _record(claim, result)
+            if outcome == "retry_now":
+                again.append(claim.instance.pk)
+            elif outcome in ("completed", "failed"):
+                ended += 1
+                failed += outcome == "failed"
+        if not ended:
+            return again, None
+        nxt, settle = _ended(run_id, step_run_id, count=ended, failed=failed > 0)
+    return again + nxt, settle
+
+
+def _record(claim: _Claim, result: Result) -> str:
+    """One instance's outcome: its move and its attempt. Returns what became of it:
+    completed, failed, retry_now, retry_later or lost."""
     instance = claim.instance
     claimed = claim.claimed
     number = instance.attempt_count
-    step_run_id = instance.step_run_id
-    where = {"instance_id": instance.pk, "run_id": claimed.run.pk, "step_run_id": step_run_id,
-             "index": instance.index, "from_status": StepStatus.RUNNING,
-             "expected_attempt": number, "actor": worker_id()}
+    where = {"instance_id": instance.pk, "run_id": claimed.run.pk,
+             "step_run_id": instance.step_run_id, "index": instance.index,
+             "from_status": StepStatus.RUNNING, "expected_attempt": number,
+             "actor": worker_id()}
     attempt = claimed.attempt
     now = timezone.now()
     attempt.finished_at = now
     attempt.duration_ms = int((now - attempt.started_at).total_seconds() * 1000)
-    with transaction.atomic(), events_batched():
-        if result.outcome is not None and result.error is None:
-            output = result.outcome.output
-            moved = instance_transition(**where, to=StepStatus.COMPLETED,
-                                        fields={"output": output, "error": None},
-                                        data={"attempt": number})
-            _attempt_record(claim, moved, AttemptStatus.COMPLETED, output=output,
-                            exit_code=result.outcome.exit_code)
-            failed = False
-        elif isinstance(result.error, StepCanceled) or result.lost:
-            _attempt_record(claim, False, AttemptStatus.CANCELED)
-            return None, None
-        else:
-            exc = result.error
-            error = result.error_doc or attempt_values.error_document(claimed, exc, result.trace)
-            retry = claimed.definition.get("retry") or {}
-            failures = number - _worker_losses(instance.pk)
-            if getattr(exc, "retryable", True) and failures < int(retry.get("max_attempts") or 1):
-                delay = attempts.backoff_seconds(retry, failures)
-                moved = instance_transition(
-                    **where, to=StepStatus.QUEUED, kind=EventKind.INSTANCE_RETRY_SCHEDULED,
-                    reason=f"attempt {number} failed ({error['type']}: {error['message']}); "
-                           f"retrying in {delay:g}s",
-                    data={"attempt": number, "delay_seconds": delay},
-                    fields={"error": error, "lease_until": None, "enqueued_at": now,
-                            "not_before": now + timedelta(seconds=delay) if delay else None})
-                _attempt_record(claim, moved, AttemptStatus.FAILED, output=result.output,
-                                error=error)
-                return (instance.pk if moved else None), None
-            moved = instance_transition(**where, to=StepStatus.FAILED,
-                                        reason=f"{error['type']}: {error['message']}",
-                                        fields={"error": error, "output": result.output},
-                                        data={"attempt": number})
-            _attempt_record(claim, moved, AttemptStatus.FAILED, output=result.output,
-                            error=error)
-            failed = True
-        if not moved:
-            return None, None
-        return _ended(claimed.run.pk, step_run_id, failed=failed)
+    if result.outcome is not None and result.error is None:
+        output = result.outcome.output
+        moved = instance_transition(**where, to=StepStatus.COMPLETED,
+                                    fields={"output": output, "error": None},
+                                    data={"attempt": number})
+        _attempt_record(claim, moved, AttemptStatus.COMPLETED, output=output,
+                        exit_code=result.outcome.exit_code)
+        return "completed" if moved else "lost"
+    if isinstance(result.error, StepCanceled) or result.lost:
+        _attempt_record(claim, False, AttemptStatus.CANCELED)
+        return "lost"
+    exc = result.error
+    error = result.error_doc or attempt_values.error_document(claimed, exc, result.trace)
+    retry = claimed.definition.get("retry") or {}
+    failures = number - _worker_losses(instance.pk)
+    if getattr(exc, "retryable", True) and failures < int(retry.get("max_attempts") or 1):
+        delay = attempts.backoff_seconds(retry, failures)
+        moved = instance_transition(
+            **where, to=StepStatus.QUEUED, kind=EventKind.INSTANCE_RETRY_SCHEDULED,
+            reason=f"attempt {number} failed ({error['type']}: {error['message']}); "
+                   f"retrying in {delay:g}s",
+            data={"attempt": number, "delay_seconds": delay},
+            fields={"error": error, "lease_until": None, "enqueued_at": now,
+                    "not_before": now + timedelta(seconds=delay) if delay else None})
+        _attempt_record(claim, moved, AttemptStatus.FAILED, output=result.output, error=error)
+        if moved and delay:
+            dispatch.enqueue_instances([instance.pk])  # its task waits the delay out
+        return ("retry_later" if delay else "retry_now") if moved else "lost"
+    moved = instance_transition(**where, to=StepStatus.FAILED,
+                                reason=f"{error['type']}: {error['message']}",
+                                fields={"error": error, "output": result.output},
+                                data={"attempt": number})
+    _attempt_record(claim, moved, AttemptStatus.FAILED, output=result.output, error=error)
+    return "failed" if moved else "lost"
 
 
 def _attempt_record(claim: _Claim, moved: bool, status: str, *, output: Any = None,
@@ -404,52 +495,66 @@ def _worker_losses(instance_id: int) -> int:
     return Attempt.objects.filter(instance_id=instance_id, error__type="WorkerLost").count()
 
 
-def _ended(run_id: int, step_run_id: int, *, failed: bool) -> tuple[int | None, int | None]:
-    """An instance of `step_run_id` ended (in the caller's transaction): count it on the
-    step's FanOut row and queue the next instance of the window. Returns (the queued
-    instance's id, for this worker to go on with; the step run to settle once this
-    transaction commits, when this was the last instance or a fail_fast failure)."""
-    left, taken, total, fail_fast = _count_end(step_run_id)
+def _ended(run_id: int, step_run_id: int, *, count: int = 1,
+           failed: bool) -> tuple[list[int], int | None]:
+    """`count` instances of `step_run_id` ended (in the caller's transaction): count them on
+    the step's FanOut row and queue as many of the window's next instances. Returns (the
+    queued instances' ids, for this worker to go on with; the step run to settle once this
+    transaction commits, when these were the last instances or a fail_fast failure)."""
+    left, taken, total, fail_fast = _count_end(step_run_id, count)
     settle = step_run_id if left <= 0 or (failed and fail_fast) else None
     if failed and fail_fast:
-        return None, settle
-    nxt = _queue_from(run_id, step_run_id, taken, total)
-    return nxt, settle
+        return [], settle
+    return _queue_next(run_id, step_run_id, taken, count, total), settle
 
 
-def _count_end(step_run_id: int) -> tuple[int, int, int, bool]:
+def _count_end(step_run_id: int, count: int) -> tuple[int, int, int, bool]:
+    """One UPDATE of the step's FanOut row: `left` down and `next_index` up by `count`;
+    returns the new `left` and the first index taken."""
     table = connection.ops.quote_name(FanOut._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(
-            f'UPDATE {table} SET "left" = "left" - 1, next_index = next_index + 1 '
-            f'WHERE step_run_id = %s RETURNING "left", next_index - 1, total, fail_fast',
-            [step_run_id])
+            f'UPDATE {table} SET "left" = "left" - %s, next_index = next_index + %s '
+            f'WHERE step_run_id = %s RETURNING "left", next_index - %s, total, fail_fast',
+            [count, count, step_run_id, count])
         row = cursor.fetchone()
     return int(row[0]), int(row[1]), int(row[2]), bool(row[3])
 
 
-def _take_next(step_run_id: int) -> int:
+def _take_next(step_run_id: int, count: int) -> int:
     table = connection.ops.quote_name(FanOut._meta.db_table)
     with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {table} SET next_index = next_index + 1 WHERE step_run_id = %s "
-                       "RETURNING next_index - 1", [step_run_id])
+        cursor.execute(f"UPDATE {table} SET next_index = next_index + %s WHERE step_run_id = %s "
+                       "RETURNING next_index - %s", [count, step_run_id, count])
         return int(cursor.fetchone()[0])
 
 
-def _queue_from(run_id: int, step_run_id: int, index: int, total: int) -> int | None:
-    """Queue the instance at `index` (the window's next); one that a run retry reused is
-    already completed, so the next index is taken instead. Returns the queued instance's id."""
-    while index < total:
-        row = (StepInstance.objects.filter(step_run_id=step_run_id, index=index)
-               .values_list("pk", "status").first())
-        if row is not None and row[1] == StepStatus.NOT_STARTED and instance_transition(
-            instance_id=row[0], run_id=run_id, step_run_id=step_run_id, index=index,
-            from_status=StepStatus.NOT_STARTED, to=StepStatus.QUEUED, actor=worker_id(),
-            fields={"enqueued_at": timezone.now()}, reason="a slot of max_parallel freed up",
-        ):
-            return row[0]
-        index = _take_next(step_run_id)
-    return None
+def _queue_next(run_id: int, step_run_id: int, start: int, count: int, total: int) -> list[int]:
+    """Queue `count` not-started instances from index `start` on (the window moves by the
+    instances that ended); instances a run retry reused are already completed, so more
+    indexes are taken until `count` are queued or the list ends. One UPDATE and one batch of
+    Events per range."""
+    queued: list[int] = []
+    while count > 0 and start < total:
+        end = min(start + count, total)
+        rows = list(StepInstance.objects.select_for_update(skip_locked=True).filter(
+            step_run_id=step_run_id, index__gte=start, index__lt=end,
+            status=StepStatus.NOT_STARTED).values_list("pk", "index"))
+        if rows:
+            StepInstance.objects.filter(pk__in=[pk for pk, _ in rows]).update(
+                status=StepStatus.QUEUED, enqueued_at=timezone.now())
+            for pk, index in rows:
+                event_record(run_id=run_id, step_run_id=step_run_id, instance_id=pk,
+                             kind=EventKind.INSTANCE_QUEUED, actor_kind=ActorKind.WORKER,
+                             actor=worker_id(), from_status=StepStatus.NOT_STARTED,
+                             to_status=StepStatus.QUEUED,
+                             reason="a slot of max_parallel freed up", data={"instance": index})
+            queued += [pk for pk, _ in rows]
+        count -= len(rows)
+        if count <= 0 or end >= total:
+            break
+        start = _take_next(step_run_id, count)
+    return queued
 
 
 # --- settle ------------------------------------------------------------------------------------
@@ -537,7 +642,7 @@ def _lease_repair(instance_id: int, now: Any) -> bool | int | None:
                                        reason=f"{error['message']}; {losses} workers lost"):
                 return False
             nxt, settle = _ended(row["step_run__run_id"], row["step_run_id"], failed=True)
-            dispatch.enqueue_instances([nxt] if nxt is not None else [])
+            dispatch.enqueue_instances(nxt)
         if not Attempt.objects.filter(instance_id=instance_id, number=number).exists():
             started = row["started_at"] or now
             Attempt.objects.create(

@@ -149,13 +149,13 @@ def test_cancel_stops_queued_and_running_instances():
     run = start(definition(fan(max_parallel=2)), input={"items": list(range(5))})
     executor.advance(steps_of(run)["each"].pk)
     first = StepInstance.objects.get(step_run__run=run, index=0)
-    claim = instances._claim(first.pk)  # a worker is running it
-    assert claim is not None
+    batch = instances._claim(first.pk)  # a worker is running it
+    assert [c.instance.pk for c in batch] == [first.pk]
     run_cancel(run=Run.objects.get(pk=run.pk), reason="stop")
     statuses = set(StepInstance.objects.filter(step_run__run=run).values_list("status", flat=True))
     assert statuses == {"canceled"}
     # The running worker's late outcome is not applied; its attempt is closed as abandoned.
-    instances._finish(claim, instances._execute(claim))
+    instances._finish(batch, instances._execute(batch))
     assert StepInstance.objects.get(pk=first.pk).status == "canceled"
     assert Attempt.objects.get(instance=first).error["type"] == "AttemptAbandoned"
 
@@ -164,7 +164,7 @@ def test_the_sweeper_takes_back_an_instance_whose_worker_died():
     run = start(definition(fan()), input={"items": ["a", "b"]})
     executor.advance(steps_of(run)["each"].pk)
     first = StepInstance.objects.get(step_run__run=run, index=0)
-    assert instances._claim(first.pk) is not None  # ...and the worker dies here
+    assert instances._claim(first.pk)  # ...and the worker dies here
     later = timezone.now() + timedelta(hours=1)
     counts = sweeper.sweep(now=later)
     assert counts["instance_leases"] == 1
@@ -180,9 +180,9 @@ def test_the_sweeper_settles_a_step_whose_settler_died():
     run = start(definition(fan()), input={"items": ["a"]})
     executor.advance(steps_of(run)["each"].pk)
     only = StepInstance.objects.get(step_run__run=run)
-    claim = instances._claim(only.pk)
-    nxt, settle = instances._finish(claim, instances._execute(claim))
-    assert nxt is None and settle == only.step_run_id  # ...and the worker dies before settling
+    batch = instances._claim(only.pk)
+    nxt, settle = instances._finish(batch, instances._execute(batch))
+    assert nxt == [] and settle == only.step_run_id  # ...and the worker dies before settling
     assert steps_of(run)["each"].status == "running"
     assert sweeper.sweep()["fan_outs_settled"] == 1
     assert Run.objects.get(pk=run.pk).status == "completed"
@@ -212,3 +212,19 @@ def test_instance_logs_are_kept_per_instance():
     for row in StepInstance.objects.filter(step_run__run=run):
         texts = "".join(LogChunk.objects.filter(instance=row).values_list("text", flat=True))
         assert texts == f"sleeping {row.item:g}s\n"
+
+
+@override_settings(WF_FOR_EACH_BATCH=3)
+def test_a_task_claims_a_batch_of_its_queued_neighbours_and_runs_them_at_once():
+    run = start(definition(fan(max_parallel=5)), input={"items": list(range(7))})
+    executor.advance(steps_of(run)["each"].pk)
+    first = StepInstance.objects.get(step_run__run=run, index=0)
+    batch = instances._claim_first(first.pk)
+    assert [c.instance.index for c in batch] == [0, 1, 2]
+    assert instances._claim_first(first.pk) == []  # a duplicate task claims nothing
+    nxt, settle = instances._finish(batch, instances._execute(batch))
+    # Three ended: the window moves by three (indexes 5 and 6; the list has 7 items).
+    assert sorted(StepInstance.objects.filter(pk__in=nxt).values_list("index", flat=True)) == [5, 6]
+    assert settle is None
+    drain()
+    assert Run.objects.get(pk=run.pk).status == "completed"
