@@ -11,6 +11,7 @@ from django.db.models import Count, Max, Min, QuerySet
 from workflows.models import Attempt, LogChunk, Run, StepInstance, StepRun
 from workflows.states import StepStatus
 
+INSTANCE_ENDED = (StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.CANCELED)
 # Worst first: the status a matrix cell shows for a step's instances.
 SEVERITY = (StepStatus.FAILED, StepStatus.CANCELED, StepStatus.RUNNING, StepStatus.QUEUED,
             StepStatus.NOT_STARTED, StepStatus.COMPLETED)
@@ -46,8 +47,7 @@ def instance_summary(step_run: StepRun) -> dict[str, Any]:
     counts = instance_counts_of(step_run)
     span = StepInstance.objects.filter(step_run=step_run).aggregate(
         first_started_at=Min("started_at"), last_finished_at=Max("finished_at"))
-    done = sum(n for s, n in counts["by_status"].items()
-               if s in (StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.CANCELED))
+    done = sum(n for s, n in counts["by_status"].items() if s in INSTANCE_ENDED)
     return {**counts, **span, "done": done, "worst": worst_status(counts["by_status"])}
 
 

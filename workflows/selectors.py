@@ -13,6 +13,7 @@ from resources.logs import log_resource_id
 from resources.models import Resource
 from workflows import engine
 from workflows.definitions import definition_diff
+from workflows.instance_selectors import INSTANCE_ENDED, instance_counts, worst_status
 from workflows.models import (
     Attempt,
     Event,
@@ -90,6 +91,7 @@ def run_matrix(*, flow: Flow, limit: int = 50, before: int | None = None,
             "duration_ms": _ms(s["started_at"], s["finished_at"]),
             "reused": s["reused_from_id"] is not None,
         }
+    _matrix_instances(cells, versions)
     return {
         "steps": steps,
         "runs": [
@@ -109,6 +111,24 @@ def run_matrix(*, flow: Flow, limit: int = 50, before: int | None = None,
         "next_before": runs[-1]["id"] if has_more and runs else None,
         "limit": limit,
     }
+
+
+def _matrix_instances(cells: dict[int, dict[str, Any]], versions: dict[int, Any]) -> None:
+    """Add `instances` ({total, by_status, done, worst}) to the cells of for_each steps: one
+    GROUP BY for the page, and none when no version shown fans out."""
+    fan_keys = {s.get("key") for v in versions.values()
+                for s in (v["definition"] or {}).get("steps", []) if s.get("for_each")}
+    if not fan_keys:
+        return
+    counts = instance_counts(list(cells))
+    for run_cells in cells.values():
+        for key, cell in run_cells.items():
+            found = counts.get(cell["step_run_id"]) if key in fan_keys else None
+            if found:
+                by_status = found["by_status"]
+                cell["instances"] = {
+                    **found, "worst": worst_status(by_status),
+                    "done": sum(by_status.get(s, 0) for s in INSTANCE_ENDED)}
 
 
 def flow_status_counts(*, flow: Flow) -> dict[str, int]:

@@ -333,6 +333,14 @@ def _cell_html(run: dict, key: str, cell: dict | None, longest: int, panel_base:
     if attempts > 1:
         title += f" · {attempts} attempts"
         extra += f'<span class="mx-att" title="{attempts} attempts">×{attempts}</span>'
+    instances = cell.get("instances")
+    if instances:
+        worst = instances["worst"] or status
+        title += (f" · {instances['done']:,}/{instances['total']:,} instances done, worst "
+                  f"{STATUS_LABELS.get(worst, worst)}")
+        extra += (f'<span class="mx-inst st-{worst}" data-instances="{instances["total"]}" '
+                  f'data-instances-done="{instances["done"]}" data-worst="{worst}">'
+                  f'{instances["done"]:,}/{instances["total"]:,}</span>')
     if cell["reused"]:
         title += " · output reused from an earlier run"
         extra += '<span class="mx-reused" title="reused from an earlier run">↺</span>'
