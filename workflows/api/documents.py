@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db.models import Prefetch, QuerySet
 
 from approvals.models import Approval
+from workflows.instance_selectors import instance_counts, run_has_fan_out
 from workflows.models import (
     Attempt,
     Event,
@@ -23,7 +24,6 @@ from workflows.models import (
     StepInstance,
     StepRun,
 )
-from workflows.instance_selectors import instance_counts, run_has_fan_out
 from workflows.permissions import actor_name
 from workflows.services.webhooks import webhook_url
 

@@ -30,8 +30,8 @@ from workflows.engine import dispatch, progress
 from workflows.engine.context import resolution_context, resource_scope
 from workflows.engine.instance_states import instances_cancel, is_fan_out
 from workflows.engine.resolve import Completed, Failed, step_resolve
-from workflows.errors import OutputNotStorable
 from workflows.engine.transitions import event_record, run_transition, step_transition
+from workflows.errors import OutputNotStorable
 from workflows.models import ActorKind, FanOut, Run, StepInstance, StepRun
 from workflows.references import ReferenceUnresolved, resolve
 from workflows.states import READY_REASON, EventKind, RunStatus, StepStatus

@@ -12,7 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 from workflows.definitions.base import ITEM_ROOTS, add, is_int, type_name
-from workflows.references import ReferenceSyntaxError, find_references, is_single_reference, parse_reference
+from workflows.references import (
+    ReferenceSyntaxError,
+    find_references,
+    is_single_reference,
+    parse_reference,
+)
 from workflows.steps.base import Problem
 
 MAX_PARALLEL = 1000
