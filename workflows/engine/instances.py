@@ -67,7 +67,7 @@ from workflows.steps import StepCanceled, StepFailed, get_step_type
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["advance_instance", "instances_sweep", "step_settle"]
+__all__ = ["advance_instance", "instances_ended", "step_settle", "worker_losses"]
 
 CANCEL_GRACE_SECONDS = 5.0
 MAX_WORKER_LOSSES = attempts.MAX_WORKER_LOSSES
@@ -389,7 +389,7 @@ def _finish(batch: list[_Claim], results: list[Result]) -> tuple[list[int], int 
                 failed += outcome == "failed"
         if not ended:
             return again, None
-        nxt, settle = _ended(run_id, step_run_id, count=ended, failed=failed > 0)
+        nxt, settle = instances_ended(run_id, step_run_id, count=ended, failed=failed > 0)
     return again + nxt, settle
 
 
@@ -421,7 +421,7 @@ def _record(claim: _Claim, result: Result) -> str:
     exc = result.error
     error = result.error_doc or attempt_values.error_document(claimed, exc, result.trace)
     retry = claimed.definition.get("retry") or {}
-    failures = number - _worker_losses(instance.pk)
+    failures = number - worker_losses(instance.pk)
     if getattr(exc, "retryable", True) and failures < int(retry.get("max_attempts") or 1):
         delay = attempts.backoff_seconds(retry, failures)
         moved = instance_transition(
@@ -491,11 +491,11 @@ def _logs_record(claim: _Claim, attempt: Attempt) -> None:
     LogChunk.objects.bulk_create(chunks)
 
 
-def _worker_losses(instance_id: int) -> int:
+def worker_losses(instance_id: int) -> int:
     return Attempt.objects.filter(instance_id=instance_id, error__type="WorkerLost").count()
 
 
-def _ended(run_id: int, step_run_id: int, *, count: int = 1,
+def instances_ended(run_id: int, step_run_id: int, *, count: int = 1,
            failed: bool) -> tuple[list[int], int | None]:
     """`count` instances of `step_run_id` ended (in the caller's transaction): count them on
     the step's FanOut row and queue as many of the window's next instances. Returns (the
@@ -573,81 +573,3 @@ def step_settle(step_run_id: int) -> bool:
         if current is None or current.pk != step_run_id:
             return False
         return step_settle_locked(run, current, outcome)
-
-
-# --- the sweeper's part ------------------------------------------------------------------------
-
-def instances_sweep(now: Any = None) -> dict[str, int]:
-    """The repairs of instances (engine.sweep calls it): leases expired (the worker died: the
-    instance is queued again, or fails after MAX_WORKER_LOSSES), queued instances whose task
-    was lost or whose retry delay has passed (sent again), and steps whose instances all ended
-    but whose settler died (settled now)."""
-    now = now or timezone.now()
-    counts = {"instance_leases": 0, "instances_requeued": 0, "fan_outs_settled": 0}
-    to_settle: set[int] = set()
-    for pk in list(StepInstance.objects.filter(status=StepStatus.RUNNING, lease_until__lt=now)
-                   .values_list("pk", flat=True)):
-        settle = _lease_repair(pk, now)
-        counts["instance_leases"] += 1 if settle is not False else 0
-        if isinstance(settle, int):
-            to_settle.add(settle)
-    stale = now - timedelta(seconds=settings.WF_REQUEUE_AFTER_SECONDS)
-    due = StepInstance.objects.filter(status=StepStatus.QUEUED,
-                                      step_run__status=StepStatus.RUNNING)
-    lost = list(due.filter(enqueued_at__lt=stale, not_before__isnull=True)
-                .values_list("pk", "enqueued_at")) + list(
-        due.filter(not_before__lte=now).values_list("pk", "enqueued_at"))
-    for pk, enqueued_at in lost:
-        with transaction.atomic():
-            if StepInstance.objects.filter(pk=pk, status=StepStatus.QUEUED,
-                                           enqueued_at=enqueued_at).update(enqueued_at=now):
-                counts["instances_requeued"] += 1
-                dispatch.enqueue_instances([pk])
-    to_settle.update(FanOut.objects.filter(left__lte=0, step_run__status=StepStatus.RUNNING)
-                     .values_list("step_run_id", flat=True))
-    for step_run_id in to_settle:
-        counts["fan_outs_settled"] += 1 if step_settle(step_run_id) else 0
-    return counts
-
-
-def _lease_repair(instance_id: int, now: Any) -> bool | int | None:
-    """One instance whose lease expired: its attempt recorded failed with WorkerLost, the
-    instance queued again (or failed after MAX_WORKER_LOSSES, which counts as its end).
-    Returns False when it had moved on, else the step run to settle (or None)."""
-    with transaction.atomic(), events_batched():
-        row = (StepInstance.objects.filter(pk=instance_id, status=StepStatus.RUNNING,
-                                           lease_until__lt=now)
-               .values("step_run_id", "step_run__run_id", "index", "attempt_count", "worker",
-                       "started_at").first())
-        if row is None:
-            return False
-        number = row["attempt_count"]
-        error = {"type": "WorkerLost",
-                 "message": f"the worker ({row['worker']}) stopped heartbeating; lease expired"}
-        where = {"instance_id": instance_id, "run_id": row["step_run__run_id"],
-                 "step_run_id": row["step_run_id"], "index": row["index"],
-                 "from_status": StepStatus.RUNNING, "expected_attempt": number,
-                 "actor_kind": ActorKind.SYSTEM, "actor": ""}
-        losses = _worker_losses(instance_id) + 1
-        if losses < MAX_WORKER_LOSSES:
-            if not instance_transition(**where, to=StepStatus.QUEUED,
-                                       kind=EventKind.INSTANCE_REQUEUED,
-                                       reason=error["message"] + "; queued again",
-                                       fields={"enqueued_at": now, "lease_until": None}):
-                return False
-            settle = None
-            dispatch.enqueue_instances([instance_id])
-        else:
-            if not instance_transition(**where, to=StepStatus.FAILED, fields={"error": error},
-                                       reason=f"{error['message']}; {losses} workers lost"):
-                return False
-            nxt, settle = _ended(row["step_run__run_id"], row["step_run_id"], failed=True)
-            dispatch.enqueue_instances(nxt)
-        if not Attempt.objects.filter(instance_id=instance_id, number=number).exists():
-            started = row["started_at"] or now
-            Attempt.objects.create(
-                step_run_id=row["step_run_id"], instance_id=instance_id, number=number,
-                status=AttemptStatus.FAILED, worker=row["worker"], error=error,
-                started_at=started, finished_at=now,
-                duration_ms=int((now - started).total_seconds() * 1000))
-        return settle

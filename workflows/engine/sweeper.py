@@ -28,7 +28,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from resources.logs import log_parts_assemble
-from workflows.engine import attempts, dispatch, instances
+from workflows.engine import attempts, dispatch, instance_repairs
 from workflows.engine.locking import lock_run
 from workflows.engine.resolve import Completed, Failed, WorkerLost, step_resolve
 from workflows.engine.versions import step_definitions
@@ -54,7 +54,7 @@ def sweep(now=None) -> dict[str, int]:
             for name, status, due_field, repair in PAUSED_REPAIRS
         },
         "orphan_attempts": attempts.attempts_orphaned_close(now),
-        **instances.instances_sweep(now),
+        **instance_repairs.instances_sweep(now),
     }
     return counts
 
