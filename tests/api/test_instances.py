@@ -74,3 +74,29 @@ def test_pages_take_a_fixed_number_of_queries_whatever_the_instances(operator):
             assert operator.get(f"/runs/{run['id']}").status == 200
         counts.append((len(page), len(document)))
     assert counts[0] == counts[1]
+
+
+def test_the_step_panel_summarizes_and_pages_the_instances(operator, admin_client):
+    run = start(operator, [0] * 55)
+    panel = admin_client.get(f"/admin/workflows/run/{run['id']}/steps/each/")
+    html = panel.content.decode()
+    assert 'data-section="instances"' in html and 'data-total="55"' in html
+    assert 'data-count="55"' in html and html.count("data-instance=") == 50
+    more = admin_client.get(f"/admin/workflows/run/{run['id']}/steps/each/instances/",
+                            {"after": 49}).content.decode()
+    assert more.count("data-instance=") == 5
+    none = admin_client.get(f"/admin/workflows/run/{run['id']}/steps/each/instances/",
+                            {"status": "failed"}).content.decode()
+    assert "No instance failed" in none
+    one = admin_client.get(f"/admin/workflows/run/{run['id']}/steps/each/instances/3/")
+    assert 'data-instance="3"' in one.content.decode() and "sleeping 0s" in one.content.decode()
+    assert admin_client.get(
+        f"/admin/workflows/run/{run['id']}/steps/each/instances/99/").status_code == 404
+
+
+def test_the_matrix_cell_shows_done_over_total(operator, admin_client):
+    run = start(operator, [0, 0, 0])
+    flow = Flow.objects.get(slug="fan")
+    html = admin_client.get(f"/admin/workflows/flow/{flow.pk}/change/").content.decode()
+    assert 'data-instances="3"' in html and 'data-instances-done="3"' in html
+    assert ">3/3</span>" in html and f'data-run="{run["id"]}"' in html
