@@ -100,3 +100,11 @@ def test_the_matrix_cell_shows_done_over_total(operator, admin_client):
     html = admin_client.get(f"/admin/workflows/flow/{flow.pk}/change/").content.decode()
     assert 'data-instances="3"' in html and 'data-instances-done="3"' in html
     assert ">3/3</span>" in html and f'data-run="{run["id"]}"' in html
+
+
+def test_the_flow_graph_draws_a_for_each_step_as_a_stack_with_its_counts(operator, admin_client):
+    start(operator, [0, 0])
+    flow = Flow.objects.get(slug="fan")
+    html = admin_client.get(f"/admin/workflows/flow/{flow.pk}/change/").content.decode()
+    assert 'class="gr-stack"' in html
+    assert 'data-for-each="true" data-instances="2" data-instances-done="2"' in html

@@ -87,7 +87,8 @@ def flow_page(request: HttpRequest, model_admin: Any, flow_id: Any, *,
         draft_diff=draft_diff, draft_text=draft_text or "", draft_problems=draft_problems or [],
         triggers=describe_triggers(flow, current), inputs=describe_inputs(current),
         **start_context(request, flow, live=live, draft=draft, bound=start_bound),
-        **flow_graph_context(flow, live=live, draft=draft, newest=matrix["newest"]),
+        **flow_graph_context(flow, live=live, draft=draft, newest=matrix["newest"],
+                             instances=matrix["newest_instances"]),
         counts=count_items(counts, flow, matrix["status"]), matrix=matrix,
         subtitle=flow.slug, draft_edited=ago(draft.updated_at) if draft else "",
         live_released=ago(live.released_at) if live else "", **release_history, **roles,
@@ -305,6 +306,8 @@ def matrix_context(request: HttpRequest, flow: Flow, *,
         # unfiltered (the graph colours by them without asking again); else None.
         "newest": ((runs[0]["id"], {k: c["status"] for k, c in runs[0]["cells"].items()})
                    if runs else (None, {})) if before is None and not status else None,
+        "newest_instances": {k: c["instances"] for k, c in runs[0]["cells"].items()
+                             if c.get("instances")} if runs else {},
         "empty": not runs, "filtered": bool(status or before),
     }
 
