@@ -199,9 +199,16 @@ def _claim(instance_id: int, *, neighbours: tuple[int, int] | None = None,
     wanted = [instance_id, *(extra or [])][:size]
     claims: list[_Claim] = []
     with transaction.atomic(), events_batched():
-        query = StepInstance.objects.select_for_update(skip_locked=True).filter(
+        # of=("self",): lock the instance rows only. Locking the joined step run row too
+        # would make every concurrent claim of the step skip every instance.
+        query = StepInstance.objects.select_for_update(skip_locked=True, of=("self",)).filter(
             status=StepStatus.QUEUED, step_run__status=StepStatus.RUNNING)
         rows = list(query.filter(pk__in=wanted).order_by("index"))
+        # Instances this worker was to go on with but does not claim now (another worker holds
+        # their rows, or the batch is full) get a task of their own, sent on commit: none is
+        # left queued without one (a task for one no longer queued exits at once).
+        got = {r.pk for r in rows}
+        dispatch.enqueue_instances([pk for pk in [instance_id, *(extra or [])] if pk not in got])
         if neighbours is not None and rows and len(rows) < size:
             rows += list(query.filter(step_run_id=neighbours[0], index__gt=neighbours[1],
                                       not_before__isnull=True)

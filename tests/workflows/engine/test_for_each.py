@@ -228,3 +228,24 @@ def test_a_task_claims_a_batch_of_its_queued_neighbours_and_runs_them_at_once():
     assert settle is None
     drain()
     assert Run.objects.get(pk=run.pk).status == "completed"
+
+
+@override_settings(WF_FOR_EACH_BATCH=2)
+def test_instances_a_worker_cannot_go_on_with_get_a_task_of_their_own(
+        django_capture_on_commit_callbacks):
+    run = start(definition(fan(max_parallel=4)), input={"items": list(range(4))})
+    executor.advance(steps_of(run)["each"].pk)
+    ids = list(StepInstance.objects.filter(step_run__run=run).order_by("index")
+               .values_list("pk", flat=True))
+    sent = []
+    from workflows.engine import dispatch
+
+    original = dispatch._send
+    dispatch._send = lambda name, pk, task_name: sent.append(pk)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            batch = instances._claim_ids(ids)  # four to go on with, a batch of two
+    finally:
+        dispatch._send = original
+    assert [c.instance.index for c in batch] == [0, 1]
+    assert sent == ids[2:]
