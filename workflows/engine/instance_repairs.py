@@ -52,6 +52,7 @@ def instances_sweep(now: Any = None) -> dict[str, int]:
                                            enqueued_at=enqueued_at).update(enqueued_at=now):
                 counts["instances_requeued"] += 1
                 dispatch.enqueue_instances([pk])
+    counts["instances_requeued"] += _windows_refilled(now)
     to_settle.update(FanOut.objects.filter(left__lte=0, step_run__status=StepStatus.RUNNING)
                      .values_list("step_run_id", flat=True))
     for step_run_id in to_settle:
@@ -100,3 +101,25 @@ def _lease_repair(instance_id: int, now: Any) -> bool | int | None:
                 started_at=started, finished_at=now,
                 duration_ms=int((now - started).total_seconds() * 1000))
         return settle
+
+
+def _windows_refilled(now: Any) -> int:
+    """A running fan-out with instances not started but none queued or running (its window
+    was lost: a worker died between ending instances and queueing the next) gets its window
+    back: up to max_parallel of its lowest not-started instances queued and sent."""
+    sent = 0
+    for fan_out in FanOut.objects.filter(left__gt=0, step_run__status=StepStatus.RUNNING):
+        active = StepInstance.objects.filter(
+            step_run_id=fan_out.step_run_id,
+            status__in=(StepStatus.QUEUED, StepStatus.RUNNING)).exists()
+        if active:
+            continue
+        with transaction.atomic():
+            ids = list(StepInstance.objects.select_for_update().filter(
+                step_run_id=fan_out.step_run_id, status=StepStatus.NOT_STARTED)
+                .order_by("index").values_list("pk", flat=True)[:fan_out.max_parallel])
+            StepInstance.objects.filter(pk__in=ids, status=StepStatus.NOT_STARTED).update(
+                status=StepStatus.QUEUED, enqueued_at=now)
+            dispatch.enqueue_instances(ids)
+        sent += len(ids)
+    return sent

@@ -544,7 +544,8 @@ def _queue_next(run_id: int, step_run_id: int, start: int, count: int, total: in
     queued: list[int] = []
     while count > 0 and start < total:
         end = min(start + count, total)
-        rows = list(StepInstance.objects.select_for_update(skip_locked=True).filter(
+        # Not SKIP LOCKED: a skipped row of this range would never be queued by anyone.
+        rows = list(StepInstance.objects.select_for_update().filter(
             step_run_id=step_run_id, index__gte=start, index__lt=end,
             status=StepStatus.NOT_STARTED).values_list("pk", "index"))
         if rows:

@@ -249,3 +249,13 @@ def test_instances_a_worker_cannot_go_on_with_get_a_task_of_their_own(
         dispatch._send = original
     assert [c.instance.index for c in batch] == [0, 1]
     assert sent == ids[2:]
+
+
+def test_the_sweeper_gives_a_fan_out_its_window_back_when_it_was_lost():
+    run = start(definition(fan(max_parallel=2)), input={"items": list(range(4))})
+    executor.advance(steps_of(run)["each"].pk)
+    # The window is lost (as if a worker died between ending instances and queueing more).
+    StepInstance.objects.filter(step_run__run=run, status="queued").update(status="not_started")
+    assert sweeper.sweep()["instances_requeued"] == 2
+    drain()
+    assert Run.objects.get(pk=run.pk).status == "completed"
