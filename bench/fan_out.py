@@ -199,7 +199,7 @@ def run_bench(args: argparse.Namespace, tmp: Path) -> None:
         ("run document (API)", f"/api/v1/runs/{run.pk}"),
         ("step document (API)", f"/api/v1/runs/{run.pk}/steps/each"),
         ("instances page of 50 (API)", f"/api/v1/runs/{run.pk}/steps/each/instances?limit=50"),
-        ("instances page, 50 completed, 100th page",
+        ("instances page of 50, status=completed",
          f"/api/v1/runs/{run.pk}/steps/each/instances?limit=50&status=completed"),
         ("admin run page", f"/admin/workflows/run/{run.pk}/change/"),
         ("admin flow page", f"/admin/workflows/flow/{made.pk}/change/"),
