@@ -249,6 +249,13 @@ WF_SFTP_MAX_BYTES = env_int("WF_SFTP_MAX_BYTES", 2 * 1024**3)
 WF_MAX_STEPS = env_int("WF_MAX_STEPS", 500)
 # How deep subflows may nest: a run started by a `flow` step of a run at this depth fails.
 WF_SUBFLOW_MAX_DEPTH = env_int("WF_SUBFLOW_MAX_DEPTH", 5)
+# for_each: instances running at once when a step names no max_parallel, and the most items a
+# step may fan out to (more fails the step with too_many_items).
+WF_FOR_EACH_PARALLEL = env_int("WF_FOR_EACH_PARALLEL", 10)
+WF_FOR_EACH_MAX_ITEMS = env_int("WF_FOR_EACH_MAX_ITEMS", 10_000)
+# How many queued instances of one step a worker claims, runs (in its handler threads) and
+# records at once (docs/architecture.md "for_each instances").
+WF_FOR_EACH_BATCH = env_int("WF_FOR_EACH_BATCH", 10)
 WF_MAX_DEFINITION_BYTES = env_int("WF_MAX_DEFINITION_BYTES", 512 * 1024)
 # Outbound http steps (workflows/steps/http_policy.py): link-local and cloud metadata
 # addresses are refused by default; WF_HTTP_DENY refuses more, WF_HTTP_ALLOW lets some through

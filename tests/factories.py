@@ -11,8 +11,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from workflows.engine import executor, sweeper
+from workflows.engine import instances as engine_instances
 from workflows.engine.callback_tokens import callback_token
-from workflows.models import Event, Run, StepRun
+from workflows.models import Event, Run, StepInstance, StepRun
 from workflows.services.flows import flow_create, flow_promote, flow_release
 from workflows.services.runs import run_start
 from workflows.states import StepStatus
@@ -38,10 +39,17 @@ def drain(max_rounds: int = 200) -> None:
         )
         timers = list(StepRun.objects.filter(status=StepStatus.WAITING, not_before__lte=now)
                       .values_list("id", flat=True))
-        if not due and not timers:
+        instances = list(
+            StepInstance.objects.filter(status=StepStatus.QUEUED)
+            .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
+            .order_by("id").values_list("id", flat=True)
+        )
+        if not due and not timers and not instances:
             return
         for step_id in due:
             executor.advance(step_id)
+        for instance_id in instances:
+            engine_instances.advance_instance(instance_id)
         for step_id in timers:
             sweeper.step_wake(step_id)
     raise AssertionError("drain did not settle")

@@ -23,7 +23,14 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from workflows.admin_base import PagesMixin, ReadOnlyAdmin
-from workflows.admin_views import diff_page, flow_page, flow_webhooks, run_page, step_panel
+from workflows.admin_views import (
+    diff_page,
+    flow_page,
+    flow_webhooks,
+    instances_panel,
+    run_page,
+    step_panel,
+)
 from workflows.admin_views.edge import run_url
 from workflows.admin_views.run_list import CreatedFilter, RunListColumns, match_column
 from workflows.investigation import SEARCHES, search_filter
@@ -228,6 +235,12 @@ class RunAdmin(RunListColumns, PagesMixin, ReadOnlyAdmin):
                  name="workflows_run_step_live"),
             path("<str:run_id>/steps/<str:key>/logs/", self._page(step_panel.step_logs_earlier),
                  name="workflows_run_step_logs"),
+            path("<str:run_id>/steps/<str:key>/instances/",
+                 self._page(instances_panel.step_instances),
+                 name="workflows_run_step_instances"),
+            path("<str:run_id>/steps/<str:key>/instances/<str:index>/",
+                 self._page(instances_panel.step_instance),
+                 name="workflows_run_step_instance"),
             *super().get_urls(),
         ]
 

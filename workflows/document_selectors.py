@@ -93,9 +93,11 @@ def run_step(run: Run, key: str) -> StepRun | None:
 
 
 def step_attempts(step: StepRun) -> list[Attempt]:
-    return list(Attempt.objects.filter(step_run=step).order_by("number"))
+    """The step run's own attempts (a for_each step's instances have theirs), by number."""
+    return list(Attempt.objects.filter(step_run=step, instance=None).order_by("number"))
 
 
 def step_attempt_numbers(step: StepRun) -> dict[int, int]:
     """{attempt id: attempt number} of the step, for labelling its log chunks."""
-    return dict(Attempt.objects.filter(step_run=step).values_list("id", "number"))
+    return dict(Attempt.objects.filter(step_run=step, instance=None)
+                .values_list("id", "number"))

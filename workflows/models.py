@@ -363,8 +363,74 @@ class StepRun(models.Model):
         return (self.agent_report or {}).get("usage")
 
 
+class StepInstance(models.Model):
+    """One item of a `for_each` step run (engine/instances.py). Its status moves through the
+    step's own transition table (queued, running, completed, failed, canceled; `not_started`
+    until the `max_parallel` window reaches it), each move a conditional UPDATE with an Event,
+    without the run's row lock."""
+
+    step_run = models.ForeignKey(StepRun, on_delete=models.CASCADE, related_name="instances")
+    index = models.PositiveIntegerField()
+    item = models.JSONField(null=True, blank=True)
+    status = models.CharField(
+        max_length=32, choices=StepStatus.choices, default=StepStatus.NOT_STARTED
+    )
+    attempt_count = models.PositiveIntegerField(default=0)
+    # Set when a run retry copied this instance's outcome from the failed run's instance.
+    reused = models.BooleanField(default=False)
+    output = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    not_before = models.DateTimeField(null=True, blank=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["step_run", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["step_run", "index"], name="stepinstance_unique_index"),
+        ]
+        indexes = [
+            models.Index(fields=["step_run", "status", "index"], name="stepinstance_status"),
+            models.Index(fields=["status", "lease_until"], name="stepinstance_status_lease"),
+            models.Index(fields=["status", "enqueued_at"], name="stepinstance_status_enqueued"),
+        ]
+
+    def __str__(self) -> str:
+        return f"instance {self.index} of {self.step_run}"
+
+    @property
+    def duration_ms(self) -> int | None:
+        if self.started_at and self.finished_at:
+            return int((self.finished_at - self.started_at).total_seconds() * 1000)
+        return None
+
+
+class FanOut(models.Model):
+    """The counters of a `for_each` step run: instances still to end (`left`) and the index of
+    the next one the `max_parallel` window starts (`next_index`). An instance that ends
+    decrements `left` and takes `next_index` in one UPDATE of this row (not the run's): the
+    one that brings `left` to 0 settles the step (engine/instances.py)."""
+
+    step_run = models.OneToOneField(StepRun, on_delete=models.CASCADE, primary_key=True,
+                                    related_name="fan_out")
+    total = models.PositiveIntegerField()
+    left = models.IntegerField()
+    next_index = models.PositiveIntegerField()
+    max_parallel = models.PositiveIntegerField()
+    fail_fast = models.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return f"fan-out of {self.step_run_id}"
+
+
 class Attempt(models.Model):
     step_run = models.ForeignKey(StepRun, on_delete=models.CASCADE, related_name="attempts")
+    # An attempt of one instance of a for_each step (numbered per instance), else None.
+    instance = models.ForeignKey(StepInstance, null=True, blank=True, on_delete=models.CASCADE,
+                                 related_name="attempts")
     number = models.PositiveIntegerField()
     status = models.CharField(
         max_length=16, choices=AttemptStatus.choices, default=AttemptStatus.RUNNING
@@ -381,7 +447,11 @@ class Attempt(models.Model):
     class Meta:
         ordering = ["step_run", "number"]
         constraints = [
-            models.UniqueConstraint(fields=["step_run", "number"], name="attempt_unique_number"),
+            models.UniqueConstraint(fields=["step_run", "number"], name="attempt_unique_number",
+                                    condition=models.Q(instance__isnull=True)),
+            models.UniqueConstraint(fields=["instance", "number"],
+                                    name="attempt_unique_instance_number",
+                                    condition=models.Q(instance__isnull=False)),
         ]
 
     def __str__(self) -> str:
@@ -393,6 +463,9 @@ class LogChunk(models.Model):
 
     step_run = models.ForeignKey(StepRun, on_delete=models.CASCADE, related_name="log_chunks")
     attempt = models.ForeignKey(Attempt, on_delete=models.CASCADE, related_name="log_chunks")
+    # An instance's log lines are numbered per instance.
+    instance = models.ForeignKey(StepInstance, null=True, blank=True, on_delete=models.CASCADE,
+                                 related_name="log_chunks")
     seq = models.PositiveIntegerField()
     stream = models.CharField(max_length=16, default="stdout")
     text = models.TextField()
@@ -401,7 +474,11 @@ class LogChunk(models.Model):
     class Meta:
         ordering = ["step_run", "seq"]
         constraints = [
-            models.UniqueConstraint(fields=["step_run", "seq"], name="logchunk_unique_seq"),
+            models.UniqueConstraint(fields=["step_run", "seq"], name="logchunk_unique_seq",
+                                    condition=models.Q(instance__isnull=True)),
+            models.UniqueConstraint(fields=["instance", "seq"],
+                                    name="logchunk_unique_instance_seq",
+                                    condition=models.Q(instance__isnull=False)),
         ]
 
     def __str__(self) -> str:
@@ -414,6 +491,9 @@ class Event(models.Model):
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
     step_run = models.ForeignKey(
         StepRun, null=True, blank=True, on_delete=models.CASCADE, related_name="events"
+    )
+    instance = models.ForeignKey(
+        "StepInstance", null=True, blank=True, on_delete=models.CASCADE, related_name="events"
     )
     kind = models.CharField(max_length=40)
     from_status = models.CharField(max_length=32, blank=True)

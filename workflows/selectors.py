@@ -16,6 +16,7 @@ from resources.models import Resource
 from workflows import engine
 from workflows.definitions import definition_diff
 from workflows.errors import NotFound
+from workflows.instance_selectors import INSTANCE_ENDED, instance_counts, worst_status
 from workflows.models import (
     Attempt,
     Event,
@@ -103,6 +104,7 @@ def run_matrix(*, flow: Flow, limit: int = 50, before: int | None = None,
             "progress": (s["agent_report"] or {}).get("progress")
             if s["status"] == StepStatus.WAITING else None,
         }
+    _matrix_instances(cells, versions)
     return {
         "steps": steps,
         "runs": [
@@ -122,6 +124,24 @@ def run_matrix(*, flow: Flow, limit: int = 50, before: int | None = None,
         "next_before": runs[-1]["id"] if has_more and runs else None,
         "limit": limit,
     }
+
+
+def _matrix_instances(cells: dict[int, dict[str, Any]], versions: dict[int, Any]) -> None:
+    """Add `instances` ({total, by_status, done, worst}) to the cells of for_each steps: one
+    GROUP BY for the page, and none when no version shown fans out."""
+    fan_keys = {s.get("key") for v in versions.values()
+                for s in (v["definition"] or {}).get("steps", []) if s.get("for_each")}
+    if not fan_keys:
+        return
+    counts = instance_counts(list(cells))
+    for run_cells in cells.values():
+        for key, cell in run_cells.items():
+            found = counts.get(cell["step_run_id"]) if key in fan_keys else None
+            if found:
+                by_status = found["by_status"]
+                cell["instances"] = {
+                    **found, "worst": worst_status(by_status),
+                    "done": sum(by_status.get(s, 0) for s in INSTANCE_ENDED)}
 
 
 def flow_status_counts(*, flow: Flow) -> dict[str, int]:
@@ -164,12 +184,12 @@ def run_steps(*, run: Run) -> QuerySet[StepRun]:
 
 
 def step_logs(*, step_run: StepRun, after: int = 0, limit: int = 500) -> list[LogChunk]:
-    return list(LogChunk.objects.filter(step_run=step_run, seq__gt=after).order_by("seq")[:limit])
+    return list(LogChunk.objects.filter(step_run=step_run, instance=None, seq__gt=after).order_by("seq")[:limit])
 
 
 def step_logs_before(*, step_run: StepRun, before: int, limit: int = 200) -> list[LogChunk]:
     """The `limit` chunks just before sequence number `before`, oldest first."""
-    chunks = list(LogChunk.objects.filter(step_run=step_run, seq__lt=before)
+    chunks = list(LogChunk.objects.filter(step_run=step_run, instance=None, seq__lt=before)
                   .order_by("-seq")[:limit])
     chunks.reverse()
     return chunks
@@ -177,7 +197,7 @@ def step_logs_before(*, step_run: StepRun, before: int, limit: int = 200) -> lis
 
 def step_logs_tail(*, step_run: StepRun, limit: int = 200) -> list[LogChunk]:
     """The last `limit` chunks, oldest first (a page shows the tail, earlier on demand)."""
-    chunks = list(LogChunk.objects.filter(step_run=step_run).order_by("-seq")[:limit])
+    chunks = list(LogChunk.objects.filter(step_run=step_run, instance=None).order_by("-seq")[:limit])
     chunks.reverse()
     return chunks
 
@@ -333,12 +353,12 @@ def step_reused_source(*, step_run: StepRun) -> StepRun | None:
 
 
 def step_attempts(*, step_run: StepRun) -> list[Attempt]:
-    return list(Attempt.objects.filter(step_run=step_run).order_by("number"))
+    return list(Attempt.objects.filter(step_run=step_run, instance=None).order_by("number"))
 
 
 def step_attempt_numbers(*, step_run: StepRun) -> dict[int, int]:
     """Attempt number by attempt id, to mark where each attempt's logs begin."""
-    return dict(Attempt.objects.filter(step_run=step_run).values_list("id", "number"))
+    return dict(Attempt.objects.filter(step_run=step_run, instance=None).values_list("id", "number"))
 
 
 # --- release history, diffs and promotion (issue 13) --------------------------------------------

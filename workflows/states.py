@@ -121,6 +121,16 @@ class EventKind(models.TextChoices):
     SUBFLOW_STARTED = "subflow_started"  # a `flow` step started its child run
     STEP_REQUEUED = "step_requeued"
     LEASE_EXPIRED = "lease_expired"
+    # for_each instances (engine/fan_out.py, engine/instances.py): each Event names its
+    # instance (Event.instance) beside its step run
+    INSTANCES_CREATED = "instances_created"
+    INSTANCE_QUEUED = "instance_queued"
+    INSTANCE_RUNNING = "instance_running"
+    INSTANCE_COMPLETED = "instance_completed"
+    INSTANCE_FAILED = "instance_failed"
+    INSTANCE_CANCELED = "instance_canceled"
+    INSTANCE_RETRY_SCHEDULED = "instance_retry_scheduled"
+    INSTANCE_REQUEUED = "instance_requeued"
     WAIT_TIMED_OUT = "wait_timed_out"
     CALLBACK_RECEIVED_EARLY = "callback_received_early"
     HEARTBEAT_TIMED_OUT = "heartbeat_timed_out"  # a wait's agent missed its heartbeat

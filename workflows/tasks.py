@@ -33,6 +33,13 @@ def advance_step(step_run_id: int) -> None:
         engine.advance(step_run_id)
 
 
+@engine.task(engine.ADVANCE_INSTANCE)
+def advance_instance(instance_id: int) -> None:
+    """Run a queued instance of a for_each step (and the ones its end queues)."""
+    with log_context(step_run_id=None, run_id=None, flow=None, instance_id=instance_id):
+        engine.advance_instance(instance_id)
+
+
 @engine.task(engine.WAKE_STEP)
 def wake_step(step_run_id: int) -> None:
     """Resolve a paused step's short timer or timeout when it is due (longer ones are the

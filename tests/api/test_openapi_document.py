@@ -81,6 +81,8 @@ PINNED_OPERATION_IDS = {
     "POST /api/v1/callbacks/{token}/heartbeat": "callbacks_heartbeat",
     "POST /api/v1/callbacks/{token}/logs": "callbacks_logs",
     "PUT /api/v1/callbacks/{token}/artifacts/{name}": "callbacks_artifact",
+    "GET /api/v1/runs/{run_id}/steps/{key}/instances": "runs_step_instances",
+    "GET /api/v1/runs/{run_id}/steps/{key}/instances/{index}": "runs_step_instance",
 }
 
 

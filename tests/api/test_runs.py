@@ -195,5 +195,5 @@ def test_run_documents_have_the_contract_fields(operator, flow):
             "output", "error", "reused", "error_kind",
             # a wait's remote agent (CONTRACT.md "Remote agents"); null for other steps
             "heartbeat_at", "message", "progress", "usage", "artifacts",
-            "on_cancel", "child_run"} == set(run["steps"][0])
+            "on_cancel", "child_run", "instances"} == set(run["steps"][0])
     assert run["usage"] is None

@@ -11,8 +11,8 @@ from workflows.templatetags.wf_graph import render_graph
 
 
 def flow_graph_context(flow: Flow, *, live: FlowVersion | None, draft: FlowVersion | None,
-                       newest: tuple[int | None, dict[str, str]] | None = None
-                       ) -> dict[str, Any]:
+                       newest: tuple[int | None, dict[str, str]] | None = None,
+                       instances: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """`newest`: the newest run's id and step statuses when the caller has them already (the
     matrix of the newest runs); otherwise two queries find them."""
     shown = live or draft
@@ -23,7 +23,8 @@ def flow_graph_context(flow: Flow, *, live: FlowVersion | None, draft: FlowVersi
         caption += f"; coloured by run #{run_id}, click a step for its details there"
     return {
         "graph": render_graph(shown.definition, statuses=statuses if run_id else None,
-                              run_id=run_id, label=f"Steps of {flow.name}")
+                              run_id=run_id, label=f"Steps of {flow.name}",
+                              instances=instances if run_id else None)
         if shown is not None else None,
         "graph_caption": caption,
         "draft_graph": render_graph(draft.definition, label="Steps of the draft")

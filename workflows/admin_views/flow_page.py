@@ -89,7 +89,8 @@ def flow_page(request: HttpRequest, model_admin: Any, flow_id: Any, *,
         draft_diff=draft_diff, draft_text=draft_text or "", draft_problems=draft_problems or [],
         triggers=describe_triggers(flow, current), inputs=describe_inputs(current),
         **start_context(request, flow, live=live, draft=draft, bound=start_bound),
-        **flow_graph_context(flow, live=live, draft=draft, newest=matrix["newest"]),
+        **flow_graph_context(flow, live=live, draft=draft, newest=matrix["newest"],
+                             instances=matrix["newest_instances"]),
         counts=count_items(counts, flow, matrix["status"]), matrix=matrix,
         agent_costs=agent_cost_chart(selectors.flow_agent_costs(flow=flow)),
         subtitle=flow.slug, draft_edited=ago(draft.updated_at) if draft else "",
@@ -316,6 +317,8 @@ def matrix_context(request: HttpRequest, flow: Flow, *,
         # unfiltered (the graph colours by them without asking again); else None.
         "newest": ((runs[0]["id"], {k: c["status"] for k, c in runs[0]["cells"].items()})
                    if runs else (None, {})) if before is None and not status else None,
+        "newest_instances": {k: c["instances"] for k, c in runs[0]["cells"].items()
+                             if c.get("instances")} if runs else {},
         "empty": not runs, "filtered": bool(status or before),
     }
 
@@ -351,6 +354,14 @@ def _cell_html(run: dict, key: str, cell: dict | None, longest: int, panel_base:
         extra += (f'<span class="mx-bar mx-progress" data-progress="{percent}">'
                   f'<span style="width:{percent}%"></span></span>'
                   f'<span class="mx-dur">{percent}%</span>')
+    instances = cell.get("instances")
+    if instances:
+        worst = instances["worst"] or status
+        title += (f" · {instances['done']:,}/{instances['total']:,} instances done, worst "
+                  f"{STATUS_LABELS.get(worst, worst)}")
+        extra += (f'<span class="mx-inst st-{worst}" data-instances="{instances["total"]}" '
+                  f'data-instances-done="{instances["done"]}" data-worst="{worst}">'
+                  f'{instances["done"]:,}/{instances["total"]:,}</span>')
     if cell["reused"]:
         title += " · output reused from an earlier run"
         extra += '<span class="mx-reused" title="reused from an earlier run">↺</span>'

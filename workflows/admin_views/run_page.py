@@ -95,8 +95,10 @@ def error_shown(error: Any) -> Any:
 
 def run_live_context(request: HttpRequest, run: Run) -> dict[str, Any]:
     steps = list(selectors.run_steps(run=run))
-    events = list(selectors.run_events(run=run))
-    last_event = events[-1].pk if events else 0
+    # The timeline is the run's and its steps' story; a for_each step's instances have their
+    # own events, shown on their step panel (a 10,000-item step would drown the page).
+    events = list(selectors.run_events(run=run).filter(instance=None))
+    last_event = selectors.run_last_event_id(run=run) or 0
     approvals = approvals_pending_for_run(run=run)
     pending = [approval_card(request, a, run=run) for a in approvals]
     roles = role_context(request.user)

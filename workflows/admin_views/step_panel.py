@@ -28,6 +28,7 @@ from resources.selectors import resource_get
 from resources.services import resource_signed_path
 from workflows import selectors
 from workflows.admin_views.edge import get_run, poll_response, positive_int, run_url
+from workflows.admin_views.instances_panel import instances_context
 from workflows.investigation import wait_step_info
 from workflows.models import StepRun
 from workflows.permissions import OPERATE_RUN, has_permission
@@ -90,6 +91,7 @@ def step_panel(request: HttpRequest, model_admin: Any, run_id: Any, key: str) ->
     chunks = selectors.step_logs_tail(step_run=step, limit=LOG_PAGE)
     context = step_state_context(request, step)
     context.update(log_context(step, chunks, context["attempt_numbers"]))
+    context["instances"] = instances_context(step)
     return TemplateResponse(request, "workflows/_step_panel.html", context)
 
 

@@ -13,6 +13,7 @@ from django.conf import settings
 from approvals.models import Approval
 from workflows import selectors
 from workflows.document_selectors import flow_drafts, run_rerun_ids, run_steps
+from workflows.instance_selectors import instance_counts, run_has_fan_out
 from workflows.models import (
     Attempt,
     Event,
@@ -21,6 +22,7 @@ from workflows.models import (
     FlowVersion,
     LogChunk,
     Run,
+    StepInstance,
     StepRun,
     WebhookDelivery,
 )
@@ -94,7 +96,9 @@ def rerun_ids(run: Run) -> list[int]:
     return run_rerun_ids(run)
 
 
-def step_document(step: StepRun, child_run: int | None = None) -> dict[str, Any]:
+def step_document(step: StepRun, *, child_run: int | None = None,
+                  instances: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`instances`: {total, by_status} of a for_each step, else None."""
     return {
         "key": step.key,
         "type": step.type,
@@ -109,6 +113,7 @@ def step_document(step: StepRun, child_run: int | None = None) -> dict[str, Any]
         "error_kind": _step_error_kind(step),
         **agent_fields(step),
         "child_run": child_run,
+        "instances": instances,
     }
 
 
@@ -136,6 +141,8 @@ def run_document(run: Run) -> dict[str, Any]:
     if steps is None:
         steps = run_steps(run)
     children = selectors.subflow_children(steps=steps)
+    # One GROUP BY, and only for a run whose definition fans out.
+    counts = instance_counts([run.pk]) if run_has_fan_out(run) else {}
     return {
         "id": run.pk,
         "flow": run.flow.slug,
@@ -161,7 +168,8 @@ def run_document(run: Run) -> dict[str, Any]:
         "reruns": rerun_ids(run),
         "trace_id": run.trace_id or None,
         "parent": selectors.subflow_parent(run=run),
-        "steps": [step_document(s, children.get(s.pk)) for s in steps],
+        "steps": [step_document(s, child_run=children.get(s.pk), instances=counts.get(s.pk))
+                  for s in steps],
         "usage": usage_total(steps),
         "admin_url": run_admin_url(run.pk),
     }
@@ -205,7 +213,8 @@ def attempt_document(attempt: Attempt, log: Any = None) -> dict[str, Any]:
 
 
 def step_detail_document(step: StepRun, attempts: list[Attempt],
-                         logs: dict[int, Any] | None = None) -> dict[str, Any]:
+                         logs: dict[int, Any] | None = None,
+                         instances: dict[str, Any] | None = None) -> dict[str, Any]:
     logs = logs or {}
     return {
         "run": step.run_id,
@@ -223,6 +232,22 @@ def step_detail_document(step: StepRun, attempts: list[Attempt],
         "reused": step.is_reused,
         "child_run": selectors.subflow_children(steps=[step]).get(step.pk),
         **log_ref_fields(logs[max(logs)] if logs else None),
+        "instances": instances,
+    }
+
+
+def instance_document(instance: StepInstance) -> dict[str, Any]:
+    return {
+        "index": instance.index,
+        "item": instance.item,
+        "status": instance.status,
+        "attempts": instance.attempt_count,
+        "reused": instance.reused,
+        "started_at": instance.started_at,
+        "finished_at": instance.finished_at,
+        "duration_ms": instance.duration_ms,
+        "output": instance.output,
+        "error": instance.error,
     }
 
 

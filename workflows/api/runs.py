@@ -9,7 +9,9 @@ from django.http import HttpRequest
 from ninja import Query, Router, Status
 
 from workflows.api.documents import (
+    attempt_document,
     event_document,
+    instance_document,
     log_document,
     log_ref_fields,
     run_document,
@@ -25,6 +27,8 @@ from workflows.api.schemas import (
     CompareOut,
     EventPage,
     ExplainOut,
+    InstanceDetailOut,
+    InstancePage,
     LogPage,
     RerunIn,
     RetryIn,
@@ -39,6 +43,14 @@ from workflows.document_selectors import (
     step_attempts,
 )
 from workflows.errors import NotFound
+from workflows.instance_selectors import (
+    instance_attempts,
+    instance_counts_of,
+    instance_get,
+    instance_logs,
+    instances_query,
+    run_has_fan_out,
+)
 from workflows.investigation import run_baseline, run_explain, runs_search, search_matches
 from workflows.selectors import (
     run_compare,
@@ -48,7 +60,7 @@ from workflows.selectors import (
     step_logs,
 )
 from workflows.services.runs import run_cancel, run_replay, run_rerun, run_retry
-from workflows.states import ErrorKind, RunStatus
+from workflows.states import ErrorKind, RunStatus, StepStatus
 
 router = Router(tags=["runs"])
 
@@ -113,9 +125,43 @@ def runs_events(request: HttpRequest, run_id: RunId, cursor: Cursor = None, limi
             summary="One step run with its attempts", operation_id="runs_step")
 def runs_step(request: HttpRequest, run_id: RunId, key: StepKey):
     can_view_runs(request.auth)
-    step = get_step(get_run(run_id, with_steps=False), key)
+    run = get_run(run_id, with_steps=False)
+    step = get_step(run, key)
     attempts = step_attempts(step)
-    return step_detail_document(step, attempts, step_log_resources(step_run=step))
+    counts = instance_counts_of(step) if run_has_fan_out(run) else None
+    return step_detail_document(step, attempts, step_log_resources(step_run=step),
+                                instances=counts)
+
+
+@router.get("/{int:run_id}/steps/{key}/instances", response={200: InstancePage, **errors(422)},
+            summary="A for_each step's instances, in item order")
+def runs_step_instances(request: HttpRequest, run_id: RunId, key: StepKey,
+                        status: StepStatus | None = None, cursor: str | None = None,
+                        limit: int = 50):
+    """Keyset pages on the item index (one query a page, whatever the number of instances);
+    `status` keeps the instances of one status."""
+    can_view_runs(request.auth)
+    step = get_step(get_run(run_id, with_steps=False), key)
+    rows, next_cursor = keyset_page(instances_query(step, status=status), cursor=cursor,
+                                    limit=limit, key="index", descending=False)
+    return {"items": [instance_document(i) for i in rows], "next_cursor": next_cursor}
+
+
+@router.get("/{int:run_id}/steps/{key}/instances/{int:index}",
+            response={200: InstanceDetailOut, **errors()},
+            summary="One instance of a for_each step, with its attempts and log",
+            operation_id="runs_step_instance")
+def runs_step_instance(request: HttpRequest, run_id: RunId, key: StepKey, index: int):
+    can_view_runs(request.auth)
+    step = get_step(get_run(run_id, with_steps=False), key)
+    instance = instance_get(step, index) if 0 <= index < 2**31 else None
+    if instance is None:
+        raise NotFound(f"step {key!r} of run {run_id} has no instance {index}")
+    attempts = instance_attempts(instance)
+    numbers = {a.pk: a.number for a in attempts}
+    return {**instance_document(instance),
+            "attempt_list": [attempt_document(a) for a in attempts],
+            "logs": [log_document(c, numbers) for c in instance_logs(instance)]}
 
 
 @router.get("/{int:run_id}/steps/{key}/logs", response={200: LogPage, **errors()},

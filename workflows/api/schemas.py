@@ -306,6 +306,29 @@ class TriggerOut(Schema):
                                                    "from (by the delivery or redelivered).")
 
 
+class InstanceCounts(Schema):
+    total: int
+    by_status: dict[str, int] = Field(description="{STATUS: N} of the instances.")
+
+
+class InstanceOut(Schema):
+    index: int = Field(description="The item's position in the list (item_index).")
+    item: Any = None
+    status: StepStatus
+    attempts: int
+    reused: bool = Field(description="Reused from the retried run's completed instance.")
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: int | None
+    output: Any = None
+    error: Any = None
+
+
+class InstancePage(Schema):
+    items: list[InstanceOut]
+    next_cursor: str | None
+
+
 class StepOut(Schema):
     key: str
     type: str
@@ -332,6 +355,9 @@ class StepOut(Schema):
         None, description="What the wait's on_cancel command did: {exit_code, output, ...}.")
     child_run: int | None = Field(
         None, description="A `flow` step: the run it started (its subflow); null otherwise.")
+
+    instances: InstanceCounts | None = Field(
+        None, description="A for_each step's instances: how many, and how many per status.")
 
 
 class ParentOut(Schema):
@@ -455,6 +481,8 @@ class StepDetailOut(Schema):
     log_ref: str | None = Field(None, description="res:// uri of the latest attempt's whole "
                                 "log (the database keeps a window of WF_LOG_INLINE_BYTES).")
     log_size: int | None = Field(None, description="Its size in bytes.")
+    instances: InstanceCounts | None = Field(
+        None, description="A for_each step's instances: how many, and how many per status.")
 
 
 class LogChunkOut(Schema):
@@ -695,3 +723,8 @@ class ConnectionUpdateIn(Schema):
     description: str | None = Field(None, max_length=10_000)
     config: dict[str, Any] | None = None
     secret: dict[str, Any] | None = Field(None, description="Write-only; null clears it.")
+
+
+class InstanceDetailOut(InstanceOut):
+    attempt_list: list[AttemptOut] = Field(description="The instance's attempts, oldest first.")
+    logs: list[LogChunkOut] = Field(description="The instance's log lines (first 200 chunks).")

@@ -80,6 +80,8 @@ DEFAULT_CONCURRENCY = {"key": None, "limit": 1, "policy": ConcurrencyPolicy.QUEU
 DEFAULT_TIMEZONE = "UTC"
 NOTIFY_KEYS = ("on", "email", "webhook")
 REFERENCE_ROOTS = ("input", "steps", "connections")
+# Roots a for_each step's parameters may also refer to: the instance's item and its index.
+ITEM_ROOTS = ("item", "item_index")
 
 TYPE_DESCRIPTIONS = {
     InputType.STRING: "a string",

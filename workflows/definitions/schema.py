@@ -176,7 +176,29 @@ class _Step(_Part):
     )
 
 
-class PythonStep(_Step):
+class _FanOutStep(_Step):
+    """A step that may run once per item of a list (every type but approval)."""
+
+    for_each: Reference | None = Field(
+        None,
+        description="A reference to a list: the step runs one instance per item, with "
+        "{{ item }} and {{ item_index }} in its parameters. Its output is the list of the "
+        "instances' outputs in item order. More than WF_FOR_EACH_MAX_ITEMS (10,000) items "
+        "fails the step with too_many_items; a value that is not a list with "
+        "for_each_not_a_list.",
+        examples=["{{ input.repos }}"],
+    )
+    max_parallel: int | None = Field(
+        None, ge=1, le=1000,
+        description="Instances running at once (with for_each); default WF_FOR_EACH_PARALLEL "
+        "(10).")
+    fail_fast: bool | None = Field(
+        None,
+        description="With for_each: the step fails as soon as one instance has failed after "
+        "its retries, canceling the others (default: once every instance has ended).")
+
+
+class PythonStep(_FanOutStep):
     """Runs a registered action with `args`; its return value is the output."""
 
     type: Literal["python"]
@@ -201,7 +223,7 @@ class HttpRequest(_Part):
     body: Any = Field(None, description="Sent as is (text) or as JSON.")
 
 
-class HttpStep(_Step):
+class HttpStep(_FanOutStep):
     """One HTTP request. Output: {status, headers, body}; a status of 400 and above fails
     the attempt unless `fail_on_status: false` or the status is in `accept_statuses`."""
 
@@ -226,7 +248,7 @@ class SftpDownload(_Part):
     optional: bool | None = Field(None, description="A missing file is not a failure.")
 
 
-class SshStep(_Step):
+class SshStep(_FanOutStep):
     """Runs `command` on the connection's host. Output: {exit_code, stdout_tail}."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=_names_only("env"))

@@ -14,7 +14,8 @@ The verbs (each runs in the caller's transaction; those taking a `run` need it l
   `WaitEnded` (a wait ended without its callback: its `on_cancel` runs after);
 - `agent_touch`: a remote agent's heartbeat, log post or artifact refreshes its wait's liveness
   columns (one conditional UPDATE, no run lock; `agents`);
-- workers: `advance` (run a queued step run), `step_wake` (a paused step's short timer or
+- workers: `advance` (run a queued step run), `advance_instance` (run a queued instance of a
+  `for_each` step: engine/instances.py), `step_wake` (a paused step's short timer or
   timeout is due), `sweep` (the periodic repairs), and `task`, which registers the task
   functions the engine sends (`ADVANCE_STEP`, `WAKE_STEP`) so it never names them by string.
 
@@ -27,7 +28,8 @@ compare-and-set move of a status, with its Event), `callback_tokens`, `versions`
 per-process version cache), `locking` (the run lock and the step states), `context` (what
 references and handlers see), `attempts` (every Attempt write), `dispatch` (every django-q2
 send), `progress` (ready steps, the run's status), `resolve`, `admission`, `rewind`,
-`executor` (a worker's attempt), `agents` (remote agents' liveness and `on_cancel`) and
+`executor` (a worker's attempt), `agents` (remote agents' liveness and `on_cancel`),
+`instance_states`, `fan_out` and `instances` (for_each) and
 `sweeper`. docs/architecture.md "Life of a step" shows
 which module makes each write.
 """
@@ -40,8 +42,9 @@ from workflows.engine.agents import (
     heartbeat_deadline_of,
 )
 from workflows.engine.callback_tokens import callback_mint, callback_token, callback_url, token_hash
-from workflows.engine.dispatch import ADVANCE_STEP, WAKE_STEP, task
+from workflows.engine.dispatch import ADVANCE_INSTANCE, ADVANCE_STEP, WAKE_STEP, task
 from workflows.engine.executor import advance
+from workflows.engine.instances import advance_instance
 from workflows.engine.locking import lock_run
 from workflows.engine.resolve import (
     CallbackReceived,
@@ -76,11 +79,13 @@ __all__ = [
     "WorkerLost",
     # the workers' verbs, and the task functions they are sent as
     "advance",
+    "advance_instance",
     "step_wake",
     "sweep",
     "task",
     "ADVANCE_STEP",
     "WAKE_STEP",
+    "ADVANCE_INSTANCE",
     # the lock every verb on a live run is called under
     "lock_run",
     # the run's event log

@@ -62,7 +62,7 @@ class LogWriter:
             self.sink.write(text)
         self.ensure_attempt()
         if self.next_seq is None:
-            last = (LogChunk.objects.filter(step_run_id=self.step_run_id)
+            last = (LogChunk.objects.filter(step_run_id=self.step_run_id, instance=None)
                     .order_by("-seq").values_list("seq", flat=True).first())
             self.next_seq = (last or 0) + 1
         self.next_seq = self.window.keep(pieces, attempt_id=self.attempt.pk,

@@ -45,7 +45,7 @@ def attempt_write(attempt: Attempt, *, may_exist: bool = False, **fields: Any) -
     attempt already closed by someone else (a cancel, the sweeper) as it is. `may_exist`: the
     step run moved on without this worker, so the sweeper may have recorded the attempt."""
     if attempt.pk is None and may_exist:
-        attempt.pk = (Attempt.objects.filter(step_run_id=attempt.step_run_id,
+        attempt.pk = (Attempt.objects.filter(step_run_id=attempt.step_run_id, instance=None,
                                              number=attempt.number)
                       .values_list("pk", flat=True).first())
     if attempt.pk is None:
@@ -77,7 +77,7 @@ def attempt_finish(step: StepRun, status: str, *, output: Any = None,
     attempt its worker never wrote (it died within its first moments) is recorded closed."""
     now = timezone.now()
     attempt = (
-        Attempt.objects.filter(step_run_id=step.pk, number=step.attempt_count)
+        Attempt.objects.filter(step_run_id=step.pk, instance=None, number=step.attempt_count)
         .only("id", "started_at", "status").first()
     )
     if attempt is None:
@@ -102,7 +102,7 @@ def attempt_finish(step: StepRun, status: str, *, output: Any = None,
 
 def worker_losses(step: StepRun) -> int:
     """How many of the step run's attempts ended because their worker was lost."""
-    return Attempt.objects.filter(step_run=step, error__type="WorkerLost").count()
+    return Attempt.objects.filter(step_run=step, instance=None, error__type="WorkerLost").count()
 
 
 def attempts_orphaned_close(now: datetime) -> int:

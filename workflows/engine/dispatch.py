@@ -30,7 +30,8 @@ from workflows.states import EventKind, StepStatus
 # The engine's tasks, each taking one step run id.
 ADVANCE_STEP = "advance_step"  # run a queued step run (executor.advance)
 WAKE_STEP = "wake_step"  # resolve a paused step's short timer or timeout (sweeper.step_wake)
-TASKS = (ADVANCE_STEP, WAKE_STEP)
+ADVANCE_INSTANCE = "advance_instance"  # run a queued for_each instance (instances.advance_instance)
+TASKS = (ADVANCE_STEP, WAKE_STEP, ADVANCE_INSTANCE)
 # django-q2's group of every task the engine sends.
 GROUP = "workflow-steps"
 
@@ -77,6 +78,19 @@ def enqueue(step_run_ids: list[int]) -> None:
     def send() -> None:
         for step_run_id in step_run_ids:
             _send(ADVANCE_STEP, step_run_id, f"step-{step_run_id}")
+
+    transaction.on_commit(send)
+
+
+def enqueue_instances(instance_ids: list[int]) -> None:
+    """Hand queued for_each instances to django-q2 once the transaction that queued them
+    commits (the same rule as `enqueue`)."""
+    if not instance_ids:
+        return
+
+    def send() -> None:
+        for instance_id in instance_ids:
+            _send(ADVANCE_INSTANCE, instance_id, f"instance-{instance_id}")
 
     transaction.on_commit(send)
 

@@ -47,6 +47,7 @@ from workflows.engine import (
     attempt_values,
     attempts,
     dispatch,
+    fan_out,
     handler_threads,
     progress,
     repeat,
@@ -205,6 +206,9 @@ def claim_locked(run: Run, steps: dict[str, StepRun], step: StepRun) -> Claimed 
     The Attempt is not written here: a fast attempt is written once, when it ends; a slower
     one when the worker first checks on it (`execute`)."""
     definition = step_definitions(run)[step.key]
+    if fan_out.is_fan_out(definition):
+        fan_out.fan_out_start(run, steps, step, definition, worker=worker_id())
+        return None  # its instances run as their own tasks (engine/instances.py)
     step_type = get_step_type(step.type)
     setup_error: StepFailed | None = None
     resolved: dict[str, Any] | None = None
@@ -500,7 +504,8 @@ def _continue(run: Run, steps: dict[str, StepRun]) -> Claimed | None:
     others for any worker."""
     ready = progress.ready_steps(run, steps)
     claimed = None
-    if ready and settings.WF_CONTINUE_INLINE:
+    if ready and settings.WF_CONTINUE_INLINE and not fan_out.is_fan_out(
+            step_definitions(run)[ready[0].key]):
         claimed = claim_locked(run, steps, ready[0])
         if claimed is not None:
             ready = ready[1:]

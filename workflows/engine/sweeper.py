@@ -28,7 +28,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from resources.logs import log_parts_assemble
-from workflows.engine import agents, attempts, dispatch
+from workflows.engine import agents, attempts, dispatch, instance_repairs
 from workflows.engine.locking import lock_run
 from workflows.engine.resolve import Completed, Failed, WaitEnded, WorkerLost, step_resolve
 from workflows.engine.versions import step_definitions
@@ -56,6 +56,7 @@ def sweep(now=None) -> dict[str, int]:
         "orphan_attempts": attempts.attempts_orphaned_close(now),
         "heartbeat_wakes": _heartbeat_wakes(now),
         "on_cancel": _on_cancel_due(),
+        **instance_repairs.instances_sweep(now),
     }
     return counts
 

@@ -188,11 +188,11 @@ def _set_inserted_pk(obj: Any, pk: Any) -> None:
 def event_record(
     *, run_id: int, kind: str, actor_kind: str = ActorKind.SYSTEM, actor: str = "",
     step_run_id: int | None = None, from_status: str = "", to_status: str = "",
-    reason: str = "", data: dict[str, Any] | None = None,
+    reason: str = "", data: dict[str, Any] | None = None, instance_id: int | None = None,
 ) -> Event:
     """Append an Event. Call inside the transaction that made the change it records."""
     event = Event(
-        run_id=run_id, step_run_id=step_run_id, kind=kind, from_status=from_status,
+        run_id=run_id, step_run_id=step_run_id, instance_id=instance_id, kind=kind, from_status=from_status,
         to_status=to_status, actor_kind=actor_kind, actor=actor, reason=reason, data=data or {},
         at=timezone.now(),
     )

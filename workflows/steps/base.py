@@ -103,7 +103,8 @@ class StepType:
     # Parameters every step may carry, besides the ones its type declares.
     common_keys: ClassVar[frozenset[str]] = frozenset(
         {"key", "type", "needs", "retry", "timeout_seconds", "when", "name", "description",
-         "until", "continue_on_error"}
+         "until", "continue_on_error",
+         "for_each", "max_parallel", "fail_fast"}
     )
     # Parameters of this type (validate() reports any other key as unknown).
     param_keys: ClassVar[frozenset[str]] = frozenset()

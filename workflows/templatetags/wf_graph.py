@@ -34,8 +34,13 @@ MIN_SCALE = 0.8
 
 
 def render_graph(definition: dict[str, Any], *, statuses: dict[str, str] | None = None,
-                 run_id: int | None = None, label: str = "Flow graph") -> SafeString:
+                 run_id: int | None = None, label: str = "Flow graph",
+                 instances: dict[str, dict[str, Any]] | None = None) -> SafeString:
+    """`instances`: {step key: {done, total}} of the run's for_each steps, shown on their
+    nodes; a for_each step's node is drawn as a stack whatever the run."""
     layout = graph_layout(definition)
+    fan_out = {s.get("key") for s in definition.get("steps", [])
+               if isinstance(s, dict) and s.get("for_each")}
     if not layout.nodes:
         return mark_safe('<p class="wf-muted">No steps.</p>')
     panel = reverse("admin:workflows_run_step", args=[run_id, "__key__"]) if run_id else None
@@ -69,13 +74,24 @@ def render_graph(definition: dict[str, Any], *, statuses: dict[str, str] | None 
             url = panel.replace("__key__", node.key)
             attrs += (f' hx-get="{escape(url)}" hx-target="#step-panel" hx-swap="innerHTML" '
                       f'tabindex="0" role="button" aria-label="{escape(title)}"')
+        stack = ""
+        type_text = node.type
+        if node.key in fan_out:
+            attrs += ' data-for-each="true"'
+            stack = (f'<rect class="gr-stack" x="4" y="-4" width="{NODE_WIDTH}" '
+                     f'height="{NODE_HEIGHT}" rx="6"/>')
+            counts = (instances or {}).get(node.key)
+            type_text = f"{node.type} ×each"
+            if counts:
+                attrs += f' data-instances="{counts["total"]}" data-instances-done="{counts["done"]}"'
+                type_text = f"{node.type} · {counts['done']:,}/{counts['total']:,}"
         parts.append(
             f'<g {attrs} transform="translate({node.x:.1f},{node.y:.1f})">'
-            f'<title>{escape(title)}</title>'
+            f'<title>{escape(title)}</title>{stack}'
             f'<rect width="{NODE_WIDTH}" height="{NODE_HEIGHT}" rx="6"/>'
             f'<circle class="gr-dot" cx="14" cy="{NODE_HEIGHT / 2:.0f}" r="5"/>'
             f'<text x="26" y="17" class="gr-key">{escape(_label(node.key, MAX_LABEL))}</text>'
-            f'<text x="26" y="31" class="gr-type">{escape(_label(node.type, MAX_LABEL))}</text>'
+            f'<text x="26" y="31" class="gr-type">{escape(_label(type_text, MAX_LABEL))}</text>'
             f'</g>'
         )
     parts.append("</g></svg>")

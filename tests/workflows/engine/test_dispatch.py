@@ -20,7 +20,8 @@ pytestmark = pytest.mark.django_db
 def test_every_task_the_engine_sends_is_a_function_of_workflows_tasks():
     assert dispatch.task_function(engine.ADVANCE_STEP) is tasks.advance_step
     assert dispatch.task_function(engine.WAKE_STEP) is tasks.wake_step
-    assert set(dispatch.TASKS) == {engine.ADVANCE_STEP, engine.WAKE_STEP}
+    assert dispatch.task_function(engine.ADVANCE_INSTANCE) is tasks.advance_instance
+    assert set(dispatch.TASKS) == {engine.ADVANCE_STEP, engine.WAKE_STEP, engine.ADVANCE_INSTANCE}
 
 
 def test_a_task_the_engine_does_not_send_cannot_be_registered():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workflows.definitions.base import REFERENCE_ROOTS, add
+from workflows.definitions.base import ITEM_ROOTS, REFERENCE_ROOTS, add
 from workflows.references import (
     ReferenceSyntaxError,
     find_references,
@@ -55,7 +55,7 @@ def check_step_references(
             problems,
             f"{path}.{suffix}",
             expr,
-            roots=REFERENCE_ROOTS,
+            roots=REFERENCE_ROOTS + ITEM_ROOTS if "for_each" in step else REFERENCE_ROOTS,
             inputs=inputs,
             connection_uses=connection_uses,
             step_key=key,
@@ -98,7 +98,10 @@ def check_reference(
         add(problems, path, f"invalid reference {shown}: {exc}")
         return
     root = segments[0]
-    if root not in REFERENCE_ROOTS:
+    if root in ITEM_ROOTS and root not in roots:
+        add(problems, path, f"{shown}: only a step with for_each has an {root}")
+        return
+    if root not in REFERENCE_ROOTS + ITEM_ROOTS:
         add(problems, path, f"unknown reference root {root!r} in {shown}; use {', '.join(roots)}")
         return
     if root not in roots:
@@ -120,7 +123,7 @@ def check_reference(
             )
         elif connection_uses is not None:
             connection_uses.append((path, str(segments[1]), None))
-    else:
+    elif root == "steps":
         _check_step_reference(problems, path, shown, segments, step_key, ancestors, types or {})
 
 

@@ -30,6 +30,7 @@ from workflows.definitions.check.conditions import (
     check_until,
     check_when,
 )
+from workflows.definitions.check.for_each import check_for_each
 from workflows.definitions.check.metadata import check_optional_text
 from workflows.definitions.check.references import ConnectionUses, check_step_references
 from workflows.definitions.graph import closure, find_cycles
@@ -100,6 +101,7 @@ def check_steps(
         until = check_until(problems, step.get("until"), f"{path}.until")
         if until is not None:
             entry["until"] = until
+        check_for_each(problems, step, path)
         normalized.append(entry)
 
     graph = {key: needs_at[index] for index, key in keys.items()}
