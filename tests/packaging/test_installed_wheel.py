@@ -95,7 +95,7 @@ def test_the_wheel_holds_templates_static_files_and_demo_flows(installed):
             "(pathlib.Path(accounts.__file__).parent / 'templates/accounts/login.html').is_file())")
     out = run([str(installed), "-c", code], cwd="/").stdout.splitlines()
     assert not out[0].startswith(str(SOURCE)), "imported the source tree, not the wheel"
-    assert out[1] == "True True True 3 True True"
+    assert out[1] == "True True True 5 True True"
 
 
 def test_the_installed_copy_migrates_checks_and_serves(installed, environment):
