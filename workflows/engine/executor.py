@@ -18,13 +18,11 @@ written by `attempts`, tasks are sent by `dispatch`. What a handler sees is
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import os
 import socket
 import threading
 import time
-import traceback
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -300,23 +298,11 @@ def execute(claimed: Claimed) -> Result:
                                                 claimed.attempt.number),
     )
     result = Result()
-    done = threading.Event()
-
-    def target() -> None:
-        try:
-            result.outcome = step_type.execute(ctx)
-        except BaseException as exc:  # the handler's failure is data, recorded on the Attempt
-            result.error = exc
-            result.trace = traceback.format_exc()
-        finally:
-            done.set()
-            ctx.wake()
-
     timeout = float(claimed.definition.get("timeout_seconds") or attempts.default_step_timeout())
-    context = contextvars.copy_context()  # the handler's log lines name the step too
     started = time.monotonic()
     last_beat = started
-    handler_threads.run(lambda: context.run(target), name=f"step-{claimed.step.pk}")
+    done = handler_threads.handler_start(lambda: step_type.execute(ctx), ctx, result,
+                                         name=f"step-{claimed.step.pk}")
     log_writer = LogWriter(step_run=claimed.step, run=claimed.run, attempt=claimed.attempt,
                            redactor=claimed.redactor,
                            ensure_attempt=lambda: _ensure_attempt(claimed))

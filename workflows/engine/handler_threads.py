@@ -13,10 +13,13 @@ survive a fork.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import threading
+import traceback
 from collections.abc import Callable
 from queue import SimpleQueue
+from typing import Any
 
 from django.db import close_old_connections
 
@@ -25,6 +28,30 @@ MAX_IDLE = 8
 
 _lock = threading.Lock()
 _idle: list[SimpleQueue] = []
+
+
+def handler_start(execute: Callable[[], Any], ctx: Any, result: Any, *,
+                  name: str) -> threading.Event:
+    """Run a step handler (`execute`, e.g. `step_type.execute(ctx)`) in a handler thread, in a
+    copy of the caller's context (its log lines name the step). Its outcome, or the exception
+    it raised with the traceback, lands on `result` (`outcome`, `error`, `trace`): a handler's
+    failure is data, recorded on the Attempt. Returns the event set when it has returned; the
+    context is woken then too, so the worker's wait ends at once."""
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            result.outcome = execute()
+        except BaseException as exc:  # noqa: BLE001 - recorded, never raised here
+            result.error = exc
+            result.trace = traceback.format_exc()
+        finally:
+            done.set()
+            ctx.wake()
+
+    context = contextvars.copy_context()
+    run(lambda: context.run(target), name=name)
+    return done
 
 
 def run(job: Callable[[], None], *, name: str) -> None:

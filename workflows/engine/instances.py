@@ -29,11 +29,9 @@ per step run (`_prepared`) and resolves only the parameters per item.
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import threading
 import time
-import traceback
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -325,21 +323,9 @@ def _start(claim: _Claim, result: Result) -> _Running:
     ctx = AttemptContext(step=claimed.resolved or {}, run_id=claimed.run.pk,
                          step_key=claimed.step.key, attempt_number=claimed.attempt.number,
                          connections=claimed.connections, secrets=claimed.secrets)
-    done = threading.Event()
-
-    def target() -> None:
-        try:
-            result.outcome = step_type.execute(ctx)
-        except BaseException as exc:  # the handler's failure is data, recorded on the Attempt
-            result.error = exc
-            result.trace = traceback.format_exc()
-        finally:
-            done.set()
-            ctx.wake()
-
     timeout = float(claimed.definition.get("timeout_seconds") or attempts.default_step_timeout())
-    context = contextvars.copy_context()
-    handler_threads.run(lambda: context.run(target), name=f"instance-{claim.instance.pk}")
+    done = handler_threads.handler_start(lambda: step_type.execute(ctx), ctx, result,
+                                         name=f"instance-{claim.instance.pk}")
     return _Running(claim=claim, ctx=ctx, result=result, done=done, timeout=timeout)
 
 
