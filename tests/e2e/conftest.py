@@ -121,7 +121,7 @@ def wait_for(predicate: Callable[[], bool], *, timeout: float = 30, what: str = 
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def wait_for_run(run: Run, statuses: set[str] = TERMINAL, timeout: float = 60) -> Run:
+def wait_for_run(run: Run, statuses: set[str] = TERMINAL, timeout: float = 120) -> Run:
     def reached() -> bool:
         run.refresh_from_db()
         return run.status in statuses
