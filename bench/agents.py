@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from bench.common import (  # noqa: E402
     BENCH_FIELD_KEY,
     PG_ADMIN_URL,
-    drop_database,
+    database_release,
     recreate_database,
 )
 
@@ -166,13 +166,7 @@ def main() -> None:
     try:
         run(args)
     finally:
-        try:
-            from django.db import connections
-
-            connections.close_all()
-        except Exception:  # noqa: BLE001 - Django may not be set up yet
-            pass
-        drop_database(PG_DB)
+        database_release(PG_DB)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 # An administrative URL of the PostgreSQL the benches create their databases on.
@@ -36,3 +40,35 @@ def recreate_postgres_database(url: str) -> None:
     if "bench" not in name:
         sys.exit(f"refusing to drop database {name!r}: its name must contain 'bench'")
     recreate_database(name, parsed._replace(path="/postgres").geturl())
+
+
+def database_release(name: str, admin_url: str = PG_ADMIN_URL) -> None:
+    """Close this process's Django connections (if Django was set up) and drop database
+    `name`: what every bench does last, whatever happened before."""
+    try:
+        from django.db import connections
+
+        connections.close_all()
+    except Exception:  # noqa: BLE001 - Django may not be set up yet
+        pass
+    drop_database(name, admin_url)
+
+
+def bench_run(run_bench: Callable[[Any, Path], None], args: Any, *, prefix: str, database: str,
+              redis_url: str, failure: type[Exception]) -> None:
+    """Run `run_bench(args, tmp)` in a temporary folder, then release its database and empty
+    its Redis db whatever happened; a `failure` (the bench's own check failed) exits 1."""
+    failed = None
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        try:
+            run_bench(args, Path(tmp))
+        except failure as exc:
+            failed = exc
+        finally:
+            database_release(database)
+            import redis
+
+            redis.Redis.from_url(redis_url).flushdb()
+    if failed is not None:
+        print(f"\nFAILED: {failed}", file=sys.stderr)
+        sys.exit(1)

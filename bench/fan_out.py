@@ -28,14 +28,13 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import BENCH_FIELD_KEY, PG_ADMIN_URL, drop_database, recreate_database  # noqa: E402
+from bench.common import BENCH_FIELD_KEY, PG_ADMIN_URL, bench_run, recreate_database  # noqa: E402
 from bench.throughput import BenchFailure, start, stop, tail, wait_for_clusters  # noqa: E402
 
 PG_DB = os.environ.get("BENCH_FAN_OUT_DB", "bench_fan_out")
@@ -226,26 +225,8 @@ def main() -> None:
         print(f"skipped: needs PostgreSQL ({PG_ADMIN_URL}) and Redis ({REDIS_URL}): {exc}",
               file=sys.stderr)
         return
-    failed = None
-    with tempfile.TemporaryDirectory(prefix="bench-fan-out-") as tmp:
-        try:
-            run_bench(args, Path(tmp))
-        except BenchFailure as exc:
-            failed = exc
-        finally:
-            try:
-                from django.db import connections
-
-                connections.close_all()
-            except Exception:  # noqa: BLE001 - Django may not be set up yet
-                pass
-            drop_database(PG_DB)
-            import redis
-
-            redis.Redis.from_url(REDIS_URL).flushdb()
-    if failed is not None:
-        print(f"\nFAILED: {failed}", file=sys.stderr)
-        sys.exit(1)
+    bench_run(run_bench, args, prefix="bench-fan-out-", database=PG_DB, redis_url=REDIS_URL,
+              failure=BenchFailure)
 
 
 if __name__ == "__main__":

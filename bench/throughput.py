@@ -39,7 +39,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -50,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 from bench.common import (  # noqa: E402
     BENCH_FIELD_KEY,
     PG_ADMIN_URL,
-    drop_database,
+    bench_run,
     recreate_database,
 )
 
@@ -598,26 +597,8 @@ def main() -> None:
         print(f"skipped: needs PostgreSQL ({PG_ADMIN_URL}) and Redis ({REDIS_URL}): {exc}",
               file=sys.stderr)
         return
-    failed = None
-    with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp:
-        try:
-            run_bench(args, Path(tmp))
-        except BenchFailure as exc:
-            failed = exc
-        finally:
-            try:
-                from django.db import connections
-
-                connections.close_all()
-            except Exception:  # noqa: BLE001 - Django may not be set up yet
-                pass
-            drop_database(PG_DB)
-            import redis
-
-            redis.Redis.from_url(REDIS_URL).flushdb()
-    if failed is not None:
-        print(f"\nFAILED: {failed}", file=sys.stderr)
-        sys.exit(1)
+    bench_run(run_bench, args, prefix="bench-throughput-", database=PG_DB, redis_url=REDIS_URL,
+              failure=BenchFailure)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import BENCH_FIELD_KEY, PG_ADMIN_URL, drop_database, recreate_database  # noqa: E402,I001
+from bench.common import BENCH_FIELD_KEY, PG_ADMIN_URL, database_release, recreate_database  # noqa: E402,I001
 
 SLUG = "repo-events"
 SECRET = "bench-github-secret-0123456789"
@@ -142,10 +142,7 @@ def main() -> None:
                   f"web CPU p50 {statistics.median(cpus):.2f} ms")
         print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     finally:
-        from django.db import connections
-
-        connections.close_all()
-        drop_database(DATABASE, args.pg)
+        database_release(DATABASE, args.pg)
 
 
 if __name__ == "__main__":
