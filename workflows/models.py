@@ -386,6 +386,10 @@ class StepInstance(models.Model):
     enqueued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # An instance of a fanned-out `flow` step: the child run that resolves it (a run retry's
+    # reused instance keeps the child of the instance it reuses). engine/instance_pauses.py.
+    child_run = models.ForeignKey("Run", null=True, blank=True, on_delete=models.SET_NULL,
+                                  related_name="+")
 
     class Meta:
         ordering = ["step_run", "index"]

@@ -131,6 +131,7 @@ class EventKind(models.TextChoices):
     INSTANCE_CANCELED = "instance_canceled"
     INSTANCE_RETRY_SCHEDULED = "instance_retry_scheduled"
     INSTANCE_REQUEUED = "instance_requeued"
+    INSTANCE_WAITING = "instance_waiting"  # paused: resolved from outside (a fanned `flow` step)
     WAIT_TIMED_OUT = "wait_timed_out"
     CALLBACK_RECEIVED_EARLY = "callback_received_early"
     HEARTBEAT_TIMED_OUT = "heartbeat_timed_out"  # a wait's agent missed its heartbeat

@@ -177,7 +177,7 @@ class _Step(_Part):
 
 
 class _FanOutStep(_Step):
-    """A step that may run once per item of a list (every type but approval)."""
+    """A step that may run once per item of a list (python, http, ssh and flow steps)."""
 
     for_each: Reference | None = Field(
         None,
@@ -325,9 +325,12 @@ class ApprovalStep(_Step):
     )
 
 
-class FlowStep(_Step):
+class FlowStep(_FanOutStep):
     """A subflow: runs another flow's live release (pinned when the step starts) with `input`
-    and waits for it. Output: the child run's output; the child's failure fails the step."""
+    and waits for it. Output: the child run's output; the child's failure fails the step.
+    With for_each: one child run per item (`input` rendered with {{ item }} and
+    {{ item_index }}), at most max_parallel running at once; the output is the list of the
+    children's outputs in item order."""
 
     type: Literal["flow"]
     timeout_seconds: None = Field(

@@ -12,6 +12,8 @@ The verbs (each runs in the caller's transaction; those taking a `run` need it l
 - `step_resolve`: end a step from outside its worker with an outcome — `Completed`,
   `Failed`, `Rejected` (a decision, a timer, a timeout), `CallbackReceived`, `WorkerLost`,
   `WaitEnded` (a wait ended without its callback: its `on_cancel` runs after);
+- `instance_resolve`: end a paused for_each instance from outside its worker with `Completed`
+  or `Failed` (a fanned-out `flow` step's child run ended: engine/instance_pauses.py);
 - `agent_touch`: a remote agent's heartbeat, log post or artifact refreshes its wait's liveness
   columns (one conditional UPDATE, no run lock; `agents`);
 - workers: `advance` (run a queued step run), `advance_instance` (run a queued instance of a
@@ -29,7 +31,8 @@ per-process version cache), `locking` (the run lock and the step states), `conte
 references and handlers see), `attempts` (every Attempt write), `dispatch` (every django-q2
 send), `progress` (ready steps, the run's status), `resolve`, `admission`, `rewind`,
 `executor` (a worker's attempt), `agents` (remote agents' liveness and `on_cancel`),
-`instance_states`, `fan_out` and `instances` (for_each) and
+`instance_states`, `fan_out`, `instances`, `instance_pauses` and `instance_resolve`
+(for_each) and
 `sweeper`. docs/architecture.md "Life of a step" shows
 which module makes each write.
 """
@@ -44,6 +47,7 @@ from workflows.engine.agents import (
 from workflows.engine.callback_tokens import callback_mint, callback_token, callback_url, token_hash
 from workflows.engine.dispatch import ADVANCE_INSTANCE, ADVANCE_STEP, WAKE_STEP, task
 from workflows.engine.executor import advance
+from workflows.engine.instance_resolve import instance_resolve
 from workflows.engine.instances import advance_instance
 from workflows.engine.locking import lock_run
 from workflows.engine.resolve import (
@@ -70,6 +74,7 @@ __all__ = [
     "run_cancel",
     "run_rewind",
     "step_resolve",
+    "instance_resolve",
     # what step_resolve is told
     "CallbackReceived",
     "Completed",

@@ -28,6 +28,7 @@ from resources.payloads import storable_json
 from workflows.definitions.base import type_name
 from workflows.engine import dispatch, progress
 from workflows.engine.context import resolution_context, resource_scope
+from workflows.engine.instance_pauses import instances_released
 from workflows.engine.instance_states import instances_cancel, is_fan_out
 from workflows.engine.resolve import Completed, Failed, step_resolve
 from workflows.engine.transitions import event_record, run_transition, step_transition
@@ -89,6 +90,7 @@ def fan_out_start(run: Run, steps: dict[str, StepRun], step: StepRun,
             rows.append(StepInstance(
                 step_run=step, index=index, item=item, status=StepStatus.COMPLETED,
                 reused=True, output=done["output"], attempt_count=0,
+                child_run_id=done["child_run_id"],
                 started_at=done["started_at"], finished_at=done["finished_at"]))
         elif queued < parallel:
             queued += 1
@@ -124,7 +126,7 @@ def _reusable(run: Run, key: str, items: list[Any]) -> dict[int, dict[str, Any]]
         return {}
     rows = StepInstance.objects.filter(
         step_run__run_id=run.retry_of_id, step_run__key=key, status=StepStatus.COMPLETED,
-    ).values("index", "item", "output", "started_at", "finished_at")
+    ).values("index", "item", "output", "started_at", "finished_at", "child_run_id")
     return {r["index"]: r for r in rows
             if r["index"] < len(items) and items[r["index"]] == r["item"]}
 
@@ -154,6 +156,8 @@ def fan_out_outcome(run: Run, step: StepRun) -> Completed | Failed:
                             f"{first.get('index')}: {inner.get('type', '')}: "
                             f"{inner.get('message', '')}",
                  "instance": first.get("index")}
+        if inner.get("child_run"):  # a fanned `flow` step: the link to the failed child run
+            error["child_run"] = inner["child_run"]
         return Failed(error=error, reason=error["message"], run_reason=f"step {step.key} failed")
     outputs = list(StepInstance.objects.filter(step_run=step).order_by("index")
                    .values_list("output", flat=True))
@@ -176,4 +180,5 @@ def step_settle_locked(run: Run, step: StepRun, outcome: Completed | Failed | No
     outcome = outcome or fan_out_outcome(run, step)
     if isinstance(outcome, Failed):
         instances_cancel(step, reason=f"step {step.key} failed: {outcome.error['message']}")
+        instances_released(run, step)  # a fanned `flow` step: its children still running
     return step_resolve(run=run, step_run=step, outcome=outcome)

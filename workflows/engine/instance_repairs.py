@@ -111,7 +111,7 @@ def _windows_refilled(now: Any) -> int:
     for fan_out in FanOut.objects.filter(left__gt=0, step_run__status=StepStatus.RUNNING):
         active = StepInstance.objects.filter(
             step_run_id=fan_out.step_run_id,
-            status__in=(StepStatus.QUEUED, StepStatus.RUNNING)).exists()
+            status__in=(StepStatus.QUEUED, StepStatus.RUNNING, StepStatus.WAITING)).exists()
         if active:
             continue
         with transaction.atomic():

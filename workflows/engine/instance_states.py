@@ -29,7 +29,8 @@ _KIND = {
     StepStatus.FAILED: EventKind.INSTANCE_FAILED,
     StepStatus.CANCELED: EventKind.INSTANCE_CANCELED,
 }
-ACTIVE = (StepStatus.NOT_STARTED, StepStatus.QUEUED, StepStatus.RUNNING)
+# `waiting`: an instance paused until something outside resolves it (engine/instance_pauses.py).
+ACTIVE = (StepStatus.NOT_STARTED, StepStatus.QUEUED, StepStatus.RUNNING, StepStatus.WAITING)
 
 
 def is_fan_out(definition: dict[str, Any]) -> bool:

@@ -54,6 +54,7 @@ from workflows.engine.executor import (
     worker_id,
 )
 from workflows.engine.fan_out import fan_out_outcome, step_settle_locked
+from workflows.engine.instance_pauses import instance_pause, pauses
 from workflows.engine.instance_states import instance_transition
 from workflows.engine.locking import load_steps, lock_run
 from workflows.engine.transitions import event_record, events_batched
@@ -339,7 +340,8 @@ def _ended_attempt(r: _Running) -> None:
         result.outcome = None
         result.error = StepFailed(f"the instance ran past its timeout of {r.timeout:g}s",
                                   error_type="StepTimeout")
-    elif result.outcome is not None and result.outcome.kind != "completed":
+    elif result.outcome is not None and result.outcome.kind != "completed" and not (
+            result.outcome.kind == "wait" and pauses(claimed.step.type)):
         kind = result.outcome.kind
         result.outcome = None
         result.error = StepFailed(f"an instance of a for_each step cannot pause ({kind})",
@@ -397,6 +399,18 @@ def _record(claim: _Claim, result: Result) -> str:
              "from_status": StepStatus.RUNNING, "expected_attempt": number,
              "actor": worker_id()}
     attempt = claimed.attempt
+    if result.outcome is not None and result.error is None and result.outcome.kind == "wait":
+        # A type that pauses its instances (engine/instance_pauses.py): resolved from outside.
+        moved, error = instance_pause(run=claimed.run, step_run=claimed.step,
+                                      instance=instance, params=claimed.resolved or {},
+                                      where=where)
+        if error is not None:
+            attempt.finished_at = timezone.now()
+            attempt.duration_ms = int((attempt.finished_at - attempt.started_at)
+                                      .total_seconds() * 1000)
+        _attempt_record(claim, moved, AttemptStatus.WAITING if error is None
+                        else AttemptStatus.FAILED, error=error)
+        return "lost" if not moved else "paused" if error is None else "failed"
     now = timezone.now()
     attempt.finished_at = now
     attempt.duration_ms = int((now - attempt.started_at).total_seconds() * 1000)

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from workflows.engine import agents, attempts
 from workflows.engine.context import resolution_context, resource_scope
+from workflows.engine.instance_pauses import instances_released
 from workflows.engine.instance_states import instances_cancel, is_fan_out
 from workflows.engine.step_conditions import (
     ConditionError,
@@ -200,6 +201,7 @@ def cancel_active_steps(run: Run, steps: dict[str, StepRun], *, reason: str,
                             reason=reason)
             if was == StepStatus.RUNNING and is_fan_out(step_definitions(run)[step.key]):
                 instances_cancel(step, reason=reason, actor_kind=actor_kind, actor=actor)
+                instances_released(run, step)  # a fanned `flow` step: its children
             if was in (StepStatus.WAITING, StepStatus.WAITING_FOR_APPROVAL):
                 attempts.attempt_finish(step, AttemptStatus.CANCELED)
                 step_type = get_step_type(step.type)

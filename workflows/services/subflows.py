@@ -26,12 +26,13 @@ from django.db import transaction
 
 from workflows import engine
 from workflows.errors import WorkflowError
-from workflows.models import Flow, FlowVersion, Run, StepRun, TriggerKind
+from workflows.models import Flow, FlowVersion, Run, StepInstance, StepRun, TriggerKind
 from workflows.services.runs import run_start
 from workflows.states import RUN_TERMINAL, EventKind, RunStatus, StepStatus
 from workflows.steps.base import (
     Problem,
     StepContext,
+    StepFailed,
     StepOutcome,
     StepType,
     problem,
@@ -51,6 +52,8 @@ class FlowStep(StepType):
     name = "flow"
     param_keys = frozenset({"flow", "input"})
     input_keys = frozenset({"input"})
+    # With for_each: one child run per item, each instance waiting for its own child.
+    pauses_instances = True
 
     def validate(self, step: dict[str, Any], path: str) -> list[Problem]:
         problems = super().validate(step, path)
@@ -88,6 +91,13 @@ class FlowStep(StepType):
                  params: dict[str, Any], attempt_number: int) -> None:
         subflow_start(run=run, step_run=step_run, params=params)
 
+    def on_instance_pause(self, *, run: Any, step_run: Any, instance: Any,
+                          params: dict[str, Any]) -> dict[str, Any]:
+        child = _child_start(run=run, step_run=step_run, params=params, instance=instance)
+        if isinstance(child, tuple):
+            raise StepFailed(child[1], error_type=child[0], retryable=False)
+        return {"child_run": child}
+
     def on_cancel(self, *, run: Any, step_run: Any) -> None:
         subflows_cancel(step_run=step_run, reason=f"parent run {run.pk} step {step_run.key} "
                                                   "was canceled")
@@ -114,30 +124,43 @@ def _fail_step(run: Run, step_run: StepRun, error_type: str, message: str,
 def subflow_start(*, run: Run, step_run: StepRun, params: dict[str, Any]) -> Run | None:
     """Start the child run of a `flow` step that just paused (parent run locked by the
     engine). Returns the child, or None when the step failed instead."""
+    child = _child_start(run=run, step_run=step_run, params=params)
+    if isinstance(child, tuple):
+        _fail_step(run, step_run, *child)
+        return None
+    return child
+
+
+def _child_start(*, run: Run, step_run: StepRun, params: dict[str, Any],
+                 instance: StepInstance | None = None) -> Run | tuple[str, str]:
+    """Start the child run of `step_run` (of its `instance`, for a fanned-out step: the
+    instance's index is in the child's trigger payload and its `parent`). Returns the child,
+    or (error type, message) when it cannot start."""
     slug = params.get("flow")
     flow = Flow.objects.filter(slug=slug).first()
     if flow is None or flow.live_version_id is None:
         why = "does not exist" if flow is None else "has no live release"
-        _fail_step(run, step_run, "SubflowUnavailable", f"flow {slug!r} {why}")
-        return None
+        return "SubflowUnavailable", f"flow {slug!r} {why}"
     depth = _depth(run) + 1
     if depth > settings.WF_SUBFLOW_MAX_DEPTH:
-        _fail_step(run, step_run, "SubflowTooDeep",
-                   f"a run of {slug!r} would be {depth} subflows deep; WF_SUBFLOW_MAX_DEPTH "
-                   f"allows {settings.WF_SUBFLOW_MAX_DEPTH}")
-        return None
+        return ("SubflowTooDeep",
+                f"a run of {slug!r} would be {depth} subflows deep; WF_SUBFLOW_MAX_DEPTH "
+                f"allows {settings.WF_SUBFLOW_MAX_DEPTH}")
+    payload: dict[str, Any] = {"parent_run": run.pk, "parent_step": step_run.key}
+    if instance is not None:
+        payload["parent_instance"] = instance.index
     try:
         child, _ = run_start(flow=flow, input=params.get("input") or {},
-                             trigger_kind=TriggerKind.SUBFLOW,
-                             trigger_payload={"parent_run": run.pk, "parent_step": step_run.key},
+                             trigger_kind=TriggerKind.SUBFLOW, trigger_payload=payload,
                              parent_step=step_run)
     except WorkflowError as exc:
-        _fail_step(run, step_run, "SubflowNotStarted",
-                   f"the run of flow {slug!r} could not start: {exc}")
-        return None
+        return "SubflowNotStarted", f"the run of flow {slug!r} could not start: {exc}"
+    where = "" if instance is None else f" for instance {instance.index}"
     engine.event_record(run_id=run.pk, step_run_id=step_run.pk, kind=EventKind.SUBFLOW_STARTED,
-                        reason=f"started run {child.pk} of flow {slug}",
-                        data={"child_run": child.pk, "flow": slug})
+                        instance_id=None if instance is None else instance.pk,
+                        reason=f"started run {child.pk} of flow {slug}{where}",
+                        data={"child_run": child.pk, "flow": slug,
+                              **({} if instance is None else {"instance": instance.index})})
     return child
 
 
@@ -171,10 +194,34 @@ def subflows_repair() -> int:
                  .values_list("pk", "status").first())
         if child is not None and child[1] in RUN_TERMINAL:
             resolved += _parent_resolve(child[0], step_id)
+    # Instances of fanned-out `flow` steps waiting on a child that has ended.
+    for child_id, step_id in (StepInstance.objects.filter(
+            status=StepStatus.WAITING, step_run__type="flow", child_run__status__in=RUN_TERMINAL)
+            .values_list("child_run_id", "step_run_id")):
+        resolved += _parent_resolve(child_id, step_id)
     return resolved
 
 
+def _outcome(child: Run) -> Any:
+    """The parent's step (or instance) outcome for its ended child."""
+    if child.status == RunStatus.COMPLETED:
+        return engine.Completed(output=child.output, reason=f"subflow run {child.pk} completed",
+                                data={"child_run": child.pk})
+    error = child.error or {}
+    message = (f"subflow run {child.pk} of {child.flow.slug} {child.status}"
+               + (f": {error.get('message')}" if error.get("message") else ""))
+    return engine.Failed(
+        error={"type": "SubflowFailed", "message": message, "child_run": child.pk,
+               "child_error": error or None},
+        reason=message, data={"child_run": child.pk})
+
+
 def _parent_resolve(child_id: int, parent_step_id: int) -> bool:
+    instance_id = (StepInstance.objects.filter(step_run_id=parent_step_id, child_run_id=child_id,
+                                               status=StepStatus.WAITING)
+                   .values_list("pk", flat=True).first())
+    if instance_id is not None:
+        return _instance_resolve(child_id, instance_id)
     try:
         with transaction.atomic():
             step = StepRun.objects.filter(pk=parent_step_id).only("run_id").first()
@@ -185,22 +232,26 @@ def _parent_resolve(child_id: int, parent_step_id: int) -> bool:
             if step.status != StepStatus.WAITING or parent.status in RUN_TERMINAL:
                 return False
             child = Run.objects.select_related("flow").get(pk=child_id)
-            if child.status == RunStatus.COMPLETED:
-                engine.step_resolve(run=parent, step_run=step, outcome=engine.Completed(
-                    output=child.output, reason=f"subflow run {child.pk} completed",
-                    data={"child_run": child.pk}))
-                return True
-            error = child.error or {}
-            message = (f"subflow run {child.pk} of {child.flow.slug} {child.status}"
-                       + (f": {error.get('message')}" if error.get("message") else ""))
-            engine.step_resolve(run=parent, step_run=step, outcome=engine.Failed(
-                error={"type": "SubflowFailed", "message": message, "child_run": child.pk,
-                       "child_error": error or None},
-                reason=message, data={"child_run": child.pk}))
+            engine.step_resolve(run=parent, step_run=step, outcome=_outcome(child))
             return True
     except Exception:  # noqa: BLE001 - after commit: nothing to roll back; the sweeper's turn
         logger.exception("could not resolve the parent step %s of subflow run %s",
                          parent_step_id, child_id)
+        return False
+
+
+def _instance_resolve(child_id: int, instance_id: int) -> bool:
+    """The child of an instance of a fanned-out `flow` step ended: the instance ends with it
+    (`engine.instance_resolve`: no lock on the parent run but to settle the step when this
+    was its last instance)."""
+    try:
+        child = Run.objects.select_related("flow").get(pk=child_id)
+        if child.status not in RUN_TERMINAL:
+            return False
+        return engine.instance_resolve(instance_id=instance_id, outcome=_outcome(child))
+    except Exception:  # noqa: BLE001 - after commit: nothing to roll back; the sweeper's turn
+        logger.exception("could not resolve instance %s of subflow run %s", instance_id,
+                         child_id)
         return False
 
 

@@ -145,7 +145,25 @@ class StepType:
         definition with its references resolved, `steps` the run's step runs by key."""
 
     def on_cancel(self, *, run: Any, step_run: Any) -> None:
-        """The step was canceled while paused (its run failed or was canceled)."""
+        """The step was canceled while paused (its run failed or was canceled), or, for a type
+        that `pauses_instances`, a fanned-out step ended early (canceled, failed fast)."""
+
+    # Whether an instance of a `for_each` step of this type may pause: its handler's "wait"
+    # outcome moves the instance to `waiting` (its worker is free at once) and
+    # `on_instance_pause` starts what resolves it later through `engine.instance_resolve` (a
+    # `flow` step: its child run). Other types' instances cannot pause (InstanceCannotPause).
+    pauses_instances: ClassVar[bool] = False
+
+    def on_instance_pause(self, *, run: Any, step_run: Any, instance: Any,
+                          params: dict[str, Any]) -> dict[str, Any]:
+        """An instance of this type paused (engine/instance_pauses.py), in the transaction that
+        moved it to `waiting`, without the run's lock; `params` are its parameters resolved
+        with its item. Returns fields of the instance row to set (`child_run`); raises
+        StepFailed to fail the instance instead (its failure is its end, as any instance's).
+        Canceling the step (`on_cancel`, called with the step `running`) must release what
+        the paused instances hold."""
+        raise StepFailed(f"instances of a {self.name} step cannot pause",
+                         error_type="InstanceCannotPause", retryable=False)
 
     def on_timeout(self, *, run: Any, step_run: Any, params: dict[str, Any]) -> bool:
         """The step's `timeout_at` passed while it waited for approval: resolve it. Returns

@@ -2,9 +2,10 @@
 
 `for_each` is a single reference to a list (`{{ input.repos }}`, `{{ steps.list.output }}`);
 whether it resolves to a list is only known at run time (`for_each_not_a_list` then). Approval
-steps take no for_each (one decision per step run), nor, for now, `flow` and `wait` steps
-(an instance runs to its end in one worker; it cannot pause). `{{ item }}` and
+steps take no for_each (one decision per step run), nor wait steps. `{{ item }}` and
 `{{ item_index }}` may appear in the step's other parameters only (check/references.py).
+A `flow` step fans out (one child run per item: engine/instance_pauses.py); a wait step does
+not (docs/architecture.md "for_each instances" says why).
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ MAX_PARALLEL = 1000
 # Step types that cannot be fanned out, and why.
 NOT_FANNED_OUT = {
     "approval": "an approval step cannot have for_each: it asks for one decision",
-    "flow": "for_each on a flow step is not supported yet",
-    "wait": "for_each on a wait step is not supported yet: an instance cannot pause",
+    "wait": "a wait step cannot have for_each: its callback URL, heartbeat, log and artifacts "
+            "belong to the step run, not to an instance; fan out a flow step whose flow "
+            "has the wait step instead (one child run, so one callback URL, per item)",
 }
 
 
