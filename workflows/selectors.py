@@ -26,6 +26,7 @@ from workflows.models import (
     LogChunk,
     Run,
     ScheduleState,
+    StepInstance,
     StepRun,
     WebhookDelivery,
 )
@@ -157,26 +158,42 @@ def run_events(*, run: Run, after: int | None = None) -> QuerySet[Event]:
     return events if after is None else events.filter(pk__gt=after)
 
 
-def subflow_children(*, steps: list[StepRun]) -> dict[int, int]:
+def subflow_children(*, steps: list[StepRun]) -> dict[int, int | list[int | None]]:
     """{step run id: its newest child run} for the `flow` steps among `steps` (a reused one:
-    the child of the step run it reuses). One query, and none for a run without subflows."""
+    the child of the step run it reuses); for a `for_each` flow step that has started, the
+    list of its instances' child runs in item order (None for an instance that has not
+    started its child yet; a reused instance's is the child it reuses). Two queries, and none
+    for a run without subflows."""
     flow_steps = [s for s in steps if s.type == "flow"]
     if not flow_steps:
         return {}
     source = {s.pk: s.reused_from_id or s.pk for s in flow_steps}
-    newest: dict[int, int] = {}
-    for parent_step_id, child_id in (Run.objects.filter(parent_step_id__in=set(source.values()))
+    newest: dict[int, int | list[int | None]] = {}
+    fanned: dict[int, list[int | None]] = {}
+    for step_run_id, child_id in (StepInstance.objects
+                                  .filter(step_run_id__in=set(source.values()))
+                                  .order_by("step_run_id", "index")
+                                  .values_list("step_run_id", "child_run_id")):
+        fanned.setdefault(step_run_id, []).append(child_id)
+    for parent_step_id, child_id in (Run.objects.filter(parent_step_id__in=set(source.values())
+                                                        - set(fanned))
                                      .order_by("pk").values_list("parent_step_id", "pk")):
         newest[parent_step_id] = child_id
+    newest.update(fanned)
     return {pk: newest[origin] for pk, origin in source.items() if origin in newest}
 
 
 def subflow_parent(*, run: Run) -> dict[str, Any] | None:
-    """`{run, step}`: the run and step key of the `flow` step that started `run`, or None."""
+    """`{run, step, instance}`: the run and step key of the `flow` step that started `run`,
+    and the index of the instance it resolves when that step has `for_each` (else None); or
+    None for a run that is not a subflow."""
     if run.parent_step_id is None:
         return None
     parent = run.parent_step  # select_related by the API's runs_queryset; else one query
-    return {"run": parent.run_id, "step": parent.key}
+    instance = (run.trigger_payload or {}).get("parent_instance") if isinstance(
+        run.trigger_payload, dict) else None
+    return {"run": parent.run_id, "step": parent.key,
+            "instance": instance if isinstance(instance, int) else None}
 
 
 def run_steps(*, run: Run) -> QuerySet[StepRun]:

@@ -55,3 +55,27 @@ def test_parent_and_child_run_pages_link_to_each_other(admin_client):
     assert f'data-parent-run="{run.pk}"' in child_page
     assert f'href="{run_url(run)}"' in child_page
     assert "step release" in child_page
+
+
+def test_a_fanned_subflow_counts_its_children_and_each_instance_links_its_child(admin_client):
+    from django.urls import reverse
+
+    make_flow(simple_definition(slug="build-one", input={"repo": {"type": "string",
+                                                                  "default": ""}},
+                                steps=[echo("build", repo="{{ input.repo }}")]))
+    run = start(simple_definition(
+        slug="parent", input={"repos": {"type": "array", "default": []}},
+        steps=[{"key": "builds", "type": "flow", "flow": "build-one",
+                "for_each": "{{ input.repos }}", "input": {"repo": "{{ item }}"}}]),
+        input={"repos": ["x", "y"]})
+    drain()
+    step = StepRun.objects.get(run=run, key="builds")
+    second = Run.objects.get(pk=step.instances.get(index=1).child_run_id)
+    parent_page = admin_client.get(run_url(run)).content.decode()
+    assert 'data-child-runs="2"' in parent_page and "2 subflow runs" in parent_page
+    detail = admin_client.get(reverse("admin:workflows_run_step_instance",
+                                      args=[run.pk, "builds", "1"])).content.decode()
+    assert f'data-child-run="{second.pk}"' in detail and f'href="{run_url(second)}"' in detail
+    child_page = admin_client.get(run_url(second)).content.decode()
+    assert f'data-parent-run="{run.pk}"' in child_page
+    assert "step builds, instance 1" in child_page

@@ -38,8 +38,40 @@ def test_the_run_documents_link_parent_and_child_both_ways(admin_api):
     assert parent_doc["steps"][0]["child_run"] == child.pk
     assert parent_doc["status"] == "completed"
     child_doc = admin_api.get(f"/api/v1/runs/{child.pk}").body
-    assert child_doc["parent"] == {"run": run.pk, "step": "release"}
+    assert child_doc["parent"] == {"run": run.pk, "step": "release", "instance": None}
     assert child_doc["trigger"]["kind"] == "subflow"
     assert child_doc["steps"][0]["child_run"] is None
     assert admin_api.get(f"/api/v1/runs/{run.pk}/steps/release").body["child_run"] == child.pk
     drain()
+
+
+def test_a_fanned_subflow_lists_its_children_in_item_order_and_each_child_names_its_instance(
+        admin_api, django_assert_max_num_queries):
+    make_flow(simple_definition(slug="build-one", input={"repo": {"type": "string",
+                                                                  "default": ""}},
+                                steps=[echo("build", repo="{{ input.repo }}")]))
+    run = start(simple_definition(
+        slug="parent", input={"repos": {"type": "array", "default": []}},
+        steps=[{"key": "builds", "type": "flow", "flow": "build-one",
+                "for_each": "{{ input.repos }}", "input": {"repo": "{{ item }}"}}]),
+        input={"repos": ["x", "y", "z"]})
+    drain_subflows()
+    step = steps_of(run)["builds"]
+    by_index = dict(step.instances.values_list("index", "child_run_id"))
+    expected = [by_index[0], by_index[1], by_index[2]]
+    parent_doc = admin_api.get(f"/api/v1/runs/{run.pk}").body
+    assert parent_doc["status"] == "completed"
+    assert parent_doc["steps"][0]["child_run"] == expected
+    assert parent_doc["steps"][0]["output"] == [{"repo": "x"}, {"repo": "y"}, {"repo": "z"}]
+    assert admin_api.get(f"/api/v1/runs/{run.pk}/steps/builds").body["child_run"] == expected
+    for index, child_id in enumerate(expected):
+        child_doc = admin_api.get(f"/api/v1/runs/{child_id}").body
+        assert child_doc["parent"] == {"run": run.pk, "step": "builds", "instance": index}
+        assert child_doc["input"] == {"repo": "xyz"[index]}
+    page = admin_api.get(f"/api/v1/runs/{run.pk}/steps/builds/instances").body
+    assert [i["child_run"] for i in page["items"]] == expected
+    # The runs list names the children's parents without a query per run.
+    with django_assert_max_num_queries(12):
+        listed = admin_api.get("/api/v1/runs?limit=10").body
+    parents = {r["id"]: r["parent"] for r in listed["items"]}
+    assert parents[expected[2]] == {"run": run.pk, "step": "builds", "instance": 2}

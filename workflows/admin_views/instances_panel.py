@@ -13,7 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from workflows import selectors
-from workflows.admin_views.edge import get_run
+from workflows.admin_views.edge import get_run, run_url
 from workflows.instance_selectors import (
     SEVERITY,
     instance_attempts,
@@ -103,4 +103,6 @@ def step_instance(request: HttpRequest, model_admin: Any, run_id: Any, key: str,
         "attempts": [{"a": a, "duration": duration_label(a.duration_ms),
                       "error": json_html(a.error) if a.error else None} for a in attempts],
         "log_text": "".join(c.text for c in instance_logs(instance)),
+        # An instance of a for_each flow step: the child run it started.
+        "child_url": run_url(instance.child_run_id) if instance.child_run_id else "",
     })

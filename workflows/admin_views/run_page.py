@@ -111,13 +111,16 @@ def run_live_context(request: HttpRequest, run: Run) -> dict[str, Any]:
     rows = []
     for step in steps:
         duration = step.duration_ms
+        child = children.get(step.pk)
+        fanned = isinstance(child, list)  # a for_each flow step: one child per instance
         rows.append({
             "step": step, "duration": duration_label(duration),
             "bar": max(3, round(100 * duration / longest)) if duration and longest else 0,
             "panel_url": reverse("admin:workflows_run_step", args=[run.pk, step.key]),
             "error": (step.error or {}).get("message", "") if step.error else "",
-            "child_run": children.get(step.pk),
-            "child_url": run_url(children[step.pk]) if step.pk in children else "",
+            "child_run": None if fanned else child,
+            "child_url": run_url(child) if child is not None and not fanned else "",
+            "child_count": sum(1 for c in child if c is not None) if fanned else 0,
         })
     next_box = next_context(run=run) if run.status == RunStatus.FAILED else None
     confirms = action_confirmations(

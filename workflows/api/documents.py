@@ -96,7 +96,7 @@ def rerun_ids(run: Run) -> list[int]:
     return run_rerun_ids(run)
 
 
-def step_document(step: StepRun, *, child_run: int | None = None,
+def step_document(step: StepRun, *, child_run: int | list[int | None] | None = None,
                   instances: dict[str, Any] | None = None) -> dict[str, Any]:
     """`instances`: {total, by_status} of a for_each step, else None."""
     return {
@@ -248,6 +248,7 @@ def instance_document(instance: StepInstance) -> dict[str, Any]:
         "duration_ms": instance.duration_ms,
         "output": instance.output,
         "error": instance.error,
+        "child_run": instance.child_run_id,
     }
 
 

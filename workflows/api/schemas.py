@@ -322,6 +322,9 @@ class InstanceOut(Schema):
     duration_ms: int | None
     output: Any = None
     error: Any = None
+    child_run: int | None = Field(
+        None, description="An instance of a `for_each` flow step: the child run it started "
+                          "(a reused instance: the child it reuses); null otherwise.")
 
 
 class InstancePage(Schema):
@@ -353,8 +356,11 @@ class StepOut(Schema):
         None, description="What the agent uploaded: {name: resource descriptor}.")
     on_cancel: dict[str, Any] | None = Field(
         None, description="What the wait's on_cancel command did: {exit_code, output, ...}.")
-    child_run: int | None = Field(
-        None, description="A `flow` step: the run it started (its subflow); null otherwise.")
+    child_run: int | list[int | None] | None = Field(
+        None, description="A `flow` step: the run it started (its subflow); with for_each, "
+                          "once the step has started, the list of its instances' child runs "
+                          "in item order (null for an instance whose child has not started "
+                          "yet); null otherwise.")
 
     instances: InstanceCounts | None = Field(
         None, description="A for_each step's instances: how many, and how many per status.")
@@ -363,6 +369,9 @@ class StepOut(Schema):
 class ParentOut(Schema):
     run: int
     step: str
+    instance: int | None = Field(
+        None, description="The index of the instance this run resolves, when the `flow` step "
+                          "has for_each (its item is that instance's); null otherwise.")
 
 
 class RunOut(Schema):
@@ -477,7 +486,9 @@ class StepDetailOut(Schema):
     output: Any = None
     error: Any = None
     reused: bool
-    child_run: int | None = Field(None, description="A `flow` step: its child run.")
+    child_run: int | list[int | None] | None = Field(
+        None, description="A `flow` step: its child run; with for_each, the list of its "
+                          "instances' child runs in item order (see StepOut.child_run).")
     log_ref: str | None = Field(None, description="res:// uri of the latest attempt's whole "
                                 "log (the database keeps a window of WF_LOG_INLINE_BYTES).")
     log_size: int | None = Field(None, description="Its size in bytes.")

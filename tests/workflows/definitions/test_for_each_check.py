@@ -45,20 +45,23 @@ def test_item_outside_a_for_each_step_is_refused():
 
 @pytest.mark.parametrize(("kind", "words"), [
     ({"type": "approval"}, "one decision"),
-    ({"type": "wait"}, "not supported yet"),
+    ({"type": "wait"}, "fan out a flow step whose flow has the wait step"),
 ])
-def test_for_each_on_an_approval_or_wait_step_is_refused(kind, words):
+def test_for_each_on_an_approval_or_wait_step_is_refused_with_its_path(kind, words):
     step = {"key": "x", "for_each": "{{ input.repos }}", **kind}
     assert words in messages(flow(step))["steps[0].for_each"]
 
 
-def test_for_each_on_a_flow_step_is_refused_for_now():
-
-
+def test_for_each_on_a_flow_step_is_accepted_with_item_in_its_input():
+    step = {"key": "f", "type": "flow", "flow": "child", "for_each": "{{ input.repos }}",
+            "max_parallel": 3, "fail_fast": True,
+            "input": {"repo": "{{ item }}", "at": "{{ item_index }}"}}
     problems = []
-    check_for_each(problems, {"key": "f", "type": "flow", "for_each": "{{ input.repos }}"},
-                   "steps[0]")
-    assert problems and "not supported yet" in problems[0]["message"]
+    check_for_each(problems, step, "steps[0]")
+    assert problems == []
+    normalized = validate_definition(flow(step), check_connections=False)
+    assert normalized["steps"][0]["for_each"] == "{{ input.repos }}"
+    assert not list(Draft202012Validator(flow_json_schema()).iter_errors(flow(step)))
 
 
 @pytest.mark.parametrize("value", [["a"], "repos", "{{ input.repos }} and more", 3])
@@ -78,12 +81,14 @@ def test_max_parallel_and_fail_fast_need_a_for_each():
         "only a step with for_each takes it")
 
 
-def test_the_schema_knows_for_each_and_refuses_it_on_approvals():
+def test_the_schema_knows_for_each_and_refuses_it_on_approvals_and_waits():
     validator = Draft202012Validator(flow_json_schema())
     assert not list(validator.iter_errors(flow(each(max_parallel=5))))
     assert list(validator.iter_errors(flow(each(max_parallel=0))))
     approval = {"key": "x", "type": "approval", "for_each": "{{ input.repos }}"}
     assert list(validator.iter_errors(flow(approval)))
+    wait = {"key": "x", "type": "wait", "for_each": "{{ input.repos }}"}
+    assert list(validator.iter_errors(flow(wait)))
 
 
 def test_odd_values_are_problems_not_crashes():
