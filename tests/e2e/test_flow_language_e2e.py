@@ -1,6 +1,6 @@
 """The flow language through a real qcluster: a subflow whose child's end resolves its parent
-(the on-commit path, no sweep), a cancel that reaches the child, polling with until: and an
-optional step."""
+(the on-commit path, no sweep), a cancel that reaches the child, the same for a for_each flow
+step's children, polling with until: and an optional step."""
 
 import pytest
 
@@ -63,3 +63,45 @@ def test_until_polls_and_an_optional_failure_lets_the_run_complete(qcluster):
     assert steps["poll"].attempt_count == 3 and steps["poll"].output["ready"] is True
     assert steps["chat"].status == "failed"
     assert steps["report"].status == "completed"
+
+
+def test_a_fanned_subflow_runs_one_child_per_item_each_resolving_its_instance(qcluster):
+    """Each child's on-commit end resolves its instance, the window moves, the last instance
+    settles the step."""
+    qcluster()
+    make_flow(simple_definition(
+        slug="child",
+        input={"n": {"type": "integer", "default": 0}, "at": {"type": "integer", "default": 0}},
+        steps=[{"key": "double", "type": "python", "action": "core.echo",
+                "args": {"n": "{{ input.n }}", "at": "{{ input.at }}"}}]))
+    parent = make_flow(simple_definition(
+        slug="parent", input={"ns": {"type": "array", "default": []}},
+        steps=[{"key": "each", "type": "flow", "flow": "child", "for_each": "{{ input.ns }}",
+                "max_parallel": 2, "input": {"n": "{{ item }}", "at": "{{ item_index }}"}}]))
+    ns = [5, 4, 3, 2, 1, 0]
+    run, _ = run_start(flow=parent, input={"ns": ns})
+    wait_for_run(run)
+    assert run.status == "completed", run.error
+    each = steps_of(run)["each"]
+    assert each.output == [{"n": n, "at": i} for i, n in enumerate(ns)]
+    children = Run.objects.filter(parent_step=each)
+    assert children.count() == len(ns)
+    assert {c.status for c in children} == {"completed"}
+
+
+def test_canceling_the_parent_cancels_every_fanned_child(qcluster):
+    qcluster()
+    make_flow(simple_definition(slug="slow-child", steps=[
+        {"key": "nap", "type": "python", "action": "core.sleep", "args": {"seconds": 60}}]))
+    parent = make_flow(simple_definition(
+        slug="parent", input={"ns": {"type": "array", "default": []}},
+        steps=[{"key": "each", "type": "flow", "flow": "slow-child",
+                "for_each": "{{ input.ns }}", "max_parallel": 2}]))
+    run, _ = run_start(flow=parent, input={"ns": [1, 2, 3]})
+    wait_for(lambda: Attempt.objects.filter(step_run__run__flow__slug="slow-child").count() == 2,
+             what="two children's steps to start")
+    run_cancel(run=Run.objects.get(pk=run.pk), reason="test")
+    for child in Run.objects.filter(flow__slug="slow-child"):
+        wait_for_run(child, timeout=30)
+        assert child.status == "canceled"
+    assert Run.objects.filter(flow__slug="slow-child").count() == 2  # the third never started
