@@ -13,7 +13,9 @@ from workflows.states import StepStatus
 
 INSTANCE_ENDED = (StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.CANCELED)
 # Worst first: the status a matrix cell shows for a step's instances.
-SEVERITY = (StepStatus.FAILED, StepStatus.CANCELED, StepStatus.RUNNING, StepStatus.QUEUED,
+# `waiting`: an instance of a for_each `flow` step waiting on its child run.
+SEVERITY = (StepStatus.FAILED, StepStatus.CANCELED, StepStatus.RUNNING, StepStatus.WAITING,
+            StepStatus.QUEUED,
             StepStatus.NOT_STARTED, StepStatus.COMPLETED)
 
 

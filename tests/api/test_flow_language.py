@@ -75,3 +75,19 @@ def test_a_fanned_subflow_lists_its_children_in_item_order_and_each_child_names_
         listed = admin_api.get("/api/v1/runs?limit=10").body
     parents = {r["id"]: r["parent"] for r in listed["items"]}
     assert parents[expected[2]] == {"run": run.pk, "step": "builds", "instance": 2}
+
+
+def test_instances_waiting_on_their_children_are_listed_and_counted_as_waiting(admin_api):
+    make_flow(simple_definition(slug="hold", steps=[{"key": "hold", "type": "wait"}]))
+    run = start(simple_definition(
+        slug="parent", input={"repos": {"type": "array", "default": []}},
+        steps=[{"key": "builds", "type": "flow", "flow": "hold", "max_parallel": 2,
+                "for_each": "{{ input.repos }}"}]),
+        input={"repos": ["x", "y", "z"]})
+    drain_subflows()
+    step_doc = admin_api.get(f"/api/v1/runs/{run.pk}").body["steps"][0]
+    assert step_doc["instances"] == {"total": 3, "by_status": {"waiting": 2, "not_started": 1}}
+    assert step_doc["child_run"][2] is None and None not in step_doc["child_run"][:2]
+    page = admin_api.get(f"/api/v1/runs/{run.pk}/steps/builds/instances?status=waiting").body
+    assert [i["index"] for i in page["items"]] == [0, 1]
+    assert [i["child_run"] for i in page["items"]] == step_doc["child_run"][:2]
