@@ -25,9 +25,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils import timezone
+
 from workflows.engine.instance_states import instance_transition
-from workflows.models import Run, StepInstance, StepRun
-from workflows.states import EventKind, StepStatus
+from workflows.models import Attempt, Run, StepInstance, StepRun
+from workflows.states import AttemptStatus, EventKind, StepStatus
 from workflows.steps import StepFailed, get_step_type
 
 __all__ = ["instance_pause", "instances_released", "pauses"]
@@ -69,8 +71,12 @@ def instance_pause(*, run: Run, step_run: StepRun, instance: StepInstance,
 
 
 def instances_released(run: Run, step: StepRun) -> None:
-    """A fanned-out step ended early and its instances were canceled: its type releases what
-    paused instances hold (`on_cancel`). Needs the run's lock. Nothing for other types."""
+    """A fanned-out step ended early and its instances were canceled: the attempts of its
+    paused instances are closed canceled (one UPDATE) and its type releases what they hold
+    (`on_cancel`). Needs the run's lock. Nothing for other types."""
     step_type = get_step_type(step.type)
     if step_type is not None and step_type.pauses_instances:
+        Attempt.objects.filter(step_run_id=step.pk, instance__isnull=False,
+                               status=AttemptStatus.WAITING).update(
+            status=AttemptStatus.CANCELED, finished_at=timezone.now())
         step_type.on_cancel(run=run, step_run=step)

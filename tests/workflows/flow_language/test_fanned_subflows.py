@@ -164,6 +164,8 @@ def test_canceling_the_parent_cancels_every_child():
     assert set(StepInstance.objects.filter(step_run=builds).values_list("status", flat=True)) == {
         "canceled"}
     assert len(_children(builds)) == 3  # nothing started after the cancel
+    assert set(Attempt.objects.filter(step_run=builds).values_list("status", flat=True)) == {
+        "canceled"}
 
 
 def test_retrying_the_parent_reuses_the_completed_children_and_starts_the_failed_again():
