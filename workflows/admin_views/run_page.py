@@ -104,7 +104,7 @@ def run_live_context(request: HttpRequest, run: Run) -> dict[str, Any]:
     roles = role_context(request.user)
     terminal = run.status in RUN_TERMINAL
     longest = max((s.duration_ms or 0 for s in steps), default=0)
-    children = selectors.subflow_children(steps=steps)
+    children = selectors.subflow_children(steps=steps, counted=True)
     # continue_on_error steps that failed in a run that still completed
     optional_failed = ([s.key for s in steps if s.status == StepStatus.FAILED]
                        if run.status == RunStatus.COMPLETED else [])
@@ -112,7 +112,7 @@ def run_live_context(request: HttpRequest, run: Run) -> dict[str, Any]:
     for step in steps:
         duration = step.duration_ms
         child = children.get(step.pk)
-        fanned = isinstance(child, list)  # a for_each flow step: one child per instance
+        fanned = isinstance(child, dict)  # a for_each flow step: {"count": its children}
         rows.append({
             "step": step, "duration": duration_label(duration),
             "bar": max(3, round(100 * duration / longest)) if duration and longest else 0,
@@ -120,7 +120,7 @@ def run_live_context(request: HttpRequest, run: Run) -> dict[str, Any]:
             "error": (step.error or {}).get("message", "") if step.error else "",
             "child_run": None if fanned else child,
             "child_url": run_url(child) if child is not None and not fanned else "",
-            "child_count": sum(1 for c in child if c is not None) if fanned else 0,
+            "child_count": child["count"] if fanned else 0,
         })
     next_box = next_context(run=run) if run.status == RunStatus.FAILED else None
     confirms = action_confirmations(
