@@ -363,6 +363,15 @@ class StepRun(models.Model):
         return (self.agent_report or {}).get("usage")
 
 
+class CurrentInstances(models.Manager):
+    """The instances of a step's current fan-out. A redo through the step supersedes the
+    earlier round's rows (engine/rewind.py): they stay, with their attempts, logs and events,
+    in `StepInstance.history`, and nothing that counts, lists or settles instances sees them."""
+
+    def get_queryset(self) -> models.QuerySet:
+        return super().get_queryset().filter(superseded=False)
+
+
 class StepInstance(models.Model):
     """One item of a `for_each` step run (engine/instances.py). Its status moves through the
     step's own transition table (queued, running, completed, failed, canceled; `not_started`
@@ -390,11 +399,19 @@ class StepInstance(models.Model):
     # reused instance keeps the child of the instance it reuses). engine/instance_pauses.py.
     child_run = models.ForeignKey("Run", null=True, blank=True, on_delete=models.SET_NULL,
                                   related_name="+")
+    # Set on every instance of the step when a redo goes back through it: a finished round,
+    # kept as history (see CurrentInstances).
+    superseded = models.BooleanField(default=False)
+
+    objects = CurrentInstances()
+    history = models.Manager()
 
     class Meta:
         ordering = ["step_run", "index"]
+        base_manager_name = "history"
         constraints = [
-            models.UniqueConstraint(fields=["step_run", "index"], name="stepinstance_unique_index"),
+            models.UniqueConstraint(fields=["step_run", "index"], name="stepinstance_unique_index",
+                                    condition=models.Q(superseded=False)),
         ]
         indexes = [
             models.Index(fields=["step_run", "status", "index"], name="stepinstance_status"),

@@ -19,7 +19,7 @@ from workflows.engine.callback_tokens import callback_mint
 from workflows.engine.locking import load_steps
 from workflows.engine.transitions import run_transition, step_transition
 from workflows.errors import Conflict
-from workflows.models import ActorKind, Run, StepRun
+from workflows.models import ActorKind, FanOut, Run, StepInstance, StepRun
 from workflows.states import AttemptStatus, EventKind, RunStatus, StepStatus
 
 
@@ -76,6 +76,18 @@ def _reset(step: StepRun, actor: str, reason: str, *, queue: bool = False) -> No
                       callback_remote_addr="", callback_user_agent="")
     if queue:
         fields["enqueued_at"] = timezone.now()
+    superseded = _fan_out_superseded(step)
     step_transition(step, StepStatus.QUEUED if queue else StepStatus.NOT_STARTED,
                     actor_kind=ActorKind.USER, actor=actor, kind=EventKind.STEP_REDO,
-                    reason=reason, fields=fields, redo=True)
+                    reason=reason, fields=fields, redo=True,
+                    data={"superseded_instances": superseded} if superseded else None)
+
+
+def _fan_out_superseded(step: StepRun) -> int:
+    """Close a `for_each` step's last round so its next start fans out again: its instances
+    become history (`superseded`, kept with their attempts, logs and events) and its window's
+    counters go. Returns how many instances were superseded. The round has ended (a redo goes
+    back through steps that have ended), so no worker holds one of them."""
+    count = StepInstance.objects.filter(step_run=step).update(superseded=True)
+    FanOut.objects.filter(step_run=step).delete()
+    return count
