@@ -17,7 +17,9 @@ What is recorded is decided by the sampler (`ParentBased(ServerRoots)`):
   (claiming a step, writing the attempt, its events, logs and heartbeats, queuing the next): about
   ten statements per step, which the run's events already show; recording them would add ten
   spans to every step and more than the step-overhead budget of tracing (docs/performance.md).
-  They pay only the instrumentation's wrapper and this sampler's "drop" (a few microseconds).
+  Even dropped, a statement paid the instrumentation's span machinery (about 30 µs on a loaded
+  machine, ten times a step), so psycopg's cursor tracer is replaced by `ParentOnlyCursorTracer`,
+  which hands a statement with no current span straight to psycopg (one context read).
 
 The spans go to ops.tracing's one batch processor (bounded queue, drops counted), built lazily
 after the process forked, through `Forward`.
@@ -45,6 +47,7 @@ _LIBRARIES = (
     ("opentelemetry.instrumentation.httpx", "HTTPXClientInstrumentor"),
 )
 _active: list[Any] = []
+_original_cursor_tracer: Any = None
 
 _RECORD = SamplingResult(Decision.RECORD_AND_SAMPLE)
 _DROP = SamplingResult(Decision.DROP)
@@ -83,6 +86,27 @@ class Forward(SpanProcessor):
         return True
 
 
+def _parent_only_cursor_tracer() -> None:
+    """psycopg's instrumentation makes its per-connection cursor tracer from the module's
+    `CursorTracer` when a connection opens: a subclass that skips statements with no span
+    around them (the sampler would drop them anyway, at ten times the cost)."""
+    global _original_cursor_tracer
+    from opentelemetry.instrumentation import psycopg as traced_psycopg
+    from opentelemetry.trace import get_current_span
+
+    base = traced_psycopg.CursorTracer
+
+    class ParentOnlyCursorTracer(base):
+        def traced_execution(self, cursor: Any, query_method: Any, *args: Any,
+                             **kwargs: Any) -> Any:
+            if not get_current_span().get_span_context().is_valid:
+                return query_method(*args, **kwargs)
+            return super().traced_execution(cursor, query_method, *args, **kwargs)
+
+    _original_cursor_tracer = base
+    traced_psycopg.CursorTracer = ParentOnlyCursorTracer
+
+
 def instrument(ended: Callable[[Any], None], resource: Resource) -> None:
     """Instrument the libraries that are installed (each one once per process)."""
     if _active:
@@ -104,11 +128,17 @@ def instrument(ended: Callable[[Any], None], resource: Resource) -> None:
             continue
         if instrumentor.is_instrumented_by_opentelemetry:
             _active.append(instrumentor)
+            if class_name == "PsycopgInstrumentor":
+                _parent_only_cursor_tracer()
 
 
 def uninstrument() -> None:
     """Undo `instrument` (tests and benches that turn tracing off in the same process;
     connections opened meanwhile keep their traced cursors until they close)."""
+    global _original_cursor_tracer
+    if _original_cursor_tracer is not None:
+        from opentelemetry.instrumentation import psycopg as traced_psycopg
+        traced_psycopg.CursorTracer, _original_cursor_tracer = _original_cursor_tracer, None
     while _active:
         instrumentor = _active.pop()
         try:
