@@ -185,6 +185,19 @@ def attach_parent(traceparent: str | None, tracestate: str | None = None) -> Any
     return context.attach(trace.set_span_in_context(parent))
 
 
+def current_span_ids() -> tuple[str, str] | None:
+    """(trace id, span id) of this thread's current span (a web request's server span, with the
+    Django instrumentation), or None: none, or tracing off."""
+    if not enabled():
+        return None
+    from opentelemetry import trace
+
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return None
+    return f"{context.trace_id:032x}", f"{context.span_id:016x}"
+
+
 def detach_parent(token: Any) -> None:
     if token is not None:
         from opentelemetry import context

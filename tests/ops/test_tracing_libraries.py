@@ -10,7 +10,14 @@ from django.db import connection
 from django.test import Client
 
 from ops import tracing
-from tests.factories import drain, echo, make_flow, simple_definition
+from tests.factories import (
+    callback_definition,
+    drain,
+    echo,
+    make_flow,
+    simple_definition,
+    token_of,
+)
 from workflows.models import Flow, Run
 from workflows.services.runs import run_start
 from workflows.services.tokens import api_token_create
@@ -114,6 +121,24 @@ def test_a_web_request_is_a_django_server_span(traced, admin_user):
         spans = db_spans(traced)
         assert spans and {s.parent_id for s in spans} <= {child.span_id, root.span_id}
         assert {s.trace_id for s in spans} == {PARENT_TRACE, root.trace_id}
+
+
+def test_a_callback_over_http_is_a_span_under_the_requests_own(traced):
+    """The sender's trace reads: sender > POST callbacks (Django) > callback <step>, the last
+    linked to the wait's span."""
+    run, _ = run_start(flow=make_flow(callback_definition()), input={})
+    drain()
+    response = Client().post(f"/api/v1/callbacks/{token_of(run)}", json.dumps({"pr_url": "x"}),
+                             content_type="application/json", headers={"traceparent": INBOUND})
+    assert response.status_code == 202, response.content
+    drain()
+    tracing.flush()
+    [request] = [s for s in traced.spans if s.scope == DJANGO]
+    assert (request.trace_id, request.parent_id) == (PARENT_TRACE, PARENT_SPAN)
+    callback = traced.one("callback hold")
+    assert (callback.trace_id, callback.parent_id) == (PARENT_TRACE, request.span_id)
+    run.refresh_from_db()
+    assert callback.links == [(run.trace_id, traced.one("wait hold").span_id)]
 
 
 # --- tracestate ----------------------------------------------------------------------------------
