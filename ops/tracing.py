@@ -12,6 +12,10 @@ spans are derived from them (`derived_id`), so whichever process ends a span put
 trace under the right parent. A span that has ended is all we ever make, so it is built as
 the SDK's `ReadableSpan` and handed to the batch processor directly.
 
+The spans of the instrumented libraries (Django requests, psycopg statements, httpx calls:
+ops.tracing_libraries) are live spans of the SDK's tracer, made where the call happens: a step's
+handler thread runs with its attempt's span current (`attach_parent`), so they are its children.
+
 Export is the SDK's BatchSpanProcessor (a bounded queue, a background thread) with the
 OTLP/HTTP protobuf exporter: a collector that is down or slow never slows a step; what cannot be
 queued or exported is dropped and counted in the database (`TraceDrop`, read by /metrics), so

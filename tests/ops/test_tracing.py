@@ -336,10 +336,11 @@ def test_the_webhook_passes_the_callers_traceparent(traced):
     response = Client().post(
         "/api/v1/hooks/hooked-traced", body, content_type="application/json",
         headers={"X-Signature": webhook_sign(secret=flow.webhook_signing_secret(), body=body),
-                 "traceparent": INBOUND})
+                 "traceparent": INBOUND, "tracestate": "rojo=00f067aa0ba902b7"})
     assert response.status_code == 202, response.content
     run = Run.objects.get(pk=response.json()["id"])
     assert (run.trace_id, run.trace_parent_id) == (PARENT_TRACE, PARENT_SPAN)
+    assert run.trace_state == "rojo=00f067aa0ba902b7"
 
 
 def test_an_approval_is_a_span_over_the_pause_and_a_rejection_is_an_error(traced):
