@@ -12,6 +12,10 @@ spans are derived from them (`derived_id`), so whichever process ends a span put
 trace under the right parent. A span that has ended is all we ever make, so it is built as
 the SDK's `ReadableSpan` and handed to the batch processor directly.
 
+The spans of the instrumented libraries (Django requests, psycopg statements, httpx calls:
+ops.tracing_libraries) are live spans of the SDK's tracer, made where the call happens: a step's
+handler thread runs with its attempt's span current (`attach_parent`), so they are its children.
+
 Export is the SDK's BatchSpanProcessor (a bounded queue, a background thread) with the
 OTLP/HTTP protobuf exporter: a collector that is down or slow never slows a step; what cannot be
 queued or exported is dropped and counted in the database (`TraceDrop`, read by /metrics), so
@@ -40,6 +44,7 @@ _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
 PERSIST_DROPS_EVERY_SECONDS = 5.0
+MAX_TRACESTATE = 512  # characters kept (W3C: propagate at least 512)
 
 _enabled: bool | None = None  # decided once per process (reset() decides again)
 _lock = threading.Lock()
@@ -83,6 +88,9 @@ def _decide() -> bool:
                     logger.warning("OTEL_* variables are set but the [otel] extra is not "
                                    "installed: traces are off")
                     on = False
+            if on:
+                from ops import tracing_libraries
+                tracing_libraries.instrument(_library_span_ended, _resource())
             _enabled = on
     return _enabled
 
@@ -95,7 +103,11 @@ def reset() -> None:
         if _processor is not None:
             _processor.force_flush(2000)
             _processor.shutdown()
+        if _enabled:
+            from ops import tracing_libraries
+            tracing_libraries.uninstrument()
         _enabled = _processor = None
+    _decide()  # instrumentations in place before the next request or connection
 
 
 def flush(timeout_millis: int = 5000) -> None:
@@ -126,15 +138,75 @@ def traceparent(trace_id: str, span_id: str) -> str:
     return f"00-{trace_id}-{span_id}-01"
 
 
-def run_ids(inbound: str | None = None) -> dict[str, str]:
+def parse_tracestate(value: str | None) -> str:
+    """A W3C `tracestate` as it is passed on (normalized: `key=value` members joined by ","),
+    or "" when it is absent or malformed: a member that breaks the key/value grammar, a
+    duplicate key, or more than 32 members drop all of it (the API's TraceState parser). Members
+    are dropped from the end until it fits in 512 characters, as the spec allows."""
+    if not value or len(value) > 8192 or not enabled():
+        return ""
+    from opentelemetry.trace.span import TraceState
+
+    members = list(TraceState.from_header([value]).items())
+    header = ""
+    while members:
+        header = ",".join(f"{key}={val}" for key, val in members)
+        if len(header) <= MAX_TRACESTATE:
+            break
+        members.pop()
+    return header if members else ""
+
+
+def run_ids(inbound: str | None = None, state: str | None = None) -> dict[str, str]:
     """The trace columns of a new run: a fresh trace, or the inbound `traceparent`'s trace with
-    the run span as its child. Empty when tracing is off (the run is not traced)."""
+    the run span as its child (with the caller's `tracestate`, passed on with the trace). Empty
+    when tracing is off (the run is not traced)."""
     if not enabled():
         return {}
     parent = parse_traceparent(inbound)
     trace_id, parent_id = parent if parent else (secrets.token_hex(16), "")
     return {"trace_id": trace_id, "trace_span_id": secrets.token_hex(8),
-            "trace_parent_id": parent_id}
+            "trace_parent_id": parent_id, "trace_state": parse_tracestate(state) if parent else ""}
+
+
+def attach_parent(traceparent: str | None, tracestate: str | None = None) -> Any:
+    """Make the span `traceparent` names (an attempt's) the current span of this thread's
+    context, so the spans the instrumented libraries make here (ops.tracing_libraries: SQL
+    statements, outbound HTTP) are its children. Returns the token for `detach_parent`, or None
+    (tracing off, no traceparent)."""
+    if not traceparent or not enabled():
+        return None
+    ids = parse_traceparent(traceparent)
+    if ids is None:
+        return None
+    from opentelemetry import context, trace
+    from opentelemetry.trace.span import TraceState
+
+    state = TraceState.from_header([tracestate]) if tracestate else None
+    parent = trace.NonRecordingSpan(trace.SpanContext(
+        int(ids[0], 16), int(ids[1], 16), is_remote=False,
+        trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED), trace_state=state))
+    return context.attach(trace.set_span_in_context(parent))
+
+
+def current_span_ids() -> tuple[str, str] | None:
+    """(trace id, span id) of this thread's current span (a web request's server span, with the
+    Django instrumentation), or None: none, or tracing off."""
+    if not enabled():
+        return None
+    from opentelemetry import trace
+
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return None
+    return f"{context.trace_id:032x}", f"{context.span_id:016x}"
+
+
+def detach_parent(token: Any) -> None:
+    if token is not None:
+        from opentelemetry import context
+
+        context.detach(token)
 
 
 def derived_id(trace_id: str, *parts: Any) -> str:
@@ -155,7 +227,6 @@ def _setup() -> Any:
             return _processor
         from opentelemetry import trace as api
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import Event, ReadableSpan
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
         from opentelemetry.sdk.util.instrumentation import InstrumentationScope
@@ -182,14 +253,41 @@ def _setup() -> Any:
                 super().on_end(span)
 
         _sdk = {
-            "api": api, "Event": Event, "ReadableSpan": ReadableSpan,
-            "resource": Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME")
-                                         or "workflows"}),
+            "api": api, "Event": Event, "ReadableSpan": ReadableSpan, "resource": _resource(),
             "scope": InstrumentationScope("workflows"),
             "sampled": api.TraceFlags(api.TraceFlags.SAMPLED),
         }
         _processor = BoundedProcessor(CountingExporter())
         return _processor
+
+
+def _library_span_ended(span: Any) -> None:
+    """A span of an instrumented library (ops.tracing_libraries) ended: into the same batch. A
+    cursor traced before tracing was turned off in this process (tests, the bench) adds none."""
+    if _enabled:
+        (_processor or _setup()).on_end(span)
+
+
+def _resource() -> Any:
+    """The process's resource (service.name, OTEL_RESOURCE_ATTRIBUTES), with its hash kept: the
+    exporter groups every span by resource, and the SDK's hash serializes it to JSON each time
+    (a fifth of the export thread's work per span)."""
+    from opentelemetry.sdk.resources import Resource
+
+    class KeptHashResource(Resource):
+        _hash: int | None = None
+
+        def __hash__(self) -> int:
+            if self._hash is None:
+                self._hash = super().__hash__()
+            return self._hash
+
+        def __eq__(self, other: object) -> bool:
+            return super().__eq__(other)
+
+    created = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME")
+                               or "workflows"})
+    return KeptHashResource(created.attributes, created.schema_url)
 
 
 def span_emit(name: str, *, trace_id: str, span_id: str, parent_id: str = "",

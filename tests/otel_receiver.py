@@ -26,6 +26,9 @@ class ReceivedSpan:
     events: list[tuple[str, dict[str, Any]]]
     links: list[tuple[str, str]]
     service: str
+    kind: int = 0  # opentelemetry.proto.trace.v1.Span.SpanKind: 1 internal, 2 server, 3 client
+    scope: str = ""  # the instrumentation scope (the library that made the span)
+    trace_state: str = ""
 
 
 @dataclass
@@ -60,6 +63,7 @@ def _decode(body: bytes) -> list[ReceivedSpan]:
     for resource_spans in request.resource_spans:
         resource = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
         for scope_spans in resource_spans.scope_spans:
+            scope = scope_spans.scope.name
             for span in scope_spans.spans:
                 spans.append(ReceivedSpan(
                     name=span.name, trace_id=span.trace_id.hex(), span_id=span.span_id.hex(),
@@ -71,6 +75,7 @@ def _decode(body: bytes) -> list[ReceivedSpan]:
                             for e in span.events],
                     links=[(link.trace_id.hex(), link.span_id.hex()) for link in span.links],
                     service=str(resource.get("service.name")),
+                    kind=span.kind, scope=scope, trace_state=span.trace_state,
                 ))
     return spans
 

@@ -230,10 +230,12 @@ class Run(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     # OpenTelemetry (ops.tracing): the run's trace and its own span, and the span of the caller
     # whose traceparent started it; blank when tracing was off. Every process that ends a span
-    # of this run puts it in this trace.
+    # of this run puts it in this trace. `trace_state`: the caller's W3C tracestate (validated,
+    # at most 512 characters), sent on with the trace by http and ssh steps.
     trace_id = models.CharField(max_length=32, blank=True, default="")
     trace_span_id = models.CharField(max_length=16, blank=True, default="")
     trace_parent_id = models.CharField(max_length=16, blank=True, default="")
+    trace_state = models.CharField(max_length=512, blank=True, default="")
 
     class Meta:
         ordering = ["-id"]

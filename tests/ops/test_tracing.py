@@ -29,7 +29,6 @@ from tests.factories import (
     steps_of,
     token_of,
 )
-from tests.otel_receiver import otlp_receiver
 from workflows.api.documents import run_document
 from workflows.models import Run
 from workflows.services.callbacks import callback_receive
@@ -45,21 +44,6 @@ INBOUND = f"00-{PARENT_TRACE}-{PARENT_SPAN}-01"
 
 
 @pytest.fixture
-def traced(monkeypatch):
-    """Tracing on, exporting to a receiver on loopback; flushed at the end of the test."""
-    with otlp_receiver() as receiver:
-        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
-        monkeypatch.setenv("OTEL_SERVICE_NAME", "wf-tests")
-        tracing.reset()
-        try:
-            yield receiver
-        finally:
-            tracing.flush()
-            monkeypatch.undo()
-            tracing.reset()
-
-
-@pytest.fixture
 def outage(monkeypatch):
     from workflows.steps import actions
     from workflows.steps.base import StepFailed
@@ -70,9 +54,10 @@ def outage(monkeypatch):
     monkeypatch.setitem(actions._ACTIONS, "test.outage", depends_on_the_world)
 
 
-def run_flow(definition, *, input=None, traceparent=None):
+def run_flow(definition, *, input=None, traceparent=None, tracestate=None):
     flow = make_flow(definition)
-    run, _ = run_start(flow=flow, input=input or {}, traceparent=traceparent)
+    run, _ = run_start(flow=flow, input=input or {}, traceparent=traceparent,
+                       tracestate=tracestate)
     drain()
     run.refresh_from_db()
     tracing.flush()
@@ -175,25 +160,41 @@ class Headers(BaseHTTPRequestHandler):
         pass
 
 
-def test_an_http_step_sends_the_attempts_traceparent(traced):
+def test_an_http_step_call_is_a_client_span_under_the_attempt_and_sends_its_traceparent(traced):
+    """The httpx instrumentation: the request is a client span, child of the attempt's span, and
+    the server receives that span's traceparent, and the caller's tracestate with it."""
     Headers.seen = []
     with local_http_server(Headers) as url:
         run = run_flow(simple_definition(slug="calls", steps=[
-            {"key": "fetch", "type": "http", "request": {"method": "GET", "url": url}}]))
+            {"key": "fetch", "type": "http", "request": {"method": "GET", "url": url}}]),
+            traceparent=INBOUND, tracestate="vendor=opaque,rojo=00f067aa0ba902b7")
     assert run.status == "completed"
+    assert run.trace_state == "vendor=opaque,rojo=00f067aa0ba902b7"
     attempt = traced.one("attempt fetch#1")
-    assert Headers.seen[0]["traceparent"] == f"00-{run.trace_id}-{attempt.span_id}-01"
+    [call] = [s for s in traced.spans if s.scope == "opentelemetry.instrumentation.httpx"]
+    assert call.kind == 3 and call.name == "GET"  # SPAN_KIND_CLIENT
+    assert (call.trace_id, call.parent_id) == (run.trace_id, attempt.span_id)
+    assert attempt.start_ns <= call.start_ns <= call.end_ns <= attempt.end_ns
+    assert call.attributes.get("http.status_code", call.attributes.get(
+        "http.response.status_code")) == 200
+    assert Headers.seen[0]["traceparent"] == f"00-{run.trace_id}-{call.span_id}-01"
+    assert Headers.seen[0]["tracestate"] == "vendor=opaque,rojo=00f067aa0ba902b7"
+    assert call.trace_state == "vendor=opaque,rojo=00f067aa0ba902b7"
 
 
 def test_an_ssh_step_exports_traceparent_to_the_remote_command(traced, sshd):
     from tests.workflows.test_ssh_step import ssh_connection, ssh_definition
 
     ssh_connection(sshd)
-    run = run_flow(ssh_definition('echo "tp=$TRACEPARENT"', slug="remote-traced"))
+    run = run_flow(ssh_definition('echo "tp=$TRACEPARENT ts=${TRACESTATE:-none}"',
+                                  slug="remote-traced"))
     assert run.status == "completed", steps_of(run)["remote"].error
     attempt = traced.one("attempt remote#1")
-    expected = f"tp=00-{run.trace_id}-{attempt.span_id}-01"
+    expected = f"tp=00-{run.trace_id}-{attempt.span_id}-01 ts=none"
     assert expected in steps_of(run)["remote"].output["stdout_tail"]
+    child = run_flow(ssh_definition('echo "ts=$TRACESTATE"', slug="remote-state"),
+                     traceparent=INBOUND, tracestate="congo=t61rcWkgMzE")
+    assert "ts=congo=t61rcWkgMzE" in steps_of(child)["remote"].output["stdout_tail"]
 
 
 def test_a_wait_is_a_span_over_the_pause_linked_to_the_callbacks_trace(traced):
@@ -257,7 +258,8 @@ def test_probe_off_imports_no_sdk():
     # redis-py 8 imports parts of the OpenTelemetry API and SDK (trace API, resources) for its
     # own optional metrics when they are installed, so those may be loaded by the Redis client;
     # the tracing SDK, the exporter and the protobuf messages are only ever loaded by us.
-    ours = ("opentelemetry.sdk.trace", "opentelemetry.exporter", "opentelemetry.proto")
+    ours = ("opentelemetry.sdk.trace", "opentelemetry.exporter", "opentelemetry.proto",
+            "opentelemetry.instrumentation")
     if "redis" not in sys.modules:
         ours = ("opentelemetry",)  # nothing else imports any of it
     loaded = sorted(m for m in sys.modules if m.startswith(ours))
@@ -334,10 +336,11 @@ def test_the_webhook_passes_the_callers_traceparent(traced):
     response = Client().post(
         "/api/v1/hooks/hooked-traced", body, content_type="application/json",
         headers={"X-Signature": webhook_sign(secret=flow.webhook_signing_secret(), body=body),
-                 "traceparent": INBOUND})
+                 "traceparent": INBOUND, "tracestate": "rojo=00f067aa0ba902b7"})
     assert response.status_code == 202, response.content
     run = Run.objects.get(pk=response.json()["id"])
     assert (run.trace_id, run.trace_parent_id) == (PARENT_TRACE, PARENT_SPAN)
+    assert run.trace_state == "rojo=00f067aa0ba902b7"
 
 
 def test_an_approval_is_a_span_over_the_pause_and_a_rejection_is_an_error(traced):

@@ -180,6 +180,7 @@ def runs_start(request: HttpRequest, slug: FlowSlug, payload: RunStartIn):
         flow=flow, input=payload.input, actor=request.auth,
         idempotency_key=payload.idempotency_key, draft=payload.draft,
         traceparent=request.headers.get("traceparent"),
+        tracestate=request.headers.get("tracestate"),
     )
     if created:  # the answer is what was just written, not read back
         run.ordered_steps = list(run.created_steps.values())

@@ -91,7 +91,8 @@ def hooks_receive(request: HttpRequest, slug: FlowSlug):
     flow = get_flow_row(slug)
     result = webhook_receive(flow=flow, body=body, headers=request.headers,
                              content_type=request.content_type or "",
-                             traceparent=request.headers.get("traceparent"))
+                             traceparent=request.headers.get("traceparent"),
+                             tracestate=request.headers.get("tracestate"))
     if result.challenge is not None:
         return JsonResponse(result.challenge)
     if result.outcome != DeliveryOutcome.STARTED:

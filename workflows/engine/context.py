@@ -93,9 +93,10 @@ class AttemptContext:
 
     def __init__(self, *, step: dict[str, Any], run_id: int, step_key: str, attempt_number: int,
                  connections: dict[str, Any], secrets: dict[str, dict[str, Any]],
-                 traceparent: str | None = None):
+                 traceparent: str | None = None, tracestate: str | None = None):
         self.step = step
         self.traceparent = traceparent  # the attempt's span, for what the step calls
+        self.tracestate = tracestate  # the run's caller's W3C tracestate, sent with it
         self.run_id = run_id
         self.step_key = step_key
         self.attempt_number = attempt_number

@@ -296,6 +296,7 @@ def execute(claimed: Claimed) -> Result:
         secrets=claimed.secrets,
         traceparent=attempt_traceparent(claimed.run, claimed.step.pk,
                                                 claimed.attempt.number),
+        tracestate=claimed.run.trace_state or None,
     )
     result = Result()
     timeout = float(claimed.definition.get("timeout_seconds") or attempts.default_step_timeout())

@@ -23,6 +23,8 @@ from typing import Any
 
 from django.db import close_old_connections
 
+from ops import tracing as otel
+
 # More idle threads than this are let go (a process rarely runs more handlers at once).
 MAX_IDLE = 8
 
@@ -36,16 +38,22 @@ def handler_start(execute: Callable[[], Any], ctx: Any, result: Any, *,
     copy of the caller's context (its log lines name the step). Its outcome, or the exception
     it raised with the traceback, lands on `result` (`outcome`, `error`, `trace`): a handler's
     failure is data, recorded on the Attempt. Returns the event set when it has returned; the
-    context is woken then too, so the worker's wait ends at once."""
+    context is woken then too, so the worker's wait ends at once. With tracing on, the
+    attempt's span is the current span meanwhile: what the handler queries or calls over HTTP
+    makes spans under it (ops.tracing_libraries)."""
     done = threading.Event()
+    traceparent = getattr(ctx, "traceparent", None)
 
     def target() -> None:
+        token = otel.attach_parent(traceparent, getattr(ctx, "tracestate", None)) \
+            if traceparent else None
         try:
             result.outcome = execute()
         except BaseException as exc:  # noqa: BLE001 - recorded, never raised here
             result.error = exc
             result.trace = traceback.format_exc()
         finally:
+            otel.detach_parent(token)
             done.set()
             ctx.wake()
 

@@ -209,8 +209,13 @@ def inbound_linked(run: Run, step_run: StepRun, inbound: str | None,
     finally:
         _local.inbound = None
     pause = (run.trace_id, pause_span_id(run, step_run.pk, step_run.attempt_count))
+    # Under the request's own span when the Django instrumentation made one (same trace, the
+    # child of the sender's span): the sender's trace then reads request > callback.
+    request = otel.current_span_ids()
+    under = request[1] if request is not None and request[0] == parent[0] else parent[1]
     otel.span_emit(f"{name} {step_run.key}", trace_id=parent[0],
                    span_id=otel.derived_id(parent[0], name, parent[1], step_run.pk),
-                   parent_id=parent[1], start=None, links=[pause], kind="server",
+                   parent_id=under, start=None, links=[pause],
+                   kind="internal" if under != parent[1] else "server",
                    attributes=_attributes(run, **{"workflow.step": step_run.key,
                                                   "workflow.attempt": step_run.attempt_count}))

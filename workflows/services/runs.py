@@ -33,7 +33,7 @@ def run_start(
     *, flow: Flow, input: dict[str, Any] | None = None, actor=None,
     trigger_kind: str = TriggerKind.MANUAL, trigger_payload: dict[str, Any] | None = None,
     idempotency_key: str | None = None, draft: bool = False, trigger_delivery=None,
-    key_is_new: bool = False, traceparent: str | None = None,
+    key_is_new: bool = False, traceparent: str | None = None, tracestate: str | None = None,
     parent_step: StepRun | None = None,
 ) -> tuple[Run, bool]:
     """Start a run of the flow's live release (or of the draft, a rehearsal).
@@ -46,7 +46,8 @@ def run_start(
     `key_is_new` skips the look-up of the idempotency key when the caller has just claimed it
     (a race or an older run with the key still ends on the unique constraint: created=False).
     With tracing on, the run's trace is the child of `traceparent` (a caller's W3C header; a
-    malformed one is ignored and the run starts a fresh trace).
+    malformed one is ignored and the run starts a fresh trace), and keeps the caller's
+    `tracestate` (a malformed one is ignored) to send on with it.
     `parent_step`: the `flow` step run this run is a subflow of (services.subflows).
     """
     require_permission(actor, OPERATE_RUN)
@@ -71,7 +72,7 @@ def run_start(
                 actor=actor, draft=draft,
                 trigger_kind=trigger_kind, trigger_payload=trigger_payload or {},
                 idempotency_key=idempotency_key or None, trigger_delivery=trigger_delivery,
-                traceparent=traceparent, parent_step=parent_step,
+                traceparent=traceparent, tracestate=tracestate, parent_step=parent_step,
             )
             engine.run_admit(run, steps=run.created_steps)
     except IntegrityError:
@@ -111,7 +112,7 @@ def _run_create(*, flow: Flow, version: FlowVersion, definition: dict[str, Any],
                 rerun_of: Run | None = None,
                 reuse: dict[str, StepRun] | None = None, trigger_delivery=None,
                 parent_step: StepRun | None = None,
-                traceparent: str | None = None) -> Run:
+                traceparent: str | None = None, tracestate: str | None = None) -> Run:
     concurrency_key = _concurrency_key(definition, input)
     # No concurrency limit: nothing to wait for, so the run is written queued (its run_created
     # and run_queued events both below); `engine.run_admit` then only queues its first steps.
@@ -126,7 +127,7 @@ def _run_create(*, flow: Flow, version: FlowVersion, definition: dict[str, Any],
         trigger_delivery=trigger_delivery, parent_step=parent_step,
         status=RunStatus.QUEUED if admitted else RunStatus.CREATED,
         queued_at=timezone.now() if admitted else None,
-        **tracing.run_ids(traceparent),
+        **tracing.run_ids(traceparent, tracestate),
     )
     reuse = reuse or {}
     now = timezone.now()

@@ -218,9 +218,10 @@ def _answer_seen(flow: Flow, preset: Preset, seen: tuple[str, WebhookDelivery], 
 def webhook_receive(*, flow: Flow, body: bytes, headers: Mapping[str, str] | None = None,
                     content_type: str = "application/json", signature: str | None = None,
                     idempotency_key: str | None = None, now: float | None = None,
-                    traceparent: str | None = None) -> DeliveryResult:
+                    traceparent: str | None = None,
+                    tracestate: str | None = None) -> DeliveryResult:
     """Verify, filter, deduplicate and log one delivery; start a run when it gets through
-    (with tracing on, as the child of the sender's `traceparent`).
+    (with tracing on, as the child of the sender's `traceparent`, with its `tracestate`).
 
     `headers` are the request's, with lower-case names (`signature` / `idempotency_key` are
     shorthands for X-Signature / Idempotency-Key). Returns a DeliveryResult (started,
@@ -299,7 +300,7 @@ def webhook_receive(*, flow: Flow, body: bytes, headers: Mapping[str, str] | Non
                 flow=flow, input=run_input, actor=None, trigger_kind=TriggerKind.WEBHOOK,
                 trigger_payload=kept.value, trigger_delivery=row, key_is_new=True,
                 idempotency_key=IDEMPOTENCY_PREFIX + delivery_id if delivery_id else None,
-                traceparent=traceparent)
+                traceparent=traceparent, tracestate=tracestate)
             if not created:  # a run from before the delivery log holds this delivery id
                 raise _StartedBefore(run)
             WebhookDelivery.objects.filter(pk=row.pk).update(run=run)

@@ -57,8 +57,10 @@ class StepContext(Protocol):
     attempt_number: int
     connections: dict[str, Any]
     # W3C traceparent of this attempt's span when tracing is on (ops.tracing), else None: http
-    # steps send it, ssh steps export it as TRACEPARENT.
+    # steps send it, ssh steps export it as TRACEPARENT; `tracestate` (TRACESTATE) goes with it
+    # when the run's caller sent one.
     traceparent: str | None
+    tracestate: str | None
 
     def log(self, text: str, stream: str = "stdout") -> None: ...
 

@@ -144,7 +144,12 @@ class HttpStep(StepType):
         headers.update(request.get("headers") or {})
         traceparent = getattr(ctx, "traceparent", None)
         if traceparent and not any(k.lower() == "traceparent" for k in headers):
-            headers["traceparent"] = traceparent  # the attempt's span (ops.tracing)
+            # The attempt's span (ops.tracing); with the httpx instrumentation installed, the
+            # client span's, its child, replaces it as the request goes out.
+            headers["traceparent"] = traceparent
+            tracestate = getattr(ctx, "tracestate", None)
+            if tracestate and not any(k.lower() == "tracestate" for k in headers):
+                headers["tracestate"] = tracestate
         method = str(request.get("method", "GET")).upper()
         url = request["url"]
         if name:

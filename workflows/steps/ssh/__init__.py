@@ -191,7 +191,10 @@ class SshStep(StepType):
             system(f"$ {step['command']}\n")
             env = step.get("env")
             if getattr(ctx, "traceparent", None):  # the attempt's span (ops.tracing)
-                env = {"TRACEPARENT": ctx.traceparent, **(env or {})}
+                trace = {"TRACEPARENT": ctx.traceparent}
+                if getattr(ctx, "tracestate", None):
+                    trace["TRACESTATE"] = ctx.tracestate
+                env = {**trace, **(env or {})}
             command.start(step["command"], env)
             try:
                 exit_code = command.wait()
