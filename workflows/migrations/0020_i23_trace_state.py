@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('workflows', '0017_i21a_instances'),
+        ('workflows', '0019_redo_superseded_instances'),
     ]
 
     operations = [
