@@ -405,11 +405,12 @@ class StepInstance(models.Model):
     # kept as history (see CurrentInstances).
     superseded = models.BooleanField(default=False)
 
-    objects = CurrentInstances()
     history = models.Manager()
+    objects = CurrentInstances()
 
     class Meta:
         ordering = ["step_run", "index"]
+        default_manager_name = "objects"
         base_manager_name = "history"
         constraints = [
             models.UniqueConstraint(fields=["step_run", "index"], name="stepinstance_unique_index",

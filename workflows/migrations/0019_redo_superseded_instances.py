@@ -13,13 +13,13 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AlterModelOptions(
             name='stepinstance',
-            options={'base_manager_name': 'history', 'ordering': ['step_run', 'index']},
+            options={'base_manager_name': 'history', 'default_manager_name': 'objects', 'ordering': ['step_run', 'index']},
         ),
         migrations.AlterModelManagers(
             name='stepinstance',
             managers=[
-                ('objects', django.db.models.manager.Manager()),
                 ('history', django.db.models.manager.Manager()),
+                ('objects', django.db.models.manager.Manager()),
             ],
         ),
         migrations.RemoveConstraint(
