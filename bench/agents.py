@@ -5,7 +5,9 @@ admin URL) it migrates, starts R runs of a one-wait flow (heartbeat_timeout_seco
 brings each to its wait, then times H heartbeats through the service the API calls
 (`workflows.services.agents.agent_heartbeat`: token lookup, checks, one conditional UPDATE),
 round-robin over the runs' tokens, and the same through the whole Django stack (the test
-client: routing, the JSON parse, the view), and a log post. It prints p50/p99 in ms and the
+client: Django's handler, the security middleware and the lean path of
+workflows/api/agent_callbacks.py), the same through every middleware and django-ninja (the lean
+path taken out: what it saves), and a log post. It prints p50/p99 in ms and the
 statements per heartbeat.
 
 Usage: `python bench/agents.py [--runs 200] [--heartbeats 2000]`.
@@ -129,6 +131,16 @@ def run(args: argparse.Namespace) -> None:
 
     timed(beats[:200], http)
     through_django = timed(beats, http)
+    # The same through Django's whole middleware stack and django-ninja (the route the OpenAPI
+    # document declares), without the lean path in front: what a heartbeat cost before it.
+    from django.conf import settings
+    from django.test import override_settings
+
+    lean = "workflows.api.agent_callbacks.AgentCallbackMiddleware"
+    with override_settings(MIDDLEWARE=[m for m in settings.MIDDLEWARE if m != lean]):
+        client = Client()
+        timed(beats[:200], http)
+        through_ninja = timed(beats, http)
     logs = timed(beats[: min(len(beats), 1000)],
                  lambda beat: agent_log(token=beat[0], text=f"line {beat[1]}\n"))
 
@@ -138,6 +150,10 @@ def run(args: argparse.Namespace) -> None:
             ("heartbeat, service, p99 (ms)", percentile(in_process, 99) * 1000),
             ("heartbeat, through Django, p50 (ms)", statistics.median(through_django) * 1000),
             ("heartbeat, through Django, p99 (ms)", percentile(through_django, 99) * 1000),
+            ("heartbeat, through every middleware and Ninja, p50 (ms)",
+             statistics.median(through_ninja) * 1000),
+            ("heartbeat, through every middleware and Ninja, p99 (ms)",
+             percentile(through_ninja, 99) * 1000),
             ("log post, service, p50 (ms)", statistics.median(logs) * 1000),
             ("log post, service, p99 (ms)", percentile(logs, 99) * 1000)]
     width = max(len(name) for name, _ in rows)
