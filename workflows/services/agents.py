@@ -5,8 +5,10 @@
   token's hash, with the run) and one conditional UPDATE of the step run's liveness columns
   (`engine.agent_touch`); never the run lock. Usage beyond the wait's `budget` ends the wait
   (`budget_exceeded`) through `engine.step_resolve`, under the run lock — the rare path.
-- `agent_log`: text appended to the wait's log as stream `remote` (LogChunks of the wait's
-  attempt, kept by `resources.logs.LogWindow`: head and newest tail inline). The step run's row
+- `agent_log`: text appended to the wait's log as stream `remote`, by the log storage rule: the
+  whole log to storage (a part per post, one `log` resource when the wait's attempt ends:
+  `resources.logs.remote_log_close`), LogChunks of the wait's attempt kept by
+  `resources.logs.LogWindow` (head and newest tail inline, the marker naming the resource). The step run's row
   is locked for the append (not the run), so concurrent posts get consecutive sequence numbers.
 - `agent_artifact`: a body streamed into a `res://` resource (sha256 computed while streaming,
   capped at WF_ARTIFACT_MAX_BYTES) before any transaction; then, under the step run's row lock,
@@ -27,12 +29,13 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from django.conf import settings
+from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import BooleanField, ExpressionWrapper, Max, Q
 from django.utils import timezone
 
 from ops import tracing
-from resources.logs import LogWindow
+from resources.logs import LogWindow, remote_log_part, remote_log_resource_id
 from resources.models import Resource, ResourceKind
 from resources.payloads import describe_resource
 from resources.services import header_safe, resource_record, resource_store
@@ -304,9 +307,19 @@ def agent_log(*, token: str, text: str, traceparent: str | None = None) -> int:
                                      "it is")
             last = LogChunk.objects.filter(step_run_id=wait.id).aggregate(m=Max("seq"))["m"]
             first = (last or 0) + 1
-            return LogWindow(step_run_id=wait.id).keep([(REMOTE_STREAM, text)],
-                                                       attempt_id=attempt.pk,
-                                                       first_seq=first) - 1
+            # The whole log goes to storage (a part per post; one resource when the wait's
+            # attempt ends), the window keeps its head and newest tail inline.
+            part = remote_log_part(step_run_id=wait.id, attempt_number=attempt.number,
+                                   seq=first, text=text)
+            try:
+                whole = remote_log_resource_id(step_run_id=wait.id,
+                                               attempt_number=attempt.number)
+                ref = f"res://{whole}"
+                return LogWindow(step_run_id=wait.id, log_ref=ref).keep(
+                    [(REMOTE_STREAM, text)], attempt_id=attempt.pk, first_seq=first) - 1
+            except BaseException:
+                default_storage.delete(part)
+                raise
 
 
 # --- artifacts ----------------------------------------------------------------------------------
