@@ -77,9 +77,11 @@ def log_resource_id(*, step_run_id: int, attempt_number: int) -> uuid.UUID:
     return uuid.uuid5(_NAMESPACE, f"log:{step_run_id}:{attempt_number}")
 
 
-def remote_log_resource_id(*, step_run_id: int, attempt_number: int) -> uuid.UUID:
-    """The id of the resource of a remote agent's whole log for one attempt of its wait."""
-    return uuid.uuid5(_NAMESPACE, f"remote-log:{step_run_id}:{attempt_number}")
+def remote_log_resource_id(*, step_run_id: int, attempt_number: int, nonce: str) -> uuid.UUID:
+    """The id of the resource of a remote agent's whole log for one attempt of its wait
+    (`nonce`: the wait's callback nonce, random per run, so a database restored or reset
+    beside its old storage never meets another wait's parts)."""
+    return uuid.uuid5(_NAMESPACE, f"remote-log:{step_run_id}:{attempt_number}:{nonce}")
 
 
 def _parts_prefix(resource_id: uuid.UUID) -> str:
@@ -185,20 +187,20 @@ def log_parts_assemble(*, step_run: Any, attempt_number: int, attempt: Any = Non
     return resource
 
 
-def remote_log_part(*, step_run_id: int, attempt_number: int, seq: int, text: str) -> str:
-    """Write one log post of a remote agent to storage as a part of its log; the part's name
-    (for the caller to delete if its transaction does not commit)."""
-    resource_id = remote_log_resource_id(step_run_id=step_run_id, attempt_number=attempt_number)
+def remote_log_part(*, resource_id: uuid.UUID, seq: int, text: str) -> str:
+    """Write one log post of a remote agent to storage as a part of its log (`resource_id`:
+    `remote_log_resource_id`); the part's name (for the caller to delete if its transaction
+    does not commit)."""
     name = f"{_parts_prefix(resource_id)}{seq:09d}"
     return default_storage.save(name, ContentFile(text.encode("utf-8", "wf-log-bytes")))
 
 
-def remote_log_close(*, step_run: Any, attempt_number: int, run: Any = None,
+def remote_log_close(*, step_run: Any, attempt_number: int, nonce: str, run: Any = None,
                      attempt: Any = None) -> Resource | None:
     """The wait's attempt ended: its remote log's parts become one `log` resource (then go).
     None when its agent posted no log (or it was closed already)."""
     resource_id = remote_log_resource_id(step_run_id=step_run.pk,
-                                         attempt_number=attempt_number)
+                                         attempt_number=attempt_number, nonce=nonce)
     names = _part_names(resource_id)
     if not names or Resource.objects.filter(pk=resource_id).exists():
         return None

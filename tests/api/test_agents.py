@@ -362,7 +362,8 @@ def test_a_large_remote_log_goes_to_a_resource_with_head_and_tail_inline(
         assert anon_api.post(f"{path}/logs", raw=text.encode(),
                              content_type="text/plain").status == 200
     step = step_of(run_id)
-    whole = remote_log_resource_id(step_run_id=step.pk, attempt_number=step.attempt_count)
+    whole = remote_log_resource_id(step_run_id=step.pk, attempt_number=step.attempt_count,
+                                   nonce=step.callback_nonce)
     chunks = list(LogChunk.objects.filter(step_run_id=step.pk).order_by("seq"))
     remote = [c.text for c in chunks if c.stream == "remote"]
     assert remote[0] == posts[0] and remote[-1] == posts[-1]  # head and newest tail inline
@@ -392,8 +393,8 @@ def test_a_canceled_waits_remote_log_is_kept_whole_and_a_quiet_wait_leaves_none(
     with django_capture_on_commit_callbacks(execute=True):
         as_user("operator").post(f"/runs/{run_id}/cancel")
     step = step_of(run_id)
-    resource = Resource.objects.get(
-        pk=remote_log_resource_id(step_run_id=step.pk, attempt_number=step.attempt_count))
+    resource = Resource.objects.get(pk=remote_log_resource_id(
+        step_run_id=step.pk, attempt_number=step.attempt_count, nonce=step.callback_nonce))
     with resource.file.open("rb") as handle:
         assert handle.read() == b"one\ntwo\n"
 
@@ -402,4 +403,5 @@ def test_a_canceled_waits_remote_log_is_kept_whole_and_a_quiet_wait_leaves_none(
         assert anon_api.post(other_path, {"ok": True}).status == 202
     quiet = step_of(other_run)
     assert not Resource.objects.filter(pk=remote_log_resource_id(
-        step_run_id=quiet.pk, attempt_number=quiet.attempt_count)).exists()
+        step_run_id=quiet.pk, attempt_number=quiet.attempt_count,
+        nonce=quiet.callback_nonce)).exists()

@@ -3,17 +3,18 @@
 
 Agents heartbeat every few seconds, a few hundred of them on one platform: the web tier's CPU
 per heartbeat is what the workers lose (docs/performance.md, issue 20). Through Django's whole
-middleware stack (sessions, CSRF, authentication, messages, htmx, time zones) and
-django-ninja's routing, parameter parsing and rendering, a heartbeat cost about five times the
-service it calls. So `AgentCallbackMiddleware`, placed in MIDDLEWARE right after the security
-headers (SecurityMiddleware, CSPMiddleware), answers exactly these three URLs and methods itself
+middleware stack (CSP, sessions, CSRF, authentication, messages, htmx, time zones) and
+django-ninja's routing, parameter parsing and rendering, a heartbeat cost the web server about
+1.5 ms of CPU more than this path (bench/agents.py --http). So `AgentCallbackMiddleware`, placed
+in MIDDLEWARE right after SecurityMiddleware, answers exactly these three URLs and methods itself
 and hands every other request on untouched. What it keeps of the stack: Django's handler
 (request_started/finished: connections are closed and recycled as for any request, a crash is
-a logged 500), the ALLOWED_HOSTS check, the security headers set on the way out, and the
-refusal counting of `ops.middleware.InboundRefusalMiddleware` (called directly here, with the
+a logged 500), the ALLOWED_HOSTS check, SecurityMiddleware's headers (nosniff, referrer policy,
+HSTS behind TLS) set on the way out, and the refusal counting of `ops.middleware.InboundRefusalMiddleware` (called directly here, with the
 error code known). What it leaves out is what an anonymous, token-authenticated POST of JSON
 never used: no session, no cookie, no CSRF (the Ninja routes are `auth=None` and CSRF-exempt
-too), no user.
+too), no user, and no Content-Security-Policy header (a policy for documents; these answers are
+JSON no browser renders).
 
 The answers are the Ninja routes' answers (`workflows/api/agents.py` declares them for the
 OpenAPI document and calls `answer` below, so there is one implementation): 200/201 bodies,

@@ -115,9 +115,12 @@ def _remote_log_close_on_commit(step: StepRun, attempt_id: int) -> None:
 
     def close() -> None:
         try:
-            remote_log_close(step_run=StepRun(pk=step_run_id, run_id=run_id, key=key),
-                             attempt_number=number, run=Run(pk=run_id),
-                             attempt=Attempt(pk=attempt_id))
+            nonce = StepRun.objects.filter(pk=step_run_id).values_list(
+                "callback_nonce", flat=True).first()
+            if nonce:  # only a wait has one
+                remote_log_close(step_run=StepRun(pk=step_run_id, run_id=run_id, key=key),
+                                 attempt_number=number, nonce=nonce, run=Run(pk=run_id),
+                                 attempt=Attempt(pk=attempt_id))
         except Exception:  # noqa: BLE001 - the log's resource must not fail the outcome
             logger.exception("could not finish the remote log of step run %s", step_run_id)
 

@@ -309,11 +309,10 @@ def agent_log(*, token: str, text: str, traceparent: str | None = None) -> int:
             first = (last or 0) + 1
             # The whole log goes to storage (a part per post; one resource when the wait's
             # attempt ends), the window keeps its head and newest tail inline.
-            part = remote_log_part(step_run_id=wait.id, attempt_number=attempt.number,
-                                   seq=first, text=text)
+            whole = remote_log_resource_id(step_run_id=wait.id, attempt_number=attempt.number,
+                                           nonce=wait.callback_nonce)
+            part = remote_log_part(resource_id=whole, seq=first, text=text)
             try:
-                whole = remote_log_resource_id(step_run_id=wait.id,
-                                               attempt_number=attempt.number)
                 ref = f"res://{whole}"
                 return LogWindow(step_run_id=wait.id, log_ref=ref).keep(
                     [(REMOTE_STREAM, text)], attempt_id=attempt.pk, first_seq=first) - 1
