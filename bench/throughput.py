@@ -341,8 +341,9 @@ class Agents:
     and when it was answered.
 
     The clients share the machine's cores with the server, so they are lean: one persistent
-    keep-alive connection per thread (`http.client`), the request body encoded once, a heap of
-    the next due heartbeats, no HTTP library above the socket. Each heartbeat is due `every`
+    keep-alive socket per thread, each agent's whole request encoded once, a heap of the next
+    due heartbeats, and no HTTP library: the answer's status line and length are all that is
+    read (`_read_response`). Each heartbeat is due `every`
     seconds after the previous one was due (not after it was answered), so a slow server makes
     the threads late rather than the asked rate lower; `served_rate` says what was served."""
 
@@ -360,39 +361,49 @@ class Agents:
 
     def _agent_loop(self, tokens: list[str]) -> None:
         import heapq
-        import http.client
         from urllib.parse import urlsplit
 
         address = urlsplit(self.base)
-        headers = {"Content-Type": "application/json", "Connection": "keep-alive"}
-        http_ = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+        # Each heartbeat's request, bytes ready to send on the thread's keep-alive socket.
+        requests = {token: (f"POST /api/v1/callbacks/{token}/heartbeat HTTP/1.1\r\n"
+                            f"Host: {address.hostname}\r\nContent-Type: application/json\r\n"
+                            f"Content-Length: {len(self.BODY)}\r\n\r\n").encode() + self.BODY
+                    for token in tokens}
+        sock = None
         now = time.monotonic()
-        due = [(now + random.random() * self.every, f"/api/v1/callbacks/{token}/heartbeat")
-               for token in tokens]
+        due = [(now + random.random() * self.every, token) for token in tokens]
         heapq.heapify(due)
         latencies, answered_at, late = self.latencies, self.answered_at, self.late
         while not self.stopping.is_set():
-            at, path = due[0]
+            at, token = due[0]
             delay = at - time.monotonic()
             if delay > 0 and self.stopping.wait(delay):
                 break
-            heapq.heapreplace(due, (at + self.every, path))
+            heapq.heapreplace(due, (at + self.every, token))
             began = time.monotonic()
             late.append(began - at)
             try:
-                http_.request("POST", path, self.BODY, headers)
-                response = http_.getresponse()
-                response.read()
-                if response.status != 200:
+                if sock is None:
+                    sock = socket.create_connection((address.hostname, address.port), 30)
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.sendall(requests[token])
+                status, keep = _read_response(sock)
+                if status != 200:
                     self.errors += 1
-            except (OSError, http.client.HTTPException):
+                if not keep:
+                    sock.close()
+                    sock = None
+            except OSError:
                 self.errors += 1
-                http_.close()  # reconnects on the next request
+                if sock is not None:
+                    sock.close()
+                sock = None  # reconnects on the next heartbeat
                 continue
             ended = time.monotonic()
             latencies.append(ended - began)
             answered_at.append(ended)
-        http_.close()
+        if sock is not None:
+            sock.close()
 
     def start(self) -> None:
         for index in range(self.threads_count):
@@ -414,6 +425,38 @@ class Agents:
         """Heartbeats answered 200 per second between two `time.monotonic()` instants."""
         served = sum(1 for at in self.answered_at if began <= at <= ended)
         return served / (ended - began) if ended > began else float("nan")
+
+
+def _read_response(sock: socket.socket) -> tuple[int, bool]:
+    """Read one HTTP/1.1 response (Content-Length or chunked) off a keep-alive socket: its
+    status and whether the connection stays open."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        more = sock.recv(65536)
+        if not more:
+            raise ConnectionError("the server closed the connection")
+        data += more
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower()] = value.strip().lower()
+    if b"content-length" in headers:
+        length = int(headers[b"content-length"])
+        while len(body) < length:
+            more = sock.recv(65536)
+            if not more:
+                raise ConnectionError("the server closed the connection")
+            body += more
+    else:  # chunked: read to the last chunk
+        while not body.endswith(b"0\r\n\r\n"):
+            more = sock.recv(65536)
+            if not more:
+                raise ConnectionError("the server closed the connection")
+            body += more
+    return status, headers.get(b"connection") != b"close"
 
 
 def start_agents(http, base: str, token: str, count: int) -> list[str]:

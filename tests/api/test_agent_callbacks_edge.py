@@ -86,6 +86,7 @@ def test_every_answer_of_the_siblings_through_the_wsgi_app(as_user, via):
          "usage": {"input_tokens": 1, "output_tokens": 2, "cost_usd": 0.5}}).encode())
     assert (status, json.loads(content)) == (200, {"status": "waiting"})
     assert headers["content-type"] == "application/json"
+    assert headers["content-length"] == str(len(content))  # not chunked by the server
     assert headers["x-content-type-options"] == "nosniff"  # SecurityMiddleware still answers
     assert "set-cookie" not in headers
     step = step_of(run_id)
@@ -179,3 +180,36 @@ def test_a_url_with_nul_or_a_disallowed_host_is_refused(as_user):
     status, _, _ = wsgi("PUT", f"/api/v1/callbacks/{token}/artifacts/{quote('a/b', safe='')}"
                         .replace("%2F", "/"), b"x", "text/plain")
     assert status == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_heartbeat_is_two_statements_and_leaves_the_sessions_commit_mode_alone():
+    """Outside any transaction (as in the web server), a heartbeat is the read by the token's
+    hash and one UPDATE; on PostgreSQL that UPDATE turns synchronous commit off for itself
+    only."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.factories import drain
+    from workflows.services.agents import agent_heartbeat
+    from workflows.services.runs import run_start
+
+    flow = make_flow(agent_definition("beats", heartbeat_timeout_seconds=60))
+    run, _ = run_start(flow=flow, input={})
+    drain()
+    step = StepRun.objects.get(run_id=run.pk, key="agent_done")
+    token = engine.callback_token(step.callback_nonce)
+    agent_heartbeat(token=token, payload={"message": "warm"})
+    with CaptureQueriesContext(connection) as queries:
+        agent_heartbeat(token=token, payload={"message": "working", "usage": {"cost_usd": 1}})
+    assert len(queries.captured_queries) == 2, queries.captured_queries
+    update = queries.captured_queries[1]["sql"]
+    assert update.startswith("UPDATE")
+    step = StepRun.objects.get(pk=step.pk)
+    assert step.agent_report == {"message": "working", "usage": {"cost_usd": 1}}
+    assert step.heartbeat_deadline > step.heartbeat_at
+    if connection.vendor == "postgresql":
+        assert "set_config('synchronous_commit', 'off', true)" in update
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            assert cursor.fetchone()[0] == "on"

@@ -109,14 +109,21 @@ def _serve(request: HttpRequest, kind: str, token: str, name: str | None) -> Htt
         body = _capped(request, HEARTBEAT_MAX_BYTES, "a heartbeat")
         agent_heartbeat(token=token, payload=parse_json(body) if body.strip() else {},
                         traceparent=traceparent)
-        return HttpResponse(_WAITING, content_type="application/json")
+        return _json(_WAITING)
     if kind == LOGS:
         body = _capped(request, LOG_MAX_BYTES, "a log post")
         seq = agent_log(token=token, text=log_text(body, request.content_type or ""),
                         traceparent=traceparent)
-        return HttpResponse(b'{"status": "waiting", "seq": %d}' % seq,
-                            content_type="application/json")
+        return _json(b'{"status": "waiting", "seq": %d}' % seq)
     return _artifact(request, token, name or "")
+
+
+def _json(content: bytes) -> HttpResponse:
+    """A JSON answer with its Content-Length (CommonMiddleware, which would set it, is not on
+    this path; without it gunicorn sends the body chunked)."""
+    response = HttpResponse(content, content_type="application/json")
+    response["Content-Length"] = str(len(content))
+    return response
 
 
 def _capped(request: HttpRequest, limit: int, what: str) -> bytes:
