@@ -213,3 +213,45 @@ def test_a_heartbeat_is_two_statements_and_leaves_the_sessions_commit_mode_alone
         with connection.cursor() as cursor:
             cursor.execute("SHOW synchronous_commit")
             assert cursor.fetchone()[0] == "on"
+
+
+@pytest.mark.django_db(transaction=True)  # spans are emitted on commit
+def test_heartbeats_and_log_posts_carrying_a_traceparent_are_linked_to_the_waits_span(
+        monkeypatch):
+    """With tracing on, the lean path hands an inbound `traceparent` on: a span in the
+    sender's trace per heartbeat and log post, linked to the wait's pause span."""
+    from ops import tracing
+    from tests.factories import callback_definition, drain, token_of
+    from tests.otel_receiver import otlp_receiver
+    from workflows.services.callbacks import callback_receive
+    from workflows.services.runs import run_start
+
+    parent_trace, parent_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    inbound = f"00-{parent_trace}-{parent_span}-01"
+    with otlp_receiver() as receiver:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+        monkeypatch.setenv("OTEL_SERVICE_NAME", "wf-tests")
+        tracing.reset()
+        try:
+            run, _ = run_start(flow=make_flow(callback_definition()), input={})
+            drain()
+            token = token_of(run)
+            status, _, _ = wsgi("POST", f"/api/v1/callbacks/{token}/heartbeat",
+                                b'{"message": "m"}', headers={"traceparent": inbound})
+            assert status == 200
+            status, _, _ = wsgi("POST", f"/api/v1/callbacks/{token}/logs", b"line\n",
+                                "text/plain", headers={"traceparent": inbound})
+            assert status == 200
+            callback_receive(token=token, payload={"pr_url": "x"})
+            drain()
+            run.refresh_from_db()
+            tracing.flush()
+            pause = receiver.one("wait hold")
+            for name in ("heartbeat hold", "log hold"):
+                span = receiver.one(name)
+                assert span.trace_id == parent_trace and span.parent_id == parent_span
+                assert span.links == [(run.trace_id, pause.span_id)]
+        finally:
+            tracing.flush()
+            monkeypatch.undo()
+            tracing.reset()
