@@ -2,14 +2,15 @@
 (CONTRACT.md "Remote agents", DESIGN.md §9).
 
 - `agent_heartbeat`: message, progress and usage (a running total). One indexed read (the
-  token's hash, with the run) and one conditional UPDATE of the step run's liveness columns
-  (`engine.agent_touch`); never the run lock. Usage beyond the wait's `budget` ends the wait
+  token's hash, with the run's status: a prepared `Wait` tuple) and one conditional UPDATE of
+  the step run's liveness columns (`engine.agent_touch`); never the run lock. Usage beyond the wait's `budget` ends the wait
   (`budget_exceeded`) through `engine.step_resolve`, under the run lock — the rare path.
 - `agent_log`: text appended to the wait's log as stream `remote`, by the log storage rule: the
   whole log to storage (a part per post, one `log` resource when the wait's attempt ends:
   `resources.logs.remote_log_close`), LogChunks of the wait's attempt kept by
-  `resources.logs.LogWindow` (head and newest tail inline, the marker naming the resource). The step run's row
-  is locked for the append (not the run), so concurrent posts get consecutive sequence numbers.
+  `resources.logs.LogWindow` (head and newest tail inline, the marker naming the resource).
+  The step run's row is locked for the append (not the run), so concurrent posts get
+  consecutive sequence numbers.
 - `agent_artifact`: a body streamed into a `res://` resource (sha256 computed while streaming,
   capped at WF_ARTIFACT_MAX_BYTES) before any transaction; then, under the step run's row lock,
   the step's `artifacts` gains `{name: descriptor}`. A wait that ended meanwhile keeps nothing.
