@@ -3,8 +3,9 @@
 
 - `agent_heartbeat`: message, progress and usage (a running total). One indexed read (the
   token's hash, with the run's status: a prepared `Wait` tuple) and one conditional UPDATE of
-  the step run's liveness columns (`engine.agent_touch`); never the run lock. Usage beyond the wait's `budget` ends the wait
-  (`budget_exceeded`) through `engine.step_resolve`, under the run lock — the rare path.
+  the step run's liveness columns (`engine.agent_touch`); never the run lock. Usage beyond
+  the wait's `budget` ends the wait (`budget_exceeded`) through `engine.step_resolve`, under
+  the run lock — the rare path.
 - `agent_log`: text appended to the wait's log as stream `remote`, by the log storage rule: the
   whole log to storage (a part per post, one `log` resource when the wait's attempt ends:
   `resources.logs.remote_log_close`), LogChunks of the wait's attempt kept by
