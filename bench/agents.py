@@ -5,10 +5,19 @@ admin URL) it migrates, starts R runs of a one-wait flow (heartbeat_timeout_seco
 brings each to its wait, then times H heartbeats through the service the API calls
 (`workflows.services.agents.agent_heartbeat`: token lookup, checks, one conditional UPDATE),
 round-robin over the runs' tokens, and the same through the whole Django stack (the test
-client: routing, the JSON parse, the view), and a log post. It prints p50/p99 in ms and the
+client: Django's handler, the security middleware and the lean path of
+workflows/api/agent_callbacks.py), the same through every middleware and django-ninja (the lean
+path taken out: what it saves), and a log post. It prints p50/p99 in ms and the
 statements per heartbeat.
 
-Usage: `python bench/agents.py [--runs 200] [--heartbeats 2000]`.
+With `--http SECONDS`, it then starts the production server (gunicorn, config/gunicorn.conf.py,
+as `make serve` and the Procfile run it) twice on the same database — with the lean path, and
+with every middleware and django-ninja (bench/settings_without_lean.py) — and has the R agents
+heartbeat every `--agent-every` seconds over keep-alive HTTP for SECONDS each (the client of
+bench/throughput.py), printing the CPU each heartbeat cost the web server, PostgreSQL and the
+client, and the rate asked and served.
+
+Usage: `python bench/agents.py [--runs 200] [--heartbeats 2000] [--http 20 [--agent-every 2]]`.
 """
 
 from __future__ import annotations
@@ -129,6 +138,16 @@ def run(args: argparse.Namespace) -> None:
 
     timed(beats[:200], http)
     through_django = timed(beats, http)
+    # The same through Django's whole middleware stack and django-ninja (the route the OpenAPI
+    # document declares), without the lean path in front: what a heartbeat cost before it.
+    from django.conf import settings
+    from django.test import override_settings
+
+    lean = "workflows.api.agent_callbacks.AgentCallbackMiddleware"
+    with override_settings(MIDDLEWARE=[m for m in settings.MIDDLEWARE if m != lean]):
+        client = Client()
+        timed(beats[:200], http)
+        through_ninja = timed(beats, http)
     logs = timed(beats[: min(len(beats), 1000)],
                  lambda beat: agent_log(token=beat[0], text=f"line {beat[1]}\n"))
 
@@ -138,6 +157,10 @@ def run(args: argparse.Namespace) -> None:
             ("heartbeat, service, p99 (ms)", percentile(in_process, 99) * 1000),
             ("heartbeat, through Django, p50 (ms)", statistics.median(through_django) * 1000),
             ("heartbeat, through Django, p99 (ms)", percentile(through_django, 99) * 1000),
+            ("heartbeat, through every middleware and Ninja, p50 (ms)",
+             statistics.median(through_ninja) * 1000),
+            ("heartbeat, through every middleware and Ninja, p99 (ms)",
+             percentile(through_ninja, 99) * 1000),
             ("log post, service, p50 (ms)", statistics.median(logs) * 1000),
             ("log post, service, p99 (ms)", percentile(logs, 99) * 1000)]
     width = max(len(name) for name, _ in rows)
@@ -146,6 +169,75 @@ def run(args: argparse.Namespace) -> None:
     print(f"\nstatements per heartbeat: {len(statements)}")
     for sql in statements:
         print(f"  {sql[:110]}")
+    if args.http:
+        connection.close()
+        over_http(args, url, tokens)
+
+
+def over_http(args: argparse.Namespace, url: str, tokens: list[str]) -> None:
+    """The agents over HTTP against gunicorn: CPU per heartbeat, lean path and Ninja path."""
+    import resource
+    import tempfile
+
+    from bench.throughput import Agents, free_port, group_cpu, postgres_cpu, start, stop
+
+    rows = []
+    for label, settings_module in (("lean path", "config.settings"),
+                                   ("every middleware + Ninja", "bench.settings_without_lean")):
+        port = free_port()
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings_module, "DATABASE_URL": url,
+               "PYTHONPATH": str(ROOT), "HOST": "127.0.0.1", "PORT": str(port),
+               "ALLOWED_HOSTS": "127.0.0.1"}
+        with tempfile.TemporaryDirectory(prefix="bench-agents-") as tmp:
+            log = Path(tmp) / "gunicorn.log"
+            web = start([sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py",
+                         "config.wsgi:application"], env, log)
+            try:
+                base = f"http://127.0.0.1:{port}"
+                _wait_for(base, tokens[0], web, log)
+                agents = Agents(base, tokens, args.agent_every)
+                agents.start()
+                time.sleep(min(5.0, args.http / 4))  # warm-up: connections, prepared statements
+                own = resource.getrusage(resource.RUSAGE_SELF)
+                before = (group_cpu(web.pid), postgres_cpu(PG_DB),
+                          own.ru_utime + own.ru_stime, time.monotonic())
+                time.sleep(args.http)
+                own = resource.getrusage(resource.RUSAGE_SELF)
+                after = (group_cpu(web.pid), postgres_cpu(PG_DB),
+                         own.ru_utime + own.ru_stime, time.monotonic())
+                agents.stop()
+            finally:
+                stop(web)
+        served = sum(1 for at in agents.answered_at if before[3] <= at <= after[3])
+        per = [(b - a) / max(served, 1) * 1000 for a, b in zip(before[:3], after[:3], strict=True)]
+        rows.append((label, agents.asked_rate(), served / (after[3] - before[3]), *per,
+                     statistics.median(agents.latencies) * 1000, agents.errors))
+    print(f"\n{len(tokens)} agents heartbeating every {args.agent_every:g} s over HTTP for "
+          f"{args.http:g} s each (gunicorn, config/gunicorn.conf.py); CPU ms per heartbeat")
+    print(f"{'path':<26} {'asked/s':>8} {'served/s':>9} {'web':>6} {'postgres':>9} "
+          f"{'client':>7} {'p50 ms':>7} {'errors':>7}")
+    for label, asked, served, web, pg, client, p50, errors in rows:
+        print(f"{label:<26} {asked:>8.1f} {served:>9.1f} {web:>6.2f} {pg:>9.2f} {client:>7.2f} "
+              f"{p50:>7.1f} {errors:>7}")
+
+
+def _wait_for(base: str, token: str, web, log: Path) -> None:
+    import http.client
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", int(base.rsplit(":", 1)[1]),
+                                                    timeout=5)
+            connection.request("POST", f"/api/v1/callbacks/{token}/heartbeat", b"{}",
+                               {"Content-Type": "application/json"})
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline or web.poll() is not None:
+            raise SystemExit("gunicorn did not answer:\n" + log.read_text(errors="replace"))
+        time.sleep(0.2)
 
 
 def main() -> None:
@@ -153,6 +245,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--heartbeats", type=int, default=2000)
     parser.add_argument("--profile", action="store_true", help="print a profile of 200")
+    parser.add_argument("--http", type=float, default=0,
+                        help="seconds of heartbeats over HTTP per server configuration")
+    parser.add_argument("--agent-every", type=float, default=2.0,
+                        help="seconds between one agent's heartbeats (--http)")
     args = parser.parse_args()
     if not 0 < args.runs <= 10_000 or not 0 < args.heartbeats <= 1_000_000:
         parser.error("--runs 1..10000, --heartbeats 1..1000000")

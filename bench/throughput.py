@@ -337,38 +337,73 @@ AGENT_FLOW = {
 
 class Agents:
     """`count` remote agents heartbeating every `every` seconds through the API (the callback
-    siblings), from `threads` threads, while the load runs; records each heartbeat's latency."""
+    siblings), from `threads` threads, while the load runs; records each heartbeat's latency
+    and when it was answered.
+
+    The clients share the machine's cores with the server, so they are lean: one persistent
+    keep-alive socket per thread, each agent's whole request encoded once, a heap of the next
+    due heartbeats, and no HTTP library: the answer's status line and length are all that is
+    read (`_read_response`). Each heartbeat is due `every`
+    seconds after the previous one was due (not after it was answered), so a slow server makes
+    the threads late rather than the asked rate lower; `served_rate` says what was served."""
+
+    BODY = json.dumps({"message": "working", "usage": {"cost_usd": 0.01}}).encode()
 
     def __init__(self, base: str, tokens: list[str], every: float, threads: int = 8):
         self.base, self.tokens, self.every = base, tokens, every
         self.threads_count = threads
         self.latencies: list[float] = []
+        self.answered_at: list[float] = []
+        self.late: list[float] = []
         self.errors = 0
         self.stopping = threading.Event()
         self.threads: list[threading.Thread] = []
 
     def _agent_loop(self, tokens: list[str]) -> None:
-        import httpx
+        import heapq
+        from urllib.parse import urlsplit
 
-        with httpx.Client(base_url=self.base, timeout=30) as http:
-            next_at = {token: time.monotonic() + random.random() * self.every
-                       for token in tokens}
-            while not self.stopping.is_set():
-                token = min(next_at, key=next_at.get)
-                delay = next_at[token] - time.monotonic()
-                if delay > 0 and self.stopping.wait(delay):
-                    return
-                began = time.perf_counter()
-                try:
-                    response = http.post(f"/api/v1/callbacks/{token}/heartbeat",
-                                         json={"message": "working",
-                                               "usage": {"cost_usd": 0.01}})
-                    if response.status_code != 200:
-                        self.errors += 1
-                except httpx.TransportError:
+        address = urlsplit(self.base)
+        # Each heartbeat's request, bytes ready to send on the thread's keep-alive socket.
+        requests = {token: (f"POST /api/v1/callbacks/{token}/heartbeat HTTP/1.1\r\n"
+                            f"Host: {address.hostname}\r\nContent-Type: application/json\r\n"
+                            f"Content-Length: {len(self.BODY)}\r\n\r\n").encode() + self.BODY
+                    for token in tokens}
+        sock = None
+        now = time.monotonic()
+        due = [(now + random.random() * self.every, token) for token in tokens]
+        heapq.heapify(due)
+        latencies, answered_at, late = self.latencies, self.answered_at, self.late
+        while not self.stopping.is_set():
+            at, token = due[0]
+            delay = at - time.monotonic()
+            if delay > 0 and self.stopping.wait(delay):
+                break
+            heapq.heapreplace(due, (at + self.every, token))
+            began = time.monotonic()
+            late.append(began - at)
+            try:
+                if sock is None:
+                    sock = socket.create_connection((address.hostname, address.port), 30)
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.sendall(requests[token])
+                status, keep = _read_response(sock)
+                if status != 200:
                     self.errors += 1
-                self.latencies.append(time.perf_counter() - began)
-                next_at[token] += self.every
+                if not keep:
+                    sock.close()
+                    sock = None
+            except OSError:
+                self.errors += 1
+                if sock is not None:
+                    sock.close()
+                sock = None  # reconnects on the next heartbeat
+                continue
+            ended = time.monotonic()
+            latencies.append(ended - began)
+            answered_at.append(ended)
+        if sock is not None:
+            sock.close()
 
     def start(self) -> None:
         for index in range(self.threads_count):
@@ -382,6 +417,46 @@ class Agents:
         self.stopping.set()
         for thread in self.threads:
             thread.join(timeout=30)
+
+    def asked_rate(self) -> float:
+        return len(self.tokens) / self.every
+
+    def served_rate(self, began: float, ended: float) -> float:
+        """Heartbeats answered 200 per second between two `time.monotonic()` instants."""
+        served = sum(1 for at in self.answered_at if began <= at <= ended)
+        return served / (ended - began) if ended > began else float("nan")
+
+
+def _read_response(sock: socket.socket) -> tuple[int, bool]:
+    """Read one HTTP/1.1 response (Content-Length or chunked) off a keep-alive socket: its
+    status and whether the connection stays open."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        more = sock.recv(65536)
+        if not more:
+            raise ConnectionError("the server closed the connection")
+        data += more
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower()] = value.strip().lower()
+    if b"content-length" in headers:
+        length = int(headers[b"content-length"])
+        while len(body) < length:
+            more = sock.recv(65536)
+            if not more:
+                raise ConnectionError("the server closed the connection")
+            body += more
+    else:  # chunked: read to the last chunk
+        while not body.endswith(b"0\r\n\r\n"):
+            more = sock.recv(65536)
+            if not more:
+                raise ConnectionError("the server closed the connection")
+            body += more
+    return status, headers.get(b"connection") != b"close"
 
 
 def start_agents(http, base: str, token: str, count: int) -> list[str]:
@@ -487,10 +562,12 @@ def run_bench(args: argparse.Namespace, tmp: Path) -> None:
         web, clusters = processes[0][0], [process for process, _ in processes[1:]]
         cpu_before = cpu_snapshot(web, clusters)
         began = time.time()
+        measured_from = time.monotonic()
         run_ids, latencies, start_wall = start_runs(base, token, args.runs, args.clients)
         cpu_started = cpu_snapshot(web, clusters)
         wait_for_runs(run_ids, args.timeout)
         done_wall = time.time() - began
+        measured_to = time.monotonic()
         cpu_after = cpu_snapshot(web, clusters)
         if agents:
             agents.stop()
@@ -537,8 +614,14 @@ def run_bench(args: argparse.Namespace, tmp: Path) -> None:
     if agents:
         rows += [
             (f"agents heartbeating every {args.agent_every:g}s", f"{len(tokens)}"),
-            ("heartbeats sent", f"{len(agents.latencies)}"),
+            ("heartbeats per second asked", f"{agents.asked_rate():.1f}"),
+            ("heartbeats per second served (answered 200, during the measured load)",
+             f"{agents.served_rate(measured_from, measured_to):.1f}"),
+            ("heartbeats answered (whole run)", f"{len(agents.latencies)}"),
             ("heartbeats refused or failed", f"{agents.errors}"),
+            ("heartbeat sent late, p50 / p99 (ms)",
+             f"{statistics.median(agents.late) * 1000:.1f} / "
+             f"{percentile(agents.late, 99) * 1000:.1f}"),
             ("heartbeat latency over HTTP, p50 (ms)",
              f"{statistics.median(agents.latencies) * 1000:.1f}"),
             ("heartbeat latency over HTTP, p99 (ms)",

@@ -87,6 +87,11 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # A wait's callback siblings (heartbeat, logs, artifacts), which remote agents post every
+    # few seconds, are answered here: none of the middleware below (not even a CSP
+    # header, which a JSON answer has no use for) serves an anonymous,
+    # token-authenticated POST (workflows/api/agent_callbacks.py).
+    "workflows.api.agent_callbacks.AgentCallbackMiddleware",
     "csp.middleware.CSPMiddleware",
     # Serves the admin's CSS, htmx and scripts whatever DEBUG says (`runserver` alone only
     # does with DEBUG on), from the apps' static folders when collectstatic has not been run.

@@ -17,6 +17,14 @@ Two building blocks, both driven by the worker's log flush (every 0.25 s) and it
   takes their place (the `seq` of the first deleted chunk), saying how much was left out and
   where the whole log is. Chunk sequence numbers never change, so `?after=N` keeps working.
 
+A remote agent's log (a wait's callback sibling `…/logs`, stream `remote`) follows the same rule
+without a worker holding a sink: each post is written to storage as a part of its own
+(`remote_log_part`, named by the post's first chunk number, so the parts sort in log order) and
+kept in the window, whose omission marker names the remote log's resource
+(`remote_log_resource_id`). When the wait's attempt ends (callback, cancel, timeout, heartbeat
+timeout, budget), `remote_log_close` streams the parts into one `log` resource, as
+`log_parts_assemble` does for a dead worker's parts.
+
 Text written to the database goes through `storable_text` (NUL shown as ␀); the resource keeps
 the bytes as they came (undecodable bytes a step decoded with `surrogateescape` are written back
 as the original bytes).
@@ -39,7 +47,8 @@ from resources.payloads import storable_text
 from resources.services import resource_create
 from workflows.models import LogChunk
 
-__all__ = ["LogSink", "LogWindow", "OMITTED_STREAM", "log_parts_assemble", "log_resource_id"]
+__all__ = ["LogSink", "LogWindow", "OMITTED_STREAM", "log_parts_assemble", "log_resource_id",
+           "remote_log_close", "remote_log_part", "remote_log_resource_id"]
 
 PART_BYTES = 1024 * 1024
 READ_BYTES = 64 * 1024
@@ -66,6 +75,13 @@ codecs.register_error("wf-log-bytes", _log_bytes_errors)
 def log_resource_id(*, step_run_id: int, attempt_number: int) -> uuid.UUID:
     """The id of the log resource of one attempt, known before it exists."""
     return uuid.uuid5(_NAMESPACE, f"log:{step_run_id}:{attempt_number}")
+
+
+def remote_log_resource_id(*, step_run_id: int, attempt_number: int, nonce: str) -> uuid.UUID:
+    """The id of the resource of a remote agent's whole log for one attempt of its wait
+    (`nonce`: the wait's callback nonce, random per run, so a database restored or reset
+    beside its old storage never meets another wait's parts)."""
+    return uuid.uuid5(_NAMESPACE, f"remote-log:{step_run_id}:{attempt_number}:{nonce}")
 
 
 def _parts_prefix(resource_id: uuid.UUID) -> str:
@@ -169,6 +185,41 @@ def log_parts_assemble(*, step_run: Any, attempt_number: int, attempt: Any = Non
     )
     _delete_parts(names)
     return resource
+
+
+def remote_log_part(*, resource_id: uuid.UUID, seq: int, text: str) -> str:
+    """Write one log post of a remote agent to storage as a part of its log (`resource_id`:
+    `remote_log_resource_id`); the part's name (for the caller to delete if its transaction
+    does not commit)."""
+    name = f"{_parts_prefix(resource_id)}{seq:09d}"
+    return default_storage.save(name, ContentFile(text.encode("utf-8", "wf-log-bytes")))
+
+
+def remote_log_close(*, step_run: Any, attempt_number: int, nonce: str, run: Any = None,
+                     attempt: Any = None) -> Resource | None:
+    """The wait's attempt ended: its remote log's parts become one `log` resource (then go).
+    None when its agent posted no log (or it was closed already)."""
+    resource_id = remote_log_resource_id(step_run_id=step_run.pk,
+                                         attempt_number=attempt_number, nonce=nonce)
+    names = _part_names(resource_id)
+    if not names or Resource.objects.filter(pk=resource_id).exists():
+        return None
+    resource = resource_create(
+        content=_read_parts(names), name=f"{step_run.key}-attempt-{attempt_number}-remote.log",
+        content_type=LOG_CONTENT_TYPE, run=run, step_run=step_run, attempt=attempt,
+        kind=ResourceKind.LOG, resource_id=resource_id,
+    )
+    _delete_parts(names)
+    return resource
+
+
+def _part_names(resource_id: uuid.UUID) -> list[str]:
+    prefix = _parts_prefix(resource_id)
+    try:
+        _, files = default_storage.listdir(prefix)
+    except (FileNotFoundError, OSError):
+        return []
+    return [prefix + name for name in sorted(files)]
 
 
 def _size(text: str) -> int:

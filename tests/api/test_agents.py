@@ -347,3 +347,61 @@ def test_the_wake_task_fails_a_wait_whose_agent_went_silent(as_user):
     wake_step(step.pk)
     step = step_of(run_id)
     assert step.status == "failed" and step.error["kind"] == "heartbeat_timeout"
+
+
+# --- a large remote log follows the log storage rule -------------------------------------------
+
+def test_a_large_remote_log_goes_to_a_resource_with_head_and_tail_inline(
+        anon_api, as_user, agent, settings, django_capture_on_commit_callbacks):
+    from resources.logs import OMITTED_STREAM, remote_log_resource_id
+
+    settings.WF_LOG_INLINE_BYTES = 400
+    run_id, _, path = agent
+    posts = [f"line {i:03d} " + "x" * 40 + "\n" for i in range(40)]  # 2,000 bytes in all
+    for text in posts:
+        assert anon_api.post(f"{path}/logs", raw=text.encode(),
+                             content_type="text/plain").status == 200
+    step = step_of(run_id)
+    whole = remote_log_resource_id(step_run_id=step.pk, attempt_number=step.attempt_count,
+                                   nonce=step.callback_nonce)
+    chunks = list(LogChunk.objects.filter(step_run_id=step.pk).order_by("seq"))
+    remote = [c.text for c in chunks if c.stream == "remote"]
+    assert remote[0] == posts[0] and remote[-1] == posts[-1]  # head and newest tail inline
+    assert sum(len(t) for t in remote) <= 400 < sum(len(t) for t in posts)
+    marker = next(c for c in chunks if c.stream == OMITTED_STREAM)
+    assert f"res://{whole}" in marker.text and "bytes omitted" in marker.text
+    assert not Resource.objects.filter(pk=whole).exists()  # the wait has not ended yet
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert anon_api.post(path, {"pr_url": "u"}).status == 202
+    resource = Resource.objects.get(pk=whole)
+    assert resource.kind == "log" and resource.step_run_id == step.pk
+    with resource.file.open("rb") as handle:
+        assert handle.read().decode() == "".join(posts)  # the whole log, in order
+    assert resource.size == sum(len(p) for p in posts)
+    logs = as_user("operator").get(f"/runs/{run_id}/steps/agent_done/logs").body
+    assert any(f"res://{whole}" in item["text"] for item in logs["items"])
+
+
+def test_a_canceled_waits_remote_log_is_kept_whole_and_a_quiet_wait_leaves_none(
+        anon_api, as_user, agent, django_capture_on_commit_callbacks):
+    from resources.logs import remote_log_resource_id
+
+    run_id, _, path = agent
+    for text in ("one\n", "two\n"):
+        anon_api.post(f"{path}/logs", raw=text.encode(), content_type="text/plain")
+    with django_capture_on_commit_callbacks(execute=True):
+        as_user("operator").post(f"/runs/{run_id}/cancel")
+    step = step_of(run_id)
+    resource = Resource.objects.get(pk=remote_log_resource_id(
+        step_run_id=step.pk, attempt_number=step.attempt_count, nonce=step.callback_nonce))
+    with resource.file.open("rb") as handle:
+        assert handle.read() == b"one\ntwo\n"
+
+    other_run, _, other_path = start(as_user, "quiet")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert anon_api.post(other_path, {"ok": True}).status == 202
+    quiet = step_of(other_run)
+    assert not Resource.objects.filter(pk=remote_log_resource_id(
+        step_run_id=quiet.pk, attempt_number=quiet.attempt_count,
+        nonce=quiet.callback_nonce)).exists()

@@ -43,6 +43,7 @@ from workflows.engine.agents import (
     agent_params,
     agent_touch,
     heartbeat_deadline_of,
+    wait_params,
 )
 from workflows.engine.callback_tokens import callback_mint, callback_token, callback_url, token_hash
 from workflows.engine.dispatch import ADVANCE_INSTANCE, ADVANCE_STEP, WAKE_STEP, task
@@ -105,6 +106,7 @@ __all__ = [
     "AGENT_OPEN_STATUSES",
     "agent_params",
     "agent_touch",
+    "wait_params",
     "heartbeat_deadline_of",
     # released versions, cached per process
     "version_get",

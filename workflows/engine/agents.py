@@ -21,19 +21,21 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from django.db import connections, transaction
+from django.db import connections, router, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from connections.errors import SecretDecryptionError
 from connections.selectors import connection_secrets_for_step, connections_for_step
-from workflows.engine import dispatch
+from workflows.engine import dispatch, statements
 from workflows.engine.context import resolution_context, resource_scope
 from workflows.engine.transitions import event_record
-from workflows.engine.versions import step_definitions, version_get
+from workflows.engine.versions import step_definitions, steps_of_definition, version_get
 from workflows.models import Run, StepRun
+from workflows.prepared_queries import cursor
 from workflows.references import resolve
 from workflows.states import EventKind, StepStatus
 from workflows.steps import get_step_type
@@ -42,7 +44,7 @@ from workflows.steps.ssh import run_once
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["agent_params", "agent_touch", "on_cancel_mark", "on_cancel_run",
+__all__ = ["agent_params", "agent_touch", "wait_params", "on_cancel_mark", "on_cancel_run",
            "heartbeat_deadline_of", "AGENT_OPEN_STATUSES"]
 
 # A wait's callback siblings are accepted while the wait step has not ended.
@@ -60,6 +62,15 @@ def agent_params(run: Run, key: str) -> dict[str, Any]:
     return step_definitions(run).get(key, {})
 
 
+def wait_params(*, run_id: int, version_id: int, rehearsal: bool, key: str) -> dict[str, Any]:
+    """`agent_params` from the run's ids alone (a heartbeat reads no Run row): the released
+    version from the per-process cache; a rehearsal's own definition read when it is one."""
+    if rehearsal:
+        return agent_params(Run.objects.only("id", "version_id", "rehearsal_definition")
+                            .get(pk=run_id), key)
+    return steps_of_definition(version_get(version_id).definition).get(key, {})
+
+
 def heartbeat_deadline_of(params: dict[str, Any], now: datetime) -> datetime | None:
     seconds = params.get("heartbeat_timeout_seconds")
     if seconds is None or isinstance(seconds, bool) or not isinstance(seconds, int | float):
@@ -74,22 +85,56 @@ def agent_touch(step_run_id: int, *, now: datetime, deadline: datetime | None,
     ended. False when it has (the caller answers 410). No lock: a concurrent end of the wait
     makes this UPDATE match nothing, or lands first and is ignored by the ended step.
 
+    One statement, compiled once per shape (`_touch_sql`) and prepared on PostgreSQL: agents
+    heartbeat every few seconds, and building the UPDATE through the ORM cost more CPU than
+    PostgreSQL spends running it.
+
     `durable=False` (a heartbeat outside any transaction): on PostgreSQL the commit does not
-    wait for the WAL flush (`SET LOCAL synchronous_commit TO OFF`). A crash can lose the last
-    few heartbeats, which only says the agent was alive a moment earlier than it was; that
-    wait (milliseconds on a busy disk) is most of a heartbeat's cost otherwise."""
+    wait for the WAL flush. The statement itself turns `synchronous_commit` off for its own
+    implicit transaction (`set_config(..., true)` in an uncorrelated sub-select, evaluated once
+    before the update), so no BEGIN, SET LOCAL and COMMIT round trips are needed. A crash can
+    lose the last few heartbeats, which only says the agent was alive a moment earlier than it
+    was; that wait (milliseconds on a busy disk) is most of a heartbeat's cost otherwise."""
     values: dict[str, Any] = {"heartbeat_at": now, **(fields or {})}
     if deadline is not None:
         values["heartbeat_deadline"] = deadline
-    rows = StepRun.objects.filter(
-        pk=step_run_id, status__in=AGENT_OPEN_STATUSES, callback_received_at__isnull=True)
-    connection = connections[rows.db]
-    if durable or connection.vendor != "postgresql" or connection.in_atomic_block:
-        return bool(rows.update(**values))
-    with transaction.atomic(using=rows.db):
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
-        return bool(rows.update(**values))
+    db = connections[router.db_for_write(StepRun)]
+    quick = not durable and db.vendor == "postgresql" and not db.in_atomic_block
+    text, set_fields = _touch_sql(db.vendor, tuple(values), quick)
+    params = [statements._save_conversion(field, db.vendor)(value, db)
+              for field, value in zip(set_fields, values.values(), strict=True)]
+    params.append(step_run_id)
+    params.extend(_OPEN_STATUS_VALUES)
+    sent = cursor(db)
+    try:
+        sent.execute(text, params)
+        return sent.rowcount > 0
+    finally:
+        sent.close()
+
+
+# The wait's step statuses that accept a touch, as the plain strings the column holds.
+_OPEN_STATUS_VALUES = tuple(str(status.value) for status in AGENT_OPEN_STATUSES)
+
+
+@cache
+def _touch_sql(vendor: str, names: tuple[str, ...], quick: bool) -> tuple[str, tuple]:
+    """`UPDATE steprun SET names WHERE id = %s AND status IN (open) AND callback_received_at
+    IS NULL`, and the fields of its SET parameters; with `quick`, the sub-select that turns
+    synchronous commit off for this statement's own transaction (PostgreSQL)."""
+    quote = connections[router.db_for_write(StepRun)].ops.quote_name
+    fields = tuple(StepRun._meta.get_field(name) for name in names)
+    meta = StepRun._meta
+    column = meta.get_field
+    text = (f"UPDATE {quote(meta.db_table)} SET "
+            + ", ".join(f"{quote(field.column)} = %s" for field in fields)
+            + f" WHERE {quote(meta.pk.column)} = %s"
+            + f" AND {quote(column('status').column)} IN "
+            + f"({', '.join(['%s'] * len(_OPEN_STATUS_VALUES))})"
+            + f" AND {quote(column('callback_received_at').column)} IS NULL")
+    if quick:
+        text += " AND (SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL"
+    return text, fields
 
 
 def on_cancel_mark(step_run: StepRun, params: dict[str, Any]) -> None:

@@ -16,16 +16,21 @@ late worker cannot overwrite what a cancel or the sweeper recorded. All but
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
+from resources.logs import remote_log_close
 from workflows.engine import tracing
 from workflows.engine.transitions import row_insert
-from workflows.models import Attempt, StepRun
+from workflows.models import Attempt, Run, StepRun
 from workflows.states import AttemptStatus, StepStatus
+
+logger = logging.getLogger(__name__)
 
 # A worker that dies mid-step is not the step's fault: its attempts do not count against the
 # step's retry policy, up to this many per step run.
@@ -98,6 +103,28 @@ def attempt_finish(step: StepRun, status: str, *, output: Any = None,
     if attempt.status in OPEN:
         tracing.attempt_ended(step, step.attempt_count, attempt.started_at, status, error,
                               paused=attempt.status == AttemptStatus.WAITING)
+    if attempt.status == AttemptStatus.WAITING:  # a pause ended: a wait's remote log, if any
+        _remote_log_close_on_commit(step, attempt.pk)
+
+
+def _remote_log_close_on_commit(step: StepRun, attempt_id: int) -> None:
+    """Once the outcome commits, the remote agent's log parts of this attempt (if it posted
+    any) become one `log` resource (resources.logs.remote_log_close). A storage failure is
+    logged: the log's window stays in the database."""
+    step_run_id, run_id, key, number = step.pk, step.run_id, step.key, step.attempt_count
+
+    def close() -> None:
+        try:
+            nonce = StepRun.objects.filter(pk=step_run_id).values_list(
+                "callback_nonce", flat=True).first()
+            if nonce:  # only a wait has one
+                remote_log_close(step_run=StepRun(pk=step_run_id, run_id=run_id, key=key),
+                                 attempt_number=number, nonce=nonce, run=Run(pk=run_id),
+                                 attempt=Attempt(pk=attempt_id))
+        except Exception:  # noqa: BLE001 - the log's resource must not fail the outcome
+            logger.exception("could not finish the remote log of step run %s", step_run_id)
+
+    transaction.on_commit(close)
 
 
 def worker_losses(step: StepRun) -> int:

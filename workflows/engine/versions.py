@@ -52,8 +52,12 @@ def _derive(definition: dict, what: str, compute: Callable[[dict], Any]) -> Any:
 
 def step_definitions(run: Run) -> dict[str, dict[str, Any]]:
     """{key: step definition} of the run's definition. Shared: callers must not change it."""
-    return _derive(run.definition, "steps",
-                   lambda d: {step["key"]: step for step in d["steps"]})
+    return steps_of_definition(run.definition)
+
+
+def steps_of_definition(definition: dict) -> dict[str, dict[str, Any]]:
+    """{key: step definition} of `definition` (derived once per definition object)."""
+    return _derive(definition, "steps", lambda d: {step["key"]: step for step in d["steps"]})
 
 
 def connection_names(run: Run) -> list[str]:

@@ -2,12 +2,16 @@
 (CONTRACT.md "Remote agents", DESIGN.md §9).
 
 - `agent_heartbeat`: message, progress and usage (a running total). One indexed read (the
-  token's hash, with the run) and one conditional UPDATE of the step run's liveness columns
-  (`engine.agent_touch`); never the run lock. Usage beyond the wait's `budget` ends the wait
-  (`budget_exceeded`) through `engine.step_resolve`, under the run lock — the rare path.
-- `agent_log`: text appended to the wait's log as stream `remote` (LogChunks of the wait's
-  attempt, kept by `resources.logs.LogWindow`: head and newest tail inline). The step run's row
-  is locked for the append (not the run), so concurrent posts get consecutive sequence numbers.
+  token's hash, with the run's status: a prepared `Wait` tuple) and one conditional UPDATE of
+  the step run's liveness columns (`engine.agent_touch`); never the run lock. Usage beyond
+  the wait's `budget` ends the wait (`budget_exceeded`) through `engine.step_resolve`, under
+  the run lock — the rare path.
+- `agent_log`: text appended to the wait's log as stream `remote`, by the log storage rule: the
+  whole log to storage (a part per post, one `log` resource when the wait's attempt ends:
+  `resources.logs.remote_log_close`), LogChunks of the wait's attempt kept by
+  `resources.logs.LogWindow` (head and newest tail inline, the marker naming the resource).
+  The step run's row is locked for the append (not the run), so concurrent posts get
+  consecutive sequence numbers.
 - `agent_artifact`: a body streamed into a `res://` resource (sha256 computed while streaming,
   capped at WF_ARTIFACT_MAX_BYTES) before any transaction; then, under the step run's row lock,
   the step's `artifacts` gains `{name: descriptor}`. A wait that ended meanwhile keeps nothing.
@@ -22,21 +26,25 @@ from __future__ import annotations
 import hmac
 import math
 import re
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
+from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import BooleanField, ExpressionWrapper, Max, Q
 from django.utils import timezone
 
-from resources.logs import LogWindow
+from ops import tracing
+from resources.logs import LogWindow, remote_log_part, remote_log_resource_id
 from resources.models import Resource, ResourceKind
 from resources.payloads import describe_resource
 from resources.services import header_safe, resource_record, resource_store
 from workflows import engine
 from workflows.errors import CallbackExpired, CallbackUnknown, WorkflowError
 from workflows.models import ActorKind, Attempt, LogChunk, StepRun
+from workflows.prepared_queries import PreparedQuery
 from workflows.services.webhooks import json_loads_strict
 from workflows.states import RUN_TERMINAL, EventKind, StepStatus
 
@@ -80,39 +88,78 @@ class Heartbeat:
 
 # --- the token ----------------------------------------------------------------------------------
 
-def _wait_of(token: str) -> StepRun:
+class Wait(NamedTuple):
+    """What a heartbeat or a log post needs of the token's wait: read in one prepared statement
+    (no model instances, no run's values)."""
+
+    id: int
+    run_id: int
+    key: str
+    status: str
+    callback_nonce: str
+    callback_received_at: Any
+    timeout_at: Any
+    agent_report: dict[str, Any] | None
+    run_status: str
+    version_id: int
+    rehearsal: bool
+
+
+# The wait of a token (by its unique hash) with its run's status, in one indexed statement,
+# compiled once per process (prepared on PostgreSQL).
+_wait_by_hash = PreparedQuery(
+    StepRun,
+    lambda digest: StepRun.objects.filter(callback_token_hash=digest).order_by()
+    .annotate(rehearsal=ExpressionWrapper(Q(run__rehearsal_definition__isnull=False),
+                                          output_field=BooleanField()))
+    .values_list("id", "run_id", "key", "status", "callback_nonce", "callback_received_at",
+                 "timeout_at", "agent_report", "run__status", "run__version_id", "rehearsal"),
+    sentinel=engine.token_hash("prepared query sentinel"),
+)
+
+
+def _wait_of(token: str) -> Wait:
     if not token or len(token) > 200:
         raise CallbackUnknown("unknown callback token")
-    # The columns the checks and the heartbeat need, not the run's or the step's values.
-    found = (StepRun.objects.filter(callback_token_hash=engine.token_hash(token))
-             .select_related("run")
-             .defer("output", "error", "callback_payload", "needs", "on_cancel_result",
-                    "agent_artifacts", "run__input", "run__output", "run__error",
-                    "run__trigger_payload")
-             .first())
-    if found is None or not hmac.compare_digest(engine.callback_token(found.callback_nonce),
-                                                token):
+    rows = _wait_by_hash.rows(engine.token_hash(token))
+    if not rows:
+        raise CallbackUnknown("unknown callback token")
+    found = Wait(*rows[0])
+    if not hmac.compare_digest(engine.callback_token(found.callback_nonce), token):
         raise CallbackUnknown("unknown callback token")
     _open_check(found)
     return found
 
 
-def _open_check(step: StepRun) -> None:
-    if (step.callback_received_at is not None or step.run.status in RUN_TERMINAL
-            or step.status not in engine.AGENT_OPEN_STATUSES):
+def _open_check(wait: Wait) -> None:
+    if (wait.callback_received_at is not None or wait.run_status in RUN_TERMINAL
+            or wait.status not in engine.AGENT_OPEN_STATUSES):
         raise CallbackExpired("the wait this callback belongs to has ended")
-    if step.timeout_at and step.timeout_at <= timezone.now():
+    if wait.timeout_at and wait.timeout_at <= timezone.now():
         raise CallbackExpired("the wait this callback belongs to timed out")
 
 
-def _touch(step: StepRun, *, now, fields: dict[str, Any] | None = None,
+def _params(wait: Wait) -> dict[str, Any]:
+    return engine.wait_params(run_id=wait.run_id, version_id=wait.version_id,
+                              rehearsal=bool(wait.rehearsal), key=wait.key)
+
+
+def _touch(wait: Wait, *, now, fields: dict[str, Any] | None = None,
            durable: bool = True) -> None:
-    params = engine.agent_params(step.run, step.key)
-    deadline = engine.heartbeat_deadline_of(params, now) if step.status == StepStatus.WAITING \
-        else None
-    if not engine.agent_touch(step.pk, now=now, deadline=deadline, fields=fields,
+    deadline = engine.heartbeat_deadline_of(_params(wait), now) \
+        if wait.status == StepStatus.WAITING else None
+    if not engine.agent_touch(wait.id, now=now, deadline=deadline, fields=fields,
                               durable=durable):
         raise CallbackExpired("the wait this callback belongs to has ended")
+
+
+def _traced(wait: Wait, traceparent: str | None, name: str) -> AbstractContextManager:
+    """With tracing on, a post carrying a `traceparent` is linked to the wait's span (the rare
+    path: the run and the step are read for it)."""
+    if not traceparent or not tracing.enabled():
+        return nullcontext()
+    step = StepRun.objects.select_related("run").get(pk=wait.id)
+    return engine.trace_inbound(step.run, step, traceparent, name)
 
 
 # --- heartbeat ----------------------------------------------------------------------------------
@@ -169,22 +216,25 @@ def _encodable(text: str) -> bool:
     return True
 
 
-def agent_heartbeat(*, token: str, payload: Any) -> StepRun:
+def agent_heartbeat(*, token: str, payload: Any, traceparent: str | None = None) -> Wait:
     """Record a heartbeat; raises CallbackUnknown, CallbackExpired (also when this heartbeat's
-    usage went over the wait's budget, which ends the wait), AgentInvalid."""
+    usage went over the wait's budget, which ends the wait), AgentInvalid. Two statements: the
+    read by the token's hash and the conditional UPDATE (both prepared on PostgreSQL)."""
     beat = heartbeat_parse(payload)
-    step = _wait_of(token)
+    wait = _wait_of(token)
     now = timezone.now()
     # Fields a heartbeat leaves out keep their last value: merged with the report read with the
     # token (one agent heartbeats one at a time; the UPDATE below is still the only write).
     given = {k: v for k, v in (("message", beat.message), ("progress", beat.progress),
                                ("usage", beat.usage)) if v is not None}
-    _touch(step, now=now, durable=False,
-           fields={"agent_report": {**(step.agent_report or {}), **given}} if given else None)
-    over = _over_budget(engine.agent_params(step.run, step.key).get("budget"), beat.usage)
-    if over and _budget_end(step, over):
-        raise CallbackExpired(f"the wait ended: {over}")
-    return step
+    with _traced(wait, traceparent, "heartbeat"):
+        _touch(wait, now=now, durable=False,
+               fields={"agent_report": {**(wait.agent_report or {}), **given}} if given
+               else None)
+        over = _over_budget(_params(wait).get("budget"), beat.usage)
+        if over and _budget_end(wait, over):
+            raise CallbackExpired(f"the wait ended: {over}")
+    return wait
 
 
 def _over_budget(budget: Any, usage: dict[str, float] | None) -> str:
@@ -199,13 +249,13 @@ def _over_budget(budget: Any, usage: dict[str, float] | None) -> str:
     return ""
 
 
-def _budget_end(step: StepRun, reason: str) -> bool:
+def _budget_end(wait: Wait, reason: str) -> bool:
     """Over budget: fail the wait (error kind `budget_exceeded`) under the run lock; its
     on_cancel then runs. Only a waiting step is ended here: a wait not reached yet keeps the
     usage, and the first heartbeat after its pause ends it."""
     with transaction.atomic():
-        run = engine.lock_run(step.run_id)
-        step = StepRun.objects.get(pk=step.pk)
+        run = engine.lock_run(wait.run_id)
+        step = StepRun.objects.get(pk=wait.id)
         if step.status != StepStatus.WAITING or step.callback_received_at is not None:
             return False
         outcome = engine.Failed(error={"type": "BudgetExceeded", "kind": "budget_exceeded",
@@ -243,25 +293,42 @@ def _json(body: bytes) -> Any:
         raise AgentInvalid("(body)", f"not valid JSON: {exc}") from None
 
 
-def agent_log(*, token: str, text: str) -> int:
+def agent_log(*, token: str, text: str, traceparent: str | None = None) -> int:
     """Append `text` to the wait's log (stream `remote`); the number of the last chunk."""
-    step = _wait_of(token)
-    if not text:
-        _touch(step, now=timezone.now())
-        return 0
-    with transaction.atomic():
-        _touch(step, now=timezone.now())  # also locks the step run's row until commit
-        attempt = (Attempt.objects.filter(step_run_id=step.pk).order_by("-number")
-                   .only("id", "number").first())
-        if attempt is None:
-            raise WaitNotReached("the wait has not been reached yet; post its log once it is")
-        last = LogChunk.objects.filter(step_run_id=step.pk).aggregate(m=Max("seq"))["m"]
-        first = (last or 0) + 1
-        return LogWindow(step_run_id=step.pk).keep([(REMOTE_STREAM, text)],
-                                                   attempt_id=attempt.pk, first_seq=first) - 1
+    wait = _wait_of(token)
+    with _traced(wait, traceparent, "log"):
+        if not text:
+            _touch(wait, now=timezone.now())
+            return 0
+        with transaction.atomic():
+            _touch(wait, now=timezone.now())  # also locks the step run's row until commit
+            attempt = (Attempt.objects.filter(step_run_id=wait.id).order_by("-number")
+                       .only("id", "number").first())
+            if attempt is None:
+                raise WaitNotReached("the wait has not been reached yet; post its log once "
+                                     "it is")
+            last = LogChunk.objects.filter(step_run_id=wait.id).aggregate(m=Max("seq"))["m"]
+            first = (last or 0) + 1
+            # The whole log goes to storage (a part per post; one resource when the wait's
+            # attempt ends), the window keeps its head and newest tail inline.
+            whole = remote_log_resource_id(step_run_id=wait.id, attempt_number=attempt.number,
+                                           nonce=wait.callback_nonce)
+            part = remote_log_part(resource_id=whole, seq=first, text=text)
+            try:
+                ref = f"res://{whole}"
+                return LogWindow(step_run_id=wait.id, log_ref=ref).keep(
+                    [(REMOTE_STREAM, text)], attempt_id=attempt.pk, first_seq=first) - 1
+            except BaseException:
+                default_storage.delete(part)
+                raise
 
 
 # --- artifacts ----------------------------------------------------------------------------------
+
+# An artifact's resource names its run and step: read without their large values.
+_HEAVY = ("output", "error", "callback_payload", "needs", "on_cancel_result", "agent_artifacts",
+          "run__input", "run__output", "run__error", "run__trigger_payload")
+
 
 def artifact_name_check(name: str) -> None:
     if not ARTIFACT_NAME.match(name or "") or name in (".", ".."):
@@ -272,7 +339,8 @@ def agent_artifact(*, token: str, name: str, content: Any, content_type: str) ->
     """Stream `content` into a resource and add it to the wait's artifacts; its descriptor.
     The file is stored under its resource id (never `name`): no path from the request."""
     artifact_name_check(name)
-    step = _wait_of(token)
+    wait = _wait_of(token)
+    step = StepRun.objects.select_related("run").defer(*_HEAVY).get(pk=wait.id)
     stored = resource_store(content=content, name=name,
                             content_type=header_safe(content_type)
                             or "application/octet-stream",
@@ -280,7 +348,7 @@ def agent_artifact(*, token: str, name: str, content: Any, content_type: str) ->
                             max_bytes_setting="WF_ARTIFACT_MAX_BYTES")
     try:
         with transaction.atomic():
-            _touch(step, now=timezone.now())  # row locked: the artifacts merge is serial
+            _touch(wait, now=timezone.now())  # row locked: the artifacts merge is serial
             current = StepRun.objects.filter(pk=step.pk).values_list(
                 "agent_artifacts", flat=True).first() or {}
             resource = resource_record(stored=stored, run=step.run, step_run=step,
