@@ -176,4 +176,5 @@ def step_settle_locked(run: Run, step: StepRun, outcome: Completed | Failed | No
     outcome = outcome or fan_out_outcome(run, step)
     if isinstance(outcome, Failed):
         instances_cancel(step, reason=f"step {step.key} failed: {outcome.error['message']}")
+    FanOut.objects.filter(step_run=step).update(left=0)
     return step_resolve(run=run, step_run=step, outcome=outcome)
