@@ -55,8 +55,10 @@ def execute(batch: list[Claim]) -> list[Result]:
         results.append(result)
         running.append(_start(claim, result))
     started = last_beat = time.monotonic()
-    while any(not r.done.is_set() for r in running):
-        running[0].ctx.wait_for_work(0.05 if len(running) > 1 else 0.25)
+    while (waiting := next((r for r in running if not r.done.is_set()), None)) is not None:
+        # Wait on a handler still running: its end wakes this thread at once (a handler that
+        # already ended would leave it to sleep the whole timeout, once per handler).
+        waiting.ctx.wait_for_work(0.05 if len(running) > 1 else 0.25)
         now = time.monotonic()
         for r in running:
             r.claim.logs.extend(r.ctx.take_logs())
