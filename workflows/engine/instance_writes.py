@@ -11,7 +11,7 @@ The writes are sent through `transitions.write_checked`: inside a `writes_pipeli
 PostgreSQL they share round trips and their row counts are checked before the commit (a
 mismatch raises `WritesRaced`, the transaction rolls back and the caller records the batch
 row by row); elsewhere the count is checked at once and a mismatch raises the same. The text
-works on both PostgreSQL and SQLite (3.35+: `WITH ... UPDATE ... FROM`, `RETURNING`).
+works on both PostgreSQL and SQLite (3.35+: `UPDATE ... FROM`, `RETURNING`, `MATERIALIZED`).
 """
 
 from __future__ import annotations
@@ -71,21 +71,23 @@ def outcomes_update(rows: Sequence[tuple[int, int, str, Any, Any, datetime]]) ->
     (a canceled instance, or one the sweeper took back, is left alone, and the row count then
     falls short: `WritesRaced`)."""
     postgres = connection.vendor == "postgresql"
-    names = ("id", "attempt", *_OUTCOME_COLUMNS)
-    one = "(" + ", ".join(["%s"] * len(names)) + ")"
+    # VALUES columns are column1, column2... on both databases: (id, attempt, status, output,
+    # error, finished_at). Not `WITH v (...) AS (VALUES ...) UPDATE`: Python's sqlite3 reports
+    # no row count for a statement that does not begin with UPDATE.
+    one = "(" + ", ".join(["%s"] * (2 + len(_OUTCOME_COLUMNS))) + ")"
 
-    def value(name: str) -> str:
+    def value(position: int, name: str) -> str:
         if not postgres:
-            return f"v.{name}"
+            return f"v.column{position}"
         field = StepInstance._meta.get_field(name)
-        return f"CAST(v.{name} AS {field.db_type(connection)})"
+        return f"CAST(v.column{position} AS {field.db_type(connection)})"
 
-    sets = ", ".join(f"{_column(n)} = {value(n)}" for n in _OUTCOME_COLUMNS)
+    sets = ", ".join(f"{_column(n)} = {value(i, n)}" for i, n in enumerate(_OUTCOME_COLUMNS, 3))
     table = _table()
-    text = (f"WITH v ({', '.join(names)}) AS (VALUES {', '.join([one] * len(rows))}) "
-            f"UPDATE {table} SET {sets}, {_column('lease_until')} = NULL FROM v "
-            f"WHERE {table}.{_column('id')} = v.id AND {table}.{_column('status')} = %s "
-            f"AND {table}.{_column('attempt_count')} = v.attempt")
+    text = (f"UPDATE {table} SET {sets}, {_column('lease_until')} = NULL "
+            f"FROM (VALUES {', '.join([one] * len(rows))}) AS v "
+            f"WHERE {table}.{_column('id')} = v.column1 AND {table}.{_column('status')} = %s "
+            f"AND {table}.{_column('attempt_count')} = v.column2")
     params: list[Any] = []
     for pk, attempt, status, output, error, finished_at in rows:
         params += [pk, attempt, status, _prep("output", output), _prep("error", error),
