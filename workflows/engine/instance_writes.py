@@ -1,7 +1,8 @@
 """The set-based statements of a batch of for_each instances (engine/instances.py).
 
 A batch of up to WF_FOR_EACH_BATCH instances is claimed with one UPDATE, its outcomes are
-recorded with one UPDATE ... FROM (VALUES ...), and the `max_parallel` window moves with one
+recorded with one UPDATE ... FROM (VALUES ...) (on PostgreSQL `FROM unnest(array per
+column)`: one text whatever the rows, prepared once), and the `max_parallel` window moves with one
 UPDATE of the lowest not-started instances (`FOR UPDATE SKIP LOCKED` on PostgreSQL). None of
 them touches a row shared by the other instances of the step (neither the run's nor the step
 run's nor the FanOut's), so batches of one step never wait for each other's commits
@@ -25,6 +26,7 @@ from django.db import connection
 
 from workflows.engine.transitions import write_checked
 from workflows.models import StepInstance
+from workflows.prepared_queries import cursor as prepared_cursor
 from workflows.states import StepStatus
 
 __all__ = ["claim_update", "outcomes_update", "window_take"]
@@ -60,8 +62,7 @@ def claim_update(ids: Sequence[int], *, worker: str, lease: datetime, now: datet
     write_checked(cursor, len(ids), f"claim {len(ids)} instances")
 
 
-# The columns an instance's end sets, each with the type PostgreSQL is told it has (a VALUES
-# column of NULLs only would otherwise be text).
+# The columns an instance's end sets (on PostgreSQL each sent as an array of its own type).
 _OUTCOME_COLUMNS = ("status", "output", "error", "finished_at")
 
 
@@ -71,29 +72,36 @@ def outcomes_update(rows: Sequence[tuple[int, int, str, Any, Any, datetime]]) ->
     (a canceled instance, or one the sweeper took back, is left alone, and the row count then
     falls short: `WritesRaced`)."""
     postgres = connection.vendor == "postgresql"
-    # VALUES columns are column1, column2... on both databases: (id, attempt, status, output,
-    # error, finished_at). Not `WITH v (...) AS (VALUES ...) UPDATE`: Python's sqlite3 reports
-    # no row count for a statement that does not begin with UPDATE.
-    one = "(" + ", ".join(["%s"] * (2 + len(_OUTCOME_COLUMNS))) + ")"
-
-    def value(position: int, name: str) -> str:
-        if not postgres:
-            return f"v.column{position}"
-        field = StepInstance._meta.get_field(name)
-        return f"CAST(v.column{position} AS {field.db_type(connection)})"
-
-    sets = ", ".join(f"{_column(n)} = {value(i, n)}" for i, n in enumerate(_OUTCOME_COLUMNS, 3))
     table = _table()
-    text = (f"UPDATE {table} SET {sets}, {_column('lease_until')} = NULL "
-            f"FROM (VALUES {', '.join([one] * len(rows))}) AS v "
-            f"WHERE {table}.{_column('id')} = v.column1 AND {table}.{_column('status')} = %s "
-            f"AND {table}.{_column('attempt_count')} = v.column2")
-    params: list[Any] = []
-    for pk, attempt, status, output, error, finished_at in rows:
-        params += [pk, attempt, status, _prep("output", output), _prep("error", error),
-                   _prep("finished_at", finished_at)]
-    params.append(StepStatus.RUNNING)
-    cursor = connection.cursor()
+    sets = ", ".join(f"{_column(n)} = v.column{i}" for i, n in enumerate(_OUTCOME_COLUMNS, 3))
+    where = (f"WHERE {table}.{_column('id')} = v.column1 AND {table}.{_column('status')} = %s "
+             f"AND {table}.{_column('attempt_count')} = v.column2")
+    converted = [(pk, attempt, status, _prep("output", output), _prep("error", error),
+                  _prep("finished_at", finished_at))
+                 for pk, attempt, status, output, error, finished_at in rows]
+    if postgres:
+        # One array per column: the same text whatever the rows (psycopg converts it once,
+        # the server prepares it once); `unnest` gives the rows in order.
+        types = ["bigint", "integer", *(
+            StepInstance._meta.get_field(n).db_type(connection).split("(")[0]
+            for n in _OUTCOME_COLUMNS)]
+        arrays = ", ".join(f"%s::{t}[]" for t in types)
+        names = ", ".join(f"column{i}" for i in range(1, len(types) + 1))
+        text = (f"UPDATE {table} SET {sets}, {_column('lease_until')} = NULL "
+                f"FROM unnest({arrays}) AS v ({names}) {where}")
+        params: list[Any] = [list(column) for column in zip(*converted, strict=True)]
+        params.append(StepStatus.RUNNING)
+        cursor = prepared_cursor(connection)
+    else:
+        # VALUES columns are column1, column2...: (id, attempt, status, output, error,
+        # finished_at). Not `WITH v (...) AS (VALUES ...) UPDATE`: Python's sqlite3 reports no
+        # row count for a statement that does not begin with UPDATE.
+        one = "(" + ", ".join(["%s"] * (2 + len(_OUTCOME_COLUMNS))) + ")"
+        text = (f"UPDATE {table} SET {sets}, {_column('lease_until')} = NULL "
+                f"FROM (VALUES {', '.join([one] * len(rows))}) AS v {where}")
+        params = [value for row in converted for value in row]
+        params.append(StepStatus.RUNNING)
+        cursor = connection.cursor()
     cursor.execute(text, params)
     write_checked(cursor, len(rows), f"end {len(rows)} instances")
 
