@@ -99,9 +99,17 @@ def check_exactly_once(run_id: int, items: int) -> None:
     rows = StepInstance.objects.filter(step_run=step)
     if rows.count() != items:
         problems.append(f"{rows.count()} instances, expected {items}")
-    bad = rows.exclude(status="completed", attempt_count=1).count()
-    if bad:
-        problems.append(f"{bad} instances not completed in exactly one attempt")
+    bad = rows.exclude(status="completed", attempt_count=1)
+    if bad.exists():
+        from workflows.models import Attempt
+
+        sample = [(i.index, i.status, i.attempt_count, [
+            (a.number, a.status, (a.error or {}).get("type"), a.worker, str(a.started_at))
+            for a in Attempt.objects.filter(instance=i).order_by("number")])
+            for i in bad.order_by("index")[:3]]
+        problems.append(f"{bad.count()} instances not completed in exactly one attempt "
+                        f"(index, status, attempts, [(number, status, error, worker, "
+                        f"started)]: {sample})")
     repeated = (Event.objects.filter(instance__step_run=step).values("instance_id")
                 .annotate(r=Count("id", filter=Q(kind="instance_running")),
                           c=Count("id", filter=Q(kind="instance_completed")))
@@ -117,6 +125,29 @@ def check_exactly_once(run_id: int, items: int) -> None:
         problems.append("the step's output is not the instances' outputs in item order")
     if problems:
         raise BenchFailure("exactly-once check failed: " + "; ".join(problems))
+
+
+def tenths(step) -> list[tuple[float, float]]:
+    """(instances completed per second, mean batch size) in each tenth of the instances, in the
+    order they completed: a rate that falls from one tenth to the next means the cost of an
+    instance grows with the fan-out's progress. A batch is the attempts one worker started at
+    the same instant (one claim)."""
+    from workflows.models import Attempt
+
+    rows = list(Attempt.objects.filter(instance__step_run=step).order_by("finished_at")
+                .values_list("finished_at", "worker", "started_at"))
+    out = []
+    size = max(1, len(rows) // 10)
+    previous = step.started_at
+    for first in range(0, size * 10, size):
+        part = rows[first:first + size]
+        if not part:
+            break
+        seconds = max((part[-1][0] - previous).total_seconds(), 1e-6)
+        previous = part[-1][0]
+        batches = len({(worker, started) for _, worker, started in part})
+        out.append((len(part) / seconds, len(part) / batches))
+    return out
 
 
 def run_bench(args: argparse.Namespace, tmp: Path) -> None:
@@ -189,6 +220,11 @@ def run_bench(args: argparse.Namespace, tmp: Path) -> None:
           + ", ".join(f"{mb:.1f}" for mb, _ in growth))
     print(f"RSS after, largest (MB)               "
           f"{max(rss_after.values()) / 1024 if rss_after else 0:>9.1f}")
+    profile = tenths(step)
+    print("instances/s in each tenth, in order:  "
+          + ", ".join(f"{rate:.0f}" for rate, _ in profile))
+    print("mean batch size in each tenth:        "
+          + ", ".join(f"{size:.1f}" for _, size in profile))
 
     client = Client()
     client.force_login(user)

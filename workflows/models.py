@@ -433,10 +433,11 @@ class StepInstance(models.Model):
 
 
 class FanOut(models.Model):
-    """The counters of a `for_each` step run: instances still to end (`left`) and the index of
-    the next one the `max_parallel` window starts (`next_index`). An instance that ends
-    decrements `left` and takes `next_index` in one UPDATE of this row (not the run's): the
-    one that brings `left` to 0 settles the step (engine/instances.py)."""
+    """The settings of a `for_each` step run's fan-out: `total`, `max_parallel`, `fail_fast`.
+    Nothing updates this row while the instances run, so their batches never wait for each
+    other on it (engine/instances.py): `left` is the instances still to end at the start (0
+    once the step settled) and `next_index` the first index not queued at the start; whether
+    the step is over is read from the instances themselves."""
 
     step_run = models.OneToOneField(StepRun, on_delete=models.CASCADE, primary_key=True,
                                     related_name="fan_out")

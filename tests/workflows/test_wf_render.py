@@ -60,3 +60,12 @@ def test_when_is_a_filter_that_is_not_escaped_twice():
     html, seconds, text = out.split("|")
     assert html.startswith("<time ") and seconds.endswith("13:05:09 UTC</time>")
     assert text.startswith("2026-01-15 13:05 UTC (")
+
+
+def test_a_long_list_or_object_shows_its_first_items_and_how_many_more():
+    html = str(json_html({"items": list(range(10_000)), "map": {f"k{i}": i for i in range(250)}}))
+    assert html.count('class="j-num"') == 200 + 200
+    assert "… 9,800 more items (10,000 in all); the API has the whole value" in html
+    assert "… 50 more keys (250 in all)" in html
+    short = str(json_html(list(range(200))))
+    assert "data-items-cut" not in short and short.count('class="j-num"') == 200

@@ -181,4 +181,5 @@ def step_settle_locked(run: Run, step: StepRun, outcome: Completed | Failed | No
     if isinstance(outcome, Failed):
         instances_cancel(step, reason=f"step {step.key} failed: {outcome.error['message']}")
         instances_released(run, step)  # a fanned `flow` step: its children still running
+    FanOut.objects.filter(step_run=step).update(left=0)
     return step_resolve(run=run, step_run=step, outcome=outcome)

@@ -53,9 +53,10 @@ def instances_sweep(now: Any = None) -> dict[str, int]:
                 counts["instances_requeued"] += 1
                 dispatch.enqueue_instances([pk])
     counts["instances_requeued"] += _windows_refilled(now)
-    to_settle.update(FanOut.objects.filter(left__lte=0, step_run__status=StepStatus.RUNNING)
+    # Every running fan-out: step_settle settles the ones whose instances have all ended.
+    to_settle.update(FanOut.objects.filter(step_run__status=StepStatus.RUNNING)
                      .values_list("step_run_id", flat=True))
-    for step_run_id in to_settle:
+    for step_run_id in sorted(to_settle):
         counts["fan_outs_settled"] += 1 if step_settle(step_run_id) else 0
     return counts
 
@@ -108,14 +109,14 @@ def _windows_refilled(now: Any) -> int:
     was lost: a worker died between ending instances and queueing the next) gets its window
     back: up to max_parallel of its lowest not-started instances queued and sent."""
     sent = 0
-    for fan_out in FanOut.objects.filter(left__gt=0, step_run__status=StepStatus.RUNNING):
+    for fan_out in FanOut.objects.filter(step_run__status=StepStatus.RUNNING):
         active = StepInstance.objects.filter(
             step_run_id=fan_out.step_run_id,
             status__in=(StepStatus.QUEUED, StepStatus.RUNNING, StepStatus.WAITING)).exists()
         if active:
             continue
         with transaction.atomic():
-            ids = list(StepInstance.objects.select_for_update().filter(
+            ids = list(StepInstance.objects.select_for_update(of=("self",)).filter(
                 step_run_id=fan_out.step_run_id, status=StepStatus.NOT_STARTED)
                 .order_by("index").values_list("pk", flat=True)[:fan_out.max_parallel])
             StepInstance.objects.filter(pk__in=ids, status=StepStatus.NOT_STARTED).update(

@@ -4,8 +4,8 @@
 One short transaction without the run's lock, in the order of an instance's end in
 engine/instances.py: the instance's move `waiting → completed / failed` (compare-and-set on
 status and attempt: a canceled instance, or one already resolved, writes nothing), its open
-attempt closed, its end counted on the step's `FanOut` row (`instances.instances_ended`), the
-window's next instances sent on commit; then, after that transaction, the step settled when
+attempt closed, the window moved by its end (`instances.instances_ended`), the window's next
+instances sent on commit; then, after that transaction, the step settled when
 this was its last instance (or a failure under `fail_fast`), under the run's lock
 (`instances.step_settle`). A child's failure is not retried: the instance fails with the
 outcome's error (after its retries means "its one child").

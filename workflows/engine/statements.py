@@ -152,16 +152,48 @@ def _insert_sql(model: type[models.Model], vendor: str, rows: int, returning: bo
     return text
 
 
+@cache
+def _insert_arrays_sql(model: type[models.Model], returning: bool) -> str:
+    """PostgreSQL: INSERT of any number of rows with one array parameter per column."""
+    quote = connection.ops.quote_name
+    fields = _insert_fields(model)
+    arrays = ", ".join(f"%s::{_array_type(f)}" for f in fields)
+    text = (f"INSERT INTO {quote(model._meta.db_table)} "
+            f"({', '.join(quote(f.column) for f in fields)}) SELECT * FROM unnest({arrays})")
+    if returning:
+        # unnest's rows come in array order, and so do the ids of a plain INSERT ... SELECT.
+        text += f" RETURNING {quote(model._meta.pk.column)}"
+    return text
+
+
+def _array_type(field: models.Field) -> str:
+    target = field.target_field if field.is_relation else field
+    return f"{target.db_type(connection).split('(')[0]}[]"
+
+
 def insert(objs: list[models.Model], *, returning: bool = False) -> Any:
     """INSERT `objs` (instances of one model, primary keys unset) in one statement, each
     field's value taken as the ORM's INSERT takes it (`pre_save`, then `get_db_prep_save`).
     Returns the cursor, still open; with `returning`, its rows are the new primary keys (in
-    pipeline mode, once the pipeline has synced). The caller closes it."""
+    pipeline mode, once the pipeline has synced). The caller closes it.
+
+    On PostgreSQL, more rows than PREPARE_MAX_ROWS go as one array per column (`unnest`): a
+    statement with one placeholder per value is parsed in Python on every call (psycopg
+    caches the conversion of statements of at most 50 parameters only) and is not worth
+    preparing; one with an array per column is the same text whatever the rows, prepared
+    once per connection."""
     db = connections[DEFAULT_DB_ALIAS]
     model = type(objs[0])
+    columns = _insert_columns(model, db.vendor)
+    if db.vendor == "postgresql" and len(objs) > PREPARE_MAX_ROWS:
+        arrays = [[convert(field.pre_save(obj, True) if pre_save else getattr(obj, attname), db)
+                   for obj in objs] for field, attname, convert, pre_save in columns]
+        sent = cursor(db)
+        sent.execute(_insert_arrays_sql(model, returning), arrays)
+        return sent
     params = [convert(field.pre_save(obj, True) if pre_save else getattr(obj, attname), db)
               for obj in objs
-              for field, attname, convert, pre_save in _insert_columns(model, db.vendor)]
+              for field, attname, convert, pre_save in columns]
     sent = cursor(db, prepare=len(objs) <= PREPARE_MAX_ROWS)
     sent.execute(_insert_sql(model, db.vendor, len(objs), returning), params)
     return sent

@@ -130,6 +130,20 @@ def pipelined_or_portable(body: Callable[[], Any]) -> Any:
         return body()
 
 
+def write_checked(cursor: Any, expected: int, what: str) -> None:
+    """A write sent on `cursor` must change `expected` rows: in a `writes_pipelined` block the
+    count is checked when the block ends, elsewhere now; either way a mismatch raises
+    WritesRaced (before the commit). Closes the cursor."""
+    if pipelining():
+        _pending.checks.append((cursor, expected, what))
+        return
+    try:
+        if cursor.rowcount != expected:
+            raise WritesRaced(f"{what}: {cursor.rowcount} rows changed, {expected} expected")
+    finally:
+        cursor.close()
+
+
 def _conditional_update(model: type, where: dict[str, Any], values: dict[str, Any], what: str,
                         expected: int = 1) -> int:
     """`UPDATE model SET values WHERE where` (statements.update). Returns the rows changed; in

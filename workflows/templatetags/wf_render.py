@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 
 from django import template
@@ -44,6 +45,9 @@ JSON_MAX_STRING_CHARS = 50_000
 # Containers nested deeper than this render as a placeholder: a stored output may nest ~900
 # levels (what the JSON parser accepts), which would exhaust the recursion limit here.
 JSON_MAX_DEPTH = 40
+# A list or an object longer than this shows its first items and how many more: the run page
+# of a for_each over 10,000 items rendered every item of its input (80% of the page's time).
+JSON_MAX_ITEMS = 200
 # How the preview of a large JSON string holding a diff starts (the JSON of the string).
 DIFF_PREVIEWS = ('"diff --git ', '"--- ')
 RES_URI = re.compile(r"^res://([0-9a-fA-F-]{32,36})$")
@@ -298,6 +302,13 @@ def resource_card(descriptor: dict[str, Any]) -> SafeString:
     return mark_safe(render_to_string("workflows/_resource_card.html", context))
 
 
+def _more(count: int, what: str, pad: str) -> list[str]:
+    if count <= JSON_MAX_ITEMS:
+        return []
+    return [f'{pad}<span class="j-meta" data-items-cut>… {count - JSON_MAX_ITEMS:,} more {what} '
+            f"({count:,} in all); the API has the whole value</span>"]
+
+
 def _json_node(value: Any, depth: int) -> str:
     if depth >= JSON_MAX_DEPTH and isinstance(value, dict | list | tuple) and value:
         shape = "{…}" if isinstance(value, dict) else "[…]"
@@ -312,8 +323,8 @@ def _json_node(value: Any, depth: int) -> str:
         items = [
             f'{pad}<span class="j-key">{escape(json.dumps(str(k), ensure_ascii=False))}</span>: '
             f"{_json_node(v, depth + 1)}"
-            for k, v in value.items()
-        ]
+            for k, v in islice(value.items(), JSON_MAX_ITEMS)
+        ] + _more(len(value), "keys", pad)
         body = "{\n" + ",\n".join(items) + "\n" + "  " * depth + "}"
         if depth > 0 and len(value) > FOLD_CONTAINER_ITEMS:
             return (f'<details class="j-fold"><summary>{{…}} <span class="j-meta">'
@@ -323,7 +334,8 @@ def _json_node(value: Any, depth: int) -> str:
         if not value:
             return "[]"
         pad = "  " * (depth + 1)
-        items = [pad + _json_node(v, depth + 1) for v in value]
+        items = [pad + _json_node(v, depth + 1) for v in value[:JSON_MAX_ITEMS]] + _more(
+            len(value), "items", pad)
         body = "[\n" + ",\n".join(items) + "\n" + "  " * depth + "]"
         if depth > 0 and len(value) > FOLD_CONTAINER_ITEMS:
             return (f'<details class="j-fold"><summary>[…] <span class="j-meta">'

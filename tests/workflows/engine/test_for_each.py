@@ -225,7 +225,10 @@ def test_a_task_claims_a_batch_of_its_queued_neighbours_and_runs_them_at_once():
     nxt, settle = instances._finish(batch, instances._execute(batch))
     # Three ended: the window moves by three (indexes 5 and 6; the list has 7 items).
     assert sorted(StepInstance.objects.filter(pk__in=nxt).values_list("index", flat=True)) == [5, 6]
-    assert settle is None
+    # Fewer were left to queue than ended: the step may be over, so the worker asks once its
+    # batch committed; it is not (four instances are still to end).
+    assert settle == first.step_run_id
+    assert instances.step_settle(settle) is False
     drain()
     assert Run.objects.get(pk=run.pk).status == "completed"
 
@@ -259,3 +262,31 @@ def test_the_sweeper_gives_a_fan_out_its_window_back_when_it_was_lost():
     assert sweeper.sweep()["instances_requeued"] == 2
     drain()
     assert Run.objects.get(pk=run.pk).status == "completed"
+
+
+@override_settings(WF_FOR_EACH_BATCH=3)
+def test_a_batch_costs_the_same_statements_whatever_its_size_and_moves_the_window_by_its_ends():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    run = start(definition(fan(max_parallel=4)), input={"items": list(range(12))})
+    executor.advance(steps_of(run)["each"].pk)
+    queued = list(StepInstance.objects.filter(step_run__run=run, status="queued")
+                  .order_by("index").values_list("pk", flat=True))
+    counts = []
+    batch = instances._claim_ids(queued[:1])  # the first prepares the step's context (cached)
+    first, _ = instances._finish(batch, instances._execute(batch))
+    for ids in (first, queued[1:4]):  # a batch of one, then a batch of three
+        with CaptureQueriesContext(connection) as captured:
+            batch = instances._claim_ids(ids)
+            nxt, settle = instances._finish(batch, instances._execute(batch))
+        counts.append(len(captured))
+        # The window moved by exactly as many as ended: no more (each batch's ends queue the
+        # lowest not-started instances), so max_parallel holds.
+        assert len(nxt) == len(ids) and settle is None
+        assert StepInstance.objects.filter(step_run__run=run,
+                                           status__in=("queued", "running")).count() == 4
+    assert counts[0] == counts[1]
+    drain()
+    assert Run.objects.get(pk=run.pk).status == "completed"
+
