@@ -167,21 +167,23 @@ def log_parts_assemble(*, step_run: Any, attempt_number: int, attempt: Any = Non
     """Finish the log of an attempt whose worker died: the parts it left in storage become the
     log resource (what it had not spilled yet is lost). None when it left none or the log
     resource already exists. For the sweeper, when it records a lost worker."""
-    resource_id = log_resource_id(step_run_id=step_run.pk, attempt_number=attempt_number)
+    return _parts_resource(log_resource_id(step_run_id=step_run.pk, attempt_number=attempt_number),
+                           name=f"{step_run.key}-attempt-{attempt_number}.log", run=run,
+                           step_run=step_run, attempt=attempt)
+
+
+def _parts_resource(resource_id: uuid.UUID, *, name: str, run: Any, step_run: Any,
+                    attempt: Any) -> Resource | None:
+    """The parts stored under `resource_id` as one `log` resource, the parts then deleted; None
+    when there are none or the resource exists already."""
     if Resource.objects.filter(pk=resource_id).exists():
         return None
-    prefix = _parts_prefix(resource_id)
-    try:
-        _, files = default_storage.listdir(prefix)
-    except (FileNotFoundError, OSError):
-        return None
-    names = [prefix + name for name in sorted(files)]
+    names = _part_names(resource_id)
     if not names:
         return None
     resource = resource_create(
-        content=_read_parts(names), name=f"{step_run.key}-attempt-{attempt_number}.log",
-        content_type=LOG_CONTENT_TYPE, run=run, step_run=step_run, attempt=attempt,
-        kind=ResourceKind.LOG, resource_id=resource_id,
+        content=_read_parts(names), name=name, content_type=LOG_CONTENT_TYPE, run=run,
+        step_run=step_run, attempt=attempt, kind=ResourceKind.LOG, resource_id=resource_id,
     )
     _delete_parts(names)
     return resource
@@ -199,18 +201,11 @@ def remote_log_close(*, step_run: Any, attempt_number: int, nonce: str, run: Any
                      attempt: Any = None) -> Resource | None:
     """The wait's attempt ended: its remote log's parts become one `log` resource (then go).
     None when its agent posted no log (or it was closed already)."""
-    resource_id = remote_log_resource_id(step_run_id=step_run.pk,
-                                         attempt_number=attempt_number, nonce=nonce)
-    names = _part_names(resource_id)
-    if not names or Resource.objects.filter(pk=resource_id).exists():
-        return None
-    resource = resource_create(
-        content=_read_parts(names), name=f"{step_run.key}-attempt-{attempt_number}-remote.log",
-        content_type=LOG_CONTENT_TYPE, run=run, step_run=step_run, attempt=attempt,
-        kind=ResourceKind.LOG, resource_id=resource_id,
-    )
-    _delete_parts(names)
-    return resource
+    return _parts_resource(
+        remote_log_resource_id(step_run_id=step_run.pk, attempt_number=attempt_number,
+                               nonce=nonce),
+        name=f"{step_run.key}-attempt-{attempt_number}-remote.log", run=run, step_run=step_run,
+        attempt=attempt)
 
 
 def _part_names(resource_id: uuid.UUID) -> list[str]:
