@@ -11,8 +11,9 @@ path taken out: what it saves), and a log post. It prints p50/p99 in ms and the
 statements per heartbeat.
 
 With `--http SECONDS`, it then starts the production server (gunicorn, config/gunicorn.conf.py,
-as `make serve` and the Procfile run it) twice on the same database — with the lean path, and
-with every middleware and django-ninja (bench/settings_without_lean.py) — and has the R agents
+as `make serve` and the Procfile run it) three times on the same database — with the lean path,
+with every middleware and django-ninja (bench/settings_without_lean.py), and serving a WSGI app
+that answers at once (bench/wsgi_floor.py: gunicorn's own cost) — and has the R agents
 heartbeat every `--agent-every` seconds over keep-alive HTTP for SECONDS each (the client of
 bench/throughput.py), printing the CPU each heartbeat cost the web server, PostgreSQL and the
 client, and the rate asked and served.
@@ -175,23 +176,26 @@ def run(args: argparse.Namespace) -> None:
 
 
 def over_http(args: argparse.Namespace, url: str, tokens: list[str]) -> None:
-    """The agents over HTTP against gunicorn: CPU per heartbeat, lean path and Ninja path."""
+    """The agents over HTTP against gunicorn: CPU per heartbeat, lean path and Ninja path, and
+    gunicorn's own floor (bench/wsgi_floor.py: no Django, no database)."""
     import resource
     import tempfile
 
     from bench.throughput import Agents, free_port, group_cpu, postgres_cpu, start, stop
 
     rows = []
-    for label, settings_module in (("lean path", "config.settings"),
-                                   ("every middleware + Ninja", "bench.settings_without_lean")):
+    for label, settings_module, app in (
+            ("lean path", "config.settings", "config.wsgi:application"),
+            ("every middleware + Ninja", "bench.settings_without_lean", "config.wsgi:application"),
+            ("floor: gunicorn alone", "config.settings", "bench.wsgi_floor:application")):
         port = free_port()
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings_module, "DATABASE_URL": url,
                "PYTHONPATH": str(ROOT), "HOST": "127.0.0.1", "PORT": str(port),
                "ALLOWED_HOSTS": "127.0.0.1"}
         with tempfile.TemporaryDirectory(prefix="bench-agents-") as tmp:
             log = Path(tmp) / "gunicorn.log"
-            web = start([sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py",
-                         "config.wsgi:application"], env, log)
+            web = start([sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py", app],
+                        env, log)
             try:
                 base = f"http://127.0.0.1:{port}"
                 _wait_for(base, tokens[0], web, log)
