@@ -74,7 +74,7 @@ from workflows.states import (
     RunStatus,
     StepStatus,
 )
-from workflows.steps import StepCanceled, StepFailed, StepOutcome, get_step_type
+from workflows.steps import StepCanceled, StepFailed, StepOutcome, StepType, get_step_type
 
 logger = logging.getLogger(__name__)
 
@@ -214,13 +214,7 @@ def claim_locked(run: Run, steps: dict[str, StepRun], step: StepRun) -> Claimed 
     secrets: dict[str, dict[str, Any]] = {}
     redactor = connection_redactor(secrets=[])
     try:
-        if step_type is None:
-            raise StepFailed(f"unknown step type {step.type!r}", error_type="UnknownStepType",
-                             retryable=False)
-        connections, secrets = _load_connections(step_type.connections_to_load(definition))
-        redactor = connection_redactor(
-            secrets=secrets.values(), configs=[c["config"] for c in connections.values()])
-        redactor.add(_callback_tokens(steps))
+        connections, secrets, redactor = step_connections(step, step_type, definition, steps)
         deferred = {k: v for k, v in definition.items() if k in step_type.deferred_keys}
         immediate = {k: v for k, v in definition.items() if k not in step_type.deferred_keys}
         resolved = resolve(immediate, resolution_context(run, steps.values(), immediate),
@@ -253,6 +247,23 @@ def claim_locked(run: Run, steps: dict[str, StepRun], step: StepRun) -> Claimed 
     return Claimed(run=run, step=step, attempt=attempt, definition=definition, resolved=resolved,
                    connections=connections, secrets=secrets, redactor=redactor,
                    setup_error=setup_error)
+
+
+def step_connections(
+    step: StepRun, step_type: StepType | None, definition: dict[str, Any],
+    steps: dict[str, StepRun],
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]], Any]:
+    """The connections `step` uses, their secrets, and the redactor that hides those secrets and
+    the run's callback tokens from what an attempt stores. Raises StepFailed for an unknown step
+    type or a connection that cannot be loaded (the attempt then fails with it)."""
+    if step_type is None:
+        raise StepFailed(f"unknown step type {step.type!r}", error_type="UnknownStepType",
+                         retryable=False)
+    connections, secrets = _load_connections(step_type.connections_to_load(definition))
+    redactor = connection_redactor(
+        secrets=secrets.values(), configs=[c["config"] for c in connections.values()])
+    redactor.add(_callback_tokens(steps))
+    return connections, secrets, redactor
 
 
 def _callback_tokens(steps: dict[str, StepRun]) -> list[str]:

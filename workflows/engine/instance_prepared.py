@@ -13,7 +13,7 @@ from typing import Any
 
 from connections.selectors import connection_redactor
 from workflows.engine.context import resolution_context, resource_scope
-from workflows.engine.executor import Claimed, _callback_tokens, _load_connections, worker_id
+from workflows.engine.executor import Claimed, step_connections, worker_id
 from workflows.engine.locking import load_steps
 from workflows.engine.versions import step_definitions, version_get
 from workflows.models import Attempt, Run, StepInstance, StepRun
@@ -68,14 +68,8 @@ def prepared(step_run_id: int, started_at: Any) -> Prepared:
     immediate = {k: v for k, v in definition.items() if k not in deferred and k != "for_each"}
     context: dict[str, Any] = {}
     try:
-        if step_type is None:
-            raise StepFailed(f"unknown step type {step.type!r}", error_type="UnknownStepType",
-                             retryable=False)
-        connections, secrets = _load_connections(step_type.connections_to_load(definition))
-        redactor = connection_redactor(
-            secrets=secrets.values(), configs=[c["config"] for c in connections.values()])
         steps = load_steps(run)
-        redactor.add(_callback_tokens(steps))
+        connections, secrets, redactor = step_connections(step, step_type, definition, steps)
         context = resolution_context(run, steps.values(), immediate)
     except StepFailed as exc:
         setup_error = exc

@@ -67,8 +67,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["advance_instance", "instances_ended", "step_settle", "worker_losses"]
 
-MAX_WORKER_LOSSES = attempts.MAX_WORKER_LOSSES
-
 
 # --- entry point -------------------------------------------------------------------------------
 
