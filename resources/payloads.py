@@ -43,6 +43,7 @@ from resources.models import Resource, ResourceKind
 from resources.selectors import resource_from_uri
 from resources.services import resource_create
 from workflows.errors import OutputNotStorable, WorkflowError
+from workflows.stored_json import utf8_encodable
 
 __all__ = [
     "DESCRIPTOR_KEYS",
@@ -87,16 +88,10 @@ class ValueTooLargeToLoad(WorkflowError):
 # --- text ----------------------------------------------------------------------------------------
 
 
-def _text_storable(text: str) -> bool:
-    if "\x00" in text:
-        return False
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+def text_storable(text: str) -> bool:
+    """Whether a text column holds `text` as it is: no NUL (PostgreSQL refuses it) and no
+    unpaired surrogate (it does not encode to UTF-8)."""
+    return "\x00" not in text and utf8_encodable(text)
 
 
 # --- JSON from outside ----------------------------------------------------------------------
@@ -127,7 +122,7 @@ def storable_text(text: Any) -> str:
     try:
         if not isinstance(text, str):
             text = str(text)
-        if _text_storable(text):
+        if text_storable(text):
             return text
         text = text.replace("\x00", "\u2400")
         try:
@@ -171,7 +166,7 @@ def _has_unstorable_string(value: Any) -> bool:
     while stack:
         item = stack.pop()
         if isinstance(item, str):
-            if not _text_storable(item):
+            if not text_storable(item):
                 return True
         elif isinstance(item, dict):
             stack.extend(item.values())
@@ -306,7 +301,7 @@ def json_storage_problems(value: Any, path: str = "", *,
         item, where, depth = stack.pop()
         shown = where or "(body)"
         if isinstance(item, str):
-            if not _text_storable(item):
+            if not text_storable(item):
                 problems.append({"path": shown, "message": "must not contain NUL characters "
                                                            "or unpaired surrogates"})
         elif isinstance(item, float):
@@ -320,7 +315,7 @@ def json_storage_problems(value: Any, path: str = "", *,
             children: list[tuple[Any, str, int]] = []
             if isinstance(item, dict):
                 for key, child in item.items():
-                    if not _text_storable(str(key)):
+                    if not text_storable(str(key)):
                         problems.append({"path": shown, "message": "keys must not contain NUL "
                                                                    "characters or unpaired "
                                                                    "surrogates"})

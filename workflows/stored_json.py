@@ -25,7 +25,8 @@ PREVIEW_CHARS = 200
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
-def _encodable(text: str) -> bool:
+def utf8_encodable(text: str) -> bool:
+    """Whether `text` encodes to UTF-8 (no unpaired surrogate)."""
     if text.isascii():
         return True
     try:
@@ -37,7 +38,7 @@ def _encodable(text: str) -> bool:
 
 def _repaired(text: str) -> str:
     """`text` with each unpaired surrogate replaced by U+FFFD (pairs are joined)."""
-    if _encodable(text):
+    if utf8_encodable(text):
         return text
     return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 

@@ -39,7 +39,7 @@ from django.utils import timezone
 from ops import tracing
 from resources.logs import LogWindow, remote_log_part, remote_log_resource_id
 from resources.models import Resource, ResourceKind
-from resources.payloads import describe_resource
+from resources.payloads import describe_resource, text_storable
 from resources.services import header_safe, resource_record, resource_store
 from workflows import engine
 from workflows.errors import CallbackExpired, CallbackUnknown, WorkflowError
@@ -185,7 +185,7 @@ def heartbeat_parse(payload: Any) -> Heartbeat:
     if message is not None:
         if not isinstance(message, str):
             raise AgentInvalid("message", "must be a string")
-        if "\x00" in message or not _encodable(message):
+        if not text_storable(message):
             raise AgentInvalid("message", "must not hold NUL or unpaired surrogates")
         message = message[:MESSAGE_MAX_CHARS]
     return Heartbeat(message=message,
@@ -206,14 +206,6 @@ def _numbers(value: Any, field: str, keys: tuple[str, ...]) -> dict[str, float] 
             and numbers["done"] > numbers["total"]:
         raise AgentInvalid("progress.done", "must not be larger than progress.total")
     return numbers
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def agent_heartbeat(*, token: str, payload: Any, traceparent: str | None = None) -> Wait:
@@ -281,7 +273,7 @@ def log_text(body: bytes, content_type: str) -> str:
             text = body.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise AgentInvalid("(body)", f"must be UTF-8 text (byte {exc.start})") from None
-    if "\x00" in text or not _encodable(text):
+    if not text_storable(text):
         raise AgentInvalid("text", "must not hold NUL or unpaired surrogates")
     return text
 
