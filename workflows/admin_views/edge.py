@@ -31,7 +31,7 @@ from django_htmx.http import HTMX_STOP_POLLING
 
 from workflows import selectors
 from workflows.errors import WorkflowError
-from workflows.models import Flow, Run
+from workflows.models import Flow, Run, StepRun
 from workflows.permissions import (
     EDIT_DRAFT,
     OPERATE_RUN,
@@ -154,6 +154,17 @@ def get_run(request: HttpRequest, model_admin: Any, run_id: Any) -> Run:
     view permission refuses it."""
     return _viewable(request, model_admin, "Run",
                      selectors.run_get(run_id=positive_int(run_id) or 0))
+
+
+def get_step(request: HttpRequest, model_admin: Any, run_id: Any, key: str) -> StepRun:
+    """The step run a panel is about, with its run (as `get_run`): 404 if the run has no such
+    step."""
+    run = get_run(request, model_admin, run_id)
+    step = selectors.step_get(run=run, key=key)
+    if step is None:
+        raise Http404(f"run {run.pk} has no step {key}")
+    step.run = run
+    return step
 
 
 def _viewable(request: HttpRequest, model_admin: Any, name: str, obj: Any) -> Any:

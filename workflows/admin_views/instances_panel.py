@@ -12,8 +12,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from workflows import selectors
-from workflows.admin_views.edge import get_run, run_url
+from workflows.admin_views.edge import get_step, run_url
 from workflows.instance_selectors import (
     SEVERITY,
     instance_attempts,
@@ -27,15 +26,6 @@ from workflows.models import StepRun
 from workflows.templatetags.wf_render import duration_label, json_html, status_label
 
 PAGE = 50
-
-
-def get_step(request: HttpRequest, model_admin: Any, run_id: Any, key: str) -> StepRun:
-    run = get_run(request, model_admin, run_id)
-    step = selectors.step_get(run=run, key=key)
-    if step is None:
-        raise Http404(f"run {run.pk} has no step {key}")
-    step.run = run
-    return step
 
 
 def instances_context(step: StepRun) -> dict[str, Any] | None:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlencode
 
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -27,7 +27,7 @@ from approvals.selectors import approvals_pending_for_step
 from resources.selectors import resource_get
 from resources.services import resource_signed_path
 from workflows import selectors
-from workflows.admin_views.edge import get_run, poll_response, positive_int, run_url
+from workflows.admin_views.edge import get_step, poll_response, positive_int, run_url
 from workflows.admin_views.instances_panel import instances_context
 from workflows.investigation import wait_step_info
 from workflows.models import StepRun
@@ -40,15 +40,6 @@ from workflows.templatetags.wf_render import duration_label, json_html, status_l
 LOG_PAGE = 200  # chunks shown when a panel opens, and per "earlier" click
 LOG_LIVE_LIMIT = 500  # chunks sent per poll of a running step
 LOG_CHUNK_MAX_CHARS = 20_000
-
-
-def get_step(request: HttpRequest, model_admin: Any, run_id: Any, key: str) -> StepRun:
-    run = get_run(request, model_admin, run_id)
-    step = selectors.step_get(run=run, key=key)
-    if step is None:
-        raise Http404(f"run {run.pk} has no step {key}")
-    step.run = run
-    return step
 
 
 def _state_token(step: StepRun) -> str:
