@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from urllib.parse import urlparse
 PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 # A Fernet key for FIELD_ENCRYPTION_KEYS: the benches store no real secret.
 BENCH_FIELD_KEY = "wimMobVfIg8au0QtcJmwLGB6xjrfz7UEUNpyIIVIGeU="
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def recreate_database(name: str, admin_url: str = PG_ADMIN_URL) -> str:
@@ -24,6 +26,29 @@ def recreate_database(name: str, admin_url: str = PG_ADMIN_URL) -> str:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
     return urlparse(admin_url)._replace(path=f"/{name}").geturl()
+
+
+def cluster_environment(*, database: str, redis_url: str, cluster: str, workers: int,
+                        allowed_hosts: str | None = None) -> dict[str, str]:
+    """Database `database` created afresh and migrated, the Redis db of `redis_url` emptied,
+    and the settings the bench's qclusters (and web server) run with, set in this process's
+    environment too. Returns that environment, for the processes the bench starts."""
+    import redis
+
+    env = {
+        **os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "DEBUG": "false",
+        "SECRET_KEY": "bench-secret-key", "LOG_LEVEL": "ERROR", "Q_LOG_LEVEL": "ERROR",
+        "FIELD_ENCRYPTION_KEYS": BENCH_FIELD_KEY, "PYTHONPATH": str(ROOT),
+        "DATABASE_URL": recreate_database(database), "REDIS_URL": redis_url,
+        "Q_CLUSTER_NAME": cluster, "Q_WORKERS": str(workers),
+    }
+    if allowed_hosts is not None:
+        env["ALLOWED_HOSTS"] = allowed_hosts
+    redis.Redis.from_url(redis_url).flushdb()
+    os.environ.update(env)
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT,
+                   env=env, check=True)
+    return env
 
 
 def drop_database(name: str, admin_url: str = PG_ADMIN_URL) -> None:

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,7 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import BENCH_FIELD_KEY, drop_database, recreate_database  # noqa: E402
+from bench.common import cluster_environment, drop_database  # noqa: E402
 from bench.throughput import (  # noqa: E402
     BenchFailure,
     percentile,
@@ -211,20 +210,9 @@ def run_fanned(args: argparse.Namespace) -> tuple[float, float]:
 
 
 def run_bench(args: argparse.Namespace, tmp: Path) -> None:
-    import redis
 
-    pg_url = recreate_database(PG_DB)
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    env = {
-        **os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "DEBUG": "false",
-        "SECRET_KEY": "bench-secret-key", "LOG_LEVEL": "ERROR", "Q_LOG_LEVEL": "ERROR",
-        "FIELD_ENCRYPTION_KEYS": BENCH_FIELD_KEY, "PYTHONPATH": str(ROOT),
-        "DATABASE_URL": pg_url, "REDIS_URL": REDIS_URL, "Q_CLUSTER_NAME": "bench-subflows",
-        "Q_WORKERS": str(args.q_workers),
-    }
-    os.environ.update(env)
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT,
-                   env=env, check=True)
+    env = cluster_environment(database=PG_DB, redis_url=REDIS_URL, cluster="bench-subflows",
+                              workers=args.q_workers)
     import django
 
     django.setup()

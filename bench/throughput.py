@@ -46,12 +46,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import (  # noqa: E402
-    BENCH_FIELD_KEY,
-    PG_ADMIN_URL,
-    bench_run,
-    recreate_database,
-)
+from bench.common import PG_ADMIN_URL, bench_run, cluster_environment  # noqa: E402
 
 PG_DB = os.environ.get("BENCH_THROUGHPUT_DB", "bench_throughput")
 REDIS_URL = os.environ.get("BENCH_THROUGHPUT_REDIS_URL", "redis://127.0.0.1:6379/13")
@@ -482,21 +477,9 @@ def start_agents(http, base: str, token: str, count: int) -> list[str]:
 
 def run_bench(args: argparse.Namespace, tmp: Path) -> None:
     import httpx
-    import redis
 
-    pg_url = recreate_database(PG_DB)
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    env = {
-        **os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "DEBUG": "false",
-        "SECRET_KEY": "bench-secret-key", "LOG_LEVEL": "ERROR", "Q_LOG_LEVEL": "ERROR",
-        "FIELD_ENCRYPTION_KEYS": BENCH_FIELD_KEY,
-        "PYTHONPATH": str(ROOT), "DATABASE_URL": pg_url, "REDIS_URL": REDIS_URL,
-        "ALLOWED_HOSTS": "127.0.0.1", "Q_CLUSTER_NAME": "bench-throughput",
-        "Q_WORKERS": str(args.q_workers),
-    }
-    os.environ.update(env)
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT,
-                   env=env, check=True)
+    env = cluster_environment(database=PG_DB, redis_url=REDIS_URL, cluster="bench-throughput",
+                              workers=args.q_workers, allowed_hosts="127.0.0.1")
 
     import django
 
