@@ -175,6 +175,16 @@ def run(args: argparse.Namespace) -> None:
         over_http(args, url, tokens)
 
 
+GUNICORN = ("{python}", "-m", "gunicorn", "-c", "config/gunicorn.conf.py")
+# (label, DJANGO_SETTINGS_MODULE, server command: {python} and {port} filled in)
+SERVERS = [
+    ("lean path", "config.settings", (*GUNICORN, "config.wsgi:application")),
+    ("every middleware + Ninja", "bench.settings_without_lean",
+     (*GUNICORN, "config.wsgi:application")),
+    ("floor: gunicorn alone", "config.settings", (*GUNICORN, "bench.wsgi_floor:application")),
+]
+
+
 def over_http(args: argparse.Namespace, url: str, tokens: list[str]) -> None:
     """The agents over HTTP against gunicorn: CPU per heartbeat, lean path and Ninja path, and
     gunicorn's own floor (bench/wsgi_floor.py: no Django, no database)."""
@@ -184,17 +194,14 @@ def over_http(args: argparse.Namespace, url: str, tokens: list[str]) -> None:
     from bench.throughput import Agents, free_port, group_cpu, postgres_cpu, start, stop
 
     rows = []
-    for label, settings_module, app in (
-            ("lean path", "config.settings", "config.wsgi:application"),
-            ("every middleware + Ninja", "bench.settings_without_lean", "config.wsgi:application"),
-            ("floor: gunicorn alone", "config.settings", "bench.wsgi_floor:application")):
+    for label, settings_module, command in SERVERS:
         port = free_port()
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings_module, "DATABASE_URL": url,
                "PYTHONPATH": str(ROOT), "HOST": "127.0.0.1", "PORT": str(port),
                "ALLOWED_HOSTS": "127.0.0.1"}
         with tempfile.TemporaryDirectory(prefix="bench-agents-") as tmp:
             log = Path(tmp) / "gunicorn.log"
-            web = start([sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py", app],
+            web = start([part.format(python=sys.executable, port=port) for part in command],
                         env, log)
             try:
                 base = f"http://127.0.0.1:{port}"

@@ -183,9 +183,10 @@ def test_a_url_with_nul_or_a_disallowed_host_is_refused(as_user):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_heartbeat_is_two_statements_and_leaves_the_sessions_commit_mode_alone():
-    """Outside any transaction (as in the web server), a heartbeat is the read by the token's
-    hash and one UPDATE; on PostgreSQL that UPDATE turns synchronous commit off for itself
+def test_a_known_tokens_heartbeat_is_one_statement_and_leaves_the_sessions_commit_mode_alone():
+    """Outside any transaction (as in the web server), a token's first heartbeat in a process
+    is the read by the token's hash and one UPDATE, and every later one that UPDATE alone; it
+    merges the report key by key, and on PostgreSQL turns synchronous commit off for itself
     only."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
@@ -199,20 +200,76 @@ def test_a_heartbeat_is_two_statements_and_leaves_the_sessions_commit_mode_alone
     drain()
     step = StepRun.objects.get(run_id=run.pk, key="agent_done")
     token = engine.callback_token(step.callback_nonce)
-    agent_heartbeat(token=token, payload={"message": "warm"})
+    with CaptureQueriesContext(connection) as first:
+        agent_heartbeat(token=token, payload={"message": "warm",
+                                              "progress": {"done": 1, "total": 4}})
+    assert [q["sql"].split()[0] for q in first.captured_queries] == ["SELECT", "UPDATE"]
     with CaptureQueriesContext(connection) as queries:
         agent_heartbeat(token=token, payload={"message": "working", "usage": {"cost_usd": 1}})
-    assert len(queries.captured_queries) == 2, queries.captured_queries
-    update = queries.captured_queries[1]["sql"]
+    assert len(queries.captured_queries) == 1, queries.captured_queries
+    update = queries.captured_queries[0]["sql"]
     assert update.startswith("UPDATE")
     step = StepRun.objects.get(pk=step.pk)
-    assert step.agent_report == {"message": "working", "usage": {"cost_usd": 1}}
+    assert step.agent_report == {"message": "working", "progress": {"done": 1, "total": 4},
+                                 "usage": {"cost_usd": 1}}
     assert step.heartbeat_deadline > step.heartbeat_at
+    with CaptureQueriesContext(connection) as empty:
+        agent_heartbeat(token=token, payload={})
+    assert len(empty.captured_queries) == 1
+    assert StepRun.objects.get(pk=step.pk).agent_report == step.agent_report
     if connection.vendor == "postgresql":
         assert "set_config('synchronous_commit', 'off', true)" in update
         with connection.cursor() as cursor:
             cursor.execute("SHOW synchronous_commit")
             assert cursor.fetchone()[0] == "on"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("end", ["cancel", "timeout", "callback", "run_ended", "new_token",
+                                 "status"])
+def test_a_known_tokens_heartbeat_is_refused_once_its_wait_ended_and_writes_nothing(end):
+    """The one-statement heartbeat re-checks the wait in its WHERE clause: after a cancel, a
+    timeout, an accepted callback, its run's end, a new token (a redo) or any status the wait
+    left, the process's knowledge of the token is not enough — 410 (404 for the replaced
+    token), nothing written, the step not revived."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.factories import drain
+    from workflows.errors import CallbackExpired, CallbackUnknown
+    from workflows.models import Run
+    from workflows.services.agents import agent_heartbeat
+    from workflows.services.runs import run_cancel, run_start
+    from workflows.states import RunStatus, StepStatus
+
+    flow = make_flow(agent_definition("ended", heartbeat_timeout_seconds=60))
+    run, _ = run_start(flow=flow, input={})
+    drain()
+    step = StepRun.objects.get(run_id=run.pk, key="agent_done")
+    token = engine.callback_token(step.callback_nonce)
+    agent_heartbeat(token=token, payload={"message": "known"})  # this process knows it now
+    expected = CallbackExpired
+    if end == "cancel":
+        run_cancel(run=run, reason="test")
+    elif end == "timeout":
+        StepRun.objects.filter(pk=step.pk).update(timeout_at=timezone.now() - timedelta(1))
+    elif end == "callback":
+        StepRun.objects.filter(pk=step.pk).update(callback_received_at=timezone.now())
+    elif end == "run_ended":
+        Run.objects.filter(pk=run.pk).update(status=RunStatus.FAILED)
+    elif end == "new_token":
+        StepRun.objects.filter(pk=step.pk).update(callback_token_hash=engine.token_hash("x"))
+        expected = CallbackUnknown
+    else:
+        StepRun.objects.filter(pk=step.pk).update(status=StepStatus.FAILED)
+    before = StepRun.objects.get(pk=step.pk)
+    with pytest.raises(expected):
+        agent_heartbeat(token=token, payload={"message": "after the end"})
+    after = StepRun.objects.get(pk=step.pk)
+    assert after.agent_report == before.agent_report == {"message": "known"}
+    assert after.heartbeat_at == before.heartbeat_at
+    assert after.status == before.status
 
 
 @pytest.mark.django_db(transaction=True)  # spans are emitted on commit

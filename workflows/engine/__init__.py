@@ -15,7 +15,8 @@ The verbs (each runs in the caller's transaction; those taking a `run` need it l
 - `instance_resolve`: end a paused for_each instance from outside its worker with `Completed`
   or `Failed` (a fanned-out `flow` step's child run ended: engine/instance_pauses.py);
 - `agent_touch`: a remote agent's heartbeat, log post or artifact refreshes its wait's liveness
-  columns (one conditional UPDATE, no run lock; `agents`);
+  columns (one conditional UPDATE, no run lock; `agents`); `agent_beat`: a heartbeat whose
+  token was checked once already, in one statement that re-checks the wait;
 - workers: `advance` (run a queued step run), `advance_instance` (run a queued instance of a
   `for_each` step: engine/instances.py), `step_wake` (a paused step's short timer or
   timeout is due), `sweep` (the periodic repairs), and `task`, which registers the task
@@ -40,6 +41,7 @@ which module makes each write.
 from workflows.engine.admission import run_admit, run_cancel
 from workflows.engine.agents import (
     AGENT_OPEN_STATUSES,
+    agent_beat,
     agent_params,
     agent_touch,
     heartbeat_deadline_of,
@@ -106,6 +108,7 @@ __all__ = [
     "AGENT_OPEN_STATUSES",
     "agent_params",
     "agent_touch",
+    "agent_beat",
     "wait_params",
     "heartbeat_deadline_of",
     # released versions, cached per process

@@ -19,6 +19,7 @@ the wait's `on_cancel` command.
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime, timedelta
 from functools import cache
@@ -37,14 +38,14 @@ from workflows.engine.versions import step_definitions, steps_of_definition, ver
 from workflows.models import Run, StepRun
 from workflows.prepared_queries import cursor
 from workflows.references import resolve
-from workflows.states import EventKind, StepStatus
+from workflows.states import RUN_TERMINAL, EventKind, StepStatus
 from workflows.steps import get_step_type
 from workflows.steps.base import StepFailed
 from workflows.steps.ssh import run_once
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["agent_params", "agent_touch", "wait_params", "on_cancel_mark", "on_cancel_run",
+__all__ = ["agent_params", "agent_touch", "agent_beat", "wait_params", "on_cancel_mark", "on_cancel_run",
            "heartbeat_deadline_of", "AGENT_OPEN_STATUSES"]
 
 # A wait's callback siblings are accepted while the wait step has not ended.
@@ -79,28 +80,20 @@ def heartbeat_deadline_of(params: dict[str, Any], now: datetime) -> datetime | N
 
 
 def agent_touch(step_run_id: int, *, now: datetime, deadline: datetime | None,
-                fields: dict[str, Any] | None = None, durable: bool = True) -> bool:
-    """The one write of a heartbeat, a log post or an artifact: `heartbeat_at`, the moved
-    deadline and `fields` (message, progress, usage, artifacts), only while the wait has not
+                fields: dict[str, Any] | None = None) -> bool:
+    """The one write of a log post or an artifact (a heartbeat's is `agent_beat`):
+    `heartbeat_at`, the moved deadline and `fields` (artifacts), only while the wait has not
     ended. False when it has (the caller answers 410). No lock: a concurrent end of the wait
     makes this UPDATE match nothing, or lands first and is ignored by the ended step.
 
     One statement, compiled once per shape (`_touch_sql`) and prepared on PostgreSQL: agents
-    heartbeat every few seconds, and building the UPDATE through the ORM cost more CPU than
-    PostgreSQL spends running it.
-
-    `durable=False` (a heartbeat outside any transaction): on PostgreSQL the commit does not
-    wait for the WAL flush. The statement itself turns `synchronous_commit` off for its own
-    implicit transaction (`set_config(..., true)` in an uncorrelated sub-select, evaluated once
-    before the update), so no BEGIN, SET LOCAL and COMMIT round trips are needed. A crash can
-    lose the last few heartbeats, which only says the agent was alive a moment earlier than it
-    was; that wait (milliseconds on a busy disk) is most of a heartbeat's cost otherwise."""
+    post every few seconds, and building the UPDATE through the ORM cost more CPU than
+    PostgreSQL spends running it."""
     values: dict[str, Any] = {"heartbeat_at": now, **(fields or {})}
     if deadline is not None:
         values["heartbeat_deadline"] = deadline
     db = connections[router.db_for_write(StepRun)]
-    quick = not durable and db.vendor == "postgresql" and not db.in_atomic_block
-    text, set_fields = _touch_sql(db.vendor, tuple(values), quick)
+    text, set_fields = _touch_sql(db.vendor, tuple(values))
     params = [statements._save_conversion(field, db.vendor)(value, db)
               for field, value in zip(set_fields, values.values(), strict=True)]
     params.append(step_run_id)
@@ -115,13 +108,85 @@ def agent_touch(step_run_id: int, *, now: datetime, deadline: datetime | None,
 
 # The wait's step statuses that accept a touch, as the plain strings the column holds.
 _OPEN_STATUS_VALUES = tuple(str(status.value) for status in AGENT_OPEN_STATUSES)
+_RUN_TERMINAL_VALUES = tuple(sorted(str(status.value) for status in RUN_TERMINAL))
+
+
+def agent_beat(step_run_id: int, *, token_hash: str, now: datetime,
+               deadline: datetime | None, report: dict[str, Any] | None) -> bool:
+    """A heartbeat's whole work in one statement, for a wait whose token the caller has already
+    checked once: the UPDATE's WHERE clause re-checks everything the token's read checks — the
+    step run still holds this token's hash, the wait has not ended (status, no callback
+    accepted), has not timed out, and its run has not ended — so a heartbeat after any of these
+    matches nothing and returns False (the caller then reads the token to say 404 or 410).
+    `report` (message, progress, usage) is merged into `agent_report` key by key in SQL, and
+    `deadline` is set only while the step is `waiting` (a wait not reached yet has none).
+
+    On PostgreSQL the statement is prepared, and outside a transaction its commit does not wait
+    for the WAL flush: the statement itself turns `synchronous_commit` off for its own implicit
+    transaction (`set_config(..., true)` in an uncorrelated sub-select, evaluated once before
+    the update), so no BEGIN, SET LOCAL and COMMIT round trips are needed. A crash can lose the
+    last few heartbeats, which only says the agent was alive a moment earlier than it was; that
+    wait (milliseconds on a busy disk) is most of a heartbeat's cost otherwise."""
+    db = connections[router.db_for_write(StepRun)]
+    quick = db.vendor == "postgresql" and not db.in_atomic_block
+    keys = tuple(report or ())
+    text = _beat_sql(db.vendor, keys, deadline is not None, quick)
+    convert = statements._save_conversion(StepRun._meta.get_field("heartbeat_at"), db.vendor)
+    params: list[Any] = [convert(now, db)]
+    if keys:
+        if db.vendor == "postgresql":
+            params.append(json.dumps(report))
+        else:
+            params.extend(json.dumps(report[key]) for key in keys)
+    if deadline is not None:
+        params.append(convert(deadline, db))
+    params.extend((step_run_id, token_hash, *_OPEN_STATUS_VALUES, convert(now, db),
+                   *_RUN_TERMINAL_VALUES))
+    sent = cursor(db)
+    try:
+        sent.execute(text, params)
+        return sent.rowcount > 0
+    finally:
+        sent.close()
 
 
 @cache
-def _touch_sql(vendor: str, names: tuple[str, ...], quick: bool) -> tuple[str, tuple]:
+def _beat_sql(vendor: str, keys: tuple[str, ...], deadline: bool, quick: bool) -> str:
+    """The statement of `agent_beat` for one shape (the report's keys, a deadline or not)."""
+    db = connections[router.db_for_write(StepRun)]
+    quote = db.ops.quote_name
+    column = lambda name: quote(StepRun._meta.get_field(name).column)  # noqa: E731
+    report = column("agent_report")
+    sets = [f"{column('heartbeat_at')} = %s"]
+    if keys and vendor == "postgresql":
+        sets.append(f"{report} = COALESCE({report}, '{{}}'::jsonb) || %s::jsonb")
+    elif keys:
+        paths = ", ".join(f"'$.{key}', json(%s)" for key in keys)
+        sets.append(f"{report} = json_set(COALESCE({report}, '{{}}'), {paths})")
+    if deadline:
+        deadline_column = column("heartbeat_deadline")
+        sets.append(f"{deadline_column} = CASE WHEN {column('status')} = "
+                    f"'{StepStatus.WAITING.value}' THEN %s ELSE {deadline_column} END")
+    step_table, run_table = quote(StepRun._meta.db_table), quote(Run._meta.db_table)
+    text = (f"UPDATE {step_table} SET {', '.join(sets)}"
+            f" WHERE {quote(StepRun._meta.pk.column)} = %s"
+            f" AND {column('callback_token_hash')} = %s"
+            f" AND {column('status')} IN ({', '.join(['%s'] * len(_OPEN_STATUS_VALUES))})"
+            f" AND {column('callback_received_at')} IS NULL"
+            f" AND ({column('timeout_at')} IS NULL OR {column('timeout_at')} > %s)"
+            f" AND EXISTS (SELECT 1 FROM {run_table} WHERE {run_table}."
+            f"{quote(Run._meta.pk.column)} = {step_table}.{column('run')}"
+            f" AND {run_table}.{quote(Run._meta.get_field('status').column)} NOT IN "
+            f"({', '.join(['%s'] * len(_RUN_TERMINAL_VALUES))}))")
+    if quick:
+        text += " AND (SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL"
+    return text
+
+
+@cache
+def _touch_sql(vendor: str, names: tuple[str, ...]) -> tuple[str, tuple]:
     """`UPDATE steprun SET names WHERE id = %s AND status IN (open) AND callback_received_at
-    IS NULL`, and the fields of its SET parameters; with `quick`, the sub-select that turns
-    synchronous commit off for this statement's own transaction (PostgreSQL)."""
+    IS NULL`, and the fields of its SET parameters."""
     quote = connections[router.db_for_write(StepRun)].ops.quote_name
     fields = tuple(StepRun._meta.get_field(name) for name in names)
     meta = StepRun._meta
@@ -132,8 +197,6 @@ def _touch_sql(vendor: str, names: tuple[str, ...], quick: bool) -> tuple[str, t
             + f" AND {quote(column('status').column)} IN "
             + f"({', '.join(['%s'] * len(_OPEN_STATUS_VALUES))})"
             + f" AND {quote(column('callback_received_at').column)} IS NULL")
-    if quick:
-        text += " AND (SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL"
     return text, fields
 
 

@@ -1,11 +1,12 @@
 """A wait's callback siblings: what the remote agent it was handed to posts while it works
 (CONTRACT.md "Remote agents", DESIGN.md §9).
 
-- `agent_heartbeat`: message, progress and usage (a running total). One indexed read (the
-  token's hash, with the run's status: a prepared `Wait` tuple) and one conditional UPDATE of
-  the step run's liveness columns (`engine.agent_touch`); never the run lock. Usage beyond
-  the wait's `budget` ends the wait (`budget_exceeded`) through `engine.step_resolve`, under
-  the run lock — the rare path.
+- `agent_heartbeat`: message, progress and usage (a running total). Once a process has read
+  and checked a token (the indexed read by its hash, with the run's status: a prepared `Wait`
+  tuple), the token's later heartbeats are one statement: `engine.agent_beat`, a conditional
+  UPDATE of the step run's liveness columns that re-checks the wait in its WHERE clause;
+  never the run lock. Usage beyond the wait's `budget` ends the wait (`budget_exceeded`)
+  through `engine.step_resolve`, under the run lock — the rare path.
 - `agent_log`: text appended to the wait's log as stream `remote`, by the log storage rule: the
   whole log to storage (a part per post, one `log` resource when the wait's attempt ends:
   `resources.logs.remote_log_close`), LogChunks of the wait's attempt kept by
@@ -26,6 +27,7 @@ from __future__ import annotations
 import hmac
 import math
 import re
+import threading
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -144,12 +146,10 @@ def _params(wait: Wait) -> dict[str, Any]:
                               rehearsal=bool(wait.rehearsal), key=wait.key)
 
 
-def _touch(wait: Wait, *, now, fields: dict[str, Any] | None = None,
-           durable: bool = True) -> None:
+def _touch(wait: Wait, *, now, fields: dict[str, Any] | None = None) -> None:
     deadline = engine.heartbeat_deadline_of(_params(wait), now) \
         if wait.status == StepStatus.WAITING else None
-    if not engine.agent_touch(wait.id, now=now, deadline=deadline, fields=fields,
-                              durable=durable):
+    if not engine.agent_touch(wait.id, now=now, deadline=deadline, fields=fields):
         raise CallbackExpired("the wait this callback belongs to has ended")
 
 
@@ -210,23 +210,62 @@ def _numbers(value: Any, field: str, keys: tuple[str, ...]) -> dict[str, float] 
 
 def agent_heartbeat(*, token: str, payload: Any, traceparent: str | None = None) -> Wait:
     """Record a heartbeat; raises CallbackUnknown, CallbackExpired (also when this heartbeat's
-    usage went over the wait's budget, which ends the wait), AgentInvalid. Two statements: the
-    read by the token's hash and the conditional UPDATE (both prepared on PostgreSQL)."""
+    usage went over the wait's budget, which ends the wait), AgentInvalid.
+
+    One statement once this process knows the token (`engine.agent_beat`, which re-checks the
+    wait in its WHERE clause); the first heartbeat of a token in a process, or one the statement
+    refuses, reads the token first (`_wait_of`: 404 or 410 precisely). Fields a heartbeat
+    leaves out keep their last value: `agent_report` is merged key by key in the UPDATE."""
     beat = heartbeat_parse(payload)
-    wait = _wait_of(token)
-    now = timezone.now()
-    # Fields a heartbeat leaves out keep their last value: merged with the report read with the
-    # token (one agent heartbeats one at a time; the UPDATE below is still the only write).
     given = {k: v for k, v in (("message", beat.message), ("progress", beat.progress),
                                ("usage", beat.usage)) if v is not None}
-    with _traced(wait, traceparent, "heartbeat"):
-        _touch(wait, now=now, durable=False,
-               fields={"agent_report": {**(wait.agent_report or {}), **given}} if given
-               else None)
-        over = _over_budget(_params(wait).get("budget"), beat.usage)
-        if over and _budget_end(wait, over):
-            raise CallbackExpired(f"the wait ended: {over}")
+    digest = engine.token_hash(token) if token and len(token) <= 200 else ""
+    wait = _known_waits.get(digest)
+    if wait is None or not _beat(wait, digest, given, traceparent):
+        _known_waits.forget(digest)
+        wait = _wait_of(token)
+        if not _beat(wait, digest, given, traceparent):
+            raise CallbackExpired("the wait this callback belongs to has ended")
+        _known_waits.remember(digest, wait)
+    over = _over_budget(_params(wait).get("budget"), beat.usage)
+    if over and _budget_end(wait, over):
+        raise CallbackExpired(f"the wait ended: {over}")
     return wait
+
+
+def _beat(wait: Wait, digest: str, report: dict[str, Any], traceparent: str | None) -> bool:
+    now = timezone.now()
+    with _traced(wait, traceparent, "heartbeat"):
+        return engine.agent_beat(wait.id, token_hash=digest, now=now, report=report or None,
+                                 deadline=engine.heartbeat_deadline_of(_params(wait), now))
+
+
+class _KnownWaits:
+    """The waits whose token this process has read and checked (by the token's hash), so a
+    heartbeat after the first is one statement. Bounded: the oldest half goes when it is full.
+    What is kept never changes for a token (the step run, its run, key and version); whether
+    the wait is still open is checked by every heartbeat's UPDATE, not here."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.waits: dict[str, Wait] = {}
+        self.lock = threading.Lock()
+
+    def get(self, digest: str) -> Wait | None:
+        return self.waits.get(digest) if digest else None
+
+    def remember(self, digest: str, wait: Wait) -> None:
+        with self.lock:
+            if len(self.waits) >= self.size:
+                self.waits = dict(list(self.waits.items())[self.size // 2:])
+            self.waits[digest] = wait
+
+    def forget(self, digest: str) -> None:
+        with self.lock:
+            self.waits.pop(digest, None)
+
+
+_known_waits = _KnownWaits(10_000)
 
 
 def _over_budget(budget: Any, usage: dict[str, float] | None) -> str:
