@@ -20,7 +20,8 @@ Usage: `python bench/throughput.py [--runs 1000] [--clients 16] [--clusters 3]
 [--web-workers N] [--web-threads N] [--worker-nice 10] [--single-runs 200] [--timeout 900]
 [--agents 200 [--agent-every 2]]`. With --agents, that many runs of a one-wait flow wait for
 their agents, which heartbeat every 2 s through the API (the callback siblings) for the whole
-measured load; compare the step throughput with a run without it. Needs PostgreSQL (BENCH_PG_URL, an admin
+measured load, from a process of their own (`AgentsProcess`); compare the step throughput with a
+run without it. Needs PostgreSQL (BENCH_PG_URL, an admin
 URL; default postgres://postgres@127.0.0.1:5432/postgres) and Redis (BENCH_THROUGHPUT_REDIS_URL,
 default redis://127.0.0.1:6379/13; the db is flushed). BENCH_THROUGHPUT_DB names the database
 (default bench_throughput). Everything listens on 127.0.0.1 only.
@@ -137,6 +138,15 @@ def group_cpu(pgid: int) -> float:
     return total / TICK
 
 
+def pid_cpu(pid: int) -> float:
+    """CPU seconds of one live process (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
 def postgres_cpu(database: str) -> float:
     """CPU seconds of the live PostgreSQL backends serving `database` (by their process title;
     0 if they cannot be read)."""
@@ -162,13 +172,15 @@ def machine_cpu() -> float:
     return (sum(values[:8]) - idle) / TICK
 
 
-def cpu_snapshot(web: subprocess.Popen, clusters: list[subprocess.Popen]) -> dict[str, float]:
+def cpu_snapshot(web: subprocess.Popen, clusters: list[subprocess.Popen],
+                 agents: AgentsProcess | None = None) -> dict[str, float]:
     import resource
 
     own = resource.getrusage(resource.RUSAGE_SELF)
     return {"web": group_cpu(web.pid),
             "workers": sum(group_cpu(process.pid) for process in clusters),
-            "clients": own.ru_utime + own.ru_stime, "postgres": postgres_cpu(PG_DB),
+            "clients": own.ru_utime + own.ru_stime + (agents.cpu() if agents else 0.0),
+            "postgres": postgres_cpu(PG_DB),
             "machine": machine_cpu(),
             "wall": time.monotonic()}
 
@@ -422,6 +434,59 @@ class Agents:
         return served / (ended - began) if ended > began else float("nan")
 
 
+class AgentsProcess:
+    """`Agents` in a process of their own, as real agents are on machines of their own: in the
+    bench's process the agents' 8 threads shared one GIL with the clients starting runs, and
+    slowed the starts on the client side (a start's p99 latency grew fourfold). Their CPU is
+    still the bench's (`cpu()`, added to the clients' column). After `stop()` the figures are
+    those of `Agents`: latencies, answered_at (the monotonic clock is the machine's), late,
+    errors."""
+
+    def __init__(self, base: str, tokens: list[str], every: float):
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self.tokens, self.every = tokens, every
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_agents_process, args=(child, base, tokens, every),
+                                       daemon=True)
+        self.latencies: list[float] = []
+        self.answered_at: list[float] = []
+        self.late: list[float] = []
+        self.errors = 0
+
+    def start(self) -> None:
+        self.process.start()
+        if not self.conn.poll(60) or self.conn.recv() != "started":
+            raise BenchFailure("the agents' process did not start")
+
+    def stop(self) -> None:
+        self.conn.send("stop")
+        if not self.conn.poll(60):
+            raise BenchFailure("the agents' process did not stop")
+        figures = self.conn.recv()
+        self.process.join(30)
+        self.latencies, self.answered_at = figures["latencies"], figures["answered_at"]
+        self.late, self.errors = figures["late"], figures["errors"]
+
+    def cpu(self) -> float:
+        """CPU seconds the agents' process has used so far."""
+        return pid_cpu(self.process.pid) if self.process.pid else 0.0
+
+    asked_rate = Agents.asked_rate
+    served_rate = Agents.served_rate
+
+
+def _agents_process(conn, base: str, tokens: list[str], every: float) -> None:
+    agents = Agents(base, tokens, every)
+    agents.start()
+    conn.send("started")
+    conn.recv()  # "stop"
+    agents.stop()
+    conn.send({"latencies": agents.latencies, "answered_at": agents.answered_at,
+               "late": agents.late, "errors": agents.errors})
+
+
 def _read_response(sock: socket.socket) -> tuple[int, bool]:
     """Read one HTTP/1.1 response (Content-Length or chunked) off a keep-alive socket: its
     status and whether the connection stays open."""
@@ -530,7 +595,7 @@ def run_bench(args: argparse.Namespace, tmp: Path) -> None:
             api(http, "POST", f"/api/v1/flows/{SLUG}/releases/{release['version']}/promote")
 
             tokens = start_agents(http, base, token, args.agents) if args.agents else []
-        agents = Agents(base, tokens, args.agent_every) if tokens else None
+        agents = AgentsProcess(base, tokens, args.agent_every) if tokens else None
         if agents:
             agents.start()
             print(f"{len(tokens)} agents heartbeating every {args.agent_every}s",
@@ -543,15 +608,15 @@ def run_bench(args: argparse.Namespace, tmp: Path) -> None:
         warm_ids += single_ids
         print(f"starting {args.runs} runs with {args.clients} clients ...", file=sys.stderr)
         web, clusters = processes[0][0], [process for process, _ in processes[1:]]
-        cpu_before = cpu_snapshot(web, clusters)
+        cpu_before = cpu_snapshot(web, clusters, agents)
         began = time.time()
         measured_from = time.monotonic()
         run_ids, latencies, start_wall = start_runs(base, token, args.runs, args.clients)
-        cpu_started = cpu_snapshot(web, clusters)
+        cpu_started = cpu_snapshot(web, clusters, agents)
         wait_for_runs(run_ids, args.timeout)
         done_wall = time.time() - began
         measured_to = time.monotonic()
-        cpu_after = cpu_snapshot(web, clusters)
+        cpu_after = cpu_snapshot(web, clusters, agents)
         if agents:
             agents.stop()
         for process, log in processes:
@@ -614,8 +679,9 @@ def run_bench(args: argparse.Namespace, tmp: Path) -> None:
     for name, value in rows:
         print(f"{name:<{width}}  {value:>8}")
     cores = os.cpu_count() or 1
-    print(f"\nCPU seconds used ({cores} cores; postgres: the backends of the bench's database; "
-          "rest: Redis and any other work on the machine):")
+    print(f"\nCPU seconds used ({cores} cores; clients: the bench's, its agents' process "
+          "included; postgres: the backends of the bench's database; rest: Redis and any other "
+          "work on the machine):")
     print(f"{'phase':<24} {'wall':>6} {'web':>6} {'workers':>8} {'clients':>8} {'postgres':>9} "
           f"{'rest':>6} {'busy %':>7}")
     for phase, a, b in (("starting runs", cpu_before, cpu_started),
