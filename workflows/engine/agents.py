@@ -45,8 +45,8 @@ from workflows.steps.ssh import run_once
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["agent_params", "agent_touch", "agent_beat", "wait_params", "on_cancel_mark", "on_cancel_run",
-           "heartbeat_deadline_of", "AGENT_OPEN_STATUSES"]
+__all__ = ["agent_params", "agent_touch", "agent_beat", "wait_params", "on_cancel_mark",
+           "on_cancel_run", "heartbeat_deadline_of", "AGENT_OPEN_STATUSES"]
 
 # A wait's callback siblings are accepted while the wait step has not ended.
 AGENT_OPEN_STATUSES = (StepStatus.NOT_STARTED, StepStatus.QUEUED, StepStatus.RUNNING,
@@ -152,10 +152,14 @@ def agent_beat(step_run_id: int, *, token_hash: str, now: datetime,
 
 @cache
 def _beat_sql(vendor: str, keys: tuple[str, ...], deadline: bool, quick: bool) -> str:
-    """The statement of `agent_beat` for one shape (the report's keys, a deadline or not)."""
-    db = connections[router.db_for_write(StepRun)]
-    quote = db.ops.quote_name
-    column = lambda name: quote(StepRun._meta.get_field(name).column)  # noqa: E731
+    """The statement of `agent_beat` for one shape (the report's keys, a deadline or not).
+    The keys are written into the SQLite JSON paths: they are the report's known field names
+    (`services.agents.heartbeat_parse` refuses any other)."""
+    quote = connections[router.db_for_write(StepRun)].ops.quote_name
+
+    def column(name: str) -> str:
+        return quote(StepRun._meta.get_field(name).column)
+
     report = column("agent_report")
     sets = [f"{column('heartbeat_at')} = %s"]
     if keys and vendor == "postgresql":

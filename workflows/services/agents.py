@@ -221,23 +221,29 @@ def agent_heartbeat(*, token: str, payload: Any, traceparent: str | None = None)
                                ("usage", beat.usage)) if v is not None}
     digest = engine.token_hash(token) if token and len(token) <= 200 else ""
     wait = _known_waits.get(digest)
-    if wait is None or not _beat(wait, digest, given, traceparent):
+    if wait is None or not _beat(wait, digest, given, beat.usage, traceparent):
         _known_waits.forget(digest)
         wait = _wait_of(token)
-        if not _beat(wait, digest, given, traceparent):
+        if not _beat(wait, digest, given, beat.usage, traceparent):
             raise CallbackExpired("the wait this callback belongs to has ended")
         _known_waits.remember(digest, wait)
-    over = _over_budget(_params(wait).get("budget"), beat.usage)
-    if over and _budget_end(wait, over):
-        raise CallbackExpired(f"the wait ended: {over}")
     return wait
 
 
-def _beat(wait: Wait, digest: str, report: dict[str, Any], traceparent: str | None) -> bool:
+def _beat(wait: Wait, digest: str, report: dict[str, Any], usage: dict[str, float] | None,
+          traceparent: str | None) -> bool:
+    """The heartbeat's write and, when it landed, its budget check (usage beyond the budget
+    ends the wait: CallbackExpired). False when the write matched nothing."""
     now = timezone.now()
+    params = _params(wait)
     with _traced(wait, traceparent, "heartbeat"):
-        return engine.agent_beat(wait.id, token_hash=digest, now=now, report=report or None,
-                                 deadline=engine.heartbeat_deadline_of(_params(wait), now))
+        if not engine.agent_beat(wait.id, token_hash=digest, now=now, report=report or None,
+                                 deadline=engine.heartbeat_deadline_of(params, now)):
+            return False
+        over = _over_budget(params.get("budget"), usage)
+        if over and _budget_end(wait, over):
+            raise CallbackExpired(f"the wait ended: {over}")
+    return True
 
 
 class _KnownWaits:
