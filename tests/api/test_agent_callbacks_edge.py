@@ -217,6 +217,9 @@ def test_a_known_tokens_heartbeat_is_one_statement_and_leaves_the_sessions_commi
         agent_heartbeat(token=token, payload={})
     assert len(empty.captured_queries) == 1
     assert StepRun.objects.get(pk=step.pk).agent_report == step.agent_report
+    # A field given replaces that field's whole value (usage is a running total).
+    agent_heartbeat(token=token, payload={"usage": {"input_tokens": 5}})
+    assert StepRun.objects.get(pk=step.pk).agent_report["usage"] == {"input_tokens": 5}
     if connection.vendor == "postgresql":
         assert "set_config('synchronous_commit', 'off', true)" in update
         with connection.cursor() as cursor:
@@ -312,3 +315,15 @@ def test_heartbeats_and_log_posts_carrying_a_traceparent_are_linked_to_the_waits
             tracing.flush()
             monkeypatch.undo()
             tracing.reset()
+
+
+def test_the_known_waits_are_bounded_and_keep_the_newest():
+    from workflows.services.agents import _KnownWaits
+
+    known = _KnownWaits(4)
+    for number in range(6):
+        known.remember(f"digest {number}", number)
+    # full at the fifth: the oldest half goes (0, 1), then 4 and 5 join
+    assert [known.get(f"digest {n}") for n in range(6)] == [None, None, 2, 3, 4, 5]
+    known.forget("digest 4")
+    assert known.get("digest 4") is None and known.get("") is None
