@@ -98,6 +98,11 @@ def agent_touch(step_run_id: int, *, now: datetime, deadline: datetime | None,
               for field, value in zip(set_fields, values.values(), strict=True)]
     params.append(step_run_id)
     params.extend(_OPEN_STATUS_VALUES)
+    return _updated(db, text, params)
+
+
+def _updated(db: Any, text: str, params: list[Any]) -> bool:
+    """Send one UPDATE (prepared on PostgreSQL): whether it matched a row."""
     sent = cursor(db)
     try:
         sent.execute(text, params)
@@ -142,12 +147,7 @@ def agent_beat(step_run_id: int, *, token_hash: str, now: datetime,
         params.append(convert(deadline, db))
     params.extend((step_run_id, token_hash, *_OPEN_STATUS_VALUES, convert(now, db),
                    *_RUN_TERMINAL_VALUES))
-    sent = cursor(db)
-    try:
-        sent.execute(text, params)
-        return sent.rowcount > 0
-    finally:
-        sent.close()
+    return _updated(db, text, params)
 
 
 @cache
