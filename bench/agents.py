@@ -4,11 +4,11 @@ On a throwaway PostgreSQL database (BENCH_AGENTS_DB, default bench_agents; BENCH
 admin URL) it migrates, starts R runs of a one-wait flow (heartbeat_timeout_seconds, budget) and
 brings each to its wait, then times H heartbeats through the service the API calls
 (`workflows.services.agents.agent_heartbeat`: after the warm-up, which reads each token once,
-one conditional UPDATE that re-checks the wait), round-robin over the runs' tokens, and the same through the whole Django stack (the test
-client: Django's handler, the security middleware and the lean path of
-workflows/api/agent_callbacks.py), the same through every middleware and django-ninja (the lean
-path taken out: what it saves), and a log post. It prints p50/p99 in ms and the
-statements per heartbeat.
+one conditional UPDATE that re-checks the wait), round-robin over the runs' tokens, and the
+same through the whole Django stack (the test client: Django's handler, the security
+middleware and the lean path of workflows/api/agent_callbacks.py), the same through every
+middleware and django-ninja (the lean path taken out: what it saves), and a log post. It prints
+p50/p99 in ms and the statements per heartbeat.
 
 With `--http SECONDS`, it then starts the production server (gunicorn, config/gunicorn.conf.py,
 as `make serve` and the Procfile run it) three times on the same database — with the lean path,

@@ -220,6 +220,10 @@ def test_a_known_tokens_heartbeat_is_one_statement_and_leaves_the_sessions_commi
     # A field given replaces that field's whole value (usage is a running total).
     agent_heartbeat(token=token, payload={"usage": {"input_tokens": 5}})
     assert StepRun.objects.get(pk=step.pk).agent_report["usage"] == {"input_tokens": 5}
+    # An agent's text reaches the SQL merge as a parameter, whatever it holds.
+    odd = "ünï \"q\" \\ ' \u2028 😀 '); DROP TABLE x; --"
+    agent_heartbeat(token=token, payload={"message": odd})
+    assert StepRun.objects.get(pk=step.pk).agent_report["message"] == odd
     if connection.vendor == "postgresql":
         assert "set_config('synchronous_commit', 'off', true)" in update
         with connection.cursor() as cursor:

@@ -101,7 +101,6 @@ class Wait(NamedTuple):
     callback_nonce: str
     callback_received_at: Any
     timeout_at: Any
-    agent_report: dict[str, Any] | None
     run_status: str
     version_id: int
     rehearsal: bool
@@ -115,7 +114,7 @@ _wait_by_hash = PreparedQuery(
     .annotate(rehearsal=ExpressionWrapper(Q(run__rehearsal_definition__isnull=False),
                                           output_field=BooleanField()))
     .values_list("id", "run_id", "key", "status", "callback_nonce", "callback_received_at",
-                 "timeout_at", "agent_report", "run__status", "run__version_id", "rehearsal"),
+                 "timeout_at", "run__status", "run__version_id", "rehearsal"),
     sentinel=engine.token_hash("prepared query sentinel"),
 )
 
@@ -249,8 +248,10 @@ def _beat(wait: Wait, digest: str, report: dict[str, Any], usage: dict[str, floa
 class _KnownWaits:
     """The waits whose token this process has read and checked (by the token's hash), so a
     heartbeat after the first is one statement. Bounded: the oldest half goes when it is full.
-    What is kept never changes for a token (the step run, its run, key and version); whether
-    the wait is still open is checked by every heartbeat's UPDATE, not here."""
+    Only the fields that never change for a token are read from a kept `Wait` (the step run,
+    its run, key and version: `_params`, `_traced`, `_budget_end`); its status fields are as
+    the first read saw them, and whether the wait is still open is checked by every
+    heartbeat's UPDATE, not here."""
 
     def __init__(self, size: int):
         self.size = size
